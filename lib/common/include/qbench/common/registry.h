@@ -1,0 +1,47 @@
+#pragma once
+// A registry per kind of thing (algorithm, architecture, dataset, profile, observer). Entries are
+// added by explicit registration functions (no static initialisers), so the order is
+// deterministic and `qbench list` prints them in registration order.
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "qbench/common/errors.h"
+#include "qbench/common/strings.h"
+
+namespace qbench {
+
+template <typename Entry>
+class Registry {
+ public:
+  explicit Registry(std::string kind) : kind_(std::move(kind)) {}
+
+  void add(const std::string& name, Entry entry) {
+    if (index_.count(name)) throw Error(kind_ + " '" + name + "' registered twice");
+    index_[name] = entries_.size();
+    entries_.emplace_back(name, std::move(entry));
+  }
+  bool contains(const std::string& name) const { return index_.count(name) > 0; }
+  const Entry& get(const std::string& name) const {
+    auto it = index_.find(name);
+    if (it == index_.end())
+      throw UnknownNameError("unknown " + kind_ + " '" + name + "'" + did_you_mean(name, names()));
+    return entries_[it->second].second;
+  }
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& e : entries_) out.push_back(e.first);
+    return out;
+  }
+  const std::vector<std::pair<std::string, Entry>>& entries() const { return entries_; }
+  const std::string& kind() const { return kind_; }
+
+ private:
+  std::string kind_;
+  std::map<std::string, std::size_t> index_;
+  std::vector<std::pair<std::string, Entry>> entries_;
+};
+
+}  // namespace qbench

@@ -1,0 +1,139 @@
+#pragma once
+// The experiment matrix: a parsed, validated YAML file and its expansion into cells.
+// Torch-free, so it compiles in seconds and its tests need no LibTorch.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace qbench::config {
+
+/// Weight and activation bit widths; 32 means "stays float".
+struct BitWidth {
+  int w = 32;
+  int a = 32;
+  bool is_float() const { return w == 32 && a == 32; }
+  /// "w4a4", "w8a8", "w2a4", "fp32" for 32/32.
+  std::string label() const;
+  bool operator==(const BitWidth& o) const { return w == o.w && a == o.a; }
+  bool operator<(const BitWidth& o) const { return w != o.w ? w < o.w : a < o.a; }
+};
+
+/// Where the data comes from and how much of it a run uses.
+struct DatasetSpec {
+  std::string name = "fashion-mnist";
+  std::string root;          ///< empty: the dataset's default location (CLI --data-root overrides)
+  int64_t train_subset = 0;  ///< 0: the whole training split; else a seeded subset of this size
+  int64_t test_subset = 0;   ///< 0: the whole test split (the number reported); else a fixed subset
+};
+
+/// The aligned FP32 training recipe (MQBench: SGD Nesterov, warm-up then cosine, label smoothing).
+struct TrainRecipe {
+  int epochs = 3;
+  int batch_size = 128;
+  double lr = 0.1;               ///< peak learning rate after warm-up
+  double warmup_epochs = 0.5;    ///< linear warm-up length (fractional epochs allowed)
+  double warmup_start_lr = 1e-4;
+  double momentum = 0.9;
+  bool nesterov = true;
+  double weight_decay = 5e-4;    ///< not applied to BatchNorm parameters and biases
+  double label_smoothing = 0.1;
+  bool augment = true;           ///< random crop (pad 2) + horizontal flip
+};
+
+/// Post-training quantization calibration.
+struct PtqRecipe {
+  int64_t calib_images = 1024;  ///< drawn reproducibly (per seed) from the training split
+  int calib_batch_size = 256;
+};
+
+struct EvalRecipe {
+  int batch_size = 500;
+};
+
+struct LatencyRecipe {
+  bool enabled = true;
+  int batch_size = 32;
+  int warmup = 5;
+  int repeats = 30;
+};
+
+/// One parsed `include`/`exclude` entry: axis name -> value as canonical string
+/// (bits as label, seed as decimal).
+using AxisAssignment = std::map<std::string, std::string>;
+
+struct Matrix {
+  std::string name;
+  std::string file;       ///< path the matrix was read from ("<string>" for in-memory)
+  std::string yaml_text;  ///< the file's exact bytes
+  std::string yaml_hash;  ///< sha256 of yaml_text
+  DatasetSpec dataset;
+  int threads = 2;        ///< intra-op threads (at::set_num_threads); recorded with every row
+  TrainRecipe fp32;
+  PtqRecipe ptq;
+  EvalRecipe eval;
+  LatencyRecipe latency;
+  // Axes (deduplicated, in file order).
+  std::vector<std::string> algorithms;
+  std::vector<BitWidth> bits;
+  std::vector<std::string> archs;
+  std::vector<std::string> profiles;
+  std::vector<uint64_t> seeds;
+  std::vector<AxisAssignment> exclude;
+  std::vector<AxisAssignment> include;
+};
+
+/// What a name means to the validator: filled by the app from the real registries, so this
+/// component stays torch-free and its tests can pass a small fake catalog.
+struct AlgorithmInfo {
+  std::string name;
+  std::string kind;  ///< "fp32", "ptq" or "qat"
+};
+struct Catalog {
+  std::vector<AlgorithmInfo> algorithms;
+  std::vector<std::string> archs;
+  std::vector<std::string> datasets;
+  std::vector<std::string> profiles;
+  /// Names that are known methods but not implemented yet -> message shown to the user.
+  std::map<std::string, std::string> planned_algorithms;
+  const AlgorithmInfo* find_algorithm(const std::string& name) const;
+};
+
+/// Parses and validates a matrix file. Throws qbench::ConfigError naming file:line:column and the
+/// key path on the first error (unknown key, wrong type, bits outside 2..8/32, unknown name with
+/// the closest candidates, missing required key).
+Matrix load_matrix_file(const std::string& path, const Catalog& catalog);
+/// Same, from text already in memory; `file` is used in error messages.
+Matrix parse_matrix(const std::string& yaml_text, const std::string& file, const Catalog& catalog);
+
+/// Parses "w4a4", "w8a8", "w2a4", "fp32", "32" forms. Throws std::invalid_argument.
+BitWidth parse_bits_label(const std::string& s);
+
+/// One unit of work: a fully resolved configuration with a stable key.
+struct Cell {
+  std::string dataset;
+  std::string arch;
+  std::string algorithm;  ///< "fp32" for the baseline cell
+  std::string kind;       ///< fp32 | ptq | qat
+  std::string profile;    ///< "none" for the baseline cell
+  BitWidth bits;
+  uint64_t seed = 0;
+  nlohmann::json resolved;   ///< canonical resolved configuration (what the key hashes)
+  std::string key;           ///< sha256 hex of resolved.dump()
+  std::string baseline_key;  ///< key of this cell's FP32 baseline (== key for the baseline cell)
+  std::string short_key() const { return key.substr(0, 12); }
+};
+
+/// Expands the matrix: for each arch x seed, its FP32 baseline cell first, then
+/// algorithm x bits x profile (minus `exclude`, plus `include`), in file order. `fp32` in the
+/// algorithm axis denotes the baseline and is not crossed with bits/profiles.
+std::vector<Cell> expand_cells(const Matrix& m, const Catalog& catalog);
+
+/// The canonical JSON of the FP32 baseline recipe for (dataset, arch, seed): hashes to the
+/// baseline key, which also names the cached checkpoint.
+nlohmann::json baseline_config(const Matrix& m, const std::string& arch, uint64_t seed);
+
+}  // namespace qbench::config
