@@ -1,0 +1,256 @@
+// Expansion of a validated matrix into cells, and the canonical JSON each cell key hashes.
+//
+// A key is sha256 of the compact dump of a JSON object whose keys nlohmann sorts and whose numbers
+// it prints in the shortest round-trip form, so the same configuration gives the same key on every
+// run and machine, and any change to a value that could change a result gives a new key. What
+// cannot change a result stays out: the dataset's location, the thread count, the matrix name.
+#include <charconv>
+#include <set>
+#include <stdexcept>
+
+#include "qbench/common/errors.h"
+#include "qbench/common/strings.h"
+#include "qbench/config/matrix.h"
+
+namespace qbench::config {
+namespace {
+
+using nlohmann::json;
+
+/// Bumped when the meaning of a recipe changes (e.g. a fix to the training loop), so old keys,
+/// and the cached checkpoints and rows behind them, are no longer reused.
+constexpr int kPipelineVersion = 1;
+
+const char* const kBaselineAlgorithm = "fp32";
+const char* const kBaselineProfile = "none";
+
+json dataset_json(const DatasetSpec& d) {
+  return {{"name", d.name}, {"train_subset", d.train_subset}, {"test_subset", d.test_subset}};
+}
+
+json fp32_json(const TrainRecipe& r) {
+  return {{"epochs", r.epochs},
+          {"batch_size", r.batch_size},
+          {"lr", r.lr},
+          {"warmup_epochs", r.warmup_epochs},
+          {"warmup_start_lr", r.warmup_start_lr},
+          {"momentum", r.momentum},
+          {"nesterov", r.nesterov},
+          {"weight_decay", r.weight_decay},
+          {"label_smoothing", r.label_smoothing},
+          {"augment", r.augment}};
+}
+
+json ptq_json(const PtqRecipe& r) {
+  return {{"calib_images", r.calib_images}, {"calib_batch_size", r.calib_batch_size}};
+}
+
+json eval_json(const EvalRecipe& r) { return {{"batch_size", r.batch_size}}; }
+
+json latency_json(const LatencyRecipe& r) {
+  return {{"enabled", r.enabled}, {"batch_size", r.batch_size}, {"warmup", r.warmup}, {"repeats", r.repeats}};
+}
+
+Cell make_cell(const Matrix& m, const std::string& arch, uint64_t seed, const std::string& algorithm,
+               const std::string& kind, const std::string& profile, BitWidth bits,
+               const std::string& baseline_key) {
+  const bool baseline = algorithm == kBaselineAlgorithm;
+  Cell c;
+  c.dataset = m.dataset.name;
+  c.arch = arch;
+  c.algorithm = algorithm;
+  c.kind = kind;
+  c.profile = profile;
+  c.bits = bits;
+  c.seed = seed;
+  json j = {{"qbench_pipeline", kPipelineVersion},
+            {"dataset", dataset_json(m.dataset)},
+            {"arch", arch},
+            {"algorithm", algorithm},
+            {"kind", kind},
+            {"profile", profile},
+            {"w_bits", bits.w},
+            {"a_bits", bits.a},
+            {"seed", seed},
+            {"fp32_recipe", fp32_json(m.fp32)},
+            {"eval", eval_json(m.eval)},
+            {"latency", latency_json(m.latency)}};
+  if (!baseline) j["ptq"] = ptq_json(m.ptq);
+  c.resolved = std::move(j);
+  c.baseline_key = baseline_key;
+  // The baseline cell is keyed by its training recipe alone, so its key names the checkpoint.
+  c.key = baseline ? baseline_key : sha256_hex(c.resolved.dump());
+  return c;
+}
+
+bool parse_seed(const std::string& s, uint64_t& out) {
+  if (s.empty()) return false;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+/// An exclude entry matches when every key it has equals the combination's value.
+bool matches(const AxisAssignment& e, const std::string& algorithm, const BitWidth& bits,
+             const std::string& arch, const std::string& profile, uint64_t seed) {
+  for (const auto& [axis, value] : e) {
+    if (axis == "algorithm" && value != algorithm) return false;
+    if (axis == "arch" && value != arch) return false;
+    if (axis == "profile" && value != profile) return false;
+    if (axis == "bits") {
+      try {
+        if (!(parse_bits_label(value) == bits)) return false;
+      } catch (const std::invalid_argument&) {
+        return false;
+      }
+    }
+    if (axis == "seed") {
+      uint64_t s = 0;
+      if (!parse_seed(value, s) || s != seed) return false;
+    }
+  }
+  return true;
+}
+
+struct Group {
+  std::string arch;
+  uint64_t seed = 0;
+  std::string baseline_key;
+  std::vector<Cell> cells;
+  std::set<std::string> ids;  // algorithm|bits|profile, to add an include only once
+};
+
+class Expander {
+ public:
+  Expander(const Matrix& m, const Catalog& c) : m_(m), cat_(c) {}
+
+  std::vector<Cell> run() {
+    for (const auto& arch : m_.archs)
+      for (uint64_t seed : m_.seeds) {
+        Group& g = group(arch, seed);
+        for (const auto& algorithm : m_.algorithms) {
+          if (algorithm == kBaselineAlgorithm) continue;
+          const std::string kind = kind_of(algorithm, "matrix.algorithm", SourceMark{});
+          for (const auto& bits : m_.bits) {
+            if (bits.is_float()) continue;  // a quantizer at 32/32 bits is the baseline again
+            for (const auto& profile : m_.profiles) {
+              bool excluded = false;
+              for (const auto& e : m_.exclude)
+                if (matches(e, algorithm, bits, arch, profile, seed)) excluded = true;
+              if (!excluded) add(g, algorithm, kind, bits, profile);
+            }
+          }
+        }
+      }
+    for (std::size_t i = 0; i < m_.include.size(); ++i) include(i);
+
+    std::vector<Cell> out;
+    for (auto& g : groups_)
+      for (auto& c : g.cells) out.push_back(std::move(c));
+    return out;
+  }
+
+ private:
+  [[noreturn]] void fail(SourceMark at, const std::string& path, const std::string& msg) const {
+    throw ConfigError(m_.file, at.line, at.column, path, msg);
+  }
+
+  std::string kind_of(const std::string& algorithm, const std::string& path, SourceMark at) const {
+    const AlgorithmInfo* info = cat_.find_algorithm(algorithm);
+    if (!info) {
+      std::vector<std::string> names;
+      for (const auto& a : cat_.algorithms) names.push_back(a.name);
+      fail(at, path, "unknown algorithm '" + algorithm + "'" + did_you_mean(algorithm, names));
+    }
+    return info->kind;
+  }
+
+  /// The group of (arch, seed), created with its baseline cell first when new.
+  Group& group(const std::string& arch, uint64_t seed) {
+    for (auto& g : groups_)
+      if (g.arch == arch && g.seed == seed) return g;
+    Group g;
+    g.arch = arch;
+    g.seed = seed;
+    g.baseline_key = sha256_hex(baseline_config(m_, arch, seed).dump());
+    g.cells.push_back(make_cell(m_, arch, seed, kBaselineAlgorithm, "fp32", kBaselineProfile, BitWidth{32, 32},
+                                g.baseline_key));
+    groups_.push_back(std::move(g));
+    return groups_.back();
+  }
+
+  void add(Group& g, const std::string& algorithm, const std::string& kind, const BitWidth& bits,
+           const std::string& profile) {
+    std::string id = algorithm + "|" + bits.label() + "|" + profile;
+    if (!g.ids.insert(id).second) return;
+    g.cells.push_back(make_cell(m_, g.arch, g.seed, algorithm, kind, profile, bits, g.baseline_key));
+  }
+
+  void include(std::size_t i) {
+    const AxisAssignment& e = m_.include[i];
+    const SourceMark at = i < m_.include_marks.size() ? m_.include_marks[i] : SourceMark{};
+    const std::string path = "matrix.include[" + std::to_string(i) + "]";
+
+    auto value = [&](const std::string& axis, const std::vector<std::string>& axis_values) -> std::string {
+      auto it = e.find(axis);
+      if (it != e.end()) return it->second;
+      if (axis_values.size() == 1) return axis_values.front();
+      fail(at, path,
+           "missing key '" + axis + "' (the axis has " + (axis_values.empty() ? "no values" : "several values") +
+               ")");
+    };
+    std::vector<std::string> bits_labels, seed_strings;
+    for (const auto& b : m_.bits) bits_labels.push_back(b.label());
+    for (uint64_t s : m_.seeds) seed_strings.push_back(std::to_string(s));
+
+    for (const auto& [axis, v] : e)
+      if (axis != "algorithm" && axis != "bits" && axis != "arch" && axis != "profile" && axis != "seed")
+        fail(at, path, "unknown key '" + axis + "'" +
+                           did_you_mean(axis, {"algorithm", "bits", "arch", "profile", "seed"}));
+
+    const std::string algorithm = value("algorithm", m_.algorithms);
+    const std::string arch = value("arch", m_.archs);
+    uint64_t seed = 0;
+    const std::string seed_text = value("seed", seed_strings);
+    if (!parse_seed(seed_text, seed)) fail(at, path + ".seed", "expected an integer >= 0, got '" + seed_text + "'");
+
+    if (algorithm == kBaselineAlgorithm) {
+      if (e.count("bits") && e.at("bits") != "fp32")
+        fail(at, path, "algorithm fp32 is the FP32 baseline, which has no bits other than fp32");
+      if (e.count("profile"))
+        fail(at, path, "algorithm fp32 is the FP32 baseline, which has no deployment profile");
+      group(arch, seed);
+      return;
+    }
+    const std::string kind = kind_of(algorithm, path + ".algorithm", at);
+    const std::string bits_text = value("bits", bits_labels);
+    BitWidth bits;
+    try {
+      bits = parse_bits_label(bits_text);
+    } catch (const std::invalid_argument& ex) {
+      fail(at, path + ".bits", ex.what());
+    }
+    if (bits.is_float())
+      fail(at, path,
+           "bits fp32 with algorithm '" + algorithm + "' is the FP32 baseline (write algorithm: fp32 to include it)");
+    const std::string profile = value("profile", m_.profiles);
+    add(group(arch, seed), algorithm, kind, bits, profile);
+  }
+
+  const Matrix& m_;
+  const Catalog& cat_;
+  std::vector<Group> groups_;
+};
+
+}  // namespace
+
+nlohmann::json baseline_config(const Matrix& m, const std::string& arch, uint64_t seed) {
+  return {{"qbench_pipeline", kPipelineVersion},
+          {"dataset", dataset_json(m.dataset)},
+          {"arch", arch},
+          {"seed", seed},
+          {"fp32_recipe", fp32_json(m.fp32)}};
+}
+
+std::vector<Cell> expand_cells(const Matrix& m, const Catalog& catalog) { return Expander(m, catalog).run(); }
+
+}  // namespace qbench::config

@@ -1,0 +1,580 @@
+// Parsing and validation of the matrix file. The whole file is checked before anything runs, and
+// every error names file:line:column and the key path, so a typo fails in milliseconds with a
+// message that points at the offending character instead of an hour into a run.
+#include "qbench/config/matrix.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <utility>
+
+#include "qbench/common/errors.h"
+#include "qbench/common/strings.h"
+
+namespace qbench::config {
+
+std::string BitWidth::label() const {
+  if (is_float()) return "fp32";
+  return "w" + std::to_string(w) + "a" + std::to_string(a);
+}
+
+const AlgorithmInfo* Catalog::find_algorithm(const std::string& name) const {
+  for (const auto& a : algorithms)
+    if (a.name == name) return &a;
+  return nullptr;
+}
+
+namespace {
+
+bool valid_width(int64_t b) { return (b >= 2 && b <= 8) || b == 32; }
+
+/// Plain decimal integer with an optional sign; false on anything else (2.5, 0x10, 1e3, "").
+bool parse_int64(const std::string& s, int64_t& out) {
+  if (s.empty()) return false;
+  const char* first = s.data();
+  const char* last = s.data() + s.size();
+  if (*first == '+') ++first;
+  if (first == last || *first == '+') return false;
+  auto r = std::from_chars(first, last, out);
+  return r.ec == std::errc() && r.ptr == last;
+}
+
+bool parse_uint64(const std::string& s, uint64_t& out) {
+  if (s.empty() || s[0] == '-') return false;
+  const char* first = s.data();
+  const char* last = s.data() + s.size();
+  if (*first == '+') ++first;
+  if (first == last || *first == '+' || *first == '-') return false;
+  auto r = std::from_chars(first, last, out);
+  return r.ec == std::errc() && r.ptr == last;
+}
+
+/// Locale-independent (std::from_chars), so a German locale cannot turn 0.1 into 0.
+bool parse_double(const std::string& s, double& out) {
+  if (s.empty()) return false;
+  const char* first = s.data();
+  const char* last = s.data() + s.size();
+  if (*first == '+') ++first;
+  if (first == last || *first == '+') return false;
+  auto r = std::from_chars(first, last, out, std::chars_format::general);
+  return r.ec == std::errc() && r.ptr == last;
+}
+
+/// "w4a8" -> {4, 8}, "fp32"/"32" -> {32, 32}; syntax only (no range check).
+std::optional<BitWidth> split_bits_label(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (s == "fp32" || s == "32") return BitWidth{32, 32};
+  if (s.size() < 4 || s[0] != 'w') return std::nullopt;
+  auto apos = s.find('a');
+  if (apos == std::string::npos || apos < 2 || apos + 1 >= s.size()) return std::nullopt;
+  auto digits = [](const std::string& t) {
+    return !t.empty() && t.size() <= 3 &&
+           std::all_of(t.begin(), t.end(), [](unsigned char c) { return std::isdigit(c); });
+  };
+  std::string w = s.substr(1, apos - 1), a = s.substr(apos + 1);
+  if (!digits(w) || !digits(a)) return std::nullopt;
+  return BitWidth{std::stoi(w), std::stoi(a)};
+}
+
+std::string width_error(int64_t got) {
+  return "expected a bit width 2..8 or 32, got " + std::to_string(got);
+}
+
+SourceMark mark_of(const YAML::Node& n) {
+  auto m = n.Mark();
+  if (m.is_null()) return {};
+  return {m.line + 1, m.column + 1};
+}
+
+std::string child_path(const std::string& parent, const std::string& key) {
+  return parent.empty() ? key : parent + "." + key;
+}
+
+std::string index_path(const std::string& parent, std::size_t i) {
+  return parent + "[" + std::to_string(i) + "]";
+}
+
+/// What the user wrote, for "expected X, got Y" messages.
+std::string found(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Null:
+      return "nothing (null)";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Scalar:
+      if (n.Tag() == "?") return "'" + n.Scalar() + "'";
+      return "the string \"" + n.Scalar() + "\"";
+    default:
+      return "an undefined value";
+  }
+}
+
+/// Common misnamings that edit distance cannot catch (learning_rate is 11 edits from lr).
+const std::map<std::string, std::string>& key_aliases() {
+  static const std::map<std::string, std::string> kAliases = {
+      {"learning_rate", "lr"},     {"learningrate", "lr"},        {"base_lr", "lr"},
+      {"epoch", "epochs"},         {"batch", "batch_size"},       {"bs", "batch_size"},
+      {"batchsize", "batch_size"}, {"wd", "weight_decay"},        {"smoothing", "label_smoothing"},
+      {"augmentation", "augment"}, {"algorithms", "algorithm"},   {"algo", "algorithm"},
+      {"method", "algorithm"},     {"archs", "arch"},             {"architecture", "arch"},
+      {"model", "arch"},           {"models", "arch"},            {"profiles", "profile"},
+      {"seeds", "seed"},           {"bit", "bits"},               {"bitwidth", "bits"},
+      {"bit_width", "bits"},       {"num_threads", "threads"},    {"excludes", "exclude"},
+      {"includes", "include"},     {"calibration_images", "calib_images"},
+      {"calib_size", "calib_images"}, {"iterations", "repeats"},  {"runs", "repeats"},
+      {"data", "dataset"},         {"path", "root"},              {"dir", "root"},
+      {"weights", "w"},            {"activations", "a"},
+  };
+  return kAliases;
+}
+
+std::string suggest_key(const std::string& name, const std::vector<std::string>& allowed) {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  auto it = key_aliases().find(lower);
+  if (it != key_aliases().end() &&
+      std::find(allowed.begin(), allowed.end(), it->second) != allowed.end())
+    return " (did you mean: " + it->second + "?)";
+  return did_you_mean(name, allowed);
+}
+
+/// A node with the key path that leads to it and the position to report.
+struct Item {
+  YAML::Node node;
+  std::string path;
+  SourceMark mark;
+};
+
+class Parser;
+
+/// A YAML map checked against its allowed keys (unknown or duplicate keys fail at once).
+class MapView {
+ public:
+  MapView(const Parser& p, const Item& item, std::vector<std::string> allowed, const std::string& what);
+  bool has(const std::string& key) const { return values_.count(key) > 0; }
+  Item get(const std::string& key) const;
+  /// Fails with "missing required key" at the map's position when `key` is absent.
+  Item require(const std::string& key, const std::string& why = "") const;
+  bool empty() const { return values_.empty(); }
+  const Item& self() const { return self_; }
+
+ private:
+  const Parser& p_;
+  Item self_;
+  std::map<std::string, std::pair<YAML::Node, YAML::Node>> values_;  // key -> (key node, value)
+};
+
+class Parser {
+ public:
+  Parser(const std::string& file, const Catalog& catalog) : file_(file), cat_(catalog) {}
+
+  [[noreturn]] void fail(SourceMark at, const std::string& path, const std::string& msg) const {
+    throw ConfigError(file_, at.line, at.column, path, msg);
+  }
+  [[noreturn]] void fail(const Item& it, const std::string& msg) const { fail(it.mark, it.path, msg); }
+
+  Matrix parse(const std::string& text);
+
+  std::string string_value(const Item& it) const {
+    if (!it.node.IsScalar()) fail(it, "expected a string, got " + found(it.node));
+    if (it.node.Scalar().empty()) fail(it, "expected a non-empty string");
+    return it.node.Scalar();
+  }
+
+  /// Quoted scalars are strings, even "3": the type the user wrote is the type we check.
+  bool is_plain(const Item& it) const { return it.node.IsScalar() && it.node.Tag() == "?"; }
+
+  /// `hi` at a type's maximum is "no bound": the message says ">= lo" and an overflow says so.
+  int64_t integer(const Item& it, int64_t lo, int64_t hi = std::numeric_limits<int64_t>::max()) const {
+    const bool unbounded = hi == std::numeric_limits<int64_t>::max() || hi == std::numeric_limits<int>::max();
+    std::string expect = unbounded ? "an integer >= " + std::to_string(lo)
+                                   : "an integer " + std::to_string(lo) + ".." + std::to_string(hi);
+    int64_t v = 0;
+    if (!is_plain(it) || !parse_int64(it.node.Scalar(), v)) {
+      std::string s = it.node.IsScalar() ? it.node.Scalar() : "";
+      const std::size_t sign = !s.empty() && (s[0] == '-' || s[0] == '+') ? 1 : 0;
+      bool digits = is_plain(it) && s.size() > sign &&
+                    std::all_of(s.begin() + sign, s.end(), [](unsigned char c) { return std::isdigit(c); });
+      if (digits) fail(it, "expected " + expect + ", got " + s + " (too large)");
+      fail(it, "expected " + expect + ", got " + found(it.node));
+    }
+    if (v < lo) fail(it, "expected " + expect + ", got " + std::to_string(v));
+    if (v > hi) fail(it, "expected " + expect + ", got " + std::to_string(v) + (unbounded ? " (too large)" : ""));
+    return v;
+  }
+
+  int int32(const Item& it, int lo, int hi = std::numeric_limits<int>::max()) const {
+    return static_cast<int>(integer(it, lo, hi));
+  }
+
+  uint64_t unsigned_integer(const Item& it) const {
+    uint64_t v = 0;
+    if (!is_plain(it) || !parse_uint64(it.node.Scalar(), v)) {
+      int64_t neg = 0;
+      if (is_plain(it) && parse_int64(it.node.Scalar(), neg) && neg < 0)
+        fail(it, "expected an integer >= 0, got " + std::to_string(neg));
+      fail(it, "expected an integer >= 0, got " + found(it.node));
+    }
+    return v;
+  }
+
+  /// A finite number in the interval described by `lo`/`hi` and their inclusiveness.
+  double number(const Item& it, double lo, bool lo_incl, double hi = INFINITY, bool hi_incl = false) const {
+    auto fmt = [](double x) {
+      std::ostringstream os;
+      os.imbue(std::locale::classic());
+      os << x;
+      return os.str();
+    };
+    std::string expect;
+    if (std::isinf(hi))
+      expect = std::string("a number ") + (lo_incl ? ">= " : "> ") + fmt(lo);
+    else
+      expect = std::string("a number in ") + (lo_incl ? "[" : "(") + fmt(lo) + ", " + fmt(hi) +
+               (hi_incl ? "]" : ")");
+    double v = 0;
+    if (!is_plain(it) || !parse_double(it.node.Scalar(), v) || !std::isfinite(v))
+      fail(it, "expected " + expect + ", got " + found(it.node));
+    bool ok = (lo_incl ? v >= lo : v > lo) && (hi_incl ? v <= hi : v < hi);
+    if (!ok) fail(it, "expected " + expect + ", got " + it.node.Scalar());
+    return v;
+  }
+
+  bool boolean(const Item& it) const {
+    if (is_plain(it)) {
+      const std::string& s = it.node.Scalar();
+      if (s == "true" || s == "True" || s == "TRUE") return true;
+      if (s == "false" || s == "False" || s == "FALSE") return false;
+    }
+    fail(it, "expected true or false, got " + found(it.node));
+  }
+
+  /// A name from `known`; an unknown one fails with the closest candidates.
+  std::string known_name(const Item& it, const std::string& kind, const std::vector<std::string>& known) const {
+    std::string s = string_value(it);
+    if (std::find(known.begin(), known.end(), s) == known.end())
+      fail(it, "unknown " + kind + " '" + s + "'" + did_you_mean(s, known));
+    return s;
+  }
+
+  std::string algorithm(const Item& it) const {
+    std::string s = string_value(it);
+    if (cat_.find_algorithm(s)) return s;
+    auto planned = cat_.planned_algorithms.find(s);
+    if (planned != cat_.planned_algorithms.end())
+      fail(it, "algorithm '" + s + "' is not implemented yet: " + planned->second);
+    std::vector<std::string> names;
+    for (const auto& a : cat_.algorithms) names.push_back(a.name);
+    fail(it, "unknown algorithm '" + s + "'" + did_you_mean(s, names));
+  }
+
+  int width(const Item& it) const {
+    int64_t v = 0;
+    if (!is_plain(it) || !parse_int64(it.node.Scalar(), v))
+      fail(it, "expected a bit width 2..8 or 32, got " + found(it.node));
+    if (!valid_width(v)) fail(it, width_error(v));
+    return static_cast<int>(v);
+  }
+
+  BitWidth bits(const Item& it) const {
+    if (it.node.IsMap()) {
+      MapView m(*this, it, {"w", "a"}, "a bit-width map {w: 4, a: 8}");
+      int w = width(m.require("w"));
+      int a = width(m.require("a"));
+      return BitWidth{w, a};
+    }
+    if (!it.node.IsScalar())
+      fail(it, "expected a bits label such as w4a8 or fp32, or a map {w: 4, a: 8}, got " + found(it.node));
+    auto b = split_bits_label(it.node.Scalar());
+    if (!b)
+      fail(it, "expected a bits label such as w4a8 or fp32, or a map {w: 4, a: 8}, got " + found(it.node));
+    if (!valid_width(b->w)) fail(it, width_error(b->w) + " (in '" + it.node.Scalar() + "')");
+    if (!valid_width(b->a)) fail(it, width_error(b->a) + " (in '" + it.node.Scalar() + "')");
+    return *b;
+  }
+
+  /// An axis: one value or a non-empty list of values.
+  std::vector<Item> axis_items(const Item& it) const {
+    if (it.node.IsNull()) fail(it, "expected a value or a list of values, got " + found(it.node));
+    if (!it.node.IsSequence()) return {it};
+    if (it.node.size() == 0) fail(it, "expected at least one value, got an empty list");
+    std::vector<Item> out;
+    for (std::size_t i = 0; i < it.node.size(); ++i) {
+      YAML::Node e = it.node[i];
+      SourceMark mk = mark_of(e);
+      if (mk.line == 0 || e.IsNull()) mk = it.mark;
+      out.push_back({e, index_path(it.path, i), mk});
+    }
+    return out;
+  }
+
+  /// Entries of `exclude`/`include`: a list of maps (null = none).
+  std::vector<Item> entry_items(const Item& it) const {
+    if (it.node.IsNull()) return {};
+    if (!it.node.IsSequence())
+      fail(it, "expected a list of maps such as [{arch: resnet20, bits: w2a2}], got " + found(it.node));
+    auto items = std::vector<Item>();
+    for (std::size_t i = 0; i < it.node.size(); ++i) {
+      YAML::Node e = it.node[i];
+      SourceMark mk = mark_of(e);
+      if (mk.line == 0 || e.IsNull()) mk = it.mark;
+      items.push_back({e, index_path(it.path, i), mk});
+    }
+    return items;
+  }
+
+  AxisAssignment assignment(const Item& it) const {
+    if (!it.node.IsMap())
+      fail(it, "expected a map over algorithm, bits, arch, profile, seed, got " + found(it.node));
+    MapView m(*this, it, {"algorithm", "bits", "arch", "profile", "seed"}, "");
+    if (m.empty()) fail(it, "expected at least one of algorithm, bits, arch, profile, seed");
+    AxisAssignment a;
+    if (m.has("algorithm")) a["algorithm"] = algorithm(m.get("algorithm"));
+    if (m.has("bits")) a["bits"] = bits(m.get("bits")).label();
+    if (m.has("arch")) a["arch"] = known_name(m.get("arch"), "arch", cat_.archs);
+    if (m.has("profile")) a["profile"] = known_name(m.get("profile"), "profile", cat_.profiles);
+    if (m.has("seed")) a["seed"] = std::to_string(unsigned_integer(m.get("seed")));
+    return a;
+  }
+
+  const std::string& file() const { return file_; }
+  const Catalog& catalog() const { return cat_; }
+
+ private:
+  void parse_dataset(const Item& it, DatasetSpec& d) const;
+  void parse_pipeline(const Item& it, Matrix& m) const;
+  void parse_axes(const Item& it, Matrix& m) const;
+
+  std::string file_;
+  const Catalog& cat_;
+};
+
+MapView::MapView(const Parser& p, const Item& item, std::vector<std::string> allowed, const std::string& what)
+    : p_(p), self_(item) {
+  if (item.node.IsNull()) return;  // an optional section left empty: all defaults
+  if (!item.node.IsMap())
+    p.fail(item, "expected " + (what.empty() ? std::string("a map") : what) + ", got " + found(item.node));
+  for (const auto& kv : item.node) {
+    // Copies: yaml-cpp's iterator yields a temporary pair, so a reference would dangle.
+    const YAML::Node k = kv.first;
+    const YAML::Node v = kv.second;
+    SourceMark km = mark_of(k);
+    if (!k.IsScalar()) p.fail(km, item.path, "expected a plain key, got " + found(k));
+    const std::string& key = k.Scalar();
+    std::string path = child_path(item.path, key);
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+      p.fail(km, path, "unknown key" + suggest_key(key, allowed));
+    if (values_.count(key)) {
+      SourceMark first = mark_of(values_[key].first);
+      p.fail(km, path, "duplicate key (first given on line " + std::to_string(first.line) + ")");
+    }
+    values_[key] = {k, v};
+  }
+}
+
+Item MapView::get(const std::string& key) const {
+  const auto& kv = values_.at(key);
+  // A null value has no position of its own (yaml-cpp points at the next token): use the key's.
+  SourceMark mk = kv.second.IsNull() ? mark_of(kv.first) : mark_of(kv.second);
+  if (mk.line == 0) mk = mark_of(kv.first);
+  return {kv.second, child_path(self_.path, key), mk};
+}
+
+Item MapView::require(const std::string& key, const std::string& why) const {
+  if (!has(key)) p_.fail(self_, "missing required key '" + key + "'" + why);
+  return get(key);
+}
+
+template <typename T>
+void push_unique(std::vector<T>& v, const T& x) {
+  if (std::find(v.begin(), v.end(), x) == v.end()) v.push_back(x);
+}
+
+void Parser::parse_dataset(const Item& it, DatasetSpec& d) const {
+  if (it.node.IsScalar()) {
+    d.name = known_name(it, "dataset", cat_.datasets);
+    return;
+  }
+  if (!it.node.IsMap())
+    fail(it, "expected a dataset name or a map {name, root, train_subset, test_subset}, got " + found(it.node));
+  MapView m(*this, it, {"name", "root", "train_subset", "test_subset"}, "");
+  d.name = known_name(m.require("name"), "dataset", cat_.datasets);
+  if (m.has("root")) d.root = string_value(m.get("root"));
+  if (m.has("train_subset")) d.train_subset = integer(m.get("train_subset"), 0);
+  if (m.has("test_subset")) d.test_subset = integer(m.get("test_subset"), 0);
+}
+
+void Parser::parse_pipeline(const Item& it, Matrix& m) const {
+  MapView p(*this, it, {"threads", "fp32", "ptq", "eval", "latency"}, "");
+  if (p.has("threads")) m.threads = int32(p.get("threads"), 1, 256);
+
+  if (p.has("fp32")) {
+    TrainRecipe& r = m.fp32;
+    MapView f(*this, p.get("fp32"),
+              {"epochs", "batch_size", "lr", "warmup_epochs", "warmup_start_lr", "momentum", "nesterov",
+               "weight_decay", "label_smoothing", "augment"},
+              "");
+    if (f.has("epochs")) r.epochs = int32(f.get("epochs"), 1);
+    if (f.has("batch_size")) r.batch_size = int32(f.get("batch_size"), 1);
+    if (f.has("lr")) r.lr = number(f.get("lr"), 0, false);
+    if (f.has("warmup_epochs")) r.warmup_epochs = number(f.get("warmup_epochs"), 0, true);
+    if (f.has("warmup_start_lr")) r.warmup_start_lr = number(f.get("warmup_start_lr"), 0, true);
+    if (f.has("momentum")) r.momentum = number(f.get("momentum"), 0, true, 1, false);
+    if (f.has("nesterov")) r.nesterov = boolean(f.get("nesterov"));
+    if (f.has("weight_decay")) r.weight_decay = number(f.get("weight_decay"), 0, true);
+    if (f.has("label_smoothing")) r.label_smoothing = number(f.get("label_smoothing"), 0, true, 1, false);
+    if (f.has("augment")) r.augment = boolean(f.get("augment"));
+    // A warm-up as long as the run never reaches the peak rate nor starts the cosine decay.
+    if (r.warmup_epochs >= r.epochs) {
+      Item at = f.has("warmup_epochs") ? f.get("warmup_epochs") : f.get("epochs");
+      std::ostringstream os;
+      os.imbue(std::locale::classic());
+      os << "warmup_epochs (" << r.warmup_epochs << ") must be less than epochs (" << r.epochs << ")";
+      fail(at, os.str());
+    }
+  }
+  if (p.has("ptq")) {
+    MapView q(*this, p.get("ptq"), {"calib_images", "calib_batch_size"}, "");
+    if (q.has("calib_images")) m.ptq.calib_images = integer(q.get("calib_images"), 1);
+    if (q.has("calib_batch_size")) m.ptq.calib_batch_size = int32(q.get("calib_batch_size"), 1);
+  }
+  if (p.has("eval")) {
+    MapView e(*this, p.get("eval"), {"batch_size"}, "");
+    if (e.has("batch_size")) m.eval.batch_size = int32(e.get("batch_size"), 1);
+  }
+  if (p.has("latency")) {
+    MapView l(*this, p.get("latency"), {"enabled", "batch_size", "warmup", "repeats"}, "");
+    if (l.has("enabled")) m.latency.enabled = boolean(l.get("enabled"));
+    if (l.has("batch_size")) m.latency.batch_size = int32(l.get("batch_size"), 1);
+    if (l.has("warmup")) m.latency.warmup = int32(l.get("warmup"), 0);
+    if (l.has("repeats")) m.latency.repeats = int32(l.get("repeats"), 1);
+  }
+}
+
+void Parser::parse_axes(const Item& it, Matrix& m) const {
+  if (!it.node.IsMap()) fail(it, "expected a map of axes (algorithm, bits, arch, ...), got " + found(it.node));
+  MapView x(*this, it, {"algorithm", "bits", "arch", "profile", "seed", "exclude", "include"}, "");
+
+  for (const auto& a : axis_items(x.require("algorithm"))) push_unique(m.algorithms, algorithm(a));
+
+  bool only_fp32 = std::all_of(m.algorithms.begin(), m.algorithms.end(), [&](const std::string& a) {
+    const AlgorithmInfo* info = cat_.find_algorithm(a);
+    return a == "fp32" || (info && info->kind == "fp32");
+  });
+  if (x.has("bits") || !only_fp32)
+    for (const auto& b : axis_items(x.require("bits", " (required unless algorithm is only fp32)")))
+      push_unique(m.bits, bits(b));
+
+  for (const auto& a : axis_items(x.require("arch"))) push_unique(m.archs, known_name(a, "arch", cat_.archs));
+
+  if (x.has("profile")) {
+    for (const auto& p : axis_items(x.get("profile")))
+      push_unique(m.profiles, known_name(p, "profile", cat_.profiles));
+  } else {
+    if (std::find(cat_.profiles.begin(), cat_.profiles.end(), "academic") == cat_.profiles.end())
+      fail(x.self(), "missing key 'profile' (the default 'academic' is not a known profile)");
+    m.profiles = {"academic"};
+  }
+
+  if (x.has("seed")) {
+    for (const auto& s : axis_items(x.get("seed"))) push_unique(m.seeds, unsigned_integer(s));
+  } else {
+    m.seeds = {0};
+  }
+
+  if (x.has("exclude")) {
+    for (const auto& e : entry_items(x.get("exclude"))) {
+      AxisAssignment a = assignment(e);
+      auto alg = a.find("algorithm");
+      if (alg != a.end() && alg->second == "fp32")
+        fail(e, "the FP32 baseline cannot be excluded (every quantized cell of its arch and seed needs it)");
+      m.exclude.push_back(std::move(a));
+    }
+  }
+  if (x.has("include")) {
+    for (const auto& e : entry_items(x.get("include"))) {
+      m.include.push_back(assignment(e));
+      m.include_marks.push_back(e.mark);
+    }
+  }
+}
+
+Matrix Parser::parse(const std::string& text) {
+  Matrix m;
+  m.file = file_;
+  m.yaml_text = text;
+  m.yaml_hash = sha256_hex(text);
+
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(text);
+  } catch (const YAML::Exception& e) {
+    SourceMark mk = e.mark.is_null() ? SourceMark{} : SourceMark{e.mark.line + 1, e.mark.column + 1};
+    fail(mk, "", "YAML syntax error: " + e.msg);
+  }
+  if (docs.empty()) fail(SourceMark{}, "", "the file is empty (expected a map with name, dataset and matrix)");
+  if (docs.size() > 1)
+    fail(mark_of(docs[1]), "", "expected one YAML document, found " + std::to_string(docs.size()));
+
+  Item root{docs[0], "", mark_of(docs[0])};
+  if (root.mark.line == 0) root.mark = {1, 1};
+  if (!root.node.IsMap())
+    fail(root, "expected a map with name, dataset, pipeline and matrix at the top level, got " + found(root.node));
+  MapView top(*this, root, {"name", "description", "dataset", "pipeline", "matrix"}, "");
+
+  m.name = string_value(top.require("name"));
+  if (top.has("description")) {
+    Item d = top.get("description");
+    if (!d.node.IsScalar()) fail(d, "expected a string, got " + found(d.node));
+    m.description = d.node.Scalar();
+  }
+  parse_dataset(top.require("dataset"), m.dataset);
+  if (top.has("pipeline")) parse_pipeline(top.get("pipeline"), m);
+  parse_axes(top.require("matrix"), m);
+
+  // Expanding is cheap and is the only complete check of `include` (an omitted key is an error
+  // only when its axis has several values), so the file is rejected now rather than at run time.
+  (void)expand_cells(m, cat_);
+  return m;
+}
+
+}  // namespace
+
+BitWidth parse_bits_label(const std::string& s) {
+  auto b = split_bits_label(s);
+  if (!b) throw std::invalid_argument("invalid bits label '" + s + "' (expected wXaY such as w4a8, or fp32)");
+  if (!valid_width(b->w)) throw std::invalid_argument(width_error(b->w) + " (in '" + s + "')");
+  if (!valid_width(b->a)) throw std::invalid_argument(width_error(b->a) + " (in '" + s + "')");
+  return *b;
+}
+
+Matrix parse_matrix(const std::string& yaml_text, const std::string& file, const Catalog& catalog) {
+  Parser p(file, catalog);
+  return p.parse(yaml_text);
+}
+
+Matrix load_matrix_file(const std::string& path, const Catalog& catalog) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw ConfigError(path, 0, 0, "", "matrix file not found");
+  if (fs::is_directory(path, ec)) throw ConfigError(path, 0, 0, "", "is a directory, not a matrix file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path, 0, 0, "", "cannot open the matrix file");
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  if (in.bad()) throw ConfigError(path, 0, 0, "", "cannot read the matrix file");
+  return parse_matrix(bytes.str(), path, catalog);
+}
+
+}  // namespace qbench::config

@@ -65,8 +65,15 @@ struct LatencyRecipe {
 /// (bits as label, seed as decimal).
 using AxisAssignment = std::map<std::string, std::string>;
 
+/// A 1-based line/column in the matrix file (0 = unknown, e.g. a Matrix built in code).
+struct SourceMark {
+  int line = 0;
+  int column = 0;
+};
+
 struct Matrix {
   std::string name;
+  std::string description;  ///< free text from the file; not part of any key
   std::string file;       ///< path the matrix was read from ("<string>" for in-memory)
   std::string yaml_text;  ///< the file's exact bytes
   std::string yaml_hash;  ///< sha256 of yaml_text
@@ -84,6 +91,9 @@ struct Matrix {
   std::vector<uint64_t> seeds;
   std::vector<AxisAssignment> exclude;
   std::vector<AxisAssignment> include;
+  /// Where each `include` entry starts in the file (parallel to `include`; may be shorter when the
+  /// Matrix is built in code), so expansion errors can still name file:line:column.
+  std::vector<SourceMark> include_marks;
 };
 
 /// What a name means to the validator: filled by the app from the real registries, so this
@@ -122,14 +132,17 @@ struct Cell {
   BitWidth bits;
   uint64_t seed = 0;
   nlohmann::json resolved;   ///< canonical resolved configuration (what the key hashes)
-  std::string key;           ///< sha256 hex of resolved.dump()
+  std::string key;           ///< sha256 hex of resolved.dump(); the baseline cell uses baseline_key
   std::string baseline_key;  ///< key of this cell's FP32 baseline (== key for the baseline cell)
   std::string short_key() const { return key.substr(0, 12); }
 };
 
 /// Expands the matrix: for each arch x seed, its FP32 baseline cell first, then
 /// algorithm x bits x profile (minus `exclude`, plus `include`), in file order. `fp32` in the
-/// algorithm axis denotes the baseline and is not crossed with bits/profiles.
+/// algorithm axis denotes the baseline and is not crossed with bits/profiles; neither is `fp32`
+/// in the bits axis (a quantizer at 32/32 bits is the baseline again). An `include` entry joins the
+/// group of its arch x seed (a new group, baseline first, when that pair is not on the axes).
+/// Throws qbench::ConfigError for an `include` entry that leaves an axis with several values open.
 std::vector<Cell> expand_cells(const Matrix& m, const Catalog& catalog);
 
 /// The canonical JSON of the FP32 baseline recipe for (dataset, arch, seed): hashes to the

@@ -1,0 +1,16 @@
+// The small catalog the config tests validate against, in place of the app's real registries.
+#include "qbench/config/matrix.h"
+
+namespace qbench::config::test {
+
+Catalog fake_catalog() {
+  Catalog c;
+  c.algorithms = {{"fp32", "fp32"}, {"minmax", "ptq"}, {"lsq", "qat"}};
+  c.archs = {"resnet20", "resnet8"};
+  c.datasets = {"fashion-mnist", "mnist"};
+  c.profiles = {"academic", "tensorrt"};
+  c.planned_algorithms = {{"adaround", "planned"}};
+  return c;
+}
+
+}  // namespace qbench::config::test
