@@ -1,5 +1,7 @@
 #pragma once
 // Renders a run from the store as markdown, CSV or JSON. Torch-free.
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,5 +29,11 @@ std::string render_csv(const ReportInput& in);
 /// latency_batch, latency_source, quant_wall_s, eval_wall_s, wall_s, error, ...}, ...]}
 std::string render_json(const ReportInput& in);
 std::string render(Format f, const ReportInput& in);
+
+/// The run `run_id` (the latest run when empty) and its rows, read from `store`. Throws
+/// ConfigError when the store has no such run.
+ReportInput load_input(const store::Store& store, std::optional<int64_t> run_id = std::nullopt);
+/// "fp32" for 32/32, else "w{w}a{a}" (e.g. "w4a4").
+std::string bits_label(int w_bits, int a_bits);
 
 }  // namespace qbench::report

@@ -11,6 +11,8 @@ struct sqlite3;
 
 namespace qbench::store {
 
+class StatementCache;  // store.cpp: prepared statements reused across calls
+
 /// Provenance of one `qbench run` invocation.
 struct RunInfo {
   int64_t id = 0;
@@ -68,6 +70,9 @@ struct PlannedCell {
   std::string cell_key;
   std::string action;  ///< run | skipped | pending
   std::optional<int64_t> result_id;
+  /// The cell's resolved configuration (JSON object text); the report reads its top-level
+  /// dataset, arch, algorithm, profile, kind, w_bits, a_bits, seed for cells without a result.
+  std::string config_json;
 };
 
 /// A report row: the planned cell joined with its result (if any) and its run.
@@ -111,6 +116,7 @@ class Store {
   void migrate();
   std::string path_;
   sqlite3* db_ = nullptr;
+  mutable std::unique_ptr<StatementCache> cache_;
 };
 
 }  // namespace qbench::store
