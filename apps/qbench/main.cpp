@@ -1,0 +1,203 @@
+// qbench: the command line. It only parses arguments and dispatches to the components; the
+// one place that catches every exception and maps it to an exit code:
+//   0 success, 1 some cell failed, 2 usage or configuration error, 130 interrupted.
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <torch/version.h>
+
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "qbench/buildinfo.h"
+#include "qbench/common/errors.h"
+#include "qbench/common/progress.h"
+#include "qbench/config/matrix.h"
+#include "qbench/report/report.h"
+#include "qbench/runner/registries.h"
+#include "qbench/runner/runner.h"
+#include "qbench/store/store.h"
+
+namespace {
+
+std::string joined_args(int argc, char** argv) {
+  std::string s;
+  for (int i = 0; i < argc; ++i) {
+    if (i) s += ' ';
+    s += argv[i];
+  }
+  return s;
+}
+
+struct RunArgs {
+  std::string matrix;
+  qbench::runner::RunOptions opt;
+  bool dry_run = false;
+  bool progress = false, no_progress = false;
+};
+
+int cmd_run(RunArgs& a) {
+  auto catalog = qbench::runner::build_catalog();
+  auto m = qbench::config::load_matrix_file(a.matrix, catalog);
+  auto cells = qbench::runner::select_cells(qbench::config::expand_cells(m, catalog), a.opt.cells);
+  if (a.dry_run) {
+    std::unique_ptr<qbench::store::Store> st;
+    if (std::filesystem::exists(a.opt.db_path)) st = std::make_unique<qbench::store::Store>(a.opt.db_path);
+    std::printf("# %s: %zu cells (dataset %s)\n", m.name.c_str(), cells.size(), m.dataset.name.c_str());
+    std::printf("%-4s %-12s %-5s %-14s %-10s %-6s %-10s %-6s %s\n", "#", "key", "kind", "arch", "algorithm", "bits",
+                "profile", "seed", "state");
+    int i = 0;
+    for (const auto& c : cells) {
+      const bool done = !a.opt.force && st && st->finished_result(c.key).has_value();
+      std::printf("%-4d %-12s %-5s %-14s %-10s %-6s %-10s %-6llu %s\n", ++i, c.short_key().c_str(), c.kind.c_str(),
+                  c.arch.c_str(), c.algorithm.c_str(), c.bits.label().c_str(), c.profile.c_str(),
+                  static_cast<unsigned long long>(c.seed), done ? "finished (skip)" : "to run");
+    }
+    return 0;
+  }
+  qbench::Progress::global().set_mode(a.no_progress ? qbench::Progress::Mode::Off
+                                      : a.progress  ? qbench::Progress::Mode::On
+                                                    : qbench::Progress::Mode::Auto);
+  qbench::install_interrupt_handler();
+  auto sum = qbench::runner::run_matrix(m, cells, a.opt);
+  spdlog::info("run {}: {} planned, {} ran, {} skipped (already finished), {} failed{}", sum.run_id, sum.planned,
+               sum.ran, sum.skipped, sum.failed, sum.interrupted ? ", INTERRUPTED" : "");
+  if (sum.interrupted) return 130;
+  return sum.failed ? 1 : 0;
+}
+
+struct ReportArgs {
+  std::string db = "results/qbench.db";
+  std::string run = "latest";
+  std::string format = "markdown";
+  std::string out;
+};
+
+int cmd_report(const ReportArgs& a) {
+  const auto fmt = qbench::report::parse_format(a.format);
+  if (!std::filesystem::exists(a.db)) throw qbench::ConfigError(a.db + ": no results store here (run `qbench run` first or pass --db)");
+  qbench::store::Store st(a.db);
+  int64_t run_id = 0;
+  if (a.run == "latest") {
+    auto id = st.latest_run_id();
+    if (!id) throw qbench::ConfigError(a.db + ": the store has no runs yet");
+    run_id = *id;
+  } else {
+    try {
+      std::size_t pos = 0;
+      run_id = std::stoll(a.run, &pos);
+      if (pos != a.run.size()) throw std::invalid_argument(a.run);
+    } catch (const std::exception&) {
+      throw qbench::ConfigError("--run: expected a run id or 'latest', got '" + a.run + "'");
+    }
+  }
+  auto info = st.run(run_id);
+  if (!info) throw qbench::ConfigError(a.db + ": no run with id " + std::to_string(run_id));
+  qbench::report::ReportInput in{*info, st.report_rows(run_id)};
+  const std::string text = qbench::report::render(fmt, in);
+  if (a.out.empty()) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  } else {
+    std::ofstream f(a.out, std::ios::binary);
+    if (!f) throw qbench::ConfigError("--out: cannot write " + a.out);
+    f << text;
+  }
+  return 0;
+}
+
+int cmd_list(const std::string& what) {
+  std::vector<std::string> kinds = what.empty() ? qbench::runner::list_kinds() : std::vector<std::string>{what};
+  for (const auto& k : kinds) {
+    auto entries = qbench::runner::list_registry(k);
+    std::printf("%s:\n", k.c_str());
+    for (const auto& e : entries) {
+      if (e.kind.empty())
+        std::printf("  %-16s %s\n", e.name.c_str(), e.description.c_str());
+      else
+        std::printf("  %-16s %-5s %s\n", e.name.c_str(), e.kind.c_str(), e.description.c_str());
+    }
+    if (k == "algorithms") {
+      auto cat = qbench::runner::build_catalog();
+      for (const auto& p : cat.planned_algorithms)
+        std::printf("  %-16s %-5s not implemented yet: %s\n", p.first.c_str(), "-", p.second.c_str());
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto logger = spdlog::stderr_color_mt("qbench");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
+
+  CLI::App app{"qbench: a benchmark harness for neural-network quantization"};
+  app.set_version_flag("--version", std::string("qbench ") + QBENCH_VERSION + " (git " + QBENCH_GIT_REV +
+                                        ", LibTorch " + TORCH_VERSION + ")");
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "debug logs and backtraces on stderr");
+  app.require_subcommand(1);
+
+  RunArgs ra;
+  ra.opt.command_line = joined_args(argc, argv);
+  auto* run = app.add_subcommand("run", "run an experiment matrix and record every cell in the store");
+  run->add_option("matrix", ra.matrix, "matrix YAML file")->required();
+  run->add_option("--db", ra.opt.db_path, "results store (SQLite)")->capture_default_str();
+  run->add_option("--cache-dir", ra.opt.cache_dir, "folder for cached FP32 baseline checkpoints")->capture_default_str();
+  run->add_option("--data-root", ra.opt.data_root, "dataset folder (overrides dataset.root)");
+  run->add_option("--threads", ra.opt.threads, "intra-op threads (default: pipeline.threads)")->check(CLI::Range(1, 256));
+  run->add_option("--cell", ra.opt.cells, "run only the cells whose key starts with this (repeatable)");
+  run->add_flag("--force", ra.opt.force, "rerun cells already finished in the store");
+  run->add_flag("--dry-run", ra.dry_run, "validate the matrix and print its cells; run nothing");
+  run->add_flag("--progress", ra.progress, "show progress on stderr even when it is not a terminal");
+  run->add_flag("--no-progress", ra.no_progress, "never show progress");
+
+  ReportArgs rp;
+  auto* rep = app.add_subcommand("report", "render a run from the store");
+  rep->add_option("--db", rp.db, "results store")->capture_default_str();
+  rep->add_option("--run", rp.run, "run id or 'latest'")->capture_default_str();
+  rep->add_option("--format", rp.format, "markdown | csv | json")->capture_default_str();
+  rep->add_option("--out", rp.out, "write to this file instead of stdout");
+
+  std::string list_what;
+  auto* list = app.add_subcommand("list", "show the registered algorithms, archs, datasets, profiles, observers");
+  list->add_option("what", list_what, "algorithms | archs | datasets | profiles | observers");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+  spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info);
+
+  try {
+    if (*run) return cmd_run(ra);
+    if (*rep) return cmd_report(rp);
+    if (*list) return cmd_list(list_what);
+  } catch (const qbench::ConfigError& e) {
+    qbench::Progress::global().clear();
+    std::fprintf(stderr, "qbench: error: %s\n", e.what());
+    return 2;
+  } catch (const qbench::Error& e) {
+    qbench::Progress::global().clear();
+    std::fprintf(stderr, "qbench: error: %s\n", e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    qbench::Progress::global().clear();
+    std::fprintf(stderr, "qbench: LibTorch error: %s\n", verbose ? e.what() : e.what_without_backtrace());
+    return 1;
+  } catch (const std::exception& e) {
+    qbench::Progress::global().clear();
+    std::fprintf(stderr, "qbench: error: %s\n", e.what());
+    return 1;
+  }
+  return 2;
+}

@@ -1,0 +1,46 @@
+#include <ATen/ATen.h>
+#include <torch/utils.h>
+
+#include "qbench/common/errors.h"
+#include "qbench/common/progress.h"
+#include "qbench/ptq/ptq.h"
+#include "qbench/quant/prepare.h"
+
+namespace qbench::ptq {
+
+void calibrate_observers(quant::QuantModel& model, quant::AlgorithmContext& ctx) {
+  if (!ctx.calib_images.defined() || ctx.calib_images.size(0) == 0)
+    throw Error("PTQ calibration needs calibration images (ptq.calib_images > 0)");
+  torch::NoGradGuard no_grad;
+  model.eval();
+  quant::set_quantizing(model, false);
+  quant::set_observing(model, true);
+  const int64_t n = ctx.calib_images.size(0), bs = std::max<int64_t>(1, ctx.calib_batch_size);
+  for (int64_t start = 0; start < n; start += bs) {
+    check_interrupt();
+    model.forward(ctx.calib_images.narrow(0, start, std::min(bs, n - start)));
+    if (ctx.progress) ctx.progress(static_cast<double>(std::min(n, start + bs)) / n, "calibrating");
+  }
+  quant::set_observing(model, false);
+  quant::compute_all_qparams(model);
+  quant::set_quantizing(model, true);
+}
+
+void MinMaxCalibration::apply(quant::QuantModel& model, quant::AlgorithmContext& ctx) {
+  if (!ctx.profile) throw Error("minmax: no profile");
+  quant::PrepareOptions opt;
+  opt.w_bits = ctx.w_bits;
+  opt.a_bits = ctx.a_bits;
+  opt.weight_observer = "minmax";
+  opt.activation_observer = "minmax";
+  quant::prepare_model(model, *ctx.profile, opt);
+  calibrate_observers(model, ctx);
+}
+
+void register_algorithms(Registry<quant::AlgorithmEntry>& r) {
+  r.add("minmax", {"ptq",
+                   "PTQ observer calibration: min/max ranges of weights and activations on N training images",
+                   [] { return std::make_unique<MinMaxCalibration>(); }});
+}
+
+}  // namespace qbench::ptq

@@ -1,0 +1,42 @@
+#pragma once
+// The interface every quantization algorithm (PTQ or QAT) implements, and their registry.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "qbench/common/registry.h"
+#include "qbench/quant/profile.h"
+#include "qbench/quant/qmodules.h"
+
+namespace qbench::quant {
+
+struct AlgorithmContext {
+  const Profile* profile = nullptr;
+  int w_bits = 8, a_bits = 8;
+  uint64_t seed = 0;
+  at::Tensor calib_images;  ///< PTQ calibration images (N x C x H x W), drawn per seed
+  int64_t calib_batch_size = 256;
+  /// Progress sink: fraction done in [0, 1] and a short label.
+  std::function<void(double, const std::string&)> progress;
+};
+
+class Algorithm {
+ public:
+  virtual ~Algorithm() = default;
+  /// Quantizes `model` in place (it arrives as the FP32 baseline, in eval mode).
+  virtual void apply(QuantModel& model, AlgorithmContext& ctx) = 0;
+};
+
+struct AlgorithmEntry {
+  std::string kind;  ///< "ptq" | "qat" | "fp32"
+  std::string description;
+  std::function<std::unique_ptr<Algorithm>()> make;  ///< null for fp32
+};
+
+/// Filled by the components that implement algorithms (see runner/registries.cpp).
+Registry<AlgorithmEntry>& algorithm_registry();
+
+}  // namespace qbench::quant

@@ -1,0 +1,5 @@
+#include "qbench/quant/observer.h"
+
+namespace qbench::quant {
+void register_extra_observers(Registry<ObserverEntry>&) {}
+}  // namespace qbench::quant

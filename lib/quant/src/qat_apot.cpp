@@ -1,0 +1,5 @@
+#include "qbench/quant/qat.h"
+
+namespace qbench::quant {
+void register_qat_apot(Registry<QatMethod>&) {}
+}  // namespace qbench::quant

@@ -1,0 +1,38 @@
+#pragma once
+// Runs the cells of a matrix through the aligned pipeline and records them in the store.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "qbench/config/matrix.h"
+
+namespace qbench::runner {
+
+struct RunOptions {
+  std::string db_path = "results/qbench.db";
+  std::string cache_dir = "results/cache";  ///< FP32 baseline checkpoints, keyed by baseline key
+  std::string data_root;                    ///< overrides dataset.root when non-empty
+  bool force = false;                       ///< rerun cells already finished in the store
+  int threads = 0;                          ///< 0: the matrix's pipeline.threads
+  std::vector<std::string> cells;           ///< run only cells whose key starts with one of these
+  std::string command_line;
+};
+
+struct RunSummary {
+  int64_t run_id = 0;
+  int planned = 0, ran = 0, skipped = 0, failed = 0;
+  bool interrupted = false;
+};
+
+/// Selects the cells to plan: all of them, or those matching `prefixes` plus their baselines.
+/// Throws ConfigError when a prefix matches nothing.
+std::vector<config::Cell> select_cells(const std::vector<config::Cell>& all, const std::vector<std::string>& prefixes);
+
+/// Runs the plan. Failed cells are recorded and the run goes on; an interrupt stops between
+/// batches, records the run as interrupted and returns with `interrupted` set.
+RunSummary run_matrix(const config::Matrix& m, const std::vector<config::Cell>& cells, const RunOptions& opt);
+
+/// JSON text describing the software and hardware (LibTorch, SQLite, compiler, CPU, threads).
+std::string environment_json(int threads);
+
+}  // namespace qbench::runner

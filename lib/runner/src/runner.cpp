@@ -1,0 +1,419 @@
+#include "qbench/runner/runner.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+#include <spdlog/spdlog.h>
+#include <sqlite3.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+#include <torch/version.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "qbench/buildinfo.h"
+#include "qbench/common/errors.h"
+#include "qbench/common/progress.h"
+#include "qbench/common/strings.h"
+#include "qbench/data/dataset.h"
+#include "qbench/models/models.h"
+#include "qbench/quant/algorithm.h"
+#include "qbench/quant/profile.h"
+#include "qbench/runner/registries.h"
+#include "qbench/store/store.h"
+#include "qbench/train/train.h"
+
+namespace qbench::runner {
+namespace fs = std::filesystem;
+using config::Cell;
+using config::Matrix;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void log_info(const std::string& msg) {
+  Progress::global().clear();
+  spdlog::info(msg);
+}
+
+std::string cell_label(const Cell& c) {
+  if (c.kind == "fp32") return c.arch + " fp32 seed" + std::to_string(c.seed);
+  return c.arch + " " + c.algorithm + " " + c.bits.label() + " " + c.profile + " seed" + std::to_string(c.seed);
+}
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto p = line.find(':');
+      if (p != std::string::npos) return line.substr(p + 2);
+    }
+  return "unknown";
+}
+
+// Everything one run needs besides the cells: data, baselines and their evaluations.
+class Session {
+ public:
+  Session(const Matrix& m, const RunOptions& opt, store::Store& st) : m_(m), opt_(opt), store_(st) {}
+
+  store::CellResult execute(const Cell& cell, int index, int total);
+
+ private:
+  struct Splits {
+    data::TensorDataset train, test;
+  };
+  const data::TensorDataset& train_split(uint64_t seed);
+  const data::TensorDataset& test_split();
+  std::shared_ptr<quant::QuantModel> baseline_model(const Cell& cell, double* train_wall_s);
+  std::shared_ptr<quant::QuantModel> train_baseline(const Cell& cell, std::shared_ptr<quant::QuantModel> model,
+                                                    const fs::path& ckpt, double* train_wall_s);
+  train::EvalResult baseline_eval(const Cell& cell);
+  std::string status_prefix() const { return status_; }
+  void report(const std::string& what) { Progress::global().update(status_ + " | " + what); }
+
+  const Matrix& m_;
+  const RunOptions& opt_;
+  store::Store& store_;
+  std::string status_;
+  std::unique_ptr<data::TensorDataset> full_train_, test_;
+  std::map<uint64_t, data::TensorDataset> train_by_seed_;
+  std::map<std::string, train::EvalResult> baseline_evals_;
+  std::map<std::string, std::string> baseline_errors_;  ///< baselines that failed in this run
+};
+
+const data::TensorDataset& Session::test_split() {
+  if (!test_) {
+    const std::string root = opt_.data_root.empty() ? m_.dataset.root : opt_.data_root;
+    auto full = data::load_dataset(m_.dataset.name, root, data::Split::Test);
+    // A fixed (seed-independent) test subset, so every cell of every seed sees the same images.
+    test_ = std::make_unique<data::TensorDataset>(data::seeded_subset(full, m_.dataset.test_subset, 0));
+  }
+  return *test_;
+}
+
+const data::TensorDataset& Session::train_split(uint64_t seed) {
+  if (!full_train_) {
+    const std::string root = opt_.data_root.empty() ? m_.dataset.root : opt_.data_root;
+    full_train_ = std::make_unique<data::TensorDataset>(data::load_dataset(m_.dataset.name, root, data::Split::Train));
+  }
+  auto it = train_by_seed_.find(seed);
+  if (it == train_by_seed_.end()) {
+    it = train_by_seed_
+             .emplace(seed, data::seeded_subset(*full_train_, m_.dataset.train_subset,
+                                                data::derive_seed(seed, "train-subset")))
+             .first;
+  }
+  return it->second;
+}
+
+std::shared_ptr<quant::QuantModel> Session::baseline_model(const Cell& cell, double* train_wall_s) {
+  const auto& ds_entry = data::dataset_registry().get(m_.dataset.name);
+  models::ModelSpec spec{ds_entry.channels, ds_entry.num_classes, ds_entry.height};
+  // Same seed, same initial weights: the baseline is a pure function of (dataset, recipe, seed).
+  at::manual_seed(cell.seed);
+  auto model = models::make_model(cell.arch, spec);
+  const fs::path ckpt = fs::path(opt_.cache_dir) / "baselines" / (cell.baseline_key + ".pt");
+  if (fs::exists(ckpt)) {
+    torch::serialize::InputArchive ar;
+    ar.load_from(ckpt.string());
+    model->load(ar);
+    model->eval();
+    if (train_wall_s) *train_wall_s = 0;
+    return model;
+  }
+  if (auto err = baseline_errors_.find(cell.baseline_key); err != baseline_errors_.end())
+    throw Error("the FP32 baseline (" + cell.arch + ", seed " + std::to_string(cell.seed) +
+                ") failed earlier in this run: " + err->second);
+  try {
+    return train_baseline(cell, model, ckpt, train_wall_s);
+  } catch (const Interrupted&) {
+    throw;
+  } catch (const std::exception& e) {
+    baseline_errors_[cell.baseline_key] = e.what();
+    throw;
+  }
+}
+
+std::shared_ptr<quant::QuantModel> Session::train_baseline(const Cell& cell, std::shared_ptr<quant::QuantModel> model,
+                                                           const fs::path& ckpt, double* train_wall_s) {
+  const auto& train = train_split(cell.seed);
+  log_info("training FP32 baseline " + cell.arch + " seed " + std::to_string(cell.seed) + " on " +
+           std::to_string(train.size()) + " images, " + std::to_string(m_.fp32.epochs) + " epochs");
+  auto t0 = std::chrono::steady_clock::now();
+  auto res = train::train_fp32(*model, train, m_.fp32, cell.seed,
+                               [&](int ep, int eps, int64_t step, int64_t steps, double loss) {
+                                 const double done = (ep - 1) + static_cast<double>(step) / steps;
+                                 const double el = seconds_since(t0);
+                                 const double eta = el / done * (eps - done);
+                                 std::ostringstream os;
+                                 os << "fp32 epoch " << ep << "/" << eps << " step " << step << "/" << steps
+                                    << " loss " << std::fixed;
+                                 os.precision(4);
+                                 os << loss << " | ETA " << format_duration(eta);
+                                 report(os.str());
+                               });
+  if (train_wall_s) *train_wall_s = res.wall_s;
+  fs::create_directories(ckpt.parent_path());
+  torch::serialize::OutputArchive ar;
+  model->save(ar);
+  // Write then rename: a checkpoint is either whole or absent, even if we are killed here.
+  const fs::path tmp = ckpt.string() + ".tmp";
+  ar.save_to(tmp.string());
+  fs::rename(tmp, ckpt);
+  log_info("baseline trained in " + format_duration(res.wall_s) + " (final train loss " +
+           std::to_string(res.final_loss) + "), cached at " + ckpt.string());
+  return model;
+}
+
+train::EvalResult Session::baseline_eval(const Cell& cell) {
+  auto it = baseline_evals_.find(cell.baseline_key);
+  if (it != baseline_evals_.end()) return it->second;
+  train::EvalResult ev;
+  if (auto prev = store_.finished_result(cell.baseline_key); prev && prev->top1) {
+    ev.top1 = *prev->top1;
+    ev.top5 = prev->top5.value_or(0);
+    ev.loss = prev->loss.value_or(0);
+    ev.images = prev->eval_images;
+  } else {
+    // Running a cell alone (e.g. one array task) without its baseline row: evaluate it here.
+    auto model = baseline_model(cell, nullptr);
+    ev = train::evaluate(*model, test_split(), m_.eval.batch_size);
+  }
+  baseline_evals_[cell.baseline_key] = ev;
+  return ev;
+}
+
+store::CellResult Session::execute(const Cell& cell, int index, int total) {
+  auto t0 = std::chrono::steady_clock::now();
+  status_ = "[" + std::to_string(index) + "/" + std::to_string(total) + "] " + cell_label(cell);
+  report("starting");
+  store::CellResult r;
+  r.cell_key = cell.key;
+  r.baseline_key = cell.baseline_key;
+  r.dataset = cell.dataset;
+  r.arch = cell.arch;
+  r.algorithm = cell.algorithm;
+  r.profile = cell.profile;
+  r.w_bits = cell.bits.w;
+  r.a_bits = cell.bits.a;
+  r.seed = cell.seed;
+  r.kind = cell.kind;
+  r.threads = at::get_num_threads();
+  r.config_json = cell.resolved.dump();
+  r.started_at = utc_now_iso();
+
+  double quant_wall = 0;
+  auto model = baseline_model(cell, &quant_wall);
+  std::string latency_source = "measured-fp32";
+  if (cell.kind == "fp32") {
+    r.quant_wall_s = quant_wall;  // training time of the baseline (0 when loaded from cache)
+  } else {
+    const auto& entry = quant::algorithm_registry().get(cell.algorithm);
+    if (!entry.make) throw Error("algorithm '" + cell.algorithm + "' has no implementation");
+    auto algo = entry.make();
+    quant::AlgorithmContext ctx;
+    ctx.profile = &quant::profile_registry().get(cell.profile);
+    ctx.w_bits = cell.bits.w;
+    ctx.a_bits = cell.bits.a;
+    ctx.seed = cell.seed;
+    ctx.calib_batch_size = m_.ptq.calib_batch_size;
+    if (entry.kind == "ptq") {
+      ctx.calib_images =
+          data::seeded_subset(train_split(cell.seed), m_.ptq.calib_images, data::derive_seed(cell.seed, "calib")).images;
+    }
+    ctx.progress = [this](double f, const std::string& what) {
+      report(what + " " + std::to_string(static_cast<int>(f * 100)) + "%");
+    };
+    auto tq = std::chrono::steady_clock::now();
+    algo->apply(*model, ctx);
+    r.quant_wall_s = seconds_since(tq);
+    latency_source = "measured-fakequant";
+  }
+
+  const auto& test = test_split();
+  auto ev = train::evaluate(*model, test, m_.eval.batch_size, [this](int64_t done, int64_t n) {
+    report("evaluating " + std::to_string(done) + "/" + std::to_string(n));
+  });
+  r.top1 = ev.top1;
+  r.top5 = ev.top5;
+  r.loss = ev.loss;
+  r.eval_images = ev.images;
+  r.eval_wall_s = ev.wall_s;
+  if (cell.kind == "fp32") baseline_evals_[cell.baseline_key] = ev;
+  r.fp32_top1 = cell.kind == "fp32" ? ev.top1 : baseline_eval(cell).top1;
+
+  if (m_.latency.enabled) {
+    report("measuring latency");
+    const int64_t b = std::min<int64_t>(m_.latency.batch_size, test.size());
+    auto lat = train::measure_latency(*model, test.images.narrow(0, 0, b).contiguous(), m_.latency.warmup,
+                                      m_.latency.repeats);
+    r.latency_ms_p50 = lat.p50_ms;
+    r.latency_ms_p90 = lat.p90_ms;
+    r.latency_batch = lat.batch;
+    r.latency_source = latency_source;
+  }
+  r.status = "ok";
+  r.wall_s = seconds_since(t0);
+  r.finished_at = utc_now_iso();
+  return r;
+}
+
+}  // namespace
+
+std::vector<Cell> select_cells(const std::vector<Cell>& all, const std::vector<std::string>& prefixes) {
+  if (prefixes.empty()) return all;
+  std::vector<bool> keep(all.size(), false);
+  for (const auto& p : prefixes) {
+    bool hit = false;
+    for (std::size_t i = 0; i < all.size(); ++i)
+      if (all[i].key.rfind(p, 0) == 0) keep[i] = hit = true;
+    if (!hit) throw ConfigError("--cell " + p + ": no cell of this matrix has a key starting with it (see --dry-run)");
+  }
+  std::vector<Cell> out;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (!keep[i]) continue;
+    out.push_back(all[i]);
+  }
+  return out;
+}
+
+std::string environment_json(int threads) {
+  nlohmann::json j;
+  j["torch_version"] = TORCH_VERSION;
+  j["sqlite_version"] = sqlite3_libversion();
+  j["spdlog_version"] = std::to_string(SPDLOG_VER_MAJOR) + "." + std::to_string(SPDLOG_VER_MINOR) + "." +
+                        std::to_string(SPDLOG_VER_PATCH);
+  j["compiler"] = std::string("gcc ") + __VERSION__;
+  j["cpu"] = cpu_model();
+  j["intra_op_threads"] = threads;
+  j["parallel_info"] = at::get_parallel_info();
+  j["qbench_version"] = QBENCH_VERSION;
+  j["git_rev"] = QBENCH_GIT_REV;
+  return j.dump();
+}
+
+RunSummary run_matrix(const Matrix& m, const std::vector<Cell>& cells, const RunOptions& opt) {
+  ensure_registered();
+  const int threads = opt.threads > 0 ? opt.threads : m.threads;
+  at::set_num_threads(threads);
+  store::Store st(opt.db_path);
+
+  store::RunInfo info;
+  info.matrix_name = m.name;
+  info.matrix_file = m.file;
+  info.yaml_text = m.yaml_text;
+  info.yaml_hash = m.yaml_hash;
+  info.started_at = utc_now_iso();
+  info.status = "running";
+  info.host = host_name();
+  info.git_rev = QBENCH_GIT_REV;
+  info.qbench_version = QBENCH_VERSION;
+  info.torch_version = TORCH_VERSION;
+  info.threads = threads;
+  info.command_line = opt.command_line;
+  info.environment_json = environment_json(threads);
+
+  RunSummary sum;
+  sum.run_id = st.begin_run(info);
+  std::vector<store::PlannedCell> plan;
+  std::vector<bool> to_run;
+  for (std::size_t i = 0; i < cells.size(); ++i) {
+    store::PlannedCell p;
+    p.run_id = sum.run_id;
+    p.position = static_cast<int>(i);
+    p.cell_key = cells[i].key;
+    p.config_json = cells[i].resolved.dump();
+    auto prev = opt.force ? std::nullopt : st.finished_result(cells[i].key);
+    if (prev) {
+      p.action = "skipped";
+      p.result_id = prev->id;
+      ++sum.skipped;
+    } else {
+      p.action = "pending";
+    }
+    to_run.push_back(!prev);
+    plan.push_back(p);
+  }
+  st.plan_cells(sum.run_id, plan);
+  sum.planned = static_cast<int>(cells.size());
+  log_info("run " + std::to_string(sum.run_id) + ": " + std::to_string(cells.size()) + " cells, " +
+           std::to_string(sum.skipped) + " already finished, " + std::to_string(threads) + " threads, store " +
+           opt.db_path);
+
+  Session session(m, opt, st);
+  const int total_to_run = static_cast<int>(cells.size()) - sum.skipped;
+  int index = 0;
+  auto t_run = std::chrono::steady_clock::now();
+  try {
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      if (!to_run[i]) continue;
+      ++index;
+      const Cell& cell = cells[i];
+      store::CellResult r;
+      try {
+        r = session.execute(cell, index, total_to_run);
+      } catch (const Interrupted&) {
+        throw;
+      } catch (const c10::Error& e) {
+        r.status = "failed";
+        r.error = std::string("LibTorch error: ") + e.what_without_backtrace();
+      } catch (const std::exception& e) {
+        r.status = "failed";
+        r.error = e.what();
+      }
+      if (r.status == "failed") {
+        // Fill the identity of the failed cell; metrics stay NULL.
+        r.cell_key = cell.key;
+        r.baseline_key = cell.baseline_key;
+        r.dataset = cell.dataset;
+        r.arch = cell.arch;
+        r.algorithm = cell.algorithm;
+        r.profile = cell.profile;
+        r.w_bits = cell.bits.w;
+        r.a_bits = cell.bits.a;
+        r.seed = cell.seed;
+        r.kind = cell.kind;
+        r.threads = threads;
+        r.config_json = cell.resolved.dump();
+        r.finished_at = utc_now_iso();
+        ++sum.failed;
+        Progress::global().clear();
+        spdlog::error("cell {} ({}) failed: {}", cell.short_key(), cell_label(cell), r.error);
+      }
+      r.run_id = sum.run_id;
+      st.put_result(r);
+      ++sum.ran;
+      if (r.status == "ok") {
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "[%d/%d] %s: top-1 %.2f%% (FP32 %.2f%%) in %s", index, total_to_run,
+                      cell_label(cell).c_str(), r.top1.value_or(0), r.fp32_top1.value_or(0),
+                      format_duration(r.wall_s.value_or(0)).c_str());
+        log_info(buf);
+      }
+      const double el = seconds_since(t_run);
+      Progress::global().update("cells " + std::to_string(index) + "/" + std::to_string(total_to_run) + " done | ETA " +
+                                    format_duration(el / index * (total_to_run - index)),
+                                true);
+    }
+  } catch (const Interrupted&) {
+    Progress::global().clear();
+    st.end_run(sum.run_id, "interrupted");
+    sum.interrupted = true;
+    return sum;
+  }
+  Progress::global().clear();
+  st.end_run(sum.run_id, sum.failed ? "failed" : "finished");
+  return sum;
+}
+
+}  // namespace qbench::runner

@@ -1,0 +1,60 @@
+#pragma once
+// The aligned pipeline's training, evaluation and latency measurement, shared by the FP32
+// baseline, PTQ and QAT.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "qbench/config/matrix.h"
+#include "qbench/data/dataset.h"
+#include "qbench/quant/qmodules.h"
+
+namespace qbench::train {
+
+/// Called with (epoch 1-based, epochs, step in epoch, steps per epoch, running loss).
+using TrainProgress = std::function<void(int, int, int64_t, int64_t, double)>;
+
+struct TrainResult {
+  double final_loss = 0;  ///< mean training loss of the last epoch
+  double wall_s = 0;
+  int64_t steps = 0;
+};
+
+/// Learning rate at `step` of `total_steps`: linear warm-up from warmup_start_lr to lr over the
+/// warm-up steps, then cosine decay to 0 (MQBench's aligned schedule).
+double lr_at(const config::TrainRecipe& r, int64_t step, int64_t steps_per_epoch, int64_t total_steps);
+
+/// Cross-entropy with label smoothing eps: (1 - eps) * NLL + eps * mean over classes of -log p.
+at::Tensor smoothed_cross_entropy(const at::Tensor& logits, const at::Tensor& target, double eps);
+
+/// Trains `model` with SGD (Nesterov momentum, weight decay on conv/linear weights only),
+/// shuffling per epoch from `seed`. Throws qbench::Error when the loss turns NaN/Inf.
+TrainResult train_fp32(quant::QuantModel& model, const data::TensorDataset& train, const config::TrainRecipe& r,
+                       uint64_t seed, const TrainProgress& progress = {});
+
+struct EvalResult {
+  double top1 = 0, top5 = 0, loss = 0;  ///< percent, percent, mean plain cross-entropy
+  int64_t images = 0;
+  double wall_s = 0;
+};
+
+/// Evaluates in eval mode without gradients over the whole dataset, in order.
+EvalResult evaluate(quant::QuantModel& model, const data::TensorDataset& test, int64_t batch_size,
+                    const std::function<void(int64_t, int64_t)>& progress = {});
+
+struct LatencyResult {
+  double p50_ms = 0, p90_ms = 0;
+  int batch = 0;
+};
+
+/// Times `repeats` forward passes of a batch after `warmup` untimed ones (eval mode, no grad,
+/// steady clock); returns the 50th and 90th percentiles.
+LatencyResult measure_latency(quant::QuantModel& model, const at::Tensor& batch, int warmup, int repeats);
+
+/// Applies the training augmentation in place of a copy: random crop with 2-pixel padding (pad
+/// value = the batch minimum, i.e. the background) and a horizontal flip with p = 0.5.
+at::Tensor augment_batch(const at::Tensor& images, uint64_t seed);
+
+}  // namespace qbench::train

@@ -1,0 +1,174 @@
+#include "qbench/train/train.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/optim/sgd.h>
+#include <torch/utils.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+
+#include "qbench/common/errors.h"
+#include "qbench/common/progress.h"
+
+namespace qbench::train {
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+constexpr double kPi = 3.14159265358979323846;
+}  // namespace
+
+double lr_at(const config::TrainRecipe& r, int64_t step, int64_t steps_per_epoch, int64_t total_steps) {
+  const int64_t warm = static_cast<int64_t>(std::llround(r.warmup_epochs * static_cast<double>(steps_per_epoch)));
+  if (step < warm) return r.warmup_start_lr + (r.lr - r.warmup_start_lr) * static_cast<double>(step) / warm;
+  const double span = static_cast<double>(std::max<int64_t>(1, total_steps - warm));
+  const double t = std::min(1.0, static_cast<double>(step - warm) / span);
+  return 0.5 * r.lr * (1.0 + std::cos(kPi * t));
+}
+
+at::Tensor smoothed_cross_entropy(const at::Tensor& logits, const at::Tensor& target, double eps) {
+  auto logp = at::log_softmax(logits, 1);
+  auto nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1);
+  if (eps <= 0) return nll.mean();
+  auto smooth = -logp.mean(1);
+  return ((1.0 - eps) * nll + eps * smooth).mean();
+}
+
+at::Tensor augment_batch(const at::Tensor& images, uint64_t seed) {
+  const int64_t n = images.size(0), h = images.size(2), w = images.size(3), pad = 2;
+  std::mt19937_64 rng(seed);
+  auto padded = at::constant_pad_nd(images, {pad, pad, pad, pad}, images.min().item<double>());
+  auto out = at::empty_like(images);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t dy = static_cast<int64_t>(rng() % (2 * pad + 1)), dx = static_cast<int64_t>(rng() % (2 * pad + 1));
+    auto crop = padded[i].narrow(1, dy, h).narrow(2, dx, w);
+    if (rng() & 1) crop = crop.flip({2});
+    out[i].copy_(crop);
+  }
+  return out;
+}
+
+TrainResult train_fp32(quant::QuantModel& model, const data::TensorDataset& train, const config::TrainRecipe& r,
+                       uint64_t seed, const TrainProgress& progress) {
+  auto t0 = std::chrono::steady_clock::now();
+  // Weight decay on conv/linear weights only, not on BatchNorm parameters or biases (the
+  // MQBench recipe excludes BN for the depthwise nets; we apply that rule to every net).
+  std::vector<at::Tensor> decay, no_decay;
+  for (const auto& item : model.named_parameters()) {
+    const auto& name = item.key();
+    const bool is_bn_or_bias = item.value().dim() <= 1;
+    (is_bn_or_bias ? no_decay : decay).push_back(item.value());
+    (void)name;
+  }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(
+                                 torch::optim::SGDOptions(r.lr).momentum(r.momentum).nesterov(r.nesterov).weight_decay(
+                                     r.weight_decay)));
+  groups.emplace_back(no_decay, std::make_unique<torch::optim::SGDOptions>(
+                                    torch::optim::SGDOptions(r.lr).momentum(r.momentum).nesterov(r.nesterov).weight_decay(0)));
+  torch::optim::SGD opt(groups, torch::optim::SGDOptions(r.lr).momentum(r.momentum).nesterov(r.nesterov));
+
+  const int64_t n = train.size();
+  const int64_t bs = r.batch_size;
+  const int64_t steps_per_epoch = (n + bs - 1) / bs;
+  const int64_t total = steps_per_epoch * r.epochs;
+  model.train();
+  TrainResult res;
+  int64_t step = 0;
+  for (int epoch = 1; epoch <= r.epochs; ++epoch) {
+    auto perm = data::seeded_permutation(n, data::derive_seed(seed, "fp32-epoch-" + std::to_string(epoch)));
+    auto perm_t = at::tensor(perm, at::kLong);
+    double loss_sum = 0;
+    int64_t seen = 0;
+    for (int64_t b = 0; b < steps_per_epoch; ++b, ++step) {
+      check_interrupt();
+      const int64_t start = b * bs, len = std::min(bs, n - start);
+      auto idx = perm_t.narrow(0, start, len);
+      auto x = train.images.index_select(0, idx);
+      auto y = train.labels.index_select(0, idx);
+      if (r.augment) x = augment_batch(x, data::derive_seed(seed, "augment-" + std::to_string(step)));
+      const double lr = lr_at(r, step, steps_per_epoch, total);
+      for (auto& g : opt.param_groups()) static_cast<torch::optim::SGDOptions&>(g.options()).lr(lr);
+      opt.zero_grad();
+      auto loss = smoothed_cross_entropy(model.forward(x), y, r.label_smoothing);
+      const double lv = loss.item<double>();
+      if (!std::isfinite(lv))
+        throw Error("FP32 training diverged: loss is " + std::to_string(lv) + " at epoch " + std::to_string(epoch) +
+                    ", step " + std::to_string(b + 1) + " (lr " + std::to_string(lr) + ")");
+      loss.backward();
+      opt.step();
+      loss_sum += lv * len;
+      seen += len;
+      if (progress) progress(epoch, r.epochs, b + 1, steps_per_epoch, loss_sum / seen);
+    }
+    res.final_loss = loss_sum / std::max<int64_t>(1, seen);
+  }
+  res.steps = step;
+  res.wall_s = seconds_since(t0);
+  model.eval();
+  return res;
+}
+
+EvalResult evaluate(quant::QuantModel& model, const data::TensorDataset& test, int64_t batch_size,
+                    const std::function<void(int64_t, int64_t)>& progress) {
+  auto t0 = std::chrono::steady_clock::now();
+  torch::NoGradGuard no_grad;
+  model.eval();
+  const int64_t n = test.size();
+  int64_t correct1 = 0, correct5 = 0;
+  double loss_sum = 0;
+  for (int64_t start = 0; start < n; start += batch_size) {
+    check_interrupt();
+    const int64_t len = std::min(batch_size, n - start);
+    auto x = test.images.narrow(0, start, len);
+    auto y = test.labels.narrow(0, start, len);
+    auto logits = model.forward(x);
+    auto loss = smoothed_cross_entropy(logits, y, 0.0);
+    loss_sum += loss.item<double>() * len;
+    const int64_t k = std::min<int64_t>(5, logits.size(1));
+    auto topk = std::get<1>(logits.topk(k, 1));
+    auto hit = topk.eq(y.unsqueeze(1));
+    correct1 += hit.narrow(1, 0, 1).sum().item<int64_t>();
+    correct5 += hit.sum().item<int64_t>();
+    if (progress) progress(start + len, n);
+  }
+  EvalResult r;
+  r.images = n;
+  r.top1 = n ? 100.0 * static_cast<double>(correct1) / n : 0;
+  r.top5 = n ? 100.0 * static_cast<double>(correct5) / n : 0;
+  r.loss = n ? loss_sum / n : 0;
+  if (!std::isfinite(r.loss)) throw Error("evaluation produced a non-finite loss (NaN/Inf logits)");
+  r.wall_s = seconds_since(t0);
+  return r;
+}
+
+LatencyResult measure_latency(quant::QuantModel& model, const at::Tensor& batch, int warmup, int repeats) {
+  torch::NoGradGuard no_grad;
+  model.eval();
+  for (int i = 0; i < warmup; ++i) model.forward(batch);
+  std::vector<double> ms;
+  ms.reserve(repeats);
+  for (int i = 0; i < repeats; ++i) {
+    check_interrupt();
+    auto t0 = std::chrono::steady_clock::now();
+    auto y = model.forward(batch);
+    (void)y.data_ptr();  // eager CPU ops are synchronous; touch the output anyway
+    ms.push_back(seconds_since(t0) * 1000.0);
+  }
+  std::sort(ms.begin(), ms.end());
+  auto pct = [&ms](double p) {
+    // Nearest-rank percentile.
+    std::size_t idx = static_cast<std::size_t>(std::ceil(p / 100.0 * ms.size()));
+    return ms[std::min(ms.size() - 1, idx == 0 ? 0 : idx - 1)];
+  };
+  LatencyResult r;
+  r.p50_ms = pct(50);
+  r.p90_ms = pct(90);
+  r.batch = static_cast<int>(batch.size(0));
+  return r;
+}
+
+}  // namespace qbench::train

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# End-to-end checks of the built qbench binary on tiny matrices: exit codes, store rows,
+# resume, --force determinism, failure recording, interrupt safety and report text.
+# usage: run_e2e.sh QBENCH_BINARY E2E_DIR WORK_DIR
+set -u
+QB=$1; HERE=$2; WORK=$3
+rm -rf "$WORK"; mkdir -p "$WORK"; cd "$WORK"
+DB=$WORK/e2e.db; CACHE=$WORK/cache
+fails=0; passes=0
+ok()   { passes=$((passes+1)); echo "ok   - $*"; }
+bad()  { fails=$((fails+1)); echo "FAIL - $*"; }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+sql() { sqlite3 -batch -noheader "$DB" "$1"; }
+run() { "$QB" run --db "$DB" --cache-dir "$CACHE" --no-progress "$@"; }
+
+"$QB" --version >/dev/null; check "--version exits 0" test $? -eq 0
+out=$("$QB" list 2>&1); check "list shows registries" bash -c "grep -q minmax <<<'$out' && grep -q resnet20 <<<'$out' && grep -q fashion-mnist <<<'$out' && grep -q academic <<<'$out'"
+"$QB" list nonsense >/dev/null 2>&1; check "list of an unknown kind exits 2" test $? -eq 2
+
+# Configuration errors: exit 2 with file:line:column and the key path, nothing written.
+err=$("$QB" run "$HERE/bad_bits.yaml" --db "$DB" 2>&1); rc=$?
+check "bad bit width exits 2" test $rc -eq 2
+check "bad bit width names file:line:col and key" grep -q "bad_bits.yaml:5:[0-9]*: matrix.bits\[1\]" <<<"$err"
+check "no store written on a config error" test ! -e "$DB"
+err=$("$QB" run "$HERE/does_not_exist.yaml" 2>&1); check "missing matrix exits 2" test $? -eq 2
+
+# Dry run lists the baseline and two PTQ cells.
+out=$(run "$HERE/tiny.yaml" --dry-run); rc=$?
+check "dry-run exits 0" test $rc -eq 0
+check "dry-run shows 3 cells" grep -q "3 cells" <<<"$out"
+
+# First run: trains the baseline, runs both PTQ cells.
+run "$HERE/tiny.yaml" 2>run1.log; rc=$?
+check "first run exits 0" test $rc -eq 0
+check "3 ok rows" test "$(sql "select count(*) from results where status='ok'")" = 3
+fp32=$(sql "select top1 from results where kind='fp32'")
+w8=$(sql "select top1 from results where algorithm='minmax' and w_bits=8")
+check "FP32 well above chance (got $fp32)" awk "BEGIN{exit !($fp32 > 40)}"
+check "w8a8 within 3 points of FP32 (got $w8 vs $fp32)" awk "BEGIN{d=$fp32-$w8; if(d<0)d=-d; exit !(d < 3)}"
+check "fp32_top1 recorded on PTQ rows" test "$(sql "select count(*) from results where kind='ptq' and fp32_top1=$fp32")" = 2
+check "latency recorded with its source" test "$(sql "select count(*) from results where latency_source='measured-fakequant' and latency_ms_p50>0")" = 2
+check "provenance recorded" test -n "$(sql "select git_rev||torch_version||host from runs where id=1")"
+check "checkpoint cached" bash -c "ls '$CACHE'/baselines/*.pt >/dev/null"
+
+# Second run: nothing to do, no new rows.
+run "$HERE/tiny.yaml" 2>run2.log; rc=$?
+check "resume run exits 0" test $rc -eq 0
+check "resume run did no work" grep -q "0 ran, 3 skipped" run2.log
+check "no duplicated rows" test "$(sql "select count(*) from results")" = 3
+
+# Forced rerun: identical top-1 values.
+before=$(sql "select group_concat(top1, ',') from (select top1 from results where run_id=1 order by cell_key)")
+run "$HERE/tiny.yaml" --force 2>run3.log; rc=$?
+check "forced run exits 0" test $rc -eq 0
+after=$(sql "select group_concat(top1, ',') from (select top1 from results where run_id=3 order by cell_key)")
+check "forced rerun gives identical top-1 ($before / $after)" test "$before" = "$after"
+
+# Reports.
+md=$("$QB" report --db "$DB" --format markdown); rc=$?
+check "markdown report exits 0" test $rc -eq 0
+check "markdown has the pivot table" bash -c "grep -q 'fashion-mnist / academic' <<<'$md' && grep -q 'w8a8' <<<'$md' && grep -q 'w4a4' <<<'$md'"
+"$QB" report --db "$DB" --format json --out report.json; check "json report exits 0" test $? -eq 0
+check "json report has 3 rows with top1" bash -c "[ \$(grep -c '\"top1\": [0-9]' report.json) -eq 3 ]"
+csv=$("$QB" report --db "$DB" --format csv --run 1); check "csv report has header + 3 lines" test "$(wc -l <<<"$csv")" -eq 4
+"$QB" report --db "$DB" --format pdf >/dev/null 2>&1; check "unknown format exits 2" test $? -eq 2
+"$QB" report --db "$DB" --run 99 >/dev/null 2>&1; check "unknown run exits 2" test $? -eq 2
+
+# A diverging recipe: every cell recorded as failed, the run goes on, exit 1.
+run "$HERE/diverge.yaml" 2>div.log; rc=$?
+check "diverging run exits 1" test $rc -eq 1
+check "failed rows recorded with the NaN message" test "$(sql "select count(*) from results where status='failed' and error like '%diverged%'")" = 2
+md=$("$QB" report --db "$DB"); check "report lists failed cells" grep -q "Failed cells" <<<"$md"
+check "earlier rows intact" test "$(sql "select count(*) from results where status='ok'")" = 6
+
+# Interrupt: SIGINT mid-run leaves no partial row; the next run resumes.
+run "$HERE/tiny.yaml" --force --threads 1 2>int.log & pid=$!
+sleep 3; kill -INT $pid; wait $pid; rc=$?
+check "interrupted run exits 130" test $rc -eq 130
+rid=$(sql "select max(id) from runs")
+check "interrupted run marked" test "$(sql "select status from runs where id=$rid")" = interrupted
+check "no partial rows (every row has its metrics or an error)" test "$(sql "select count(*) from results where status='ok' and top1 is null")" = 0
+
+echo "$passes passed, $fails failed"
+[ $fails -eq 0 ]
