@@ -73,12 +73,17 @@ md=$("$QB" report --db "$DB"); check "report lists failed cells" grep -q "Failed
 check "earlier rows intact" test "$(sql "select count(*) from results where status='ok'")" = 6
 
 # Interrupt: SIGINT mid-run leaves no partial row; the next run resumes.
-run "$HERE/tiny.yaml" --force --threads 1 2>int.log & pid=$!
-sleep 3; kill -INT $pid; wait $pid; rc=$?
+rows_before=$(sql "select count(*) from results")
+# Started directly (not through the run() function) so that $! is qbench itself.
+"$QB" run "$HERE/slow.yaml" --db "$DB" --cache-dir "$CACHE" --no-progress --threads 1 2>int.log & pid=$!
+sleep 4; kill -INT $pid; wait $pid; rc=$?
 check "interrupted run exits 130" test $rc -eq 130
 rid=$(sql "select max(id) from runs")
 check "interrupted run marked" test "$(sql "select status from runs where id=$rid")" = interrupted
 check "no partial rows (every row has its metrics or an error)" test "$(sql "select count(*) from results where status='ok' and top1 is null")" = 0
+check "the interrupted cell wrote nothing" test "$(sql "select count(*) from results")" = "$rows_before"
+check "its plan shows the cells as pending" test "$(sql "select count(*) from run_cells where run_id=$rid and result_id is null")" = 2
+check "no half-written checkpoint left" bash -c "! ls '$CACHE'/baselines/*.tmp 2>/dev/null"
 
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
