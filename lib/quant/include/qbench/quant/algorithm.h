@@ -19,6 +19,12 @@ struct AlgorithmContext {
   uint64_t seed = 0;
   at::Tensor calib_images;  ///< PTQ calibration images (N x C x H x W), drawn per seed
   int64_t calib_batch_size = 256;
+  /// Observers chosen in the matrix (pipeline.ptq.observer) for algorithms that take them.
+  std::string weight_observer = "minmax", activation_observer = "minmax";
+  at::Tensor init_images;   ///< QAT quantizer initialisation images, drawn per seed
+  /// QAT: fine-tunes the prepared model with the aligned recipe (provided by the runner, which
+  /// owns data, checkpoints and progress).
+  std::function<void(QuantModel&)> finetune;
   /// Progress sink: fraction done in [0, 1] and a short label.
   std::function<void(double, const std::string&)> progress;
 };
