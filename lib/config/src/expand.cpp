@@ -42,7 +42,20 @@ json fp32_json(const TrainRecipe& r) {
 }
 
 json ptq_json(const PtqRecipe& r) {
-  return {{"calib_images", r.calib_images}, {"calib_batch_size", r.calib_batch_size}};
+  return {{"calib_images", r.calib_images},
+          {"calib_batch_size", r.calib_batch_size},
+          {"observer", {{"weight", r.observer.weight}, {"activation", r.observer.activation}}}};
+}
+
+/// The recipe after the algorithm's overrides, its init size and the overrides themselves (so two
+/// routes to the same numbers stay distinguishable in the store and the report).
+json qat_json(const Matrix& m, const std::string& algorithm) {
+  json j = fp32_json(qat_recipe_for(m, algorithm));
+  j["init_images"] = m.qat.init_images;
+  j["train_images"] = m.qat.train_images;
+  auto it = m.qat.overrides.find(algorithm);
+  j["overrides_applied"] = it != m.qat.overrides.end() ? it->second : json::object();
+  return j;
 }
 
 json eval_json(const EvalRecipe& r) { return {{"batch_size", r.batch_size}}; }
@@ -75,7 +88,10 @@ Cell make_cell(const Matrix& m, const std::string& arch, uint64_t seed, const st
             {"fp32_recipe", fp32_json(m.fp32)},
             {"eval", eval_json(m.eval)},
             {"latency", latency_json(m.latency)}};
-  if (!baseline) j["ptq"] = ptq_json(m.ptq);
+  if (kind == "qat")
+    j["qat"] = qat_json(m, algorithm);
+  else if (!baseline)
+    j["ptq"] = ptq_json(m.ptq);
   c.resolved = std::move(j);
   c.baseline_key = baseline_key;
   // The baseline cell is keyed by its training recipe alone, so its key names the checkpoint.
@@ -242,6 +258,35 @@ class Expander {
 };
 
 }  // namespace
+
+TrainRecipe qat_recipe_for(const Matrix& m, const std::string& algorithm) {
+  static const std::vector<std::string> kKeys = {"epochs",          "batch_size", "lr",       "warmup_epochs",
+                                                 "warmup_start_lr", "momentum",   "nesterov", "weight_decay",
+                                                 "label_smoothing", "augment"};
+  TrainRecipe r = m.qat.train;
+  auto it = m.qat.overrides.find(algorithm);
+  if (it == m.qat.overrides.end()) return r;
+  for (const auto& [key, v] : it->second.items()) {
+    const std::string path = "pipeline.qat.overrides." + algorithm + "." + key;
+    try {
+      if (key == "epochs") r.epochs = v.get<int>();
+      else if (key == "batch_size") r.batch_size = v.get<int>();
+      else if (key == "lr") r.lr = v.get<double>();
+      else if (key == "warmup_epochs") r.warmup_epochs = v.get<double>();
+      else if (key == "warmup_start_lr") r.warmup_start_lr = v.get<double>();
+      else if (key == "momentum") r.momentum = v.get<double>();
+      else if (key == "nesterov") r.nesterov = v.get<bool>();
+      else if (key == "weight_decay") r.weight_decay = v.get<double>();
+      else if (key == "label_smoothing") r.label_smoothing = v.get<double>();
+      else if (key == "augment") r.augment = v.get<bool>();
+      else throw ConfigError(m.file, 0, 0, path, "unknown key" + did_you_mean(key, kKeys));
+    } catch (const nlohmann::json::exception&) {
+      // Only reachable for a Matrix built in code: the parser stores typed values.
+      throw ConfigError(m.file, 0, 0, path, "value of the wrong type: " + v.dump());
+    }
+  }
+  return r;
+}
 
 nlohmann::json baseline_config(const Matrix& m, const std::string& arch, uint64_t seed) {
   return {{"qbench_pipeline", kPipelineVersion},

@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <functional>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -184,7 +185,7 @@ class Parser {
   }
   [[noreturn]] void fail(const Item& it, const std::string& msg) const { fail(it.mark, it.path, msg); }
 
-  Matrix parse(const std::string& text);
+  Matrix parse(const std::string& text, const std::string& size);
 
   std::string string_value(const Item& it) const {
     if (!it.node.IsScalar()) fail(it, "expected a string, got " + found(it.node));
@@ -353,6 +354,11 @@ class Parser {
 
  private:
   void parse_dataset(const Item& it, DatasetSpec& d) const;
+  static const std::vector<std::string>& train_keys();
+  void train_recipe(const MapView& f, TrainRecipe& r) const;
+  void check_warmup(const MapView& f, const TrainRecipe& r) const;
+  void parse_observer(const Item& it, ObserverChoice& o) const;
+  void parse_qat(const Item& it, QatRecipe& q) const;
   void parse_pipeline(const Item& it, Matrix& m) const;
   void parse_axes(const Item& it, Matrix& m) const;
 
@@ -415,40 +421,119 @@ void Parser::parse_dataset(const Item& it, DatasetSpec& d) const {
   if (m.has("test_subset")) d.test_subset = integer(m.get("test_subset"), 0);
 }
 
+const std::vector<std::string>& Parser::train_keys() {
+  static const std::vector<std::string> kKeys = {"epochs",       "batch_size",      "lr",
+                                                 "warmup_epochs", "warmup_start_lr", "momentum",
+                                                 "nesterov",     "weight_decay",    "label_smoothing",
+                                                 "augment"};
+  return kKeys;
+}
+
+/// Reads the TrainRecipe keys present in `f` (a map checked against a superset of train_keys()).
+void Parser::train_recipe(const MapView& f, TrainRecipe& r) const {
+  if (f.has("epochs")) r.epochs = int32(f.get("epochs"), 1);
+  if (f.has("batch_size")) r.batch_size = int32(f.get("batch_size"), 1);
+  if (f.has("lr")) r.lr = number(f.get("lr"), 0, false);
+  if (f.has("warmup_epochs")) r.warmup_epochs = number(f.get("warmup_epochs"), 0, true);
+  if (f.has("warmup_start_lr")) r.warmup_start_lr = number(f.get("warmup_start_lr"), 0, true);
+  if (f.has("momentum")) r.momentum = number(f.get("momentum"), 0, true, 1, false);
+  if (f.has("nesterov")) r.nesterov = boolean(f.get("nesterov"));
+  if (f.has("weight_decay")) r.weight_decay = number(f.get("weight_decay"), 0, true);
+  if (f.has("label_smoothing")) r.label_smoothing = number(f.get("label_smoothing"), 0, true, 1, false);
+  if (f.has("augment")) r.augment = boolean(f.get("augment"));
+}
+
+/// A warm-up as long as the run never reaches the peak rate nor starts the cosine decay.
+void Parser::check_warmup(const MapView& f, const TrainRecipe& r) const {
+  if (r.warmup_epochs < r.epochs) return;
+  Item at = f.has("warmup_epochs") ? f.get("warmup_epochs") : f.has("epochs") ? f.get("epochs") : f.self();
+  std::ostringstream os;
+  os.imbue(std::locale::classic());
+  os << "warmup_epochs (" << r.warmup_epochs << ") must be less than epochs (" << r.epochs << ")";
+  fail(at, os.str());
+}
+
+void Parser::parse_observer(const Item& it, ObserverChoice& o) const {
+  if (it.node.IsScalar()) {
+    o.weight = o.activation = known_name(it, "observer", cat_.observers);
+    return;
+  }
+  if (!it.node.IsMap())
+    fail(it, "expected an observer name or a map {weight: NAME, activation: NAME}, got " + found(it.node));
+  MapView m(*this, it, {"weight", "activation"}, "");
+  if (m.has("weight")) o.weight = known_name(m.get("weight"), "observer", cat_.observers);
+  if (m.has("activation")) o.activation = known_name(m.get("activation"), "observer", cat_.observers);
+}
+
+void Parser::parse_qat(const Item& it, QatRecipe& q) const {
+  std::vector<std::string> allowed = train_keys();
+  allowed.push_back("init_images");
+  allowed.push_back("train_images");
+  allowed.push_back("overrides");
+  MapView f(*this, it, allowed, "");
+  train_recipe(f, q.train);
+  check_warmup(f, q.train);
+  if (f.has("init_images")) q.init_images = integer(f.get("init_images"), 1);
+  if (f.has("train_images")) q.train_images = integer(f.get("train_images"), 0);
+  if (!f.has("overrides")) return;
+
+  const Item ov = f.get("overrides");
+  if (ov.node.IsNull()) return;
+  if (!ov.node.IsMap())
+    fail(ov, "expected a map {<qat algorithm>: {<recipe key>: value}}, got " + found(ov.node));
+  std::map<std::string, SourceMark> seen;
+  for (const auto& kv : ov.node) {
+    const YAML::Node k = kv.first;  // copies: see MapView
+    const YAML::Node v = kv.second;
+    Item key{k, ov.path, mark_of(k)};
+    if (!k.IsScalar()) fail(key, "expected an algorithm name, got " + found(k));
+    key.path = child_path(ov.path, k.Scalar());
+    const std::string name = algorithm(key);
+    if (seen.count(name))
+      fail(key, "duplicate key (first given on line " + std::to_string(seen[name].line) + ")");
+    seen[name] = key.mark;
+    const AlgorithmInfo* info = cat_.find_algorithm(name);
+    if (info->kind != "qat")
+      fail(key, "algorithm '" + name + "' is of kind " + info->kind +
+                    ", not qat (overrides apply to QAT algorithms only)");
+    SourceMark vm = v.IsNull() ? key.mark : mark_of(v);
+    if (vm.line == 0) vm = key.mark;
+    MapView o(*this, Item{v, key.path, vm}, train_keys(), "a map of recipe keys such as {lr: 0.001}");
+    TrainRecipe r = q.train;
+    train_recipe(o, r);
+    check_warmup(o, r);
+    // Recorded as typed JSON values (what the cell's resolved configuration shows).
+    nlohmann::json j = nlohmann::json::object();
+    if (o.has("epochs")) j["epochs"] = r.epochs;
+    if (o.has("batch_size")) j["batch_size"] = r.batch_size;
+    if (o.has("lr")) j["lr"] = r.lr;
+    if (o.has("warmup_epochs")) j["warmup_epochs"] = r.warmup_epochs;
+    if (o.has("warmup_start_lr")) j["warmup_start_lr"] = r.warmup_start_lr;
+    if (o.has("momentum")) j["momentum"] = r.momentum;
+    if (o.has("nesterov")) j["nesterov"] = r.nesterov;
+    if (o.has("weight_decay")) j["weight_decay"] = r.weight_decay;
+    if (o.has("label_smoothing")) j["label_smoothing"] = r.label_smoothing;
+    if (o.has("augment")) j["augment"] = r.augment;
+    q.overrides[name] = std::move(j);
+  }
+}
+
 void Parser::parse_pipeline(const Item& it, Matrix& m) const {
-  MapView p(*this, it, {"threads", "fp32", "ptq", "eval", "latency"}, "");
+  MapView p(*this, it, {"threads", "fp32", "ptq", "qat", "eval", "latency"}, "");
   if (p.has("threads")) m.threads = int32(p.get("threads"), 1, 256);
 
   if (p.has("fp32")) {
-    TrainRecipe& r = m.fp32;
-    MapView f(*this, p.get("fp32"),
-              {"epochs", "batch_size", "lr", "warmup_epochs", "warmup_start_lr", "momentum", "nesterov",
-               "weight_decay", "label_smoothing", "augment"},
-              "");
-    if (f.has("epochs")) r.epochs = int32(f.get("epochs"), 1);
-    if (f.has("batch_size")) r.batch_size = int32(f.get("batch_size"), 1);
-    if (f.has("lr")) r.lr = number(f.get("lr"), 0, false);
-    if (f.has("warmup_epochs")) r.warmup_epochs = number(f.get("warmup_epochs"), 0, true);
-    if (f.has("warmup_start_lr")) r.warmup_start_lr = number(f.get("warmup_start_lr"), 0, true);
-    if (f.has("momentum")) r.momentum = number(f.get("momentum"), 0, true, 1, false);
-    if (f.has("nesterov")) r.nesterov = boolean(f.get("nesterov"));
-    if (f.has("weight_decay")) r.weight_decay = number(f.get("weight_decay"), 0, true);
-    if (f.has("label_smoothing")) r.label_smoothing = number(f.get("label_smoothing"), 0, true, 1, false);
-    if (f.has("augment")) r.augment = boolean(f.get("augment"));
-    // A warm-up as long as the run never reaches the peak rate nor starts the cosine decay.
-    if (r.warmup_epochs >= r.epochs) {
-      Item at = f.has("warmup_epochs") ? f.get("warmup_epochs") : f.get("epochs");
-      std::ostringstream os;
-      os.imbue(std::locale::classic());
-      os << "warmup_epochs (" << r.warmup_epochs << ") must be less than epochs (" << r.epochs << ")";
-      fail(at, os.str());
-    }
+    MapView f(*this, p.get("fp32"), train_keys(), "");
+    train_recipe(f, m.fp32);
+    check_warmup(f, m.fp32);
   }
   if (p.has("ptq")) {
-    MapView q(*this, p.get("ptq"), {"calib_images", "calib_batch_size"}, "");
+    MapView q(*this, p.get("ptq"), {"calib_images", "calib_batch_size", "observer"}, "");
     if (q.has("calib_images")) m.ptq.calib_images = integer(q.get("calib_images"), 1);
     if (q.has("calib_batch_size")) m.ptq.calib_batch_size = int32(q.get("calib_batch_size"), 1);
+    if (q.has("observer")) parse_observer(q.get("observer"), m.ptq.observer);
   }
+  if (p.has("qat")) parse_qat(p.get("qat"), m.qat);
   if (p.has("eval")) {
     MapView e(*this, p.get("eval"), {"batch_size"}, "");
     if (e.has("batch_size")) m.eval.batch_size = int32(e.get("batch_size"), 1);
@@ -510,7 +595,7 @@ void Parser::parse_axes(const Item& it, Matrix& m) const {
   }
 }
 
-Matrix Parser::parse(const std::string& text) {
+Matrix Parser::parse(const std::string& text, const std::string& size) {
   Matrix m;
   m.file = file_;
   m.yaml_text = text;
@@ -531,7 +616,44 @@ Matrix Parser::parse(const std::string& text) {
   if (root.mark.line == 0) root.mark = {1, 1};
   if (!root.node.IsMap())
     fail(root, "expected a map with name, dataset, pipeline and matrix at the top level, got " + found(root.node));
-  MapView top(*this, root, {"name", "description", "dataset", "pipeline", "matrix"}, "");
+  // `sizes:` overlays are merged before anything else is read, so the rest of the parser sees
+  // one tree. The merged nodes keep their own marks: an error in an override names its line.
+  if (const YAML::Node sizes = root.node["sizes"]) {
+    const Item sz{sizes, "sizes", mark_of(sizes)};
+    if (!sizes.IsMap()) fail(sz, "expected a map {<size name>: {<overrides>}}, got " + found(sizes));
+    for (const auto& kv : sizes)
+      if (!kv.second.IsMap())
+        fail(mark_of(kv.second), "sizes." + kv.first.Scalar(), "expected a map of overrides, got " + found(kv.second));
+  }
+  if (!size.empty()) {
+    std::vector<std::string> names;
+    if (const YAML::Node sizes = root.node["sizes"])
+      for (const auto& kv : sizes) names.push_back(kv.first.Scalar());
+    if (std::find(names.begin(), names.end(), size) == names.end())
+      fail(root, "--size " + size + ": the file has no such entry under `sizes`" +
+                     (names.empty() ? std::string(" (it has no `sizes` map)") : did_you_mean(size, names)));
+    std::function<void(YAML::Node, const YAML::Node&)> merge = [&](YAML::Node base, const YAML::Node& over) {
+      for (const auto& kv : over) {
+        const std::string key = kv.first.Scalar();
+        if (kv.second.IsMap() && base[key] && base[key].IsMap())
+          merge(base[key], kv.second);
+        else
+          base[key] = kv.second;
+      }
+    };
+    YAML::Node merged = root.node;
+    const YAML::Node overlay = root.node["sizes"][size];
+    // `dataset: NAME` is shorthand for `dataset: {name: NAME}`; expand it so that an overlay of
+    // dataset keys merges with it instead of replacing it.
+    if (overlay["dataset"] && overlay["dataset"].IsMap() && merged["dataset"] && merged["dataset"].IsScalar()) {
+      YAML::Node ds(YAML::NodeType::Map);
+      ds["name"] = merged["dataset"].Scalar();
+      merged["dataset"] = ds;
+    }
+    merge(merged, overlay);
+    m.size = size;
+  }
+  MapView top(*this, root, {"name", "description", "dataset", "pipeline", "matrix", "sizes"}, "");
 
   m.name = string_value(top.require("name"));
   if (top.has("description")) {
@@ -559,12 +681,13 @@ BitWidth parse_bits_label(const std::string& s) {
   return *b;
 }
 
-Matrix parse_matrix(const std::string& yaml_text, const std::string& file, const Catalog& catalog) {
+Matrix parse_matrix(const std::string& yaml_text, const std::string& file, const Catalog& catalog,
+                    const std::string& size) {
   Parser p(file, catalog);
-  return p.parse(yaml_text);
+  return p.parse(yaml_text, size);
 }
 
-Matrix load_matrix_file(const std::string& path, const Catalog& catalog) {
+Matrix load_matrix_file(const std::string& path, const Catalog& catalog, const std::string& size) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::exists(path, ec)) throw ConfigError(path, 0, 0, "", "matrix file not found");
@@ -574,7 +697,7 @@ Matrix load_matrix_file(const std::string& path, const Catalog& catalog) {
   std::ostringstream bytes;
   bytes << in.rdbuf();
   if (in.bad()) throw ConfigError(path, 0, 0, "", "cannot read the matrix file");
-  return parse_matrix(bytes.str(), path, catalog);
+  return parse_matrix(bytes.str(), path, catalog, size);
 }
 
 }  // namespace qbench::config

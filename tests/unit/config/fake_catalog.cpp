@@ -5,10 +5,11 @@ namespace qbench::config::test {
 
 Catalog fake_catalog() {
   Catalog c;
-  c.algorithms = {{"fp32", "fp32"}, {"minmax", "ptq"}, {"lsq", "qat"}};
+  c.algorithms = {{"fp32", "fp32"}, {"minmax", "ptq"}, {"lsq", "qat"}, {"pact", "qat"}};
   c.archs = {"resnet20", "resnet8"};
   c.datasets = {"fashion-mnist", "mnist"};
   c.profiles = {"academic", "tensorrt"};
+  c.observers = {"minmax", "mse"};
   c.planned_algorithms = {{"adaround", "planned"}};
   return c;
 }

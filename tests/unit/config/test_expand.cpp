@@ -230,9 +230,22 @@ TEST_CASE("resolved holds the whole configuration and the key is its sha256", "[
     CHECK(c.baseline_key == sha256_hex(baseline_config(m, c.arch, c.seed).dump()));
     if (c.algorithm == "fp32") {
       CHECK_FALSE(r.contains("ptq"));
+      CHECK_FALSE(r.contains("qat"));
       CHECK(c.key == c.baseline_key);
+    } else if (c.kind == "qat") {
+      CHECK_FALSE(r.contains("ptq"));  // QAT initialises from pipeline.qat.init_images, not calibration
+      REQUIRE(r.contains("qat"));
+      CHECK(r.at("qat").size() == 13);  // 10 recipe keys + init_images + train_images + overrides_applied
+      CHECK(r.at("qat").at("init_images") == 256);
+      CHECK(r.at("qat").at("train_images") == 0);
+      CHECK(r.at("qat").at("overrides_applied") == nlohmann::json::object());
+      CHECK(c.key == sha256_hex(r.dump()));
+      CHECK(c.key != c.baseline_key);
     } else {
-      CHECK(r.at("ptq") == nlohmann::json{{"calib_images", 512}, {"calib_batch_size", 128}});
+      CHECK_FALSE(r.contains("qat"));
+      CHECK(r.at("ptq") == nlohmann::json{{"calib_images", 512},
+                                          {"calib_batch_size", 128},
+                                          {"observer", {{"weight", "minmax"}, {"activation", "minmax"}}}});
       CHECK(c.key == sha256_hex(r.dump()));
       CHECK(c.key != c.baseline_key);
     }
@@ -281,15 +294,38 @@ TEST_CASE("cell keys are stable and change exactly when a result could change", 
     CHECK(keys_by_id(cells_of(recipe_matrix("0.1", "[0, 1]", "/elsewhere"))) == base);
     CHECK(keys_by_id(cells_of(recipe_matrix("0.1", "[0, 1]", "/data/a", "  threads: 8\n"))) == base);
   }
-  SECTION("a PTQ or latency setting changes the quantized cells but not the baselines") {
-    for (const std::string extra : {"  ptq: {calib_images: 256}\n", "  latency: {repeats: 5}\n"}) {
+  SECTION("a latency setting changes the quantized cells but not the baselines") {
+    auto other = cells_of(recipe_matrix("0.1", "[0, 1]", "/data/a", "  latency: {repeats: 5}\n"));
+    for (const auto& c : other) {
+      std::string id = c.arch + "/" + std::to_string(c.seed) + "/" + c.algorithm + "/" + c.bits.label() + "/" + c.profile;
+      if (c.algorithm == "fp32")
+        CHECK(base.at(id) == c.key);
+      else
+        CHECK(base.at(id) != c.key);
+    }
+  }
+  SECTION("a PTQ setting changes only the PTQ cells; a QAT setting only the QAT cells") {
+    for (const std::string extra :
+         {"  ptq: {calib_images: 256}\n", "  ptq: {observer: mse}\n", "  ptq: {observer: {activation: mse}}\n"}) {
       auto other = cells_of(recipe_matrix("0.1", "[0, 1]", "/data/a", extra));
+      REQUIRE(other.size() == base.size());
       for (const auto& c : other) {
         std::string id = c.arch + "/" + std::to_string(c.seed) + "/" + c.algorithm + "/" + c.bits.label() + "/" + c.profile;
-        if (c.algorithm == "fp32")
-          CHECK(base.at(id) == c.key);
-        else
+        if (c.kind == "ptq")
           CHECK(base.at(id) != c.key);
+        else
+          CHECK(base.at(id) == c.key);
+      }
+    }
+    for (const std::string extra : {"  qat: {lr: 0.005}\n", "  qat: {init_images: 64}\n", "  qat: {augment: false}\n"}) {
+      auto other = cells_of(recipe_matrix("0.1", "[0, 1]", "/data/a", extra));
+      REQUIRE(other.size() == base.size());
+      for (const auto& c : other) {
+        std::string id = c.arch + "/" + std::to_string(c.seed) + "/" + c.algorithm + "/" + c.bits.label() + "/" + c.profile;
+        if (c.kind == "qat")
+          CHECK(base.at(id) != c.key);
+        else
+          CHECK(base.at(id) == c.key);
       }
     }
   }

@@ -44,10 +44,29 @@ struct TrainRecipe {
   bool augment = true;           ///< random crop (pad 2) + horizontal flip
 };
 
+/// Which range observer calibrates weights and activations (names from Catalog::observers).
+struct ObserverChoice {
+  std::string weight = "minmax";
+  std::string activation = "minmax";
+};
+
 /// Post-training quantization calibration.
 struct PtqRecipe {
   int64_t calib_images = 1024;  ///< drawn reproducibly (per seed) from the training split
   int calib_batch_size = 256;
+  ObserverChoice observer;      ///< YAML: `observer: NAME` (both) or `{weight: NAME, activation: NAME}`
+};
+
+/// Quantization-aware fine-tuning from the FP32 checkpoint: the recipe for every QAT algorithm,
+/// with per-algorithm overrides of any TrainRecipe key.
+struct QatRecipe {
+  TrainRecipe train{/*epochs=*/1, /*batch_size=*/128, /*lr=*/0.01, /*warmup_epochs=*/0.0,
+                    /*warmup_start_lr=*/1e-4, /*momentum=*/0.9, /*nesterov=*/true,
+                    /*weight_decay=*/5e-4, /*label_smoothing=*/0.1, /*augment=*/true};
+  int64_t init_images = 256;  ///< images that initialise the quantizer parameters before training
+  int64_t train_images = 0;   ///< fine-tuning images: 0 = the whole training split, else a seeded subset
+  /// algorithm (kind "qat") -> {TrainRecipe key: value}, validated against the keys' types/ranges.
+  std::map<std::string, nlohmann::json> overrides;
 };
 
 struct EvalRecipe {
@@ -77,10 +96,12 @@ struct Matrix {
   std::string file;       ///< path the matrix was read from ("<string>" for in-memory)
   std::string yaml_text;  ///< the file's exact bytes
   std::string yaml_hash;  ///< sha256 of yaml_text
+  std::string size;       ///< the `sizes:` entry applied ("" = the file as written)
   DatasetSpec dataset;
   int threads = 2;        ///< intra-op threads (at::set_num_threads); recorded with every row
   TrainRecipe fp32;
   PtqRecipe ptq;
+  QatRecipe qat;
   EvalRecipe eval;
   LatencyRecipe latency;
   // Axes (deduplicated, in file order).
@@ -107,6 +128,7 @@ struct Catalog {
   std::vector<std::string> archs;
   std::vector<std::string> datasets;
   std::vector<std::string> profiles;
+  std::vector<std::string> observers;  ///< range observers usable in pipeline.ptq.observer
   /// Names that are known methods but not implemented yet -> message shown to the user.
   std::map<std::string, std::string> planned_algorithms;
   const AlgorithmInfo* find_algorithm(const std::string& name) const;
@@ -115,9 +137,16 @@ struct Catalog {
 /// Parses and validates a matrix file. Throws qbench::ConfigError naming file:line:column and the
 /// key path on the first error (unknown key, wrong type, bits outside 2..8/32, unknown name with
 /// the closest candidates, missing required key).
-Matrix load_matrix_file(const std::string& path, const Catalog& catalog);
+/// `size` names an entry of the file's `sizes:` map whose values are deep-merged over the file
+/// before it is parsed (e.g. `--size cpu` for a CPU-sized run of a GPU-sized matrix); "" = none.
+Matrix load_matrix_file(const std::string& path, const Catalog& catalog, const std::string& size = "");
 /// Same, from text already in memory; `file` is used in error messages.
-Matrix parse_matrix(const std::string& yaml_text, const std::string& file, const Catalog& catalog);
+Matrix parse_matrix(const std::string& yaml_text, const std::string& file, const Catalog& catalog,
+                    const std::string& size = "");
+
+/// The QAT training recipe for `algorithm`: m.qat.train with m.qat.overrides[algorithm] applied
+/// (unchanged when there is none).
+TrainRecipe qat_recipe_for(const Matrix& m, const std::string& algorithm);
 
 /// Parses "w4a4", "w8a8", "w2a4", "fp32", "32" forms. Throws std::invalid_argument.
 BitWidth parse_bits_label(const std::string& s);
