@@ -35,6 +35,7 @@ std::string joined_args(int argc, char** argv) {
 
 struct RunArgs {
   std::string matrix;
+  std::string size;
   qbench::runner::RunOptions opt;
   bool dry_run = false;
   bool progress = false, no_progress = false;
@@ -42,12 +43,13 @@ struct RunArgs {
 
 int cmd_run(RunArgs& a) {
   auto catalog = qbench::runner::build_catalog();
-  auto m = qbench::config::load_matrix_file(a.matrix, catalog);
+  auto m = qbench::config::load_matrix_file(a.matrix, catalog, a.size);
   auto cells = qbench::runner::select_cells(qbench::config::expand_cells(m, catalog), a.opt.cells);
   if (a.dry_run) {
     std::unique_ptr<qbench::store::Store> st;
     if (std::filesystem::exists(a.opt.db_path)) st = std::make_unique<qbench::store::Store>(a.opt.db_path);
-    std::printf("# %s: %zu cells (dataset %s)\n", m.name.c_str(), cells.size(), m.dataset.name.c_str());
+    std::printf("# %s%s: %zu cells (dataset %s)\n", m.name.c_str(), m.size.empty() ? "" : (" [size " + m.size + "]").c_str(),
+                cells.size(), m.dataset.name.c_str());
     std::printf("%-4s %-12s %-5s %-14s %-10s %-6s %-10s %-6s %s\n", "#", "key", "kind", "arch", "algorithm", "bits",
                 "profile", "seed", "state");
     int i = 0;
@@ -147,6 +149,7 @@ int main(int argc, char** argv) {
   ra.opt.command_line = joined_args(argc, argv);
   auto* run = app.add_subcommand("run", "run an experiment matrix and record every cell in the store");
   run->add_option("matrix", ra.matrix, "matrix YAML file")->required();
+  run->add_option("--size", ra.size, "apply this entry of the matrix's `sizes:` map (e.g. cpu)");
   run->add_option("--db", ra.opt.db_path, "results store (SQLite)")->capture_default_str();
   run->add_option("--cache-dir", ra.opt.cache_dir, "folder for cached FP32 baseline checkpoints")->capture_default_str();
   run->add_option("--data-root", ra.opt.data_root, "dataset folder (overrides dataset.root)");

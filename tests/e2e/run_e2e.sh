@@ -85,5 +85,25 @@ check "the interrupted cell wrote nothing" test "$(sql "select count(*) from res
 check "its plan shows the cells as pending" test "$(sql "select count(*) from run_cells where run_id=$rid and result_id is null")" = 2
 check "no half-written checkpoint left" bash -c "! ls '$CACHE'/baselines/*.tmp 2>/dev/null"
 
+# QAT: two methods end to end, then an interrupted QAT cell resumes from its epoch checkpoint
+# and lands on exactly the top-1 of the uninterrupted run.
+run "$HERE/qat_tiny.yaml" 2>qat1.log; rc=$?
+check "QAT run exits 0" test $rc -eq 0
+qfp=$(sql "select top1 from results r join runs u on u.id=r.run_id where u.matrix_name='e2e-qat' and kind='fp32'")
+lsq=$(sql "select top1 from results r join runs u on u.id=r.run_id where u.matrix_name='e2e-qat' and algorithm='lsq'")
+check "LSQ w4a4 within 5 points of FP32 ($lsq vs $qfp)" awk "BEGIN{exit !($lsq > $qfp - 5)}"
+check "QAT rows are kind qat with the qat recipe recorded" test "$(sql "select count(*) from results where kind='qat' and config_json like '%\"train_images\":2048%'")" = 2
+key=$(run "$HERE/qat_tiny.yaml" --dry-run | awk '$5=="lsq"{print $2}')
+"$QB" run "$HERE/qat_tiny.yaml" --db "$DB" --cache-dir "$CACHE" --no-progress --force --cell "$key" 2>qat2.log & pid=$!
+for i in $(seq 1 600); do ls "$CACHE"/cells/"$key"*/epoch_1.pt >/dev/null 2>&1 && break; sleep 0.1; done
+kill -INT $pid; wait $pid; rc=$?
+check "QAT cell interrupted after its first epoch (exit $rc)" test $rc -eq 130
+run "$HERE/qat_tiny.yaml" --force --cell "$key" 2>qat3.log; rc=$?
+check "resumed QAT cell exits 0" test $rc -eq 0
+check "it resumed from the epoch checkpoint" grep -q "resuming QAT" qat3.log
+lsq2=$(sql "select top1 from results where algorithm='lsq' order by id desc limit 1")
+check "resumed QAT gives the uninterrupted top-1 ($lsq2 vs $lsq)" test "$lsq2" = "$lsq"
+check "epoch checkpoints removed once the row is written" bash -c "! ls -d '$CACHE'/cells/$key* 2>/dev/null"
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]

@@ -37,10 +37,24 @@ void MinMaxCalibration::apply(quant::QuantModel& model, quant::AlgorithmContext&
   calibrate_observers(model, ctx);
 }
 
+void ObserverCalibration::apply(quant::QuantModel& model, quant::AlgorithmContext& ctx) {
+  if (!ctx.profile) throw Error("calibrate: no profile");
+  quant::PrepareOptions opt;
+  opt.w_bits = ctx.w_bits;
+  opt.a_bits = ctx.a_bits;
+  opt.weight_observer = ctx.weight_observer;
+  opt.activation_observer = ctx.activation_observer;
+  quant::prepare_model(model, *ctx.profile, opt);
+  calibrate_observers(model, ctx);
+}
+
 void register_algorithms(Registry<quant::AlgorithmEntry>& r) {
   r.add("minmax", {"ptq",
                    "PTQ observer calibration: min/max ranges of weights and activations on N training images",
                    [] { return std::make_unique<MinMaxCalibration>(); }});
+  r.add("calibrate", {"ptq",
+                      "PTQ observer calibration with the observers named in pipeline.ptq.observer (mse, kl, percentile...)",
+                      [] { return std::make_unique<ObserverCalibration>(); }});
 }
 
 }  // namespace qbench::ptq

@@ -6,6 +6,7 @@
 #include "qbench/data/dataset.h"
 #include "qbench/models/models.h"
 #include "qbench/ptq/ptq.h"
+#include "qbench/qat/qat.h"
 #include "qbench/quant/algorithm.h"
 #include "qbench/quant/observer.h"
 #include "qbench/quant/profile.h"
@@ -18,6 +19,7 @@ void ensure_registered() {
     auto& r = quant::algorithm_registry();
     r.add("fp32", {"fp32", "the FP32 baseline (trained once per arch, dataset, recipe and seed)", nullptr});
     ptq::register_algorithms(r);
+    qat::register_algorithms(r);
   });
 }
 
@@ -28,8 +30,10 @@ config::Catalog build_catalog() {
   c.archs = models::arch_registry().names();
   c.datasets = data::dataset_registry().names();
   c.profiles = quant::profile_registry().names();
-  const std::string qat = "the QAT quantizers and runner are planned (issue: quantizer library and QAT runner)";
-  for (const char* n : {"lsq", "lsq+", "pact", "dsq", "dorefa", "apot", "qil"}) c.planned_algorithms[n] = qat;
+  const std::string qat = "planned QAT method (not in the quantizer library yet)";
+  for (const char* n : {"lsq", "lsq+", "pact", "dsq", "dorefa", "apot", "qil", "tqt", "binary"})
+    if (!quant::algorithm_registry().contains(n)) c.planned_algorithms[n] = qat;
+  for (const auto& e : quant::observer_registry().entries()) c.observers.push_back(e.first);
   const std::string adv = "advanced PTQ is planned (issue: AdaRound, BRECQ, QDrop and data-free calibration)";
   for (const char* n : {"adaround", "brecq", "qdrop", "zeroq", "dsg"}) c.planned_algorithms[n] = adv;
   return c;

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 #include <torch/serialize/input-archive.h>
+#include <torch/optim/optimizer.h>
 #include <torch/serialize/output-archive.h>
 #include <torch/version.h>
 
@@ -78,7 +79,7 @@ class Session {
   std::shared_ptr<quant::QuantModel> train_baseline(const Cell& cell, std::shared_ptr<quant::QuantModel> model,
                                                     const fs::path& ckpt, double* train_wall_s);
   train::EvalResult baseline_eval(const Cell& cell);
-  std::string status_prefix() const { return status_; }
+  void finetune_qat(const Cell& cell, quant::QuantModel& model);
   void report(const std::string& what) { Progress::global().update(status_ + " | " + what); }
 
   const Matrix& m_;
@@ -193,6 +194,62 @@ train::EvalResult Session::baseline_eval(const Cell& cell) {
   return ev;
 }
 
+// QAT fine-tuning with per-epoch checkpoints under <cache>/cells/<cell key>/, so an interrupted
+// cell resumes at its last finished epoch with the same shuffles and optimizer state.
+void Session::finetune_qat(const Cell& cell, quant::QuantModel& model) {
+  const config::TrainRecipe recipe = config::qat_recipe_for(m_, cell.algorithm);
+  const fs::path dir = fs::path(opt_.cache_dir) / "cells" / cell.key;
+  int last = 0;
+  if (fs::exists(dir))
+    for (const auto& f : fs::directory_iterator(dir)) {
+      const std::string n = f.path().filename().string();
+      if (n.rfind("epoch_", 0) == 0 && f.path().extension() == ".pt") last = std::max(last, std::stoi(n.substr(6)));
+    }
+  train::TrainHooks hooks;
+  hooks.tag = "qat-" + cell.algorithm;
+  hooks.start_epoch = last + 1;
+  if (last > 0) {
+    log_info("resuming QAT of " + cell.short_key() + " after epoch " + std::to_string(last));
+    hooks.on_start = [&model, path = (dir / ("epoch_" + std::to_string(last) + ".pt")).string()](
+                         torch::optim::Optimizer& opt) {
+      torch::serialize::InputArchive root, mod, op;
+      root.load_from(path);
+      root.read("model", mod);
+      root.read("optimizer", op);
+      model.load(mod);
+      opt.load(op);
+    };
+  }
+  hooks.on_epoch_end = [&](int epoch, torch::optim::Optimizer& opt) {
+    fs::create_directories(dir);
+    torch::serialize::OutputArchive root, mod, op;
+    model.save(mod);
+    opt.save(op);
+    root.write("model", mod);
+    root.write("optimizer", op);
+    const fs::path path = dir / ("epoch_" + std::to_string(epoch) + ".pt");
+    root.save_to(path.string() + ".tmp");
+    fs::rename(path.string() + ".tmp", path);
+    if (epoch > 1) fs::remove(dir / ("epoch_" + std::to_string(epoch - 1) + ".pt"));
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  const int first = hooks.start_epoch;
+  hooks.progress = [&, first](int ep, int eps, int64_t step, int64_t steps, double loss) {
+    const double done = (ep - first) + static_cast<double>(step) / steps;
+    const double eta = seconds_since(t0) / done * ((eps - first + 1) - done);
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "qat epoch %d/%d step %lld/%lld loss %.4f | ETA %s", ep, eps,
+                  static_cast<long long>(step), static_cast<long long>(steps), loss, format_duration(eta).c_str());
+    report(buf);
+  };
+  if (first <= recipe.epochs) {
+    const auto data = data::seeded_subset(train_split(cell.seed), m_.qat.train_images,
+                                          data::derive_seed(cell.seed, "qat-train"));
+    train::train_model(model, data, recipe, cell.seed, hooks);
+  }
+  fs::remove_all(dir);  // the row is what persists; per-epoch checkpoints only serve resumption
+}
+
 store::CellResult Session::execute(const Cell& cell, int index, int total) {
   auto t0 = std::chrono::steady_clock::now();
   status_ = "[" + std::to_string(index) + "/" + std::to_string(total) + "] " + cell_label(cell);
@@ -227,9 +284,16 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
     ctx.a_bits = cell.bits.a;
     ctx.seed = cell.seed;
     ctx.calib_batch_size = m_.ptq.calib_batch_size;
+    ctx.weight_observer = m_.ptq.observer.weight;
+    ctx.activation_observer = m_.ptq.observer.activation;
     if (entry.kind == "ptq") {
       ctx.calib_images =
           data::seeded_subset(train_split(cell.seed), m_.ptq.calib_images, data::derive_seed(cell.seed, "calib")).images;
+    } else if (entry.kind == "qat") {
+      ctx.init_images = data::seeded_subset(train_split(cell.seed), m_.qat.init_images,
+                                            data::derive_seed(cell.seed, "qat-init"))
+                            .images;
+      ctx.finetune = [this, &cell](quant::QuantModel& qm) { finetune_qat(cell, qm); };
     }
     ctx.progress = [this](double f, const std::string& what) {
       report(what + " " + std::to_string(static_cast<int>(f * 100)) + "%");

@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <random>
+#include <set>
 
 #include "qbench/common/errors.h"
 #include "qbench/common/progress.h"
@@ -51,25 +53,34 @@ at::Tensor augment_batch(const at::Tensor& images, uint64_t seed) {
   return out;
 }
 
-TrainResult train_fp32(quant::QuantModel& model, const data::TensorDataset& train, const config::TrainRecipe& r,
-                       uint64_t seed, const TrainProgress& progress) {
+TrainResult train_model(quant::QuantModel& model, const data::TensorDataset& train, const config::TrainRecipe& r,
+                        uint64_t seed, const TrainHooks& hooks) {
   auto t0 = std::chrono::steady_clock::now();
-  // Weight decay on conv/linear weights only, not on BatchNorm parameters or biases (the
-  // MQBench recipe excludes BN for the depthwise nets; we apply that rule to every net).
+  using torch::optim::SGDOptions;
+  auto sgd = [&r](double wd) {
+    return std::make_unique<SGDOptions>(SGDOptions(r.lr).momentum(r.momentum).nesterov(r.nesterov).weight_decay(wd));
+  };
+  // Learnable quantizer parameters train in groups of their own (per decay value), never with
+  // the model's weight decay unless the quantizer's paper asks for it (PACT's alpha penalty).
+  std::set<const void*> quant_ids;
+  std::map<double, std::vector<at::Tensor>> quant_groups;
+  for (auto* q : model.quantizers())
+    for (auto& p : q->quant_parameters()) {
+      if (quant_ids.insert(p.unsafeGetTensorImpl()).second) quant_groups[q->quant_weight_decay()].push_back(p);
+    }
+  // Weight decay on conv/linear weights only, not on BatchNorm parameters or biases (MQBench
+  // excludes BN for the depthwise nets; we apply that rule to every net).
   std::vector<at::Tensor> decay, no_decay;
   for (const auto& item : model.named_parameters()) {
-    const auto& name = item.key();
-    const bool is_bn_or_bias = item.value().dim() <= 1;
-    (is_bn_or_bias ? no_decay : decay).push_back(item.value());
-    (void)name;
+    if (quant_ids.count(item.value().unsafeGetTensorImpl())) continue;
+    (item.value().dim() <= 1 ? no_decay : decay).push_back(item.value());
   }
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(
-                                 torch::optim::SGDOptions(r.lr).momentum(r.momentum).nesterov(r.nesterov).weight_decay(
-                                     r.weight_decay)));
-  groups.emplace_back(no_decay, std::make_unique<torch::optim::SGDOptions>(
-                                    torch::optim::SGDOptions(r.lr).momentum(r.momentum).nesterov(r.nesterov).weight_decay(0)));
-  torch::optim::SGD opt(groups, torch::optim::SGDOptions(r.lr).momentum(r.momentum).nesterov(r.nesterov));
+  groups.emplace_back(decay, sgd(r.weight_decay));
+  if (!no_decay.empty()) groups.emplace_back(no_decay, sgd(0.0));
+  for (auto& g : quant_groups) groups.emplace_back(g.second, sgd(g.first));
+  torch::optim::SGD opt(groups, SGDOptions(r.lr).momentum(r.momentum).nesterov(r.nesterov));
+  if (hooks.on_start) hooks.on_start(opt);
 
   const int64_t n = train.size();
   const int64_t bs = r.batch_size;
@@ -77,9 +88,9 @@ TrainResult train_fp32(quant::QuantModel& model, const data::TensorDataset& trai
   const int64_t total = steps_per_epoch * r.epochs;
   model.train();
   TrainResult res;
-  int64_t step = 0;
-  for (int epoch = 1; epoch <= r.epochs; ++epoch) {
-    auto perm = data::seeded_permutation(n, data::derive_seed(seed, "fp32-epoch-" + std::to_string(epoch)));
+  int64_t step = (hooks.start_epoch - 1) * steps_per_epoch;
+  for (int epoch = hooks.start_epoch; epoch <= r.epochs; ++epoch) {
+    auto perm = data::seeded_permutation(n, data::derive_seed(seed, hooks.tag + "-epoch-" + std::to_string(epoch)));
     auto perm_t = at::tensor(perm, at::kLong);
     double loss_sum = 0;
     int64_t seen = 0;
@@ -89,27 +100,36 @@ TrainResult train_fp32(quant::QuantModel& model, const data::TensorDataset& trai
       auto idx = perm_t.narrow(0, start, len);
       auto x = train.images.index_select(0, idx);
       auto y = train.labels.index_select(0, idx);
-      if (r.augment) x = augment_batch(x, data::derive_seed(seed, "augment-" + std::to_string(step)));
+      if (r.augment) x = augment_batch(x, data::derive_seed(seed, hooks.tag + "-augment-" + std::to_string(step)));
       const double lr = lr_at(r, step, steps_per_epoch, total);
-      for (auto& g : opt.param_groups()) static_cast<torch::optim::SGDOptions&>(g.options()).lr(lr);
+      for (auto& g : opt.param_groups()) static_cast<SGDOptions&>(g.options()).lr(lr);
       opt.zero_grad();
       auto loss = smoothed_cross_entropy(model.forward(x), y, r.label_smoothing);
       const double lv = loss.item<double>();
       if (!std::isfinite(lv))
-        throw Error("FP32 training diverged: loss is " + std::to_string(lv) + " at epoch " + std::to_string(epoch) +
-                    ", step " + std::to_string(b + 1) + " (lr " + std::to_string(lr) + ")");
+        throw Error(hooks.tag + " training diverged: loss is " + std::to_string(lv) + " at epoch " +
+                    std::to_string(epoch) + ", step " + std::to_string(b + 1) + " (lr " + std::to_string(lr) + ")");
       loss.backward();
       opt.step();
       loss_sum += lv * len;
       seen += len;
-      if (progress) progress(epoch, r.epochs, b + 1, steps_per_epoch, loss_sum / seen);
+      if (hooks.progress) hooks.progress(epoch, r.epochs, b + 1, steps_per_epoch, loss_sum / seen);
     }
     res.final_loss = loss_sum / std::max<int64_t>(1, seen);
+    if (hooks.on_epoch_end) hooks.on_epoch_end(epoch, opt);
   }
   res.steps = step;
   res.wall_s = seconds_since(t0);
   model.eval();
   return res;
+}
+
+TrainResult train_fp32(quant::QuantModel& model, const data::TensorDataset& train, const config::TrainRecipe& r,
+                       uint64_t seed, const TrainProgress& progress) {
+  TrainHooks hooks;
+  hooks.progress = progress;
+  hooks.tag = "fp32";
+  return train_model(model, train, r, seed, hooks);
 }
 
 EvalResult evaluate(quant::QuantModel& model, const data::TensorDataset& test, int64_t batch_size,

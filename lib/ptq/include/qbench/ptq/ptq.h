@@ -11,6 +11,13 @@ class MinMaxCalibration : public quant::Algorithm {
   void apply(quant::QuantModel& model, quant::AlgorithmContext& ctx) override;
 };
 
+/// The same observer calibration with the observers the matrix names in pipeline.ptq.observer
+/// (e.g. {weight: minmax, activation: mse}); `minmax` is this with minmax for both.
+class ObserverCalibration : public quant::Algorithm {
+ public:
+  void apply(quant::QuantModel& model, quant::AlgorithmContext& ctx) override;
+};
+
 /// Runs calibration batches through the model with every quantizer observing (and, so that
 /// later layers see the quantized activations of earlier ones, not quantizing), then freezes.
 void calibrate_observers(quant::QuantModel& model, quant::AlgorithmContext& ctx);

@@ -24,7 +24,9 @@ struct RunSummary {
   bool interrupted = false;
 };
 
-/// Selects the cells to plan: all of them, or those matching `prefixes` plus their baselines.
+/// Selects the cells to plan: all of them, or those whose key starts with one of `prefixes` (a
+/// quantized cell run alone loads or trains its baseline and evaluates it when the store has no
+/// row for it).
 /// Throws ConfigError when a prefix matches nothing.
 std::vector<config::Cell> select_cells(const std::vector<config::Cell>& all, const std::vector<std::string>& prefixes);
 

@@ -11,6 +11,10 @@
 #include "qbench/data/dataset.h"
 #include "qbench/quant/qmodules.h"
 
+namespace torch::optim {
+class Optimizer;
+}
+
 namespace qbench::train {
 
 /// Called with (epoch 1-based, epochs, step in epoch, steps per epoch, running loss).
@@ -29,8 +33,24 @@ double lr_at(const config::TrainRecipe& r, int64_t step, int64_t steps_per_epoch
 /// Cross-entropy with label smoothing eps: (1 - eps) * NLL + eps * mean over classes of -log p.
 at::Tensor smoothed_cross_entropy(const at::Tensor& logits, const at::Tensor& target, double eps);
 
-/// Trains `model` with SGD (Nesterov momentum, weight decay on conv/linear weights only),
-/// shuffling per epoch from `seed`. Throws qbench::Error when the loss turns NaN/Inf.
+struct TrainHooks {
+  TrainProgress progress;
+  /// Called after each epoch (1-based) with the optimizer, e.g. to write a checkpoint.
+  std::function<void(int, torch::optim::Optimizer&)> on_epoch_end;
+  /// Called once before the first step, e.g. to restore optimizer state when resuming.
+  std::function<void(torch::optim::Optimizer&)> on_start;
+  int start_epoch = 1;       ///< resume point: epochs before it are skipped (same shuffles after)
+  std::string tag = "fp32";  ///< mixed into the shuffle/augmentation seeds
+};
+
+/// Trains `model` with SGD (Nesterov momentum). Parameter groups: conv/linear weights with the
+/// recipe's weight decay; BatchNorm parameters and biases without; the learnable quantizer
+/// parameters in a group of their own with each quantizer's own decay (0 unless its paper says).
+/// Shuffles per epoch from (seed, tag). Throws qbench::Error when the loss turns NaN/Inf.
+TrainResult train_model(quant::QuantModel& model, const data::TensorDataset& train, const config::TrainRecipe& r,
+                        uint64_t seed, const TrainHooks& hooks);
+
+/// train_model with the "fp32" tag and only a progress callback.
 TrainResult train_fp32(quant::QuantModel& model, const data::TensorDataset& train, const config::TrainRecipe& r,
                        uint64_t seed, const TrainProgress& progress = {});
 

@@ -1,0 +1,70 @@
+#include "qbench/qat/qat.h"
+
+#include <ATen/ATen.h>
+#include <torch/utils.h>
+
+#include "qbench/common/errors.h"
+#include "qbench/common/progress.h"
+#include "qbench/quant/prepare.h"
+
+namespace qbench::qat {
+
+int attach_qat_quantizers(quant::QuantModel& model, const quant::QatMethod& method, const quant::Profile& profile,
+                          int w_bits, int a_bits) {
+  int attached = 0;
+  for (auto& ref : model.quant_layers()) {
+    const bool edge = profile.first_last_8bit && (ref.is_first || ref.is_last);
+    const int wb = w_bits == 32 ? 32 : (edge ? 8 : w_bits);
+    const int ab = a_bits == 32 ? 32 : (edge ? 8 : a_bits);
+    std::shared_ptr<quant::FakeQuantizer> wq, aq;
+    if (wb < 32) {
+      auto s = profile.weight;
+      s.bits = wb;
+      wq = method.make_weight(s);
+    }
+    if (ab < 32) {
+      auto s = profile.activation;
+      s.bits = ab;
+      aq = method.make_activation(s);
+    }
+    attached += (wq != nullptr) + (aq != nullptr);
+    ref.layer->attach(wq, aq);
+  }
+  return attached;
+}
+
+void init_quantizers(quant::QuantModel& model, const at::Tensor& images, int64_t batch_size) {
+  if (!images.defined() || images.size(0) == 0) throw Error("QAT needs initialisation images (qat.init_images > 0)");
+  torch::NoGradGuard no_grad;
+  model.eval();
+  quant::set_quantizing(model, false);
+  quant::set_observing(model, true);
+  const int64_t n = images.size(0), bs = std::max<int64_t>(1, batch_size);
+  for (int64_t start = 0; start < n; start += bs) {
+    check_interrupt();
+    model.forward(images.narrow(0, start, std::min(bs, n - start)));
+  }
+  quant::set_observing(model, false);
+  quant::compute_all_qparams(model);
+  quant::set_quantizing(model, true);
+}
+
+void QatAlgorithm::apply(quant::QuantModel& model, quant::AlgorithmContext& ctx) {
+  if (!ctx.profile) throw Error(method_ + ": no profile");
+  if (!ctx.finetune) throw Error(method_ + ": the QAT runner needs a fine-tuning loop from the pipeline");
+  const auto& method = quant::qat_method_registry().get(method_);
+  attach_qat_quantizers(model, method, *ctx.profile, ctx.w_bits, ctx.a_bits);
+  if (ctx.progress) ctx.progress(0.0, "initialising quantizers");
+  init_quantizers(model, ctx.init_images, ctx.calib_batch_size);
+  ctx.finetune(model);
+}
+
+void register_algorithms(Registry<quant::AlgorithmEntry>& r) {
+  for (const auto& e : quant::qat_method_registry().entries()) {
+    const std::string name = e.first;
+    r.add(name, {"qat", "QAT: " + e.second.description + " [" + e.second.paper + "]",
+                 [name] { return std::make_unique<QatAlgorithm>(name); }});
+  }
+}
+
+}  // namespace qbench::qat
