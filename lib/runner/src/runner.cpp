@@ -51,6 +51,25 @@ std::string cell_label(const Cell& c) {
   return c.arch + " " + c.algorithm + " " + c.bits.label() + " " + c.profile + " seed" + std::to_string(c.seed);
 }
 
+// A results row with the cell's identity filled in and no metrics yet.
+store::CellResult identity_row(const Cell& cell) {
+  store::CellResult r;
+  r.cell_key = cell.key;
+  r.baseline_key = cell.baseline_key;
+  r.dataset = cell.dataset;
+  r.arch = cell.arch;
+  r.algorithm = cell.algorithm;
+  r.profile = cell.profile;
+  r.w_bits = cell.bits.w;
+  r.a_bits = cell.bits.a;
+  r.seed = cell.seed;
+  r.kind = cell.kind;
+  r.threads = at::get_num_threads();
+  r.config_json = cell.resolved.dump();
+  r.started_at = utc_now_iso();
+  return r;
+}
+
 std::string cpu_model() {
   std::ifstream f("/proc/cpuinfo");
   std::string line;
@@ -254,20 +273,7 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
   auto t0 = std::chrono::steady_clock::now();
   status_ = "[" + std::to_string(index) + "/" + std::to_string(total) + "] " + cell_label(cell);
   report("starting");
-  store::CellResult r;
-  r.cell_key = cell.key;
-  r.baseline_key = cell.baseline_key;
-  r.dataset = cell.dataset;
-  r.arch = cell.arch;
-  r.algorithm = cell.algorithm;
-  r.profile = cell.profile;
-  r.w_bits = cell.bits.w;
-  r.a_bits = cell.bits.a;
-  r.seed = cell.seed;
-  r.kind = cell.kind;
-  r.threads = at::get_num_threads();
-  r.config_json = cell.resolved.dump();
-  r.started_at = utc_now_iso();
+  store::CellResult r = identity_row(cell);
 
   double quant_wall = 0;
   auto model = baseline_model(cell, &quant_wall);
@@ -436,19 +442,11 @@ RunSummary run_matrix(const Matrix& m, const std::vector<Cell>& cells, const Run
         r.error = e.what();
       }
       if (r.status == "failed") {
-        // Fill the identity of the failed cell; metrics stay NULL.
-        r.cell_key = cell.key;
-        r.baseline_key = cell.baseline_key;
-        r.dataset = cell.dataset;
-        r.arch = cell.arch;
-        r.algorithm = cell.algorithm;
-        r.profile = cell.profile;
-        r.w_bits = cell.bits.w;
-        r.a_bits = cell.bits.a;
-        r.seed = cell.seed;
-        r.kind = cell.kind;
-        r.threads = threads;
-        r.config_json = cell.resolved.dump();
+        // The failed cell's identity; its metrics stay NULL.
+        const std::string status = r.status, error = r.error;
+        r = identity_row(cell);
+        r.status = status;
+        r.error = error;
         r.finished_at = utc_now_iso();
         ++sum.failed;
         Progress::global().clear();
