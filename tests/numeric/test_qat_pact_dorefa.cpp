@@ -534,3 +534,36 @@ TEST_CASE("dorefa: edge cases - zeros, constants, one element, huge and tiny mag
     CHECK_THROWS_AS(DorefaActivationQuantizer(pd_scheme(17, Signedness::Auto)), qbench::Error);
   }
 }
+
+TEST_CASE("dorefa activations on a calibrated range: r * q(clip(a / r, 0, 1)) with r = observed max",
+          "[dorefa][numeric]") {
+  QuantScheme sc;
+  sc.bits = 3;
+  sc.signedness = Signedness::Auto;
+  DorefaActivationQuantizer q(sc, /*calibrated_range=*/true);
+  auto calib = at::tensor({0.0f, 1.5f, 3.5f, 2.0f});
+  q.set_observing(true);
+  q.forward(calib);
+  q.set_observing(false);
+  q.compute_qparams();
+  q.set_quantizing(true);
+  CHECK(q.range() == Approx(3.5));
+  auto x = at::tensor({-1.0f, 0.2f, 1.0f, 1.74f, 3.0f, 9.0f});
+  auto y = q.forward(x);
+  const double r = 3.5, n = 7.0;  // 2^3 - 1 levels
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const double a = std::min(1.0, std::max(0.0, x[i].item<double>() / r));
+    const double expect = r * std::nearbyint(a * n) / n;
+    CHECK(y[i].item<float>() == Approx(expect).margin(1e-5));
+  }
+  auto qp = q.affine_qparams();
+  REQUIRE(qp.has_value());
+  CHECK(qp->scale.item<float>() == Approx(r / n));
+  // The default (paper) mode is unchanged: range 1.
+  DorefaActivationQuantizer p(sc);
+  p.set_observing(true);
+  p.forward(calib);
+  p.set_observing(false);
+  p.compute_qparams();
+  CHECK(p.range() == 1.0);
+}

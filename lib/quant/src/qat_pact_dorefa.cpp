@@ -114,7 +114,8 @@ std::string DorefaWeightQuantizer::describe() const {
 // ---------------------------------------------------------------------------------------------
 // DoReFa activations
 
-DorefaActivationQuantizer::DorefaActivationQuantizer(QuantScheme scheme) : FakeQuantizer(scheme) {
+DorefaActivationQuantizer::DorefaActivationQuantizer(QuantScheme scheme, bool calibrated_range)
+    : FakeQuantizer(scheme), calibrated_range_(calibrated_range) {
   checked_bits(scheme_.bits, "dorefa activation");
 }
 
@@ -123,19 +124,29 @@ at::Tensor DorefaActivationQuantizer::forward(const at::Tensor& x) {
     auto xd = x.detach();
     check_finite(xd, "dorefa: observed activation");
     const double mn = xd.min().item<double>();
+    const double am = xd.abs().max().item<double>();
     observed_min_ = observed_ ? std::min(observed_min_, mn) : mn;
+    observed_absmax_ = observed_ ? std::max(observed_absmax_, am) : am;
     observed_ = true;
   }
   if (!quantizing_) return x;
   if (!ready_) throw Error("dorefa: forward with quantization on before compute_qparams()");
-  if (!signed_) return dorefa_quantize_k(at::clamp(x, 0.0, 1.0), scheme_.bits);  // Eq. 11
-  const double n = levels_signed(scheme_.bits);
-  return round_ste(at::clamp(x, -1.0, 1.0) * n) / n;
+  const at::Tensor a = range_ == 1.0 ? x : x / range_;
+  at::Tensor q;
+  if (!signed_) {
+    q = dorefa_quantize_k(at::clamp(a, 0.0, 1.0), scheme_.bits);  // Eq. 11
+  } else {
+    const double n = levels_signed(scheme_.bits);
+    q = round_ste(at::clamp(a, -1.0, 1.0) * n) / n;
+  }
+  return range_ == 1.0 ? q : q * range_;
 }
 
 void DorefaActivationQuantizer::compute_qparams() {
   if (!observed_) throw Error("dorefa: compute_qparams() before any tensor was observed");
   signed_ = signed_input(scheme_, observed_min_);
+  // Floored so an all-zero observation still gives a finite, usable range.
+  range_ = calibrated_range_ ? std::max(observed_absmax_, 1e-8) : 1.0;
   ready_ = true;
 }
 
@@ -143,7 +154,7 @@ std::optional<QParams> DorefaActivationQuantizer::affine_qparams() const {
   if (!ready_) return std::nullopt;
   QParams qp;
   const double n = signed_ ? levels_signed(scheme_.bits) : levels_unsigned(scheme_.bits);
-  qp.scale = at::full({}, 1.0 / n, at::kFloat);
+  qp.scale = at::full({}, range_ / n, at::kFloat);
   qp.zero_point = at::zeros({}, at::kInt);
   qp.range = {signed_ ? -static_cast<int64_t>(n) : 0, static_cast<int64_t>(n)};
   return qp;
@@ -152,7 +163,8 @@ std::optional<QParams> DorefaActivationQuantizer::affine_qparams() const {
 std::string DorefaActivationQuantizer::describe() const {
   if (!ready_) return "dorefa activation " + std::to_string(scheme_.bits) + "-bit (not initialised)";
   return "dorefa activation " + std::to_string(scheme_.bits) + "-bit " +
-         (signed_ ? "q(clip(a, -1, 1)) signed extension" : "q(clip(a, 0, 1))");
+         (signed_ ? "q(clip(a, -1, 1)) signed extension" : "q(clip(a, 0, 1))") +
+         (calibrated_range_ ? " on the range r = " + std::to_string(range_) : "");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,11 +239,13 @@ void register_qat_pact_dorefa(Registry<QatMethod>& r) {
                  "Choi et al. 2018, arXiv:1805.06085",
                  [](const QuantScheme& s) { return std::make_shared<DorefaWeightQuantizer>(s); },
                  [](const QuantScheme& s) { return std::make_shared<PactQuantizer>(s); }});
-  r.add("dorefa", {"DoReFa-Net: tanh-normalised weights quantized to [-1, 1], activations quantize_k(clip(a, 0, 1)), "
-                   "STE; no learnable parameters",
+  // Activations on a range calibrated at initialisation (see DorefaActivationQuantizer): the
+  // aligned pipeline starts from pretrained weights, which the paper's [0, 1] clip would cut.
+  r.add("dorefa", {"DoReFa-Net: tanh-normalised weights quantized to [-1, 1], activations r*quantize_k(clip(a/r, 0, 1)) "
+                   "with r calibrated at init (r = 1 is Eq. 11), STE; no learnable parameters",
                    "Zhou et al. 2016, arXiv:1606.06160",
                    [](const QuantScheme& s) { return std::make_shared<DorefaWeightQuantizer>(s); },
-                   [](const QuantScheme& s) { return std::make_shared<DorefaActivationQuantizer>(s); }});
+                   [](const QuantScheme& s) { return std::make_shared<DorefaActivationQuantizer>(s, true); }});
 }
 
 }  // namespace qbench::quant
