@@ -213,9 +213,12 @@ TEST_CASE("qil: the module's gradients: pruned and clipped points give zeros, no
     if (std::fabs(wv[k]) < 0.3) CHECK(yv[k] == 0.0);                                   // pruned
     if (std::fabs(wv[k]) > 0.9) CHECK(std::fabs(yv[k]) == Approx(K).epsilon(1e-6));  // clipped
   }
-  CHECK(q->center().grad().item<double>() == Approx(gc).epsilon(1e-4).margin(1e-6));
-  CHECK(q->distance().grad().item<double>() == Approx(gd).epsilon(1e-4).margin(1e-6));
-  CHECK(q->gamma().grad().item<double>() == Approx(gg).epsilon(1e-4).margin(1e-6));
+  // The interval parameters' gradients carry LSQ's scale g = 1 / sqrt(N * Qp) (algorithms.md:
+  // "gradient scale as lsq"): N = 9 weights, Qp = 2^(4-1) - 1 = 7 levels.
+  const double gscale = 1.0 / std::sqrt(9.0 * 7.0);
+  CHECK(q->center().grad().item<double>() == Approx(gscale * gc).epsilon(1e-4).margin(1e-6));
+  CHECK(q->distance().grad().item<double>() == Approx(gscale * gd).epsilon(1e-4).margin(1e-6));
+  CHECK(q->gamma().grad().item<double>() == Approx(gscale * gg).epsilon(1e-4).margin(1e-6));
   CHECK(at::isfinite(w.grad()).all().item<bool>());
 }
 

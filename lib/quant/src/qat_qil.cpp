@@ -74,10 +74,17 @@ at::Tensor QilQuantizer::forward(const at::Tensor& x) {
   }
   if (!quantizing_) return x;
   const auto dt = x.scalar_type();
-  auto c = center_.to(dt), d = distance_.to(dt);
+  // Gradient scaling as in LSQ (algorithms.md: "gradient scale as lsq"; MQBench-style QIL
+  // re-implementations do the same): c, d and gamma receive gradients summed over every element
+  // of the tensor, which at lr 0.01 moves the interval by whole units per step and ends in a
+  // collapsed network. g = 1 / sqrt(N * Qp), N = elements per sample (weights: all of them).
+  const double per_sample = role_ == Role::Weight || x.dim() == 0 ? static_cast<double>(x.numel())
+                                                                   : static_cast<double>(x.numel() / std::max<int64_t>(1, x.size(0)));
+  const double g = 1.0 / std::sqrt(std::max(1.0, per_sample) * std::max(1.0, static_cast<double>(levels_q())));
+  auto c = grad_scale(center_, g).to(dt), d = grad_scale(distance_, g).to(dt);
   at::Tensor t;
   if (role_ == Role::Weight)
-    t = qil_transform_weight(x, c, d, gamma_.to(dt));
+    t = qil_transform_weight(x, c, d, grad_scale(gamma_, g).to(dt));
   else if (signed_)
     t = qil_transform_weight(x, c, d, at::ones({}, x.options()));  // symmetric T, gamma = 1
   else
