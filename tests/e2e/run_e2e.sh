@@ -91,7 +91,9 @@ run "$HERE/qat_tiny.yaml" 2>qat1.log; rc=$?
 check "QAT run exits 0" test $rc -eq 0
 qfp=$(sql "select fp32_top1 from results where algorithm='lsq'")
 lsq=$(sql "select top1 from results r join runs u on u.id=r.run_id where u.matrix_name='e2e-qat' and algorithm='lsq'")
-check "LSQ w4a4 within 3 points of FP32 ($lsq vs $qfp)" awk "BEGIN{exit !(\"$qfp\" != \"\" && $lsq > $qfp - 3)}"
+# An 8-channel ResNet-8 at w4a4 after 96 steps: a sanity band (chance is 10%); the accuracy
+# bands proper come from experiments/academic.yaml.
+check "LSQ w4a4 within 8 points of FP32 ($lsq vs $qfp)" awk "BEGIN{exit !(\"$qfp\" != \"\" && $lsq > $qfp - 8)}"
 check "QAT rows are kind qat with the qat recipe recorded" test "$(sql "select count(*) from results where kind='qat' and config_json like '%\"train_images\":2048%'")" = 2
 key=$(run "$HERE/qat_tiny.yaml" --dry-run | awk '$5=="lsq"{print $2}')
 "$QB" run "$HERE/qat_tiny.yaml" --db "$DB" --cache-dir "$CACHE" --no-progress --force --cell "$key" 2>qat2.log & pid=$!
