@@ -8,7 +8,7 @@ PKGS=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev libopenblas0-pthread
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
-  libsqlite3-dev sqlite3 zlib1g-dev catch2 libopencv-dev libbenchmark-dev
+  libsqlite3-dev sqlite3 zlib1g-dev catch2
   dataset-fashion-mnist
 )
 missing=()
