@@ -253,15 +253,21 @@ std::optional<QParams> LsqQuantizer::affine_qparams() const {
   return qp;
 }
 
-std::string LsqQuantizer::describe() const {
-  std::string d = std::string("lsq ") + (role_ == QatRole::Weight ? "weight " : "activation ") + scheme_.describe();
-  if (!ready_) return d + " (not initialised)";
-  d += " range=" + range_str(range_);
-  if (per_channel_)
-    d += " s[" + std::to_string(scale_.numel()) + "] mean=" + fmt(scale_.detach().mean().item<double>());
+// "lsq weight 4-bit ... range=[-8,7] s=0.0123": shared by LSQ and LSQ+.
+static std::string describe_step(const char* name, QatRole role, const QuantScheme& scheme, bool ready, const QRange& range,
+                          bool per_channel, const at::Tensor& scale) {
+  std::string d = std::string(name) + (role == QatRole::Weight ? " weight " : " activation ") + scheme.describe();
+  if (!ready) return d + " (not initialised)";
+  d += " range=" + range_str(range);
+  if (per_channel)
+    d += " s[" + std::to_string(scale.numel()) + "] mean=" + fmt(scale.detach().mean().item<double>());
   else
-    d += " s=" + fmt(scale_.detach().item<double>());
+    d += " s=" + fmt(scale.detach().item<double>());
   return d;
+}
+
+std::string LsqQuantizer::describe() const {
+  return describe_step("lsq", role_, scheme_, ready_, range_, per_channel_, scale_);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -445,14 +451,8 @@ std::optional<QParams> LsqPlusQuantizer::affine_qparams() const {
 }
 
 std::string LsqPlusQuantizer::describe() const {
-  std::string d = std::string("lsq+ ") + (role_ == QatRole::Weight ? "weight " : "activation ") + scheme_.describe();
-  if (!ready_) return d + " (not initialised)";
-  d += " range=" + range_str(range_);
-  if (per_channel_)
-    d += " s[" + std::to_string(scale_.numel()) + "] mean=" + fmt(scale_.detach().mean().item<double>());
-  else
-    d += " s=" + fmt(scale_.detach().item<double>());
-  if (beta_.defined()) d += " beta=" + fmt(beta_.detach().item<double>());
+  std::string d = describe_step("lsq+", role_, scheme_, ready_, range_, per_channel_, scale_);
+  if (ready_ && beta_.defined()) d += " beta=" + fmt(beta_.detach().item<double>());
   return d;
 }
 
