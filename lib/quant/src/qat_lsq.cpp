@@ -129,23 +129,20 @@ struct LsqPerTensorFn : public torch::autograd::Function<LsqPerTensorFn> {
     const float* px = xc.data_ptr<float>();
     const float* pg = gy.data_ptr<float>();
     float* pgx = gx.data_ptr<float>();
+    // Branch-free so the inner loop vectorises: inside = lo <= v <= hi; the s-gradient term is
+    // round(v) - v inside and the clipped bound outside. Per-chunk float sums, added in double.
     const double gs = at::parallel_reduce(
         0, xc.numel(), 32768, 0.0,
         [&](int64_t b, int64_t e, double acc) {
+          float part = 0.f;
           for (int64_t i = b; i < e; ++i) {
             const float v = px[i] / sv;
-            if (v < lo) {
-              pgx[i] = 0.f;
-              acc += static_cast<double>(pg[i]) * lo;
-            } else if (v > hi) {
-              pgx[i] = 0.f;
-              acc += static_cast<double>(pg[i]) * hi;
-            } else {
-              pgx[i] = pg[i];
-              acc += static_cast<double>(pg[i]) * (round_even(v) - v);
-            }
+            const float vc = std::min(std::max(v, lo), hi);
+            const bool inside = (v >= lo) & (v <= hi);
+            pgx[i] = inside ? pg[i] : 0.f;
+            part += pg[i] * (inside ? round_even(vc) - vc : vc);
           }
-          return acc;
+          return acc + static_cast<double>(part);
         },
         std::plus<double>());
     auto grad_s = at::full(s.sizes(), gs * g, s.options());
