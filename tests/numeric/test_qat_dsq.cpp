@@ -160,7 +160,7 @@ TEST_CASE("dsq: gradients of x, l, u, alpha match the soft curve's closed form a
   }
 }
 
-TEST_CASE("dsq: outside [l, u] the gradient goes to the nearer bound only", "[dsq][numeric]") {
+TEST_CASE("dsq: outside the range l..u the gradient goes to the nearer bound only", "[dsq][numeric]") {
   for (float xf : {-3.0f, 2.5f}) {
     auto x = scalar(xf), l = scalar(-1.0), u = scalar(1.0), a = scalar(0.2);
     auto y = dsq_quantize(x, l, u, a, 4);

@@ -113,7 +113,7 @@ TEST_CASE("pact: alpha starts at 10, L2 penalty 5e-4, forward is the scalar refe
   }
 }
 
-TEST_CASE("pact: gradients are Eq. 3 - d/dalpha = 1 where x >= alpha, STE for x on [0, alpha)", "[pact][numeric]") {
+TEST_CASE("pact: gradients are Eq. 3 - d/dalpha = 1 where x >= alpha, STE for x on 0 <= x < alpha", "[pact][numeric]") {
   at::manual_seed(32);
   for (int bits = 2; bits <= 8; ++bits) {
     for (bool is_signed : {false, true}) {
@@ -187,7 +187,7 @@ TEST_CASE("pact: gradients equal central finite differences of the clip with the
   }
 }
 
-TEST_CASE("pact: at x = alpha exactly Eq. 3 gives d/dalpha = 1 and d/dx = 0 (the interval [alpha, inf))",
+TEST_CASE("pact: at x = alpha exactly Eq. 3 gives d/dalpha = 1 and d/dx = 0 (x in the closed interval from alpha up)",
           "[pact][numeric]") {
   for (bool is_signed : {false, true}) {
     INFO("signed " << is_signed);
@@ -332,7 +332,7 @@ TEST_CASE("pact: edge cases - zeros, constants, one element, huge and tiny magni
 // ---------------------------------------------------------------------------------------------
 // DoReFa
 
-TEST_CASE("dorefa: weights follow Eq. 9 (levels in [-1, 1]), bits 2..8", "[dorefa][numeric]") {
+TEST_CASE("dorefa: weights follow Eq. 9 (levels between -1 and 1), bits 2..8", "[dorefa][numeric]") {
   at::manual_seed(41);
   auto w = at::randn({8, 4, 3, 3}) * 0.1;
   const auto wv = fvec(w);
@@ -415,7 +415,7 @@ TEST_CASE("dorefa: weight gradients are the STE through round, exact through tan
   }
 }
 
-TEST_CASE("dorefa: activations are quantize_k(clip(a, 0, 1)) (Eq. 11) with the STE inside [0, 1]",
+TEST_CASE("dorefa: activations are quantize_k(clip(a, 0, 1)) (Eq. 11) with the STE inside 0..1",
           "[dorefa][numeric]") {
   at::manual_seed(43);
   auto a = at::randn({4, 3, 6, 6}) * 0.8 + 0.4;  // below 0, inside, above 1
