@@ -16,16 +16,11 @@
 #include "qbench/quant/qat.h"
 #include "qbench/quant/qat_apot.h"
 
+#include "scheme_util.h"
+
 using namespace qbench::quant;
 
 namespace {
-
-QuantScheme apot_scheme(int bits, Signedness sg = Signedness::Signed) {
-  QuantScheme s;
-  s.bits = bits;
-  s.signedness = sg;
-  return s;
-}
 
 // The paper's APoT set Q^a(alpha, kn) = gamma * { sum_{i<n} p_i }, p_i in {0, 2^-i, 2^-(i+n),
 // ..., 2^-(i+(2^k-2)n)}, normalised to a maximum of 1.
@@ -82,7 +77,7 @@ std::vector<double> as_vector(const at::Tensor& t) {
 at::Tensor scalar(double v, bool grad = true) { return at::full({}, v, at::kFloat).set_requires_grad(grad); }
 
 std::shared_ptr<ApotWeightQuantizer> ready_weight(const at::Tensor& w, int bits, bool restore = true) {
-  auto q = std::make_shared<ApotWeightQuantizer>(apot_scheme(bits), 3.0, restore);
+  auto q = std::make_shared<ApotWeightQuantizer>(qbench::test::test_scheme(bits), 3.0, restore);
   q->set_observing(true);
   q->forward(w);
   q->set_observing(false);
@@ -92,7 +87,7 @@ std::shared_ptr<ApotWeightQuantizer> ready_weight(const at::Tensor& w, int bits,
 }
 
 std::shared_ptr<ApotActivationQuantizer> ready_act(const at::Tensor& x, int bits) {
-  auto q = std::make_shared<ApotActivationQuantizer>(apot_scheme(bits, Signedness::Auto));
+  auto q = std::make_shared<ApotActivationQuantizer>(qbench::test::test_scheme(bits, Signedness::Auto));
   q->set_observing(true);
   q->forward(x);
   q->set_observing(false);
@@ -383,8 +378,8 @@ TEST_CASE("apot: edge cases", "[apot][numeric]") {
     }
   }
   SECTION("NaN or Inf input is an error at observe time") {
-    ApotWeightQuantizer qw(apot_scheme(4));
-    ApotActivationQuantizer qa(apot_scheme(4, Signedness::Auto));
+    ApotWeightQuantizer qw(qbench::test::test_scheme(4));
+    ApotActivationQuantizer qa(qbench::test::test_scheme(4, Signedness::Auto));
     qw.set_observing(true);
     qa.set_observing(true);
     CHECK_THROWS_AS(qw.forward(at::tensor({1.0f, std::nanf("")})), qbench::Error);
@@ -393,8 +388,8 @@ TEST_CASE("apot: edge cases", "[apot][numeric]") {
     CHECK_THROWS_AS(qa.compute_qparams(), qbench::Error);
   }
   SECTION("quantizing before compute_qparams is an error") {
-    ApotWeightQuantizer qw(apot_scheme(4));
-    ApotActivationQuantizer qa(apot_scheme(4));
+    ApotWeightQuantizer qw(qbench::test::test_scheme(4));
+    ApotActivationQuantizer qa(qbench::test::test_scheme(4));
     CHECK_THROWS_AS(qw.set_quantizing(true), qbench::Error);
     CHECK_THROWS_AS(qa.set_quantizing(true), qbench::Error);
     CHECK_FALSE(qa.affine_qparams().has_value());
@@ -404,6 +399,6 @@ TEST_CASE("apot: edge cases", "[apot][numeric]") {
 TEST_CASE("apot: registered as a QAT method", "[apot][numeric]") {
   const auto& m = qat_method_registry().get("apot");
   CHECK(m.paper.find("1909.13144") != std::string::npos);
-  CHECK(dynamic_cast<ApotWeightQuantizer*>(m.make_weight(apot_scheme(4)).get()) != nullptr);
-  CHECK(dynamic_cast<ApotActivationQuantizer*>(m.make_activation(apot_scheme(4, Signedness::Auto)).get()) != nullptr);
+  CHECK(dynamic_cast<ApotWeightQuantizer*>(m.make_weight(qbench::test::test_scheme(4)).get()) != nullptr);
+  CHECK(dynamic_cast<ApotActivationQuantizer*>(m.make_activation(qbench::test::test_scheme(4, Signedness::Auto)).get()) != nullptr);
 }

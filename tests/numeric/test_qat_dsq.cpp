@@ -13,16 +13,11 @@
 #include "qbench/quant/qat.h"
 #include "qbench/quant/qat_dsq.h"
 
+#include "scheme_util.h"
+
 using namespace qbench::quant;
 
 namespace {
-
-QuantScheme dsq_scheme(int bits, Signedness sg = Signedness::Signed) {
-  QuantScheme s;
-  s.bits = bits;
-  s.signedness = sg;
-  return s;
-}
 
 // The paper's quantizer on [l, u] with 2^b - 1 cells, in double.
 struct DsqRef {
@@ -176,7 +171,7 @@ TEST_CASE("dsq: outside the range l..u the gradient goes to the nearer bound onl
 TEST_CASE("dsq: the module initialises l, u, alpha from observations (weights and Auto activations)",
           "[dsq][numeric]") {
   SECTION("weights: symmetric [-max|w|, max|w|], alpha 0.2, all three learnable") {
-    DsqQuantizer q(dsq_scheme(4), DsqQuantizer::Role::Weight);
+    DsqQuantizer q(qbench::test::test_scheme(4), DsqQuantizer::Role::Weight);
     q.set_observing(true);
     auto w = at::tensor({-0.3f, 0.1f, 0.8f});
     CHECK(at::equal(q.forward(w), w));  // observing only: identity
@@ -198,7 +193,7 @@ TEST_CASE("dsq: the module initialises l, u, alpha from observations (weights an
     CHECK(q.forward(w)[0].item<float>() == Approx(ref.hard(-0.3f)).epsilon(1e-5));
   }
   SECTION("activations after ReLU: unsigned, l = 0, u = max") {
-    DsqQuantizer q(dsq_scheme(4, Signedness::Auto), DsqQuantizer::Role::Activation);
+    DsqQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), DsqQuantizer::Role::Activation);
     q.set_observing(true);
     q.forward(at::tensor({0.0f, 0.5f, 2.0f}));
     q.forward(at::tensor({0.25f, 3.0f}));
@@ -208,7 +203,7 @@ TEST_CASE("dsq: the module initialises l, u, alpha from observations (weights an
     CHECK(q.upper().item<float>() == 3.0f);
   }
   SECTION("signed activations (normalised images): l = min, u = max") {
-    DsqQuantizer q(dsq_scheme(4, Signedness::Auto), DsqQuantizer::Role::Activation);
+    DsqQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), DsqQuantizer::Role::Activation);
     q.set_observing(true);
     q.forward(at::tensor({-2.1f, 0.5f, 2.6f}));
     q.compute_qparams();
@@ -217,7 +212,7 @@ TEST_CASE("dsq: the module initialises l, u, alpha from observations (weights an
     CHECK(q.upper().item<float>() == 2.6f);
   }
   SECTION("alpha is projected back into (0, 0.5] before use") {
-    DsqQuantizer q(dsq_scheme(3), DsqQuantizer::Role::Weight);
+    DsqQuantizer q(qbench::test::test_scheme(3), DsqQuantizer::Role::Weight);
     q.set_observing(true);
     q.forward(at::tensor({-1.0f, 1.0f}));
     q.compute_qparams();
@@ -233,7 +228,7 @@ TEST_CASE("dsq: the module initialises l, u, alpha from observations (weights an
 
 TEST_CASE("dsq: edge cases", "[dsq][numeric]") {
   auto ready = [](const at::Tensor& x, DsqQuantizer::Role role) {
-    auto q = std::make_shared<DsqQuantizer>(dsq_scheme(4, Signedness::Auto), role);
+    auto q = std::make_shared<DsqQuantizer>(qbench::test::test_scheme(4, Signedness::Auto), role);
     q->set_observing(true);
     q->forward(x);
     q->set_observing(false);
@@ -290,14 +285,14 @@ TEST_CASE("dsq: edge cases", "[dsq][numeric]") {
     }
   }
   SECTION("NaN or Inf input is an error at observe time") {
-    DsqQuantizer q(dsq_scheme(4), DsqQuantizer::Role::Weight);
+    DsqQuantizer q(qbench::test::test_scheme(4), DsqQuantizer::Role::Weight);
     q.set_observing(true);
     CHECK_THROWS_AS(q.forward(at::tensor({1.0f, std::nanf("")})), qbench::Error);
     CHECK_THROWS_AS(q.forward(at::tensor({std::numeric_limits<float>::infinity()})), qbench::Error);
     CHECK_THROWS_AS(q.compute_qparams(), qbench::Error);  // nothing valid was observed
   }
   SECTION("quantizing before compute_qparams is an error") {
-    DsqQuantizer q(dsq_scheme(4), DsqQuantizer::Role::Activation);
+    DsqQuantizer q(qbench::test::test_scheme(4), DsqQuantizer::Role::Activation);
     CHECK_THROWS_AS(q.set_quantizing(true), qbench::Error);
     CHECK_FALSE(q.ready());
   }
@@ -306,8 +301,8 @@ TEST_CASE("dsq: edge cases", "[dsq][numeric]") {
 TEST_CASE("dsq: registered as a QAT method", "[dsq][numeric]") {
   const auto& m = qat_method_registry().get("dsq");
   CHECK(m.paper.find("1908.05033") != std::string::npos);
-  auto w = m.make_weight(dsq_scheme(4));
-  auto a = m.make_activation(dsq_scheme(4, Signedness::Auto));
+  auto w = m.make_weight(qbench::test::test_scheme(4));
+  auto a = m.make_activation(qbench::test::test_scheme(4, Signedness::Auto));
   CHECK(dynamic_cast<DsqQuantizer*>(w.get()) != nullptr);
   CHECK(dynamic_cast<DsqQuantizer*>(a.get()) != nullptr);
   CHECK_FALSE(w->affine_qparams().has_value());

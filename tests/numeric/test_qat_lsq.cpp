@@ -13,19 +13,13 @@
 #include "qbench/quant/qat.h"
 #include "qbench/quant/qat_lsq.h"
 
+#include "scheme_util.h"
+
 using namespace qbench::quant;
 
 namespace {
 
 constexpr float kFloatEps = std::numeric_limits<float>::epsilon();
-
-QuantScheme lsq_scheme(int bits, Signedness sg, bool per_channel = false) {
-  QuantScheme s;
-  s.bits = bits;
-  s.signedness = sg;
-  s.granularity = per_channel ? Granularity::PerChannel : Granularity::PerTensor;
-  return s;
-}
 
 std::vector<float> vec(const at::Tensor& t) {
   auto c = t.detach().to(at::kFloat).contiguous();
@@ -115,7 +109,7 @@ TEST_CASE("lsq: weight init is 2 mean|w| / sqrt(Qp) and the forward is the scala
   mean_abs /= static_cast<double>(wv.size());
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
-    LsqQuantizer q(lsq_scheme(bits, Signedness::Signed), QatRole::Weight);
+    LsqQuantizer q(qbench::test::test_scheme(bits, Signedness::Signed), QatRole::Weight);
     init_on(q, {w});
     const int64_t qp = qp_signed(bits);
     CHECK(q.range().qmin == -qp - 1);
@@ -152,23 +146,23 @@ TEST_CASE("lsq: activation signedness follows the observed minimum (Auto) and in
   const double m1 = a1.abs().mean().item<double>(), m2 = a2.abs().mean().item<double>();
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
-    LsqQuantizer q(lsq_scheme(bits, Signedness::Auto), QatRole::Activation);
+    LsqQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
     init_on(q, {a1, a2});
     CHECK(q.range().qmin == 0);
     CHECK(q.range().qmax == qp_unsigned(bits));
     const double expected = 2.0 * (m1 + m2) / 2.0 / std::sqrt(static_cast<double>(qp_unsigned(bits)));
     CHECK(q.step().item<double>() == Approx(expected).epsilon(1e-5));
 
-    LsqQuantizer qs(lsq_scheme(bits, Signedness::Auto), QatRole::Activation);
+    LsqQuantizer qs(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
     init_on(qs, {a1 - 0.5});
     CHECK(qs.range().qmin == -qp_signed(bits) - 1);
     CHECK(qs.range().qmax == qp_signed(bits));
   }
   // Explicit signedness wins over what was observed.
-  LsqQuantizer qu(lsq_scheme(4, Signedness::Unsigned), QatRole::Activation);
+  LsqQuantizer qu(qbench::test::test_scheme(4, Signedness::Unsigned), QatRole::Activation);
   init_on(qu, {a1 - 0.5});
   CHECK(qu.range().qmin == 0);
-  LsqQuantizer qsg(lsq_scheme(4, Signedness::Signed), QatRole::Activation);
+  LsqQuantizer qsg(qbench::test::test_scheme(4, Signedness::Signed), QatRole::Activation);
   init_on(qsg, {a1});
   CHECK(qsg.range().qmin == -8);
 }
@@ -181,7 +175,7 @@ TEST_CASE("lsq: autograd gives the paper's gradients (Eq. 3) with the step gradi
       INFO("bits " << bits << (role == QatRole::Weight ? " weight" : " activation"));
       auto x = at::randn({4, 3, 5, 5});
       if (role == QatRole::Activation) x = at::relu(x) * 2.0;
-      LsqQuantizer q(lsq_scheme(bits, Signedness::Auto), role);
+      LsqQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), role);
       init_on(q, {x});
       const int64_t qmin = q.range().qmin, qmax = q.range().qmax;
       // A step that puts part of the data beyond the clip, so both branches of Eq. 3 are used.
@@ -329,7 +323,7 @@ TEST_CASE("lsq: per-channel weights get one step per output channel and N = elem
   }
   for (int bits : {2, 4, 8}) {
     INFO("bits " << bits);
-    LsqQuantizer q(lsq_scheme(bits, Signedness::Signed, true), QatRole::Weight);
+    LsqQuantizer q(qbench::test::test_scheme(bits, Signedness::Signed, true), QatRole::Weight);
     init_on(q, {w});
     REQUIRE(q.step().numel() == 6);
     CHECK(q.named_parameters()["scale"].numel() == 6);  // the registered parameter was resized
@@ -360,7 +354,7 @@ TEST_CASE("lsq: per-channel weights get one step per output channel and N = elem
 TEST_CASE("lsq: parameters, affine equivalent, description and registry entries", "[lsq][numeric]") {
   at::manual_seed(16);
   auto a = at::relu(at::randn({2, 4, 4, 4}));
-  LsqQuantizer q(lsq_scheme(4, Signedness::Auto), QatRole::Activation);
+  LsqQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), QatRole::Activation);
   CHECK_FALSE(q.affine_qparams().has_value());
   init_on(q, {a});
   REQUIRE(q.quant_parameters().size() == 1);
@@ -391,20 +385,20 @@ TEST_CASE("lsq: parameters, affine equivalent, description and registry entries"
   REQUIRE(reg.contains("lsq+"));
   CHECK(reg.get("lsq").paper.find("1902.08153") != std::string::npos);
   CHECK(reg.get("lsq+").paper.find("2004.09576") != std::string::npos);
-  auto w = reg.get("lsq").make_weight(lsq_scheme(4, Signedness::Signed));
-  auto act = reg.get("lsq").make_activation(lsq_scheme(4, Signedness::Auto));
+  auto w = reg.get("lsq").make_weight(qbench::test::test_scheme(4, Signedness::Signed));
+  auto act = reg.get("lsq").make_activation(qbench::test::test_scheme(4, Signedness::Auto));
   REQUIRE(dynamic_cast<LsqQuantizer*>(w.get()) != nullptr);
   CHECK(dynamic_cast<LsqQuantizer*>(w.get())->role() == QatRole::Weight);
   CHECK(dynamic_cast<LsqQuantizer*>(act.get())->role() == QatRole::Activation);
-  auto wp = reg.get("lsq+").make_weight(lsq_scheme(4, Signedness::Signed));
-  auto ap = reg.get("lsq+").make_activation(lsq_scheme(4, Signedness::Auto));
+  auto wp = reg.get("lsq+").make_weight(qbench::test::test_scheme(4, Signedness::Signed));
+  auto ap = reg.get("lsq+").make_activation(qbench::test::test_scheme(4, Signedness::Auto));
   REQUIRE(dynamic_cast<LsqPlusQuantizer*>(wp.get()) != nullptr);
   CHECK(dynamic_cast<LsqPlusQuantizer*>(ap.get())->role() == QatRole::Activation);
 }
 
 TEST_CASE("lsq: edge cases - zeros, constants, one element, huge and tiny magnitudes, NaN, misuse", "[lsq][numeric]") {
   auto run = [](const at::Tensor& x, QatRole role) {
-    LsqQuantizer q(lsq_scheme(4, Signedness::Auto), role);
+    LsqQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), role);
     init_on(q, {x});
     auto xr = x.clone().set_requires_grad(true);
     auto y = q.forward(xr);
@@ -454,20 +448,20 @@ TEST_CASE("lsq: edge cases - zeros, constants, one element, huge and tiny magnit
     }
   }
   SECTION("NaN or infinity at observe time is an error") {
-    LsqQuantizer q(lsq_scheme(4, Signedness::Auto), QatRole::Activation);
+    LsqQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), QatRole::Activation);
     q.set_observing(true);
     CHECK_THROWS_AS(q.forward(at::tensor({1.0f, NAN, 2.0f})), qbench::Error);
     CHECK_THROWS_AS(q.forward(at::tensor({1.0f, INFINITY})), qbench::Error);
   }
   SECTION("quantizing before compute_qparams, or computing before observing, is an error") {
-    LsqQuantizer q(lsq_scheme(4, Signedness::Signed), QatRole::Weight);
+    LsqQuantizer q(qbench::test::test_scheme(4, Signedness::Signed), QatRole::Weight);
     CHECK_THROWS_AS(q.set_quantizing(true), qbench::Error);
     CHECK_THROWS_AS(q.compute_qparams(), qbench::Error);
   }
   SECTION("bad configurations are rejected at construction") {
-    CHECK_THROWS_AS(LsqQuantizer(lsq_scheme(1, Signedness::Signed), QatRole::Weight), qbench::Error);
-    CHECK_THROWS_AS(LsqQuantizer(lsq_scheme(17, Signedness::Signed), QatRole::Weight), qbench::Error);
-    CHECK_THROWS_AS(LsqQuantizer(lsq_scheme(4, Signedness::Auto, true), QatRole::Activation), qbench::Error);
+    CHECK_THROWS_AS(LsqQuantizer(qbench::test::test_scheme(1, Signedness::Signed), QatRole::Weight), qbench::Error);
+    CHECK_THROWS_AS(LsqQuantizer(qbench::test::test_scheme(17, Signedness::Signed), QatRole::Weight), qbench::Error);
+    CHECK_THROWS_AS(LsqQuantizer(qbench::test::test_scheme(4, Signedness::Auto, true), QatRole::Activation), qbench::Error);
   }
 }
 
@@ -481,7 +475,7 @@ TEST_CASE("lsq+: activation forward is the scalar reference on the unsigned grid
   const auto xv = vec(x);
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
-    LsqPlusQuantizer q(lsq_scheme(bits, Signedness::Auto), QatRole::Activation);
+    LsqPlusQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
     init_on(q, {x});
     // Auto: unsigned even for negative inputs - the offset absorbs them (no sign bit).
     CHECK(q.range().qmin == 0);
@@ -506,7 +500,7 @@ TEST_CASE("lsq+: activation forward is the scalar reference on the unsigned grid
     CHECK(mismatches == 0);
     CHECK(skipped < 5);
   }
-  LsqPlusQuantizer qsg(lsq_scheme(4, Signedness::Signed), QatRole::Activation);
+  LsqPlusQuantizer qsg(qbench::test::test_scheme(4, Signedness::Signed), QatRole::Activation);
   init_on(qsg, {x});
   CHECK(qsg.range().qmin == -8);
 }
@@ -516,7 +510,7 @@ TEST_CASE("lsq+: gradients of s and beta are the paper's, both scaled by g", "[l
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
     auto x = at::randn({4, 50}) * 2.0;
-    LsqPlusQuantizer q(lsq_scheme(bits, Signedness::Auto), QatRole::Activation);
+    LsqPlusQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
     init_on(q, {x});
     const int64_t qmax = q.range().qmax;
     // Put part of the data beyond each end of the grid.
@@ -591,7 +585,7 @@ TEST_CASE("lsq+: weight init is max(|mu - 3 sigma|, |mu + 3 sigma|) / 2^(b-1), s
   };
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
-    LsqPlusQuantizer q(lsq_scheme(bits, Signedness::Signed), QatRole::Weight);
+    LsqPlusQuantizer q(qbench::test::test_scheme(bits, Signedness::Signed), QatRole::Weight);
     init_on(q, {w});
     CHECK(q.quant_parameters().size() == 1);  // no offset for weights
     CHECK_FALSE(q.offset().defined());
@@ -601,7 +595,7 @@ TEST_CASE("lsq+: weight init is max(|mu - 3 sigma|, |mu + 3 sigma|) / 2^(b-1), s
     const double g = lsq_grad_scale(w, QatRole::Weight, -1, q.range().qmax);
     CHECK(at::equal(q.forward(w), lsq_fake_quantize(w, q.step(), q.range().qmin, q.range().qmax, g)));
 
-    LsqPlusQuantizer qc(lsq_scheme(bits, Signedness::Signed, true), QatRole::Weight);
+    LsqPlusQuantizer qc(qbench::test::test_scheme(bits, Signedness::Signed, true), QatRole::Weight);
     init_on(qc, {w});
     REQUIRE(qc.step().numel() == 5);
     for (int64_t c = 0; c < 5; ++c)
@@ -625,7 +619,7 @@ TEST_CASE("lsq+: activation init minimises the quantization MSE (better than min
     const auto xv = vec(x);
     for (int bits : {2, 3}) {
       INFO("bits " << bits);
-      LsqPlusQuantizer q(lsq_scheme(bits, Signedness::Auto), QatRole::Activation);
+      LsqPlusQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
       init_on(q, {x});
       const int64_t qmax = qp_unsigned(bits);
       const double lo = *std::min_element(xv.begin(), xv.end()), hi = *std::max_element(xv.begin(), xv.end());
@@ -642,7 +636,7 @@ TEST_CASE("lsq+: activation init minimises the quantization MSE (better than min
     std::vector<float> data;
     for (int rep = 0; rep < 10; ++rep)
       for (int k = 0; k < 16; ++k) data.push_back(static_cast<float>(-1.2 + 0.3 * k));
-    LsqPlusQuantizer q(lsq_scheme(4, Signedness::Auto), QatRole::Activation);
+    LsqPlusQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), QatRole::Activation);
     init_on(q, {at::tensor(data).reshape({10, 16})});
     CHECK(q.step().item<double>() == Approx(0.3).epsilon(1e-5));
     CHECK(q.offset().item<double>() == Approx(-1.2).margin(1e-5));
@@ -658,7 +652,7 @@ TEST_CASE("lsq+: activation init minimises the quantization MSE (better than min
         x[123] = 40.0;
       }
       const auto xv = vec(x);
-      LsqPlusQuantizer q(lsq_scheme(bits, Signedness::Auto), QatRole::Activation);
+      LsqPlusQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
       init_on(q, {x.reshape({10, 2000})});
       const int64_t qmax = qp_unsigned(bits);
       const double lo = *std::min_element(xv.begin(), xv.end()), hi = *std::max_element(xv.begin(), xv.end());
@@ -685,7 +679,7 @@ TEST_CASE("lsq+: activation init minimises the quantization MSE (better than min
 TEST_CASE("lsq+: affine equivalent and edge cases", "[lsq+][lsq][numeric]") {
   SECTION("zero point = round(-beta / s), or none when it falls outside the integer range") {
     at::manual_seed(25);
-    LsqPlusQuantizer q(lsq_scheme(4, Signedness::Auto), QatRole::Activation);
+    LsqPlusQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), QatRole::Activation);
     init_on(q, {at::randn({2, 100})});
     {
       at::NoGradGuard no_grad;
@@ -704,7 +698,7 @@ TEST_CASE("lsq+: affine equivalent and edge cases", "[lsq+][lsq][numeric]") {
     CHECK(q.describe().find("beta=") != std::string::npos);
   }
   auto run = [](const at::Tensor& x) {
-    LsqPlusQuantizer q(lsq_scheme(4, Signedness::Auto), QatRole::Activation);
+    LsqPlusQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), QatRole::Activation);
     init_on(q, {x});
     auto xr = x.clone().set_requires_grad(true);
     auto y = q.forward(xr);
@@ -737,17 +731,17 @@ TEST_CASE("lsq+: affine equivalent and edge cases", "[lsq+][lsq][numeric]") {
     run(at::randn({4, 16}) * 1e-30);
   }
   SECTION("weights: all-zero gives the epsilon step") {
-    LsqPlusQuantizer q(lsq_scheme(4, Signedness::Signed), QatRole::Weight);
+    LsqPlusQuantizer q(qbench::test::test_scheme(4, Signedness::Signed), QatRole::Weight);
     init_on(q, {at::zeros({3, 3})});
     CHECK(q.step().item<double>() == Approx(kLsqMinStep));
   }
   SECTION("NaN at observe time, quantizing or computing too early, are errors") {
-    LsqPlusQuantizer q(lsq_scheme(4, Signedness::Auto), QatRole::Activation);
+    LsqPlusQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), QatRole::Activation);
     CHECK_THROWS_AS(q.set_quantizing(true), qbench::Error);
     CHECK_THROWS_AS(q.compute_qparams(), qbench::Error);
     q.set_observing(true);
     CHECK_THROWS_AS(q.forward(at::tensor({0.5f, NAN})), qbench::Error);
-    LsqPlusQuantizer w(lsq_scheme(4, Signedness::Signed), QatRole::Weight);
+    LsqPlusQuantizer w(qbench::test::test_scheme(4, Signedness::Signed), QatRole::Weight);
     w.set_observing(true);
     CHECK_THROWS_AS(w.forward(at::tensor({0.5f, NAN})), qbench::Error);
   }

@@ -14,16 +14,11 @@
 #include "qbench/quant/qat.h"
 #include "qbench/quant/qat_pact_dorefa.h"
 
+#include "scheme_util.h"
+
 using namespace qbench::quant;
 
 namespace {
-
-QuantScheme pd_scheme(int bits, Signedness sg) {
-  QuantScheme s;
-  s.bits = bits;
-  s.signedness = sg;
-  return s;
-}
 
 std::vector<float> fvec(const at::Tensor& t) {
   auto c = t.detach().to(at::kFloat).contiguous();
@@ -78,7 +73,7 @@ TEST_CASE("pact: alpha starts at 10, L2 penalty 5e-4, forward is the scalar refe
   const auto xv = fvec(x);
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
-    PactQuantizer q(pd_scheme(bits, Signedness::Auto));
+    PactQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto));
     observe_and_init(q, {at::relu(x)});
     CHECK_FALSE(q.is_signed());
     CHECK(q.alpha().item<double>() == 10.0);
@@ -119,7 +114,7 @@ TEST_CASE("pact: gradients are Eq. 3 - d/dalpha = 1 where x >= alpha, STE for x 
     for (bool is_signed : {false, true}) {
       INFO("bits " << bits << " signed " << is_signed);
       auto x = at::randn({4, 3, 5, 5}) * 2.0;
-      PactQuantizer q(pd_scheme(bits, is_signed ? Signedness::Signed : Signedness::Unsigned));
+      PactQuantizer q(qbench::test::test_scheme(bits, is_signed ? Signedness::Signed : Signedness::Unsigned));
       observe_and_init(q, {x});
       REQUIRE(q.is_signed() == is_signed);
       const float alpha = 1.7f;
@@ -211,7 +206,7 @@ TEST_CASE("pact: signed inputs (Auto with a negative minimum) use clip(x, -alpha
   const auto xv = fvec(x);
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
-    PactQuantizer q(pd_scheme(bits, Signedness::Auto));
+    PactQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto));
     observe_and_init(q, {x});
     CHECK(q.is_signed());
     {
@@ -238,7 +233,7 @@ TEST_CASE("pact: signed inputs (Auto with a negative minimum) use clip(x, -alpha
 }
 
 TEST_CASE("pact: parameters, options, affine equivalent and registry entries", "[pact][numeric]") {
-  PactQuantizer q(pd_scheme(4, Signedness::Auto));
+  PactQuantizer q(qbench::test::test_scheme(4, Signedness::Auto));
   CHECK_FALSE(q.affine_qparams().has_value());
   observe_and_init(q, {at::rand({2, 10})});
   REQUIRE(q.quant_parameters().size() == 1);
@@ -264,13 +259,13 @@ TEST_CASE("pact: parameters, options, affine equivalent and registry entries", "
   PactOptions opt;
   opt.alpha_init = 6.0;
   opt.alpha_weight_decay = 1e-4;
-  PactQuantizer q6(pd_scheme(4, Signedness::Auto), opt);
+  PactQuantizer q6(qbench::test::test_scheme(4, Signedness::Auto), opt);
   observe_and_init(q6, {at::rand({2, 10})});
   CHECK(q6.alpha().item<double>() == 6.0);
   CHECK(q6.quant_weight_decay() == 1e-4);
   opt.alpha_init = 0.0;
-  CHECK_THROWS_AS(PactQuantizer(pd_scheme(4, Signedness::Auto), opt), qbench::Error);
-  QuantScheme pc = pd_scheme(4, Signedness::Auto);
+  CHECK_THROWS_AS(PactQuantizer(qbench::test::test_scheme(4, Signedness::Auto), opt), qbench::Error);
+  QuantScheme pc = qbench::test::test_scheme(4, Signedness::Auto);
   pc.granularity = Granularity::PerChannel;
   CHECK_THROWS_AS(PactQuantizer(pc), qbench::Error);
 
@@ -280,14 +275,14 @@ TEST_CASE("pact: parameters, options, affine equivalent and registry entries", "
   REQUIRE(reg.contains("dorefa"));
   CHECK(reg.get("pact").paper.find("1805.06085") != std::string::npos);
   CHECK(reg.get("dorefa").paper.find("1606.06160") != std::string::npos);
-  auto pw = reg.get("pact").make_weight(pd_scheme(4, Signedness::Signed));
-  auto pa = reg.get("pact").make_activation(pd_scheme(4, Signedness::Auto));
+  auto pw = reg.get("pact").make_weight(qbench::test::test_scheme(4, Signedness::Signed));
+  auto pa = reg.get("pact").make_activation(qbench::test::test_scheme(4, Signedness::Auto));
   CHECK(dynamic_cast<DorefaWeightQuantizer*>(pw.get()) != nullptr);  // PACT quantizes weights with DoReFa
   REQUIRE(dynamic_cast<PactQuantizer*>(pa.get()) != nullptr);
   CHECK(pa->quant_weight_decay() == 5e-4);
   CHECK(pw->quant_weight_decay() == 0.0);
-  auto dw = reg.get("dorefa").make_weight(pd_scheme(4, Signedness::Signed));
-  auto da = reg.get("dorefa").make_activation(pd_scheme(4, Signedness::Auto));
+  auto dw = reg.get("dorefa").make_weight(qbench::test::test_scheme(4, Signedness::Signed));
+  auto da = reg.get("dorefa").make_activation(qbench::test::test_scheme(4, Signedness::Auto));
   CHECK(dynamic_cast<DorefaWeightQuantizer*>(dw.get()) != nullptr);
   CHECK(dynamic_cast<DorefaActivationQuantizer*>(da.get()) != nullptr);
 }
@@ -295,7 +290,7 @@ TEST_CASE("pact: parameters, options, affine equivalent and registry entries", "
 TEST_CASE("pact: edge cases - zeros, constants, one element, huge and tiny magnitudes, NaN, misuse",
           "[pact][numeric]") {
   auto run = [](const at::Tensor& x) {
-    PactQuantizer q(pd_scheme(4, Signedness::Auto));
+    PactQuantizer q(qbench::test::test_scheme(4, Signedness::Auto));
     observe_and_init(q, {x});
     auto xr = x.clone().set_requires_grad(true);
     auto y = q.forward(xr);
@@ -320,12 +315,12 @@ TEST_CASE("pact: edge cases - zeros, constants, one element, huge and tiny magni
     CHECK(ys.abs().max().item<double>() == 10.0);
   }
   SECTION("NaN at observe time, quantizing or computing too early, are errors") {
-    PactQuantizer q(pd_scheme(4, Signedness::Auto));
+    PactQuantizer q(qbench::test::test_scheme(4, Signedness::Auto));
     CHECK_THROWS_AS(q.set_quantizing(true), qbench::Error);
     CHECK_THROWS_AS(q.compute_qparams(), qbench::Error);
     q.set_observing(true);
     CHECK_THROWS_AS(q.forward(at::tensor({1.0f, NAN})), qbench::Error);
-    CHECK_THROWS_AS(PactQuantizer(pd_scheme(1, Signedness::Auto)), qbench::Error);
+    CHECK_THROWS_AS(PactQuantizer(qbench::test::test_scheme(1, Signedness::Auto)), qbench::Error);
   }
 }
 
@@ -338,7 +333,7 @@ TEST_CASE("dorefa: weights follow Eq. 9 (levels between -1 and 1), bits 2..8", "
   const auto wv = fvec(w);
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
-    DorefaWeightQuantizer q(pd_scheme(bits, Signedness::Signed));
+    DorefaWeightQuantizer q(qbench::test::test_scheme(bits, Signedness::Signed));
     observe_and_init(q, {w});
     at::NoGradGuard no_grad;
     auto y = q.forward(w);
@@ -422,7 +417,7 @@ TEST_CASE("dorefa: activations are quantize_k(clip(a, 0, 1)) (Eq. 11) with the S
   const auto av = fvec(a);
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
-    DorefaActivationQuantizer q(pd_scheme(bits, Signedness::Unsigned));
+    DorefaActivationQuantizer q(qbench::test::test_scheme(bits, Signedness::Unsigned));
     observe_and_init(q, {a});
     CHECK_FALSE(q.is_signed());
     auto ar = a.clone().set_requires_grad(true);
@@ -460,10 +455,10 @@ TEST_CASE("dorefa: activations are quantize_k(clip(a, 0, 1)) (Eq. 11) with the S
   }
   // Auto: non-negative inputs give the paper's unsigned quantizer, negative ones our symmetric
   // extension round(clip(a, -1, 1) n) / n with n = 2^(b-1) - 1.
-  DorefaActivationQuantizer qa(pd_scheme(4, Signedness::Auto));
+  DorefaActivationQuantizer qa(qbench::test::test_scheme(4, Signedness::Auto));
   observe_and_init(qa, {at::relu(a)});
   CHECK_FALSE(qa.is_signed());
-  DorefaActivationQuantizer qs(pd_scheme(4, Signedness::Auto));
+  DorefaActivationQuantizer qs(qbench::test::test_scheme(4, Signedness::Auto));
   observe_and_init(qs, {a});
   REQUIRE(qs.is_signed());
   at::NoGradGuard no_grad;
@@ -479,7 +474,7 @@ TEST_CASE("dorefa: activations are quantize_k(clip(a, 0, 1)) (Eq. 11) with the S
 TEST_CASE("dorefa: edge cases - zeros, constants, one element, huge and tiny magnitudes, NaN, misuse",
           "[dorefa][numeric]") {
   auto run_w = [](const at::Tensor& w, int bits = 4) {
-    DorefaWeightQuantizer q(pd_scheme(bits, Signedness::Signed));
+    DorefaWeightQuantizer q(qbench::test::test_scheme(bits, Signedness::Signed));
     observe_and_init(q, {w});
     auto wr = w.clone().set_requires_grad(true);
     auto y = q.forward(wr);
@@ -508,7 +503,7 @@ TEST_CASE("dorefa: edge cases - zeros, constants, one element, huge and tiny mag
   SECTION("activations: zeros, constants, huge, tiny") {
     for (auto x : {at::zeros({2, 3}), at::full({2, 3}, 0.5), at::full({1}, 7.0), at::rand({2, 3}) * 1e30,
                    at::rand({2, 3}) * 1e-30}) {
-      DorefaActivationQuantizer q(pd_scheme(4, Signedness::Auto));
+      DorefaActivationQuantizer q(qbench::test::test_scheme(4, Signedness::Auto));
       observe_and_init(q, {x});
       auto xr = x.clone().set_requires_grad(true);
       auto y = q.forward(xr);
@@ -520,18 +515,18 @@ TEST_CASE("dorefa: edge cases - zeros, constants, one element, huge and tiny mag
     }
   }
   SECTION("NaN at observe time, quantizing or computing too early, bad bit widths are errors") {
-    DorefaWeightQuantizer w(pd_scheme(4, Signedness::Signed));
+    DorefaWeightQuantizer w(qbench::test::test_scheme(4, Signedness::Signed));
     CHECK_THROWS_AS(w.set_quantizing(true), qbench::Error);
     CHECK_THROWS_AS(w.compute_qparams(), qbench::Error);
     w.set_observing(true);
     CHECK_THROWS_AS(w.forward(at::tensor({0.1f, NAN})), qbench::Error);
-    DorefaActivationQuantizer a(pd_scheme(4, Signedness::Auto));
+    DorefaActivationQuantizer a(qbench::test::test_scheme(4, Signedness::Auto));
     CHECK_THROWS_AS(a.set_quantizing(true), qbench::Error);
     CHECK_THROWS_AS(a.compute_qparams(), qbench::Error);
     a.set_observing(true);
     CHECK_THROWS_AS(a.forward(at::tensor({0.1f, INFINITY})), qbench::Error);
-    CHECK_THROWS_AS(DorefaWeightQuantizer(pd_scheme(1, Signedness::Signed)), qbench::Error);
-    CHECK_THROWS_AS(DorefaActivationQuantizer(pd_scheme(17, Signedness::Auto)), qbench::Error);
+    CHECK_THROWS_AS(DorefaWeightQuantizer(qbench::test::test_scheme(1, Signedness::Signed)), qbench::Error);
+    CHECK_THROWS_AS(DorefaActivationQuantizer(qbench::test::test_scheme(17, Signedness::Auto)), qbench::Error);
   }
 }
 

@@ -13,16 +13,11 @@
 #include "qbench/quant/qat.h"
 #include "qbench/quant/qat_qil.h"
 
+#include "scheme_util.h"
+
 using namespace qbench::quant;
 
 namespace {
-
-QuantScheme qil_scheme(int bits, Signedness sg = Signedness::Signed) {
-  QuantScheme s;
-  s.bits = bits;
-  s.signedness = sg;
-  return s;
-}
 
 // The paper's transformers in double. `sym`: T_W (on |x|, sign restored); otherwise T_X.
 struct QilRef {
@@ -63,7 +58,7 @@ at::Tensor scalar(double v, bool grad = true) { return at::full({}, v, at::kFloa
 
 std::shared_ptr<QilQuantizer> ready(const at::Tensor& x, QilQuantizer::Role role, int bits,
                                     Signedness sg = Signedness::Auto, bool rescale = true) {
-  auto q = std::make_shared<QilQuantizer>(qil_scheme(bits, sg), role, rescale);
+  auto q = std::make_shared<QilQuantizer>(qbench::test::test_scheme(bits, sg), role, rescale);
   q->set_observing(true);
   q->forward(x);
   q->set_observing(false);
@@ -272,14 +267,14 @@ TEST_CASE("qil: edge cases", "[qil][numeric]") {
     }
   }
   SECTION("NaN or Inf input is an error at observe time") {
-    QilQuantizer q(qil_scheme(4), QilQuantizer::Role::Weight);
+    QilQuantizer q(qbench::test::test_scheme(4), QilQuantizer::Role::Weight);
     q.set_observing(true);
     CHECK_THROWS_AS(q.forward(at::tensor({std::nanf(""), 1.0f})), qbench::Error);
     CHECK_THROWS_AS(q.forward(at::tensor({-std::numeric_limits<float>::infinity()})), qbench::Error);
     CHECK_THROWS_AS(q.compute_qparams(), qbench::Error);
   }
   SECTION("quantizing before compute_qparams is an error") {
-    QilQuantizer q(qil_scheme(4, Signedness::Auto), QilQuantizer::Role::Activation);
+    QilQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), QilQuantizer::Role::Activation);
     CHECK_THROWS_AS(q.set_quantizing(true), qbench::Error);
   }
 }
@@ -287,8 +282,8 @@ TEST_CASE("qil: edge cases", "[qil][numeric]") {
 TEST_CASE("qil: registered as a QAT method", "[qil][numeric]") {
   const auto& m = qat_method_registry().get("qil");
   CHECK(m.paper.find("1808.05779") != std::string::npos);
-  auto w = m.make_weight(qil_scheme(4));
-  auto a = m.make_activation(qil_scheme(4, Signedness::Auto));
+  auto w = m.make_weight(qbench::test::test_scheme(4));
+  auto a = m.make_activation(qbench::test::test_scheme(4, Signedness::Auto));
   REQUIRE(dynamic_cast<QilQuantizer*>(w.get()) != nullptr);
   CHECK(dynamic_cast<QilQuantizer*>(w.get())->role() == QilQuantizer::Role::Weight);
   CHECK(dynamic_cast<QilQuantizer*>(a.get())->role() == QilQuantizer::Role::Activation);
