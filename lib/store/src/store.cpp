@@ -214,6 +214,14 @@ CREATE TABLE run_cells (
 CREATE INDEX run_cells_by_key ON run_cells(run_id, cell_key);
 CREATE INDEX run_cells_by_result ON run_cells(result_id);
 )sql"},
+    // Simulated-vs-deployed gap of a cell whose model was also run through an integer backend
+    // (filled by the deploy path; NULL where a cell was only simulated).
+    {2, R"sql(
+ALTER TABLE results ADD COLUMN deploy_top1      REAL;
+ALTER TABLE results ADD COLUMN deploy_agreement REAL;
+ALTER TABLE results ADD COLUMN logit_cosine     REAL;
+ALTER TABLE results ADD COLUMN sqnr_db          REAL;
+)sql"},
 };
 
 // Column lists in the order read_run/read_result expect.
@@ -227,7 +235,8 @@ const char* const kResultColumns[] = {
     "seed",         "kind",           "status",         "error",         "top1",
     "top5",         "loss",           "fp32_top1",      "quant_wall_s",  "eval_wall_s",
     "wall_s",       "latency_ms_p50", "latency_ms_p90", "latency_batch", "latency_source",
-    "eval_images",  "threads",        "config_json",    "started_at",    "finished_at"};
+    "eval_images",  "threads",        "config_json",    "started_at",    "finished_at",
+    "deploy_top1",  "deploy_agreement", "logit_cosine", "sqnr_db"};
 
 template <std::size_t N>
 std::string column_list(const char* const (&cols)[N], const std::string& prefix = "") {
@@ -297,6 +306,10 @@ CellResult read_result(const Statement& s, int o) {
   r.config_json = s.text(o + 27);
   r.started_at = s.text(o + 28);
   r.finished_at = s.text(o + 29);
+  r.deploy_top1 = s.opt_real(o + 30);
+  r.deploy_agreement = s.opt_real(o + 31);
+  r.logit_cosine = s.opt_real(o + 32);
+  r.sqnr_db = s.opt_real(o + 33);
   return r;
 }
 
@@ -519,7 +532,11 @@ int64_t Store::put_result(const CellResult& r) {
         .bind(":threads", r.threads)
         .bind(":config_json", r.config_json)
         .bind(":started_at", r.started_at)
-        .bind(":finished_at", r.finished_at);
+        .bind(":finished_at", r.finished_at)
+        .bind(":deploy_top1", r.deploy_top1)
+        .bind(":deploy_agreement", r.deploy_agreement)
+        .bind(":logit_cosine", r.logit_cosine)
+        .bind(":sqnr_db", r.sqnr_db);
     if (!q->step()) throw StoreError("store '" + path_ + "': INSERT INTO results returned no id");
     id = q->int64(0);
     q->run();

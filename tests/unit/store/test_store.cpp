@@ -137,6 +137,10 @@ TEST_CASE("store: every run and result field round-trips, NULLs and a huge seed 
   full.config_json = R"({"a":1,"text":"it's \"quoted\""})";
   full.started_at = "2026-11-23T10:00:01.000Z";
   full.finished_at = "2026-11-23T10:00:15.000Z";
+  full.deploy_top1 = 91.125;
+  full.deploy_agreement = 99.25;
+  full.logit_cosine = 0.9987;
+  full.sqnr_db = 31.5;
   int64_t full_id = s.put_result(full);
 
   CellResult sparse = sample_result(run_id, "k-sparse", "failed");
@@ -176,6 +180,10 @@ TEST_CASE("store: every run and result field round-trips, NULLs and a huge seed 
   CHECK(a.config_json == full.config_json);
   CHECK(a.started_at == full.started_at);
   CHECK(a.finished_at == full.finished_at);
+  CHECK(a.deploy_top1 == full.deploy_top1);
+  CHECK(a.deploy_agreement == full.deploy_agreement);
+  CHECK(a.logit_cosine == full.logit_cosine);
+  CHECK(a.sqnr_db == full.sqnr_db);
 
   const auto& b = all[1];
   CHECK(b.id == sparse_id);
@@ -193,6 +201,10 @@ TEST_CASE("store: every run and result field round-trips, NULLs and a huge seed 
   CHECK_FALSE(b.latency_ms_p90);
   CHECK_FALSE(b.latency_batch);
   CHECK(b.latency_source.empty());
+  CHECK_FALSE(b.deploy_top1);
+  CHECK_FALSE(b.deploy_agreement);
+  CHECK_FALSE(b.logit_cosine);
+  CHECK_FALSE(b.sqnr_db);
 
   s.end_run(run_id, "finished");
   got_run = s.run(run_id);
@@ -466,4 +478,35 @@ TEST_CASE("store: two connections to one file see each other's commits", "[store
   REQUIRE(f);
   CHECK(f->top1 == 77.0);
   CHECK(reader.latest_run_id() == run_id);
+}
+
+TEST_CASE("store: a version-1 file gains the nullable sim-to-deploy columns and keeps its rows", "[store]") {
+  auto dir = qbench::test::scratch_dir("migrate_v1");
+  const std::string path = (dir / "v1.db").string();
+  {
+    Store s(path);
+    int64_t run_id = s.begin_run(sample_run());
+    s.put_result(sample_result(run_id, "k1", "ok", 88.5));
+  }
+  {
+    // Turn the file back into what schema version 1 wrote: no deploy columns, user_version 1.
+    RawDb raw(path);
+    raw.exec("ALTER TABLE results DROP COLUMN deploy_top1; ALTER TABLE results DROP COLUMN deploy_agreement; "
+             "ALTER TABLE results DROP COLUMN logit_cosine; ALTER TABLE results DROP COLUMN sqnr_db; "
+             "PRAGMA user_version = 1;");
+    CHECK(raw.text("SELECT count(*) FROM pragma_table_info('results') WHERE name = 'sqnr_db'") == "0");
+  }
+  Store s(path);
+  CHECK(s.user_version() == Store::schema_version());
+  CHECK(Store::schema_version() == 2);
+  auto all = s.all_results();
+  REQUIRE(all.size() == 1);
+  CHECK(all[0].top1 == 88.5);
+  CHECK_FALSE(all[0].deploy_top1);
+  CHECK_FALSE(all[0].sqnr_db);
+  auto r = sample_result(all[0].run_id, "k2");
+  r.deploy_top1 = 87.0;
+  r.deploy_agreement = 98.5;
+  s.put_result(r);
+  CHECK(s.finished_result("k2")->deploy_agreement == 98.5);
 }

@@ -60,6 +60,11 @@ struct CellResult {
   int threads = 0;
   std::string config_json;  ///< the cell's resolved configuration (canonical JSON)
   std::string started_at, finished_at;
+  /// The sim-to-deploy gap, where the cell's model also ran through an integer backend (NULL
+  /// otherwise): deployed top-1 (percent), the share of test images whose predicted class is the
+  /// same in simulation and deployment (percent), the mean cosine similarity of their logits, and
+  /// the signal-to-quantization-noise ratio of the deployed logits against the simulated ones (dB).
+  std::optional<double> deploy_top1, deploy_agreement, logit_cosine, sqnr_db;
 };
 
 /// A cell as a run planned it: either executed (result_id names its row) or skipped because an
