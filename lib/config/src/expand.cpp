@@ -25,7 +25,12 @@ const char* const kBaselineAlgorithm = "fp32";
 const char* const kBaselineProfile = "none";
 
 json dataset_json(const DatasetSpec& d) {
-  return {{"name", d.name}, {"train_subset", d.train_subset}, {"test_subset", d.test_subset}};
+  json j = {{"name", d.name}, {"train_subset", d.train_subset}, {"test_subset", d.test_subset}};
+  // The options the dataset reads (the parser filled their defaults); unused ones (0) stay out,
+  // so datasets without options keep the keys they always had. `workers` cannot change a result.
+  for (const auto& f : dataset_option_fields())
+    if (d.*f.field != 0) j[f.key] = d.*f.field;
+  return j;
 }
 
 json fp32_json(const TrainRecipe& r) {

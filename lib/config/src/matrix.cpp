@@ -408,17 +408,47 @@ void push_unique(std::vector<T>& v, const T& x) {
 }
 
 void Parser::parse_dataset(const Item& it, DatasetSpec& d) const {
+  static const std::map<std::string, int64_t> kNoOptions;
+  auto o = cat_.dataset_options.end();
   if (it.node.IsScalar()) {
     d.name = known_name(it, "dataset", cat_.datasets);
+    o = cat_.dataset_options.find(d.name);
+    for (const auto& f : dataset_option_fields()) {
+      d.*f.field = 0;
+      if (o != cat_.dataset_options.end())
+        if (auto def = o->second.find(f.key); def != o->second.end()) d.*f.field = def->second;
+    }
     return;
   }
   if (!it.node.IsMap())
-    fail(it, "expected a dataset name or a map {name, root, train_subset, test_subset}, got " + found(it.node));
-  MapView m(*this, it, {"name", "root", "train_subset", "test_subset"}, "");
+    fail(it, "expected a dataset name or a map {name, root, train_subset, test_subset, ...}, got " + found(it.node));
+  std::vector<std::string> keys = {"name", "root", "train_subset", "test_subset", "workers"};
+  for (const auto& f : dataset_option_fields()) keys.push_back(f.key);
+  MapView m(*this, it, keys, "");
   d.name = known_name(m.require("name"), "dataset", cat_.datasets);
   if (m.has("root")) d.root = string_value(m.get("root"));
   if (m.has("train_subset")) d.train_subset = integer(m.get("train_subset"), 0);
   if (m.has("test_subset")) d.test_subset = integer(m.get("test_subset"), 0);
+  if (m.has("workers")) d.workers = int32(m.get("workers"), 0, 256);
+  // Each dataset reads its own options (declared in its registry entry); an option it does not
+  // read is an error, never silently ignored. Options left out take the dataset's default.
+  o = cat_.dataset_options.find(d.name);
+  const auto& opts = o == cat_.dataset_options.end() ? kNoOptions : o->second;
+  for (const auto& f : dataset_option_fields()) {
+    auto def = opts.find(f.key);
+    if (!m.has(f.key)) {
+      d.*f.field = def == opts.end() ? 0 : def->second;
+      continue;
+    }
+    Item item = m.get(f.key);
+    if (def == opts.end()) {
+      std::string have;
+      for (const auto& kv : opts) have += (have.empty() ? "" : ", ") + kv.first;
+      fail(item, "dataset '" + d.name + "' has no option " + f.key +
+                     (have.empty() ? " (it takes none)" : " (its options: " + have + ")"));
+    }
+    d.*f.field = integer(item, f.lo, f.hi);
+  }
 }
 
 const std::vector<std::string>& Parser::train_keys() {
@@ -672,6 +702,17 @@ Matrix Parser::parse(const std::string& text, const std::string& size) {
 }
 
 }  // namespace
+
+const std::vector<DatasetOptionField>& dataset_option_fields() {
+  static const std::vector<DatasetOptionField> kFields = {
+      {"image_size", &DatasetSpec::image_size, 8, 4096},
+      {"channels", &DatasetSpec::channels, 1, 64},
+      {"classes", &DatasetSpec::classes, 2, 1000000},
+      {"train_size", &DatasetSpec::train_size, 1, int64_t(1) << 31},
+      {"test_size", &DatasetSpec::test_size, 1, int64_t(1) << 31},
+  };
+  return kFields;
+}
 
 BitWidth parse_bits_label(const std::string& s) {
   auto b = split_bits_label(s);

@@ -28,7 +28,25 @@ struct DatasetSpec {
   std::string root;          ///< empty: the dataset's default location (CLI --data-root overrides)
   int64_t train_subset = 0;  ///< 0: the whole training split; else a seeded subset of this size
   int64_t test_subset = 0;   ///< 0: the whole test split (the number reported); else a fixed subset
+  int workers = 0;           ///< decoding threads of streaming datasets (0: one per core); not in the key
+  // Options of individual datasets (see dataset_option_fields). 0 = the dataset does not use it
+  // (or, in a DatasetSpec built in code, its default). The parser fills every option the named
+  // dataset declares with its default, so the resolved configuration states each value.
+  int64_t image_size = 0;  ///< imagefolder, synthetic: side of the square network input
+  int64_t channels = 0;    ///< synthetic: image channels
+  int64_t classes = 0;     ///< synthetic: number of classes
+  int64_t train_size = 0;  ///< synthetic: images in the training split
+  int64_t test_size = 0;   ///< synthetic: images in the test split
 };
+
+/// A per-dataset integer option of DatasetSpec: its YAML key, field and valid range. Which
+/// datasets read which option (and its default) comes from the dataset registry via the Catalog.
+struct DatasetOptionField {
+  const char* key;
+  int64_t DatasetSpec::*field;
+  int64_t lo, hi;
+};
+const std::vector<DatasetOptionField>& dataset_option_fields();
 
 /// The aligned FP32 training recipe (MQBench: SGD Nesterov, warm-up then cosine, label smoothing).
 struct TrainRecipe {
@@ -127,6 +145,9 @@ struct Catalog {
   std::vector<AlgorithmInfo> algorithms;
   std::vector<std::string> archs;
   std::vector<std::string> datasets;
+  /// dataset -> {option key of dataset_option_fields -> default}: the options a dataset reads.
+  /// A dataset without an entry takes none.
+  std::map<std::string, std::map<std::string, int64_t>> dataset_options;
   std::vector<std::string> profiles;
   std::vector<std::string> observers;  ///< range observers usable in pipeline.ptq.observer
   /// Names that are known methods but not implemented yet -> message shown to the user.
