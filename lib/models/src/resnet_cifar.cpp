@@ -7,44 +7,39 @@
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/sequential.h>
 
-#include "qbench/models/models.h"
+#include "layers.h"
 
 namespace qbench::models {
 namespace {
 
-using quant::QConv2d;
-using quant::QConv2dOptions;
+using namespace detail;
 
-class BasicBlockImpl : public torch::nn::Module {
+class BasicBlockImpl : public torch::nn::Module, public quant::BlockModule {
  public:
   BasicBlockImpl(int64_t in, int64_t out, int64_t stride) {
-    conv1 = register_module("conv1", QConv2d(QConv2dOptions{in, out, 3, stride, 1}));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(out));
-    conv2 = register_module("conv2", QConv2d(QConv2dOptions{out, out, 3, 1, 1}));
-    bn2 = register_module("bn2", torch::nn::BatchNorm2d(out));
-    if (stride != 1 || in != out) {
-      down_conv = register_module("downsample_conv", QConv2d(QConv2dOptions{in, out, 1, stride, 0}));
-      down_bn = register_module("downsample_bn", torch::nn::BatchNorm2d(out));
-    }
+    c1_ = conv_bn(*this, "conv1", "bn1", conv_opts(in, out, 3, stride), Act::ReLU);
+    c2_ = conv_bn(*this, "conv2", "bn2", conv_opts(out, out, 3), Act::None);
+    if (stride != 1 || in != out)
+      down_ = conv_bn(*this, "downsample_conv", "downsample_bn", conv_opts(in, out, 1, stride), Act::None);
+    add_ = register_module("add", quant::QAdd(/*relu_after=*/true));
   }
-  at::Tensor forward(const at::Tensor& x) {
-    auto y = at::relu(bn1->forward(conv1->forward(x)));
-    y = bn2->forward(conv2->forward(y));
-    auto identity = down_conv ? down_bn->forward(down_conv->forward(x)) : x;
-    return at::relu(y + identity);
-  }
-  QConv2d conv1{nullptr}, conv2{nullptr}, down_conv{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, down_bn{nullptr};
+  at::Tensor forward(const at::Tensor& x) { return add_->forward(c2_(c1_(x)), down_ ? down_(x) : x); }
+  const char* block_kind() const override { return "basic"; }
+  at::Tensor forward_block(const at::Tensor& x) override { return forward(x); }
+
+ private:
+  ConvBn c1_, c2_, down_;
+  quant::QAdd add_{nullptr};
 };
 TORCH_MODULE(BasicBlock);
 
 class CifarResNet : public quant::QuantModel {
  public:
-  CifarResNet(int64_t blocks_per_stage, double width, const ModelSpec& spec) {
+  CifarResNet(int64_t blocks_per_stage, double base_width, const ModelSpec& spec) {
+    const double width = base_width * spec.width;
     auto ch = [width](int64_t c) { return std::max<int64_t>(4, static_cast<int64_t>(c * width + 0.5)); };
     const int64_t c1 = ch(16), c2 = ch(32), c3 = ch(64);
-    conv1 = register_module("conv1", QConv2d(QConv2dOptions{spec.in_channels, c1, 3, 1, 1}));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(c1));
+    stem_ = conv_bn(*this, "conv1", "bn1", conv_opts(spec.in_channels, c1, 3), Act::ReLU);
     int64_t in = c1;
     const int64_t widths[3] = {c1, c2, c3};
     for (int s = 0; s < 3; ++s) {
@@ -59,15 +54,14 @@ class CifarResNet : public quant::QuantModel {
     fc = register_module("fc", quant::QLinear(in, spec.num_classes));
   }
   at::Tensor forward(const at::Tensor& x) override {
-    auto y = at::relu(bn1->forward(conv1->forward(x)));
+    auto y = stem_(x);
     for (auto& stage : stages) y = stage->forward(y);
     y = at::adaptive_avg_pool2d(y, {1, 1}).flatten(1);
     return fc->forward(y);
   }
 
  private:
-  QConv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  ConvBn stem_;
   std::vector<torch::nn::Sequential> stages;
   quant::QLinear fc{nullptr};
 };

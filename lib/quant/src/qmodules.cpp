@@ -4,10 +4,41 @@
 #include <torch/nn/init.h>
 
 #include <cmath>
+#include <map>
 
 #include "qbench/common/errors.h"
 
 namespace qbench::quant {
+
+const char* act_name(Act a) {
+  switch (a) {
+    case Act::ReLU: return "relu";
+    case Act::ReLU6: return "relu6";
+    default: return "none";
+  }
+}
+
+at::Tensor apply_act(const at::Tensor& x, Act a) {
+  switch (a) {
+    case Act::ReLU: return at::relu(x);
+    case Act::ReLU6: return at::hardtanh(x, 0.0, 6.0);
+    default: return x;
+  }
+}
+
+at::Tensor QAddImpl::forward(const at::Tensor& a, const at::Tensor& b) {
+  auto y = relu_ ? at::relu(a + b) : a + b;
+  return out_q_ ? out_q_->forward(y) : y;
+}
+
+void QAddImpl::attach_output(std::shared_ptr<FakeQuantizer> q) {
+  if (!q) return;
+  if (out_q_)
+    replace_module("output_quant", q);
+  else
+    register_module("output_quant", q);
+  out_q_ = std::move(q);
+}
 
 void QuantLayer::attach(std::shared_ptr<FakeQuantizer> weight_q, std::shared_ptr<FakeQuantizer> input_q) {
   auto& m = as_module();
@@ -58,15 +89,61 @@ at::Tensor QLinearImpl::forward(const at::Tensor& x) {
   return y;
 }
 
+namespace {
+bool inside(const std::string& path, const std::string& prefix) {
+  return path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 && path[prefix.size()] == '.';
+}
+}  // namespace
+
 std::vector<LayerRef> QuantModel::quant_layers() {
   std::vector<LayerRef> out;
-  for (const auto& item : named_modules("", /*include_self=*/false)) {
-    if (auto* layer = dynamic_cast<QuantLayer*>(item.value().get())) out.push_back({item.key(), layer});
+  std::map<const torch::nn::Module*, std::string> path_of;
+  std::vector<std::string> block_paths;
+  const auto mods = named_modules("", /*include_self=*/false);
+  for (const auto& item : mods) {
+    path_of[item.value().get()] = item.key();
+    if (dynamic_cast<BlockModule*>(item.value().get())) block_paths.push_back(item.key());
+  }
+  for (const auto& item : mods) {
+    auto* layer = dynamic_cast<QuantLayer*>(item.value().get());
+    if (!layer) continue;
+    LayerRef ref{item.key(), layer};
+    if ((ref.bn = layer->bn())) {
+      auto it = path_of.find(ref.bn);
+      if (it == path_of.end())
+        throw Error("layer " + item.key() + " declares a BatchNorm partner that is not part of the model");
+      ref.bn_name = it->second;
+    }
+    ref.act = layer->act();
+    for (const auto& b : block_paths)
+      if (inside(ref.name, b) && b.size() > ref.block.size()) ref.block = b;
+    out.push_back(std::move(ref));
   }
   if (!out.empty()) {
     out.front().is_first = true;
     out.back().is_last = true;
   }
+  return out;
+}
+
+std::vector<BlockRef> QuantModel::blocks() {
+  std::vector<BlockRef> out;
+  const auto layers = quant_layers();
+  for (const auto& item : named_modules("", /*include_self=*/false)) {
+    auto* b = dynamic_cast<BlockModule*>(item.value().get());
+    if (!b) continue;
+    BlockRef ref{item.key(), b->block_kind(), b, item.value().get(), {}};
+    for (const auto& l : layers)
+      if (inside(l.name, ref.name)) ref.layers.push_back(l.name);
+    out.push_back(std::move(ref));
+  }
+  return out;
+}
+
+std::vector<AddRef> QuantModel::adds() {
+  std::vector<AddRef> out;
+  for (const auto& item : named_modules("", /*include_self=*/false))
+    if (auto* a = dynamic_cast<QAddImpl*>(item.value().get())) out.push_back({item.key(), a});
   return out;
 }
 

@@ -13,10 +13,24 @@
 
 namespace qbench::quant {
 
+/// The activation that follows a layer (after its BatchNorm partner, if any), as the architecture
+/// declares it: what integer lowering fuses and what BN folding must keep in place.
+enum class Act { None, ReLU, ReLU6 };
+const char* act_name(Act a);
+at::Tensor apply_act(const at::Tensor& x, Act a);
+
 /// A conv or linear layer whose weight and input can carry fake quantizers.
 class QuantLayer {
  public:
   virtual ~QuantLayer() = default;
+  /// Declares the BatchNorm that follows this layer and the activation after it. The BN stays
+  /// owned by the architecture's module tree; the pointer is valid as long as the model is.
+  void set_partner(torch::nn::BatchNorm2dImpl* bn, Act act) {
+    bn_ = bn;
+    act_ = act;
+  }
+  torch::nn::BatchNorm2dImpl* bn() const { return bn_; }
+  Act act() const { return act_; }
   virtual const char* layer_type() const = 0;  ///< "conv2d" | "linear"
   virtual at::Tensor& weight_tensor() = 0;
   void attach(std::shared_ptr<FakeQuantizer> weight_q, std::shared_ptr<FakeQuantizer> input_q);
@@ -31,6 +45,8 @@ class QuantLayer {
   virtual torch::nn::Module& as_module() = 0;
   std::shared_ptr<FakeQuantizer> weight_q_, input_q_;
   int64_t macs_ = 0;
+  torch::nn::BatchNorm2dImpl* bn_ = nullptr;
+  Act act_ = Act::None;
 };
 
 struct QConv2dOptions {
@@ -66,18 +82,68 @@ class QLinearImpl : public torch::nn::Module, public QuantLayer {
 };
 TORCH_MODULE(QLinear);
 
+/// A residual add (optionally followed by ReLU, as in ResNet blocks), declared as a module so the
+/// structure walk finds every add, and integer lowering maps it to quantized::add / add_relu.
+/// Holds no parameters: it does not change a state dict's names.
+class QAddImpl : public torch::nn::Module {
+ public:
+  explicit QAddImpl(bool relu_after) : relu_(relu_after) {}
+  at::Tensor forward(const at::Tensor& a, const at::Tensor& b);
+  bool relu_after() const { return relu_; }
+  /// Optional fake quantizer on the add's output (profiles that quantize adds attach one).
+  void attach_output(std::shared_ptr<FakeQuantizer> q);
+  FakeQuantizer* output_quantizer() const { return out_q_.get(); }
+
+ private:
+  bool relu_;
+  std::shared_ptr<FakeQuantizer> out_q_;
+};
+TORCH_MODULE(QAdd);
+
+/// Marks a module as one of the architecture's blocks (the unit of block reconstruction):
+/// "basic" and "bottleneck" (ResNet), "inverted_residual" (MobileNetV2), "ds_conv" and "mbconv"
+/// (EfficientNet), "regnet_x" (RegNetX).
+class BlockModule {
+ public:
+  virtual ~BlockModule() = default;
+  virtual const char* block_kind() const = 0;
+  virtual at::Tensor forward_block(const at::Tensor& x) = 0;
+};
+
 struct LayerRef {
   std::string name;  ///< module path, e.g. "layer1.0.conv1"
   QuantLayer* layer = nullptr;
   bool is_first = false, is_last = false;
+  std::string bn_name;  ///< module path of the declared BatchNorm partner ("" when none)
+  torch::nn::BatchNorm2dImpl* bn = nullptr;
+  Act act = Act::None;
+  std::string block;  ///< path of the innermost block containing the layer ("" when none)
+};
+
+struct BlockRef {
+  std::string name;  ///< module path, e.g. "layer2.0"
+  std::string kind;  ///< BlockModule::block_kind()
+  BlockModule* block = nullptr;
+  torch::nn::Module* module = nullptr;
+  std::vector<std::string> layers;  ///< quant layers inside, in execution order
+};
+
+struct AddRef {
+  std::string name;  ///< module path, e.g. "layer1.0.add"
+  QAddImpl* add = nullptr;
 };
 
 /// What every architecture implements.
 class QuantModel : public torch::nn::Module {
  public:
   virtual at::Tensor forward(const at::Tensor& x) = 0;
-  /// Conv/linear layers in execution (registration) order; first and last marked.
+  /// Conv/linear layers in execution (registration) order; first and last marked, each with its
+  /// declared BatchNorm partner, activation and enclosing block.
   std::vector<LayerRef> quant_layers();
+  /// The declared blocks, in execution order (nested blocks are not used by the zoo).
+  std::vector<BlockRef> blocks();
+  /// The residual adds, in execution order.
+  std::vector<AddRef> adds();
   /// All fake quantizers attached to the model's layers.
   std::vector<FakeQuantizer*> quantizers();
 };
