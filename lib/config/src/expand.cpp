@@ -69,6 +69,21 @@ json latency_json(const LatencyRecipe& r) {
   return {{"enabled", r.enabled}, {"batch_size", r.batch_size}, {"warmup", r.warmup}, {"repeats", r.repeats}};
 }
 
+/// Non-default architecture options join the configuration (defaults stay out, so the keys of
+/// matrices without an `architectures:` map are unchanged). Imported weights replace the training
+/// recipe: the baseline is then a function of the file's bytes, not of the recipe.
+void add_arch_options(json& j, const Matrix& m, const std::string& arch) {
+  auto it = m.arch_options.find(arch);
+  if (it == m.arch_options.end() || it->second.is_default()) return;
+  const ArchOptions& o = it->second;
+  json a = {{"width", o.width}, {"stem", o.stem}};
+  if (!o.weights.empty()) {
+    a["weights_sha256"] = o.weights_sha256;
+    j.erase("fp32_recipe");
+  }
+  j["arch_options"] = std::move(a);
+}
+
 Cell make_cell(const Matrix& m, const std::string& arch, uint64_t seed, const std::string& algorithm,
                const std::string& kind, const std::string& profile, BitWidth bits,
                const std::string& baseline_key) {
@@ -93,6 +108,7 @@ Cell make_cell(const Matrix& m, const std::string& arch, uint64_t seed, const st
             {"fp32_recipe", fp32_json(m.fp32)},
             {"eval", eval_json(m.eval)},
             {"latency", latency_json(m.latency)}};
+  add_arch_options(j, m, arch);
   if (kind == "qat")
     j["qat"] = qat_json(m, algorithm);
   else if (!baseline)
@@ -294,11 +310,13 @@ TrainRecipe qat_recipe_for(const Matrix& m, const std::string& algorithm) {
 }
 
 nlohmann::json baseline_config(const Matrix& m, const std::string& arch, uint64_t seed) {
-  return {{"qbench_pipeline", kPipelineVersion},
-          {"dataset", dataset_json(m.dataset)},
-          {"arch", arch},
-          {"seed", seed},
-          {"fp32_recipe", fp32_json(m.fp32)}};
+  json j = {{"qbench_pipeline", kPipelineVersion},
+            {"dataset", dataset_json(m.dataset)},
+            {"arch", arch},
+            {"seed", seed},
+            {"fp32_recipe", fp32_json(m.fp32)}};
+  add_arch_options(j, m, arch);
+  return j;
 }
 
 std::vector<Cell> expand_cells(const Matrix& m, const Catalog& catalog) { return Expander(m, catalog).run(); }

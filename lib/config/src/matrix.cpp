@@ -361,6 +361,7 @@ class Parser {
   void parse_qat(const Item& it, QatRecipe& q) const;
   void parse_pipeline(const Item& it, Matrix& m) const;
   void parse_axes(const Item& it, Matrix& m) const;
+  void parse_architectures(const Item& it, Matrix& m) const;
 
   std::string file_;
   const Catalog& cat_;
@@ -405,6 +406,44 @@ Item MapView::require(const std::string& key, const std::string& why) const {
 template <typename T>
 void push_unique(std::vector<T>& v, const T& x) {
   if (std::find(v.begin(), v.end(), x) == v.end()) v.push_back(x);
+}
+
+void Parser::parse_architectures(const Item& it, Matrix& m) const {
+  if (it.node.IsNull()) return;
+  if (!it.node.IsMap())
+    fail(it, "expected a map {<arch>: {width, stem, weights}}, got " + found(it.node));
+  std::vector<std::string> names;
+  std::map<std::string, SourceMark> key_marks;
+  for (const auto& kv : it.node) {
+    names.push_back(kv.first.Scalar());
+    key_marks[kv.first.Scalar()] = mark_of(kv.first);
+  }
+  MapView archs(*this, it, names, "");
+  for (const auto& name : names) {
+    const Item a = archs.get(name);
+    known_name(Item{YAML::Node(name), a.path, key_marks[name]}, "arch", cat_.archs);
+    MapView f(*this, a, {"width", "stem", "weights"}, "a map {width, stem, weights}");
+    ArchOptions o;
+    if (f.has("width")) o.width = number(f.get("width"), 0, false, 16, true);
+    if (f.has("stem")) {
+      const Item st = f.get("stem");
+      o.stem = string_value(st);
+      if (o.stem != "auto" && o.stem != "small" && o.stem != "imagenet")
+        fail(st, "expected auto, small or imagenet, got '" + o.stem + "'" + did_you_mean(o.stem, {"auto", "small", "imagenet"}));
+    }
+    if (f.has("weights")) {
+      const Item w = f.get("weights");
+      std::filesystem::path p = string_value(w);
+      // Relative paths are relative to the matrix file, so a matrix and its weights travel together.
+      if (p.is_relative() && file_ != "<string>") p = std::filesystem::path(file_).parent_path() / p;
+      std::ifstream in(p, std::ios::binary);
+      if (!in) fail(w, "cannot read weights file " + p.string());
+      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      o.weights = p.string();
+      o.weights_sha256 = sha256_hex(bytes);
+    }
+    m.arch_options[name] = o;
+  }
 }
 
 void Parser::parse_dataset(const Item& it, DatasetSpec& d) const {
@@ -683,7 +722,7 @@ Matrix Parser::parse(const std::string& text, const std::string& size) {
     merge(merged, overlay);
     m.size = size;
   }
-  MapView top(*this, root, {"name", "description", "dataset", "pipeline", "matrix", "sizes"}, "");
+  MapView top(*this, root, {"name", "description", "dataset", "pipeline", "architectures", "matrix", "sizes"}, "");
 
   m.name = string_value(top.require("name"));
   if (top.has("description")) {
@@ -694,6 +733,7 @@ Matrix Parser::parse(const std::string& text, const std::string& size) {
   parse_dataset(top.require("dataset"), m.dataset);
   if (top.has("pipeline")) parse_pipeline(top.get("pipeline"), m);
   parse_axes(top.require("matrix"), m);
+  if (top.has("architectures")) parse_architectures(top.get("architectures"), m);
 
   // Expanding is cheap and is the only complete check of `include` (an omitted key is an error
   // only when its axis has several values), so the file is rejected now rather than at run time.

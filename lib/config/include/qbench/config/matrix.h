@@ -98,6 +98,16 @@ struct LatencyRecipe {
   int repeats = 30;
 };
 
+/// Per-architecture options from the matrix file's `architectures:` map. They change the
+/// network, so they are part of the baseline key (only when set, so existing keys stay valid).
+struct ArchOptions {
+  double width = 1.0;         ///< width multiplier
+  std::string stem = "auto";  ///< auto | small | imagenet (see models::Stem)
+  std::string weights;        ///< safetensors file: import FP32 weights instead of training
+  std::string weights_sha256; ///< of the file's bytes, read when the matrix is parsed
+  bool is_default() const { return width == 1.0 && stem == "auto" && weights.empty(); }
+};
+
 /// One parsed `include`/`exclude` entry: axis name -> value as canonical string
 /// (bits as label, seed as decimal).
 using AxisAssignment = std::map<std::string, std::string>;
@@ -122,6 +132,7 @@ struct Matrix {
   QatRecipe qat;
   EvalRecipe eval;
   LatencyRecipe latency;
+  std::map<std::string, ArchOptions> arch_options;  ///< arch name -> options (absent = defaults)
   // Axes (deduplicated, in file order).
   std::vector<std::string> algorithms;
   std::vector<BitWidth> bits;
