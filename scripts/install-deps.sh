@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs qbench's build and runtime dependencies from Debian's archive (Debian 12).
-# Idempotent: packages already present are skipped by apt.
+# Idempotent: packages already present are skipped by apt. chromium runs the HTML report's test
+# (headless, charts must render); texlive compiles the LaTeX report in its test.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -10,6 +11,7 @@ PKGS=(
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   libsqlite3-dev sqlite3 zlib1g-dev catch2
   dataset-fashion-mnist
+  chromium texlive-latex-base texlive-latex-recommended
 )
 missing=()
 for p in "${PKGS[@]}"; do

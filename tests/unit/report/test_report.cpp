@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -10,129 +11,17 @@
 #include "qbench/common/strings.h"
 #include "qbench/report/report.h"
 #include "qbench/store/store.h"
+#include "unit/report/fixture.h"
 
 using namespace qbench;
 using store::CellResult;
-using store::PlannedCell;
-using store::RunInfo;
 using store::Store;
 
 namespace {
 
+using namespace qbench::report_test;
+
 const std::filesystem::path kFixtures = std::filesystem::path(__FILE__).parent_path() / "../../fixtures/report";
-const uint64_t kHugeSeed = (uint64_t{1} << 63) + 5;
-const std::string kError = "calibration diverged: scale=0, \"nan\" in layer1.conv\nhint: more calibration images";
-
-std::string key(const std::string& name) { return sha256_hex(name); }
-
-RunInfo run_info(const std::string& started) {
-  RunInfo r;
-  r.matrix_name = "academic";
-  r.matrix_file = "matrices/academic.yaml";
-  r.yaml_text = "name: academic\n";
-  r.yaml_hash = sha256_hex(r.yaml_text);
-  r.started_at = started;
-  r.host = "bench-box";
-  r.git_rev = "0123abcd";
-  r.qbench_version = "0.1.0";
-  r.torch_version = "2.3.0";
-  r.threads = 2;
-  r.command_line = "qbench run matrices/academic.yaml --store results.db";
-  r.environment_json = R"({"qengine":"fbgemm","cpu":"test"})";
-  return r;
-}
-
-CellResult result(int64_t run_id, const std::string& arch, const std::string& algorithm, int bits,
-                   uint64_t seed, std::optional<double> top1, std::optional<double> fp32_top1) {
-  CellResult r;
-  r.run_id = run_id;
-  const bool fp32 = algorithm == "fp32";
-  const std::string label = fp32 ? "fp32" : "w" + std::to_string(bits) + "a" + std::to_string(bits);
-  r.cell_key = key(arch + "/" + algorithm + "/" + label + "/" + std::to_string(seed));
-  r.baseline_key = key(arch + "/fp32/fp32/" + std::to_string(seed));
-  r.dataset = "fashion-mnist";
-  r.arch = arch;
-  r.algorithm = algorithm;
-  r.profile = fp32 ? "none" : "academic";
-  r.w_bits = r.a_bits = fp32 ? 32 : bits;
-  r.seed = seed;
-  r.kind = fp32 ? "fp32" : "ptq";
-  r.status = top1 ? "ok" : "failed";
-  r.top1 = top1;
-  if (top1) {
-    r.top5 = 99.0;
-    r.loss = 0.25;
-  }
-  r.fp32_top1 = fp32_top1;
-  r.quant_wall_s = fp32 ? std::nullopt : std::optional<double>(2.5);
-  r.eval_wall_s = 1.0;
-  r.wall_s = 3.5;
-  r.eval_images = 10000;
-  r.threads = 2;
-  r.started_at = "2026-11-23T10:00:01.000Z";
-  r.finished_at = "2026-11-23T10:00:04.500Z";
-  return r;
-}
-
-PlannedCell planned(int64_t run_id, int pos, const CellResult& r) {
-  nlohmann::json cfg = {{"dataset", r.dataset}, {"arch", r.arch},     {"algorithm", r.algorithm},
-                        {"profile", r.profile}, {"kind", r.kind},     {"w_bits", r.w_bits},
-                        {"a_bits", r.a_bits},   {"seed", r.seed}};
-  return PlannedCell{run_id, pos, r.cell_key, "pending", std::nullopt, cfg.dump()};
-}
-
-/// Two runs. Run 1 finished the FP32 baseline of resnet20 seed 0; run 2 reuses it (skipped),
-/// runs resnet20 minmax at w8a8 for seeds 0 and 1 and at w4a4 (fails), and mlp (a huge seed) at
-/// fp32 and w8a8, leaving mlp w4a4 and one cell without a configuration pending.
-struct Fixture {
-  Store store{":memory:"};
-  int64_t run1 = 0, run2 = 0;
-
-  Fixture() {
-    run1 = store.begin_run(run_info("2026-11-22T09:00:00.000Z"));
-    int64_t earlier = store.put_result(result(run1, "resnet20", "fp32", 32, 0, 91.50, std::nullopt));
-    store.end_run(run1, "finished");
-
-    run2 = store.begin_run(run_info("2026-11-23T10:00:00.000Z"));
-    auto r_fp32_0 = result(run2, "resnet20", "fp32", 32, 0, 91.50, std::nullopt);
-    auto r_w8_0 = result(run2, "resnet20", "minmax", 8, 0, 91.23, 91.50);
-    r_w8_0.latency_ms_p50 = 1.234;
-    r_w8_0.latency_ms_p90 = 1.5;
-    r_w8_0.latency_batch = 32;
-    r_w8_0.latency_source = "measured-fakequant";
-    auto r_w4_0 = result(run2, "resnet20", "minmax", 4, 0, std::nullopt, std::nullopt);
-    r_w4_0.error = kError;
-    auto r_fp32_1 = result(run2, "resnet20", "fp32", 32, 1, 91.70, std::nullopt);
-    auto r_w8_1 = result(run2, "resnet20", "minmax", 8, 1, 91.43, 91.70);
-    auto m_fp32 = result(run2, "mlp", "fp32", 32, kHugeSeed, 88.00, std::nullopt);
-    m_fp32.latency_ms_p50 = 0.5;
-    m_fp32.latency_ms_p90 = 0.61;
-    m_fp32.latency_batch = 32;
-    m_fp32.latency_source = "measured-fp32";
-    auto m_w8 = result(run2, "mlp", "minmax", 8, kHugeSeed, 88.10, std::nullopt);  // FP32 from its baseline row
-    m_w8.latency_ms_p50 = 0.25;
-    m_w8.latency_ms_p90 = 0.3;
-    m_w8.latency_batch = 32;
-    m_w8.latency_source = "modeled";
-    auto m_w4 = result(run2, "mlp", "minmax", 4, kHugeSeed, std::nullopt, std::nullopt);  // never run
-
-    auto skipped = planned(run2, 0, r_fp32_0);
-    skipped.action = "skipped";
-    skipped.result_id = earlier;
-    PlannedCell unknown{run2, 8, key("no-config"), "pending", std::nullopt, ""};
-    store.plan_cells(run2, {skipped, planned(run2, 1, r_w8_0), planned(run2, 2, r_w4_0), planned(run2, 3, r_fp32_1),
-                            planned(run2, 4, r_w8_1), planned(run2, 5, m_fp32), planned(run2, 6, m_w8),
-                            planned(run2, 7, m_w4), unknown});
-    for (const auto& r : {r_w8_0, r_w4_0, r_fp32_1, r_w8_1, m_fp32, m_w8}) store.put_result(r);
-    store.end_run(run2, "finished");
-  }
-
-  report::ReportInput input() const {
-    auto in = report::load_input(store, run2);
-    in.run.ended_at = "2026-11-23T11:00:00.000Z";  // end_run stamps the current time
-    return in;
-  }
-};
 
 std::string read_file(const std::filesystem::path& p) {
   std::ifstream f(p, std::ios::binary);
@@ -196,9 +85,10 @@ TEST_CASE("report: markdown matches the golden file and its numbers", "[report]"
   check_golden("academic.md", md);
 
   CHECK_THAT(md, Catch::StartsWith("# qbench report: academic\n"));
-  CHECK_THAT(md, Catch::Contains("## fashion-mnist / academic"));
-  CHECK_THAT(md, !Catch::Contains("## fashion-mnist / none"));  // baselines are a column, not a table
-  CHECK_THAT(md, Catch::Contains("| arch | algorithm | FP32 | w8a8 | w4a4 |"));
+  CHECK_THAT(md, Catch::Contains("## Academic track: fashion-mnist / academic"));
+  CHECK_THAT(md, Catch::Contains("## Academic track: fashion-mnist / tensorrt"));
+  CHECK_THAT(md, !Catch::Contains("/ none"));  // baselines are a column, not a table
+  CHECK_THAT(md, Catch::Contains("| arch | algorithm | FP32 | w8a8 | w4a4 |\n|---|---|---:|---:|---:|\n"));
   // resnet20 minmax w8a8 over seeds 0 and 1, computed here from the inserted values.
   const double a = 91.23, b = 91.43, m = (a + b) / 2;
   const double sd = std::sqrt(((a - m) * (a - m) + (b - m) * (b - m)) / 1.0);
@@ -208,13 +98,33 @@ TEST_CASE("report: markdown matches the golden file and its numbers", "[report]"
   CHECK_THAT(md, Catch::Contains("| resnet20 | minmax | 91.60 \xc2\xb1 0.14 (n=2) | " + w8 + " | failed |"));
   // mlp: positive delta with an explicit sign; FP32 taken from the baseline row; w4a4 pending.
   CHECK_THAT(md, Catch::Contains("| mlp | minmax | 88.00 | 88.10 (+0.10) | \xe2\x80\x94 |"));
+  // lsq w4a4: 90.10 and 90.50 -> mean 90.30, std sqrt(0.2^2 * 2 / 1) = 0.28; deltas -1.40, -1.20.
+  CHECK_THAT(md, Catch::Contains("| resnet20 | lsq | 91.60 \xc2\xb1 0.14 (n=2) | \xe2\x80\x94 | 90.30 \xc2\xb1 0.28 (-1.30, n=2) |"));
+  // Hardware track: the profiles as columns, per bit width.
+  CHECK_THAT(md, Catch::Contains("## Hardware track: fashion-mnist / w8a8\n"));
+  CHECK_THAT(md, Catch::Contains("| arch | algorithm | FP32 | academic | tensorrt |"));
+  CHECK_THAT(md, Catch::Contains("| resnet20 | minmax | 91.60 \xc2\xb1 0.14 (n=2) | " + w8 + " | 91.20 (-0.30) |"));
   CHECK_THAT(md, Catch::Contains("- run id: " + std::to_string(fx.run2)));
-  CHECK_THAT(md, Catch::Contains("- cells: 9 planned: 6 ok, 1 failed, 2 pending; 1 reused from earlier runs"));
-  CHECK_THAT(md, Catch::Contains("(sha256 `" + sha256_hex("name: academic\n") + "`)"));
-  CHECK_THAT(md, Catch::Contains("| mlp | minmax | academic | w8a8 | 9223372036854775813 | 32 | 0.250 | 0.300 | modeled |"));
-  CHECK_THAT(md, Catch::Contains("## Failed cells\n\n- `" + key("resnet20/minmax/w4a4/0").substr(0, 12) +
-                                 "` resnet20 / minmax / academic / w4a4 / seed 0: calibration diverged: scale=0, "
-                                 "\"nan\" in layer1.conv hint: more calibration images\n"));
+  CHECK_THAT(md, Catch::Contains("- cells: 12 planned: 9 ok, 1 failed, 2 pending; 1 reused from earlier runs"));
+  CHECK_THAT(md, Catch::Contains("- matrix sha256: `" + sha256_hex("name: academic\n") + "`"));
+  // Latency: grouped by source, the mix called out. lsq p50 1.30/1.40 -> 1.350 ± 0.071.
+  CHECK_THAT(md, Catch::Contains("| resnet20 | lsq | academic | w4a4 | 32 | 1.350 \xc2\xb1 0.071 | 1.550 \xc2\xb1 0.071 | 2 | measured-fakequant |"));
+  CHECK_THAT(md, Catch::Contains("| mlp | minmax | academic | w8a8 | 32 | 0.250 | 0.300 | 1 | modeled |"));
+  CHECK_THAT(md, Catch::Contains("> This table mixes latency sources (measured-fp32, measured-fakequant, measured-int8, modeled)"));
+  CHECK(md.find("| measured-fp32 |") < md.find("| measured-fakequant |"));
+  CHECK(md.find("| measured-int8 |") < md.find("| modeled |"));
+  // Sim vs deploy: gap = 91.00 - 91.20.
+  CHECK_THAT(md, Catch::Contains("| resnet20 | minmax | tensorrt | w8a8 | 91.20 | 91.00 | -0.20 | 99.10 | 0.9991 | 28.4 | 1 |"));
+  // Cost: lsq 120/130 s fine-tuning, 125/135 s wall; PTQ 4 resnet20 cells of 3.5 s.
+  CHECK_THAT(md, Catch::Contains("| qat | resnet20 | lsq | 2 | 125.0 \xc2\xb1 7.1 | 1.0 \xc2\xb1 0.0 | 130.0 \xc2\xb1 7.1 | 260.0 |"));
+  CHECK_THAT(md, Catch::Contains("| ptq | resnet20 | minmax | 4 | 2.5 \xc2\xb1 0.0 | 1.0 \xc2\xb1 0.0 | 3.5 \xc2\xb1 0.0 | 14.0 |"));
+  // By kind: 10.5 + 17.5 + 260 = 288 s; QAT is 260 / 288 = 90.3 %.
+  CHECK_THAT(md, Catch::Contains("| qat | 2 | 130.0 \xc2\xb1 7.1 | 260.0 | 90.3 |"));
+  CHECK_THAT(md, Catch::Contains("| ptq | 5 | 3.5 \xc2\xb1 0.0 | 17.5 | 6.1 |"));
+  CHECK_THAT(md, Catch::Contains("## Failed cells\n\nEvery failed cell with its error message.\n\n"));
+  CHECK_THAT(md, Catch::Contains("| " + key("resnet20/minmax/w4a4/0").substr(0, 12) +
+                                 " | fashion-mnist | resnet20 | minmax | academic | w4a4 | 0 | calibration diverged: scale=0, "
+                                 "\"nan\" in layer1.conv hint: more calibration images |\n"));
 }
 
 TEST_CASE("report: CSV matches the golden file and quotes per RFC 4180", "[report]") {
@@ -223,12 +133,13 @@ TEST_CASE("report: CSV matches the golden file and quotes per RFC 4180", "[repor
   check_golden("academic.csv", csv);
 
   auto records = parse_csv(csv);
-  REQUIRE(records.size() == 1 + 9);
+  REQUIRE(records.size() == 1 + 12);
   const auto& header = records[0];
   CHECK(join(header, ",") ==
         "run_id,cell_key,dataset,arch,algorithm,profile,w_bits,a_bits,bits,seed,kind,status,action,top1,top5,loss,"
-        "fp32_top1,delta_top1,latency_ms_p50,latency_ms_p90,latency_batch,latency_source,quant_wall_s,eval_wall_s,"
-        "wall_s,eval_images,threads,error,result_run_id,started_at,finished_at");
+        "fp32_top1,delta_top1,deploy_top1,deploy_agreement,logit_cosine,sqnr_db,latency_ms_p50,latency_ms_p90,"
+        "latency_batch,latency_source,quant_wall_s,eval_wall_s,wall_s,eval_images,threads,error,result_run_id,"
+        "started_at,finished_at");
   for (const auto& rec : records) CHECK(rec.size() == header.size());
   auto col = [&](const std::string& name) {
     return static_cast<std::size_t>(std::find(header.begin(), header.end(), name) - header.begin());
@@ -245,6 +156,11 @@ TEST_CASE("report: CSV matches the golden file and quotes per RFC 4180", "[repor
   CHECK(records[7][col("delta_top1")] == "0.1");
   CHECK(records[9][col("status")] == "pending");
   CHECK(records[9][col("dataset")].empty());
+  CHECK(records[12][col("profile")] == "tensorrt");
+  CHECK(records[12][col("deploy_top1")] == "91.0");
+  CHECK(records[12][col("deploy_agreement")] == "99.1");
+  CHECK(records[12][col("latency_source")] == "measured-int8");
+  CHECK(records[11][col("deploy_top1")].empty());
 }
 
 TEST_CASE("report: JSON matches the golden file and parses back to the inserted values", "[report]") {
@@ -253,14 +169,15 @@ TEST_CASE("report: JSON matches the golden file and parses back to the inserted 
   check_golden("academic.json", text);
 
   auto j = nlohmann::json::parse(text);
-  CHECK(j["schema_version"] == 1);
+  CHECK(j["schema_version"] == 2);
   CHECK(j["run"]["id"] == fx.run2);
   CHECK(j["run"]["matrix_name"] == "academic");
   CHECK(j["run"]["status"] == "finished");
   CHECK(j["run"]["ended_at"] == "2026-11-23T11:00:00.000Z");
   CHECK(j["run"]["environment"]["qengine"] == "fbgemm");
+  CHECK(j["filters"].empty());
   const auto& rows = j["rows"];
-  REQUIRE(rows.size() == 9);
+  REQUIRE(rows.size() == 12);
   CHECK(rows[0]["action"] == "skipped");
   CHECK(rows[0]["run_id"] == fx.run2);
   CHECK(rows[0]["result_run_id"] == fx.run1);
@@ -291,26 +208,212 @@ TEST_CASE("report: JSON matches the golden file and parses back to the inserted 
   CHECK(rows[8]["cell_key"] == key("no-config"));
   CHECK(rows[8]["dataset"].is_null());
   CHECK(rows[8]["seed"].is_null());
+  CHECK(rows[11]["sqnr_db"] == 28.4);
+  CHECK(rows[11]["logit_cosine"] == 0.9991);
+
+  // The aggregated tables carry the numbers behind each text cell.
+  const auto& tables = j["tables"];
+  std::vector<std::string> ids;
+  for (const auto& t : tables) ids.push_back(t["id"]);
+  CHECK(join(ids, ",") == "accuracy,accuracy,hardware,hardware,latency,deploy,cost,cost_by_kind,failures");
+  const auto& acc = tables[0];
+  CHECK(acc["group"]["dataset"] == "fashion-mnist");
+  CHECK(acc["group"]["profile"] == "academic");
+  CHECK(acc["columns"] == nlohmann::json::array({"arch", "algorithm", "FP32", "w8a8", "w4a4"}));
+  const auto& lsq = acc["values"][2][4];
+  CHECK(acc["rows"][2][1] == "lsq");
+  CHECK(lsq["mean"].get<double>() == Approx(90.30));
+  CHECK(lsq["std"].get<double>() == Approx(std::sqrt(0.08)));
+  CHECK(lsq["n"] == 2);
+  CHECK(lsq["delta"].get<double>() == Approx(-1.30));
+  CHECK(acc["values"][0][4]["failed"] == 1);
+  CHECK(tables[4]["notes"].size() == 5);
 }
 
-TEST_CASE("report: render dispatches on the parsed format", "[report]") {
+TEST_CASE("report: LaTeX matches the golden file, uses booktabs and escapes text", "[report]") {
+  Fixture fx;
+  auto tex = report::render_latex(fx.input());
+  check_golden("academic.tex", tex);
+
+  CHECK_THAT(tex, Catch::Contains("\\documentclass"));
+  CHECK_THAT(tex, Catch::Contains("\\usepackage{booktabs}"));
+  CHECK_THAT(tex, Catch::EndsWith("\\end{document}\n"));
+  CHECK_THAT(tex, Catch::Contains("\\begin{tabular}{llrrr}\n\\toprule\narch & algorithm & FP32 & w8a8 & w4a4 \\\\\n\\midrule\n"));
+  CHECK_THAT(tex, Catch::Contains("resnet20 & minmax & 91.60 $\\pm$ 0.14 (n=2) & 91.33 $\\pm$ 0.14 ($-$0.27, n=2) & failed \\\\"));
+  CHECK_THAT(tex, Catch::Contains("mlp & minmax & 88.00 & 88.10 ($+$0.10) & --- \\\\"));
+  CHECK_THAT(tex, Catch::Contains("\\texttt{qbench run matrices/academic.yaml -{}-store results.db}"));
+  CHECK(tex.find("\xc2") == std::string::npos);  // no raw UTF-8 left for pdflatex to trip on
+  int begins = 0, ends = 0;
+  for (std::size_t p = 0; (p = tex.find("\\begin{table}", p)) != std::string::npos; ++p) ++begins;
+  for (std::size_t p = 0; (p = tex.find("\\end{table}", p)) != std::string::npos; ++p) ++ends;
+  CHECK(begins == 9);
+  CHECK(begins == ends);
+
+  // Every LaTeX special in user text comes out escaped.
+  report::ReportInput in;
+  in.run.id = 1;
+  in.run.matrix_name = "a_b & c% $d #e {f} ~g ^h \\i <j> \xe4\xb8\xad";
+  auto t = report::render_latex(in);
+  CHECK_THAT(t, Catch::Contains("\\section*{qbench report: a\\_b \\& c\\% \\$d \\#e \\{f\\} \\textasciitilde{}g "
+                                "\\textasciicircum{}h \\textbackslash{}i \\textless{}j\\textgreater{} ?}"));
+}
+
+TEST_CASE("report: HTML matches the golden file and carries its charts as Vega-Lite specs", "[report]") {
+  Fixture fx;
+  report::ReportOptions no_libs;
+  no_libs.html_inline_libraries = false;
+  auto html = report::render_html(fx.input(), no_libs);
+  check_golden("academic.html", html);
+
+  CHECK_THAT(html, Catch::StartsWith("<!DOCTYPE html>"));
+  CHECK_THAT(html, Catch::Contains("<td class=\"num\">90.30 \xc2\xb1 0.28 (-1.30, n=2)</td>"));
+  CHECK_THAT(html, Catch::Contains("calibration diverged: scale=0, &quot;nan&quot; in layer1.conv"));
+  // The chart specs parse back; the dominated lsq point (slower and less accurate than minmax
+  // under the same source) is off the Pareto front.
+  const std::string open = "<script type=\"application/json\" id=\"qbench-charts\">";
+  auto b = html.find(open);
+  REQUIRE(b != std::string::npos);
+  b += open.size();
+  auto charts = nlohmann::json::parse(html.substr(b, html.find("</script>", b) - b));
+  REQUIRE(charts.size() == 5);
+  CHECK(charts[0]["spec"]["title"] == "Accuracy vs bit width: fashion-mnist / academic");
+  CHECK(charts[0]["spec"]["encoding"]["x"]["sort"] == nlohmann::json::array({"fp32", "w8a8", "w4a4"}));
+  const auto& lat = charts[2]["spec"];
+  CHECK(lat["title"] == "Accuracy vs latency (Pareto front dashed): fashion-mnist / academic");
+  std::map<std::string, bool> pareto;
+  for (const auto& v : lat["data"]["values"]) pareto[v["arch"].get<std::string>() + "/" + v["algorithm"].get<std::string>() + "/" + v["bits"].get<std::string>()] = v["pareto"];
+  CHECK(pareto.size() == 4);  // minmax w8a8, lsq w4a4, mlp minmax (modeled), the FP32 mlp baseline
+  CHECK(pareto["resnet20/minmax/w8a8"]);
+  CHECK_FALSE(pareto["resnet20/lsq/w4a4"]);  // 1.35 ms, 90.30 % vs minmax's 1.234 ms, 91.33 %
+  CHECK(pareto["mlp/minmax/w8a8"]);         // the only modeled point
+  CHECK(pareto["mlp/fp32/fp32"]);
+  const auto& dep = charts[4]["spec"];
+  CHECK(dep["title"] == "Simulated vs deployed accuracy: fashion-mnist");
+  CHECK(dep["layer"][1]["mark"]["type"] == "point");
+  CHECK(dep["data"]["values"][0]["deployed"] == 91.0);
+
+  // With the libraries: each vendored file inlined once, nothing fetched from the network.
+  auto full = report::render_html(fx.input());
+  CHECK(full.size() > 800000);
+  CHECK(full.find("vega-embed.min.js (vendored") != std::string::npos);
+  CHECK(full.find("<script src") == std::string::npos);
+  CHECK(full.find("<link") == std::string::npos);
+  CHECK(full.find("vegaEmbed") != std::string::npos);
+}
+
+TEST_CASE("report: HTML keeps user text out of script and markup", "[report]") {
+  report::ReportInput in;
+  in.run.id = 1;
+  in.run.matrix_name = "</script><script>alert(1)</script>";
+  store::ReportRow row;
+  row.plan = {1, 0, "k", "run", 1, ""};
+  CellResult r;
+  r.run_id = 1;
+  r.cell_key = "k";
+  r.dataset = "toy";
+  r.arch = "<b>net</b>";
+  r.algorithm = "minmax";
+  r.profile = "p";
+  r.w_bits = r.a_bits = 8;
+  r.kind = "ptq";
+  r.status = "ok";
+  r.top1 = 50.0;
+  row.result = r;
+  in.rows.push_back(row);
+  report::ReportOptions opt;
+  opt.html_inline_libraries = false;
+  auto html = report::render_html(in, opt);
+  CHECK(html.find("<script>alert") == std::string::npos);
+  CHECK(html.find("<b>net") == std::string::npos);
+  CHECK_THAT(html, Catch::Contains("&lt;b&gt;net&lt;/b&gt;"));
+  CHECK_THAT(html, Catch::Contains("\\u003cb>net\\u003c/b>"));  // in the chart data
+}
+
+TEST_CASE("report: every registered format renders, by name and alias", "[report]") {
   Fixture fx;
   auto in = fx.input();
-  CHECK(report::render(report::parse_format("md"), in) == report::render_markdown(in));
-  CHECK(report::render(report::parse_format("markdown"), in) == report::render_markdown(in));
-  CHECK(report::render(report::parse_format("csv"), in) == report::render_csv(in));
-  CHECK(report::render(report::parse_format("JSON"), in) == report::render_json(in));
+  std::vector<std::string> names;
+  for (const auto& f : report::formats()) names.push_back(f.name);
+  CHECK(join(names, ",") == "markdown,html,latex,csv,json");
+  CHECK(report::render("md", in) == report::render_markdown(in));
+  CHECK(report::render("markdown", in) == report::render_markdown(in));
+  CHECK(report::render("csv", in) == report::render_csv(in));
+  CHECK(report::render("JSON", in) == report::render_json(in));
+  CHECK(report::render("tex", in) == report::render_latex(in));
+  CHECK(report::render("html", in) == report::render_html(in));
+  for (const auto& f : report::formats()) CHECK_FALSE(f.render(in, {}).empty());
 }
 
 TEST_CASE("report: an unknown format names the valid ones", "[report]") {
   try {
-    report::parse_format("jsn");
+    report::find_format("jsn");
     FAIL("expected ConfigError");
   } catch (const ConfigError& e) {
     CHECK_THAT(e.what(), Catch::StartsWith("unknown report format 'jsn' (did you mean: json"));
+    CHECK_THAT(e.what(), Catch::Contains("valid formats: markdown, md, html, htm, latex, tex, csv, json"));
   }
-  CHECK_THROWS_AS(report::parse_format("xml"), ConfigError);
-  CHECK_THROWS_WITH(report::parse_format(""), Catch::Contains("unknown report format ''"));
+  CHECK_THROWS_AS(report::find_format("xml"), ConfigError);
+  CHECK_THROWS_WITH(report::find_format(""), Catch::Contains("unknown report format ''"));
+}
+
+TEST_CASE("report: filters narrow every table and keep the FP32 reference", "[report]") {
+  Fixture fx;
+  auto in = fx.input();
+  report::ReportOptions opt;
+  opt.filters = {report::parse_filter("profile=tensorrt")};
+  auto md = report::render_markdown(in, opt);
+  CHECK_THAT(md, !Catch::Contains("Academic track: fashion-mnist / academic"));
+  CHECK_THAT(md, Catch::Contains("## Academic track: fashion-mnist / tensorrt"));
+  CHECK_THAT(md, Catch::Contains("- filters: profile=tensorrt"));
+  // The kept cell's baseline (resnet20 seed 0) stays; mlp's baseline and the other cells go.
+  auto csv = parse_csv(report::render_csv(in, opt));
+  REQUIRE(csv.size() == 1 + 2);
+  CHECK(csv[1][5] == "none");
+  CHECK(csv[1][3] == "resnet20");
+  CHECK(csv[2][5] == "tensorrt");
+
+  // Values of one key are alternatives; different keys must all hold.
+  opt.filters = {report::parse_filter("arch=mlp"), report::parse_filter("algorithm=minmax"),
+                 report::parse_filter("algorithm=lsq")};
+  auto j = nlohmann::json::parse(report::render_json(in, opt));
+  REQUIRE(j["rows"].size() == 3);  // mlp fp32 (reference), mlp minmax w8a8, mlp minmax w4a4 (pending)
+  CHECK(j["filters"][0]["key"] == "arch");
+  for (const auto& r : j["rows"]) CHECK(r["arch"] == "mlp");
+
+  // A value no cell has is a typo, named with the closest value the run has.
+  opt.filters = {report::parse_filter("arch=resnt20")};
+  CHECK_THROWS_WITH(report::render_markdown(in, opt),
+                    Catch::Contains("--filter arch=resnt20: no cell of this run has arch 'resnt20' (did you mean: resnet20"));
+  CHECK_THROWS_WITH(report::parse_filter("archh=x"), Catch::Contains("unknown key 'archh' (did you mean: arch"));
+  CHECK_THROWS_WITH(report::parse_filter("arch"), Catch::Contains("expected KEY=VALUE"));
+  CHECK_THROWS_AS(report::parse_filter("=x"), ConfigError);
+}
+
+TEST_CASE("report: group-by splits tables; by seed there is no aggregation", "[report]") {
+  Fixture fx;
+  auto in = fx.input();
+  report::ReportOptions opt;
+  opt.group_by = {"seed"};
+  auto md = report::render_markdown(in, opt);
+  CHECK_THAT(md, Catch::Contains("## Academic track: fashion-mnist / academic / seed=0\n"));
+  CHECK_THAT(md, Catch::Contains("## Academic track: fashion-mnist / academic / seed=1\n"));
+  CHECK_THAT(md, Catch::Contains("| resnet20 | minmax | 91.50 | 91.23 (-0.27) | failed |"));
+  CHECK_THAT(md, Catch::Contains("| resnet20 | minmax | 91.70 | 91.43 (-0.27) |"));
+  CHECK_THAT(md, Catch::Contains("- grouped by: seed"));
+  opt.group_by = {"arch"};
+  md = report::render_markdown(in, opt);
+  CHECK_THAT(md, Catch::Contains("## Academic track: fashion-mnist / academic / arch=mlp\n"));
+  CHECK_THAT(md, Catch::Contains("## Cost: fashion-mnist / arch=resnet20\n"));
+  opt.group_by = {"colour"};
+  CHECK_THROWS_WITH(report::render_markdown(in, opt), Catch::Contains("--group-by: unknown axis 'colour'"));
+}
+
+TEST_CASE("report: run ids parse; anything else is a usage error", "[report]") {
+  CHECK_FALSE(report::parse_run_id("latest"));
+  CHECK(*report::parse_run_id("12") == 12);
+  CHECK_THROWS_WITH(report::parse_run_id("12x"), Catch::Contains("--run: expected a run id or 'latest', got '12x'"));
+  CHECK_THROWS_AS(report::parse_run_id("0"), ConfigError);
+  CHECK_THROWS_AS(report::parse_run_id(""), ConfigError);
 }
 
 TEST_CASE("report: bits labels", "[report]") {
@@ -339,6 +442,8 @@ TEST_CASE("report: edge cases render without surprises", "[report]") {
     CHECK_THAT(md, !Catch::Contains("## Failed cells"));
     CHECK(report::render_csv(in).find('\n') == report::render_csv(in).size() - 1);  // header only
     CHECK(nlohmann::json::parse(report::render_json(in))["rows"].empty());
+    CHECK_THAT(report::render_html(in), Catch::Contains("No chart: no cell has a top-1 result yet."));
+    CHECK_THAT(report::render_latex(in), Catch::EndsWith("\\end{document}\n"));
   }
   SECTION("only FP32 baselines get a section of their own; table text is escaped") {
     store::ReportRow row;
@@ -356,7 +461,8 @@ TEST_CASE("report: edge cases render without surprises", "[report]") {
     row.result = r;
     in.rows.push_back(row);
     auto md = report::render_markdown(in);
-    CHECK_THAT(md, Catch::Contains("## toy / none\n\n| arch | algorithm | FP32 |\n|---|---|---|\n| a\\|b | fp32 | 50.00 |"));
+    CHECK_THAT(md, Catch::Contains("## Academic track: toy / none\n\n"));
+    CHECK_THAT(md, Catch::Contains("| arch | algorithm | FP32 |\n|---|---|---:|\n| a\\|b | fp32 | 50.00 |"));
     auto j = nlohmann::json::parse(report::render_json(in));
     CHECK(j["rows"][0]["delta_top1"] == 0.0);
     CHECK(j["run"]["ended_at"].is_null());

@@ -1,5 +1,5 @@
 #pragma once
-// Renders a run from the store as markdown, CSV or JSON. Torch-free.
+// Renders a run from the store as markdown, HTML, LaTeX, CSV or JSON. Torch-free.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -9,30 +9,75 @@
 
 namespace qbench::report {
 
-enum class Format { Markdown, Csv, Json };
-/// "markdown"|"md", "csv", "json"; throws ConfigError with the valid names otherwise.
-Format parse_format(const std::string& name);
-
 struct ReportInput {
   store::RunInfo run;
   std::vector<store::ReportRow> rows;
 };
 
-/// Markdown: provenance header, then per (dataset, profile) a pivot table with rows arch x
-/// algorithm and columns bit widths ("top-1 (delta vs FP32)"), a latency table, then failed
-/// cells with their errors.
-std::string render_markdown(const ReportInput& in);
-/// CSV: one line per planned cell with the documented JSON field names as header.
-std::string render_csv(const ReportInput& in);
-/// JSON: {"run": {...}, "rows": [{run_id, cell_key, dataset, arch, algorithm, profile, w_bits,
-/// a_bits, seed, kind, status, top1, top5, loss, fp32_top1, latency_ms_p50, latency_ms_p90,
-/// latency_batch, latency_source, quant_wall_s, eval_wall_s, wall_s, error, ...}, ...]}
-std::string render_json(const ReportInput& in);
-std::string render(Format f, const ReportInput& in);
+/// `--filter key=value`: keeps the cells whose axis `key` equals `value`. Filters on one key are
+/// alternatives (OR); filters on different keys must all hold (AND).
+struct Filter {
+  std::string key;
+  std::string value;
+};
+
+struct ReportOptions {
+  /// Extra axes that split every table into one table per value (e.g. {"arch"}, {"seed"} for one
+  /// table per seed instead of mean ± std over seeds). Valid names: axis_names().
+  std::vector<std::string> group_by;
+  std::vector<Filter> filters;
+  /// HTML only: false writes a placeholder comment instead of each vendored charting library
+  /// (for golden files and reviewing diffs); the page then draws no charts.
+  bool html_inline_libraries = true;
+};
+
+/// The axes that --filter and --group-by accept: dataset, arch, algorithm, profile, bits, seed,
+/// kind, status.
+const std::vector<std::string>& axis_names();
+/// "key=value" -> Filter; throws ConfigError naming the valid keys (with a "did you mean").
+Filter parse_filter(const std::string& text);
+/// Checks --group-by names; throws ConfigError with the valid names otherwise.
+void check_group_by(const std::vector<std::string>& axes);
+
+using Renderer = std::string (*)(const ReportInput&, const ReportOptions&);
+/// One output format: its name, other accepted spellings, a line for --help, the renderer.
+struct FormatInfo {
+  std::string name;
+  std::vector<std::string> aliases;
+  std::string description;
+  Renderer render;
+};
+/// Every format, in the order --help lists them (markdown, html, latex, csv, json).
+const std::vector<FormatInfo>& formats();
+/// The format called `name` (case-insensitive, aliases included); throws ConfigError naming the
+/// valid ones otherwise.
+const FormatInfo& find_format(const std::string& name);
+/// find_format(format).render(in, opt).
+std::string render(const std::string& format, const ReportInput& in, const ReportOptions& opt = {});
+
+/// Markdown: the provenance, then per group the academic track (rows arch x algorithm, columns
+/// FP32 and the bit widths, "top-1 (delta vs FP32)", mean ± std over seeds with n), the hardware
+/// track (columns profile; when the run has more than one), latency with its source,
+/// sim-vs-deploy agreement (where measured), cost (wall time per cell, by kind) and the failures
+/// with their errors.
+std::string render_markdown(const ReportInput& in, const ReportOptions& opt = {});
+/// The same tables as one self-contained HTML page (works offline), with Vega-Lite charts:
+/// accuracy vs bit width per algorithm, accuracy vs latency per profile (Pareto front marked),
+/// simulated vs deployed accuracy.
+std::string render_html(const ReportInput& in, const ReportOptions& opt = {});
+/// The same tables as a standalone LaTeX document (booktabs); compiles with pdflatex.
+std::string render_latex(const ReportInput& in, const ReportOptions& opt = {});
+/// CSV: one line per planned cell (after --filter), the JSON row fields as header.
+std::string render_csv(const ReportInput& in, const ReportOptions& opt = {});
+/// JSON: {"schema_version": 2, "run": {...}, "filters": ..., "group_by": ..., "rows": [...],
+/// "tables": [{"id", "title", "group", "columns", "rows", "values", "notes"}]}.
+std::string render_json(const ReportInput& in, const ReportOptions& opt = {});
 
 /// The run `run_id` (the latest run when empty) and its rows, read from `store`. Throws
 /// ConfigError when the store has no such run.
 ReportInput load_input(const store::Store& store, std::optional<int64_t> run_id = std::nullopt);
+/// "latest" or a run id -> the run id to read (nullopt for latest); throws ConfigError otherwise.
+std::optional<int64_t> parse_run_id(const std::string& text);
 /// "fp32" for 32/32, else "w{w}a{a}" (e.g. "w4a4").
 std::string bits_label(int w_bits, int a_bits);
 
