@@ -30,8 +30,7 @@ Filter parse_filter(const std::string& text) {
   Filter f{lower(text.substr(0, eq)), text.substr(eq + 1)};
   const auto& names = axis_names();
   if (std::find(names.begin(), names.end(), f.key) == names.end())
-    throw ConfigError("--filter " + text + ": unknown key '" + f.key + "'" + did_you_mean(f.key, names) +
-                      "; valid keys: " + join(names, ", "));
+    throw ConfigError("--filter " + text + ": unknown key '" + f.key + "'" + did_you_mean(f.key, names));
   return f;
 }
 
@@ -39,7 +38,7 @@ void check_group_by(const std::vector<std::string>& axes) {
   const auto& names = axis_names();
   for (const auto& a : axes)
     if (std::find(names.begin(), names.end(), a) == names.end())
-      throw ConfigError("--group-by: unknown axis '" + a + "'" + did_you_mean(a, names) + "; valid axes: " + join(names, ", "));
+      throw ConfigError("--group-by: unknown axis '" + a + "'" + did_you_mean(a, names));
 }
 
 const std::vector<FormatInfo>& formats() {
@@ -61,8 +60,7 @@ const FormatInfo& find_format(const std::string& name) {
     names.push_back(f.name);
     names.insert(names.end(), f.aliases.begin(), f.aliases.end());
   }
-  throw ConfigError("unknown report format '" + name + "'" + did_you_mean(n, names) + "; valid formats: " +
-                    join(names, ", "));
+  throw ConfigError("unknown report format '" + name + "'" + did_you_mean(n, names));
 }
 
 std::string render(const std::string& format, const ReportInput& in, const ReportOptions& opt) {
@@ -83,6 +81,28 @@ std::optional<int64_t> parse_run_id(const std::string& text) {
   } catch (const std::exception&) {
   }
   throw ConfigError("--run: expected a run id or 'latest', got '" + text + "'");
+}
+
+std::vector<CellView> cell_views(const ReportInput& in) {
+  std::vector<CellView> out;
+  for (const auto& r : detail::resolve(in)) {
+    CellView v;
+    v.cell_key = r.cell_key;
+    v.dataset = r.dataset;
+    v.arch = r.arch;
+    v.algorithm = r.algorithm;
+    v.profile = r.profile;
+    v.bits = r.bits();
+    v.kind = r.kind;
+    v.seed = r.seed;
+    v.status = r.status;
+    if (r.result) v.error = r.result->error;
+    v.top1 = r.top1();
+    v.fp32_top1 = r.fp32_top1;
+    v.deploy_top1 = r.ok_metric(&store::CellResult::deploy_top1);
+    out.push_back(std::move(v));
+  }
+  return out;
 }
 
 ReportInput load_input(const store::Store& store, std::optional<int64_t> run_id) {

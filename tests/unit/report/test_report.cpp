@@ -350,9 +350,9 @@ TEST_CASE("report: an unknown format names the valid ones", "[report]") {
     FAIL("expected ConfigError");
   } catch (const ConfigError& e) {
     CHECK_THAT(e.what(), Catch::StartsWith("unknown report format 'jsn' (did you mean: json"));
-    CHECK_THAT(e.what(), Catch::Contains("valid formats: markdown, md, html, htm, latex, tex, csv, json"));
   }
-  CHECK_THROWS_AS(report::find_format("xml"), ConfigError);
+  CHECK_THROWS_WITH(report::find_format("spreadsheet"),
+                    "unknown report format 'spreadsheet' (known: markdown, md, html, htm, latex, tex, csv, json)");
   CHECK_THROWS_WITH(report::find_format(""), Catch::Contains("unknown report format ''"));
 }
 

@@ -73,6 +73,18 @@ std::string render_csv(const ReportInput& in, const ReportOptions& opt = {});
 /// "tables": [{"id", "title", "group", "columns", "rows", "values", "notes"}]}.
 std::string render_json(const ReportInput& in, const ReportOptions& opt = {});
 
+/// One planned cell with its axes resolved the way the report resolves them (from its result, or
+/// for a pending cell from its configuration), for components that work per cell (compare).
+struct CellView {
+  std::string cell_key;
+  std::string dataset, arch, algorithm, profile, bits, kind;
+  std::optional<uint64_t> seed;
+  std::string status;  ///< ok | failed | pending
+  std::string error;
+  std::optional<double> top1, fp32_top1, deploy_top1;
+};
+std::vector<CellView> cell_views(const ReportInput& in);
+
 /// The run `run_id` (the latest run when empty) and its rows, read from `store`. Throws
 /// ConfigError when the store has no such run.
 ReportInput load_input(const store::Store& store, std::optional<int64_t> run_id = std::nullopt);
