@@ -1,0 +1,68 @@
+#pragma once
+// Hardware profiles as data: one YAML file per deployment target under experiments/profiles/
+// (or any directory on the search path), read and validated into plain structs. Torch-free:
+// lib/quant turns a ProfileSpec into its QuantSchemes and placement.
+#include <string>
+#include <vector>
+
+namespace qbench::profiles {
+
+/// How one kind of tensor (weights or activations) is quantized on the target.
+struct SchemeSpec {
+  std::string quantizer = "affine";      ///< affine | log (NNIE's log domain: not implemented)
+  std::string granularity = "per-tensor";  ///< per-tensor | per-channel
+  int axis = 0;                          ///< channel axis for per-channel (0 = output channels)
+  bool symmetric = true;
+  std::string signedness = "signed";     ///< signed | unsigned | auto (unsigned iff observed min >= 0)
+  bool narrow_range = false;             ///< signed [-(2^(b-1)-1), 2^(b-1)-1]
+  bool pot_scale = false;                ///< scales are powers of two
+  int pot_max_frac_bits = 12;            ///< smallest scale 2^-pot_max_frac_bits
+  std::vector<int> bits{2, 3, 4, 5, 6, 7, 8};  ///< cell bit widths the target accepts
+  int max_bits = 8;                      ///< cap: a wider cell width quantizes at this many bits
+  std::string observer = "minmax";       ///< default observer (a name from the observer registry)
+  std::string fake_quant = "fixed";      ///< the target's recommended fake quantizer (informational)
+  std::string describe() const;          ///< "per-channel sym signed narrow"
+};
+
+struct ProfileSpec {
+  std::string name, description, source, notes;
+  std::string file;         ///< where it was read from
+  std::string text_sha256;  ///< of the file's bytes (provenance)
+  SchemeSpec weight, activation;
+  std::vector<std::string> placement;  ///< where activation quantizers go (see placement_names())
+  int bn_fold = -1;                     ///< MQBench strategy -1..4 (-1: BN not folded)
+  std::string first_last = "8bit";      ///< 8bit: first/last layer weights and input at 8 bits; cell
+  std::string engine = "none";          ///< integer engine on this machine: none | onednn | qnnpack
+  /// Why a cell under this profile cannot run yet (e.g. log-domain quantization); empty = runnable.
+  std::vector<std::string> not_implemented;
+  /// Placements that are parsed and recorded but not attached yet (those tensors stay float).
+  std::vector<std::string> unimplemented_placements;
+  bool places(const std::string& p) const;
+  /// One line: "W per-channel sym signed narrow | A per-tensor sym signed narrow | conv_linear_inputs,add_inputs | bn_fold 4".
+  std::string summary() const;
+};
+
+/// Every placement name a profile may list, and the ones lib/quant attaches today.
+const std::vector<std::string>& placement_names();
+const std::vector<std::string>& implemented_placements();
+
+/// Parses one profile file's text. `known_observers`: the observer registry's names (empty =
+/// not checked). Throws qbench::ConfigError with file:line:col and key path.
+ProfileSpec parse_profile(const std::string& text, const std::string& file,
+                          const std::vector<std::string>& known_observers = {});
+
+/// The directories searched, in order: each entry of $QBENCH_PROFILES_DIR (':'-separated), then
+/// the source tree's experiments/profiles (baked in at build time).
+std::vector<std::string> profile_search_path();
+std::string builtin_profiles_dir();
+
+/// Reads every *.yaml in `dirs` (sorted by name within a directory; `academic` first overall).
+/// A directory that does not exist fails unless `skip_missing_builtin` and it is the built-in
+/// one; a profile name given by two files fails naming both.
+std::vector<ProfileSpec> load_profiles(const std::vector<std::string>& dirs,
+                                       const std::vector<std::string>& known_observers = {},
+                                       bool skip_missing_builtin = false);
+/// load_profiles(profile_search_path()), the built-in directory optional when the variable is set.
+std::vector<ProfileSpec> load_default_profiles(const std::vector<std::string>& known_observers = {});
+
+}  // namespace qbench::profiles
