@@ -11,26 +11,14 @@ namespace qbench::qat {
 
 int attach_qat_quantizers(quant::QuantModel& model, const quant::QatMethod& method, const quant::Profile& profile,
                           int w_bits, int a_bits) {
-  int attached = 0;
-  for (auto& ref : model.quant_layers()) {
-    const bool edge = profile.first_last_8bit && (ref.is_first || ref.is_last);
-    const int wb = w_bits == 32 ? 32 : (edge ? 8 : w_bits);
-    const int ab = a_bits == 32 ? 32 : (edge ? 8 : a_bits);
-    std::shared_ptr<quant::FakeQuantizer> wq, aq;
-    if (wb < 32) {
-      auto s = profile.weight;
-      s.bits = wb;
-      wq = method.make_weight(s);
-    }
-    if (ab < 32) {
-      auto s = profile.activation;
-      s.bits = ab;
-      aq = method.make_activation(s);
-    }
-    attached += (wq != nullptr) + (aq != nullptr);
-    ref.layer->attach(wq, aq);
-  }
-  return attached;
+  // The QAT quantizers learn their scales freely: a profile that restricts scales to powers of
+  // two (vitis) would be violated silently, so it is refused until a PoT-aware method (TQT) exists.
+  if (profile.weight.pot_scale || profile.activation.pot_scale)
+    throw Error("profile " + profile.name +
+                " needs power-of-two scales, which the QAT quantizers do not keep (TQT is planned); use a PTQ "
+                "algorithm with this profile");
+  // Same placement as PTQ (lib/quant attach_quantizers), with the method's quantizers.
+  return quant::attach_quantizers(model, profile, w_bits, a_bits, {method.make_weight, method.make_activation});
 }
 
 void init_quantizers(quant::QuantModel& model, const at::Tensor& images, int64_t batch_size) {

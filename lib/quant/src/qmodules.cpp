@@ -26,32 +26,35 @@ at::Tensor apply_act(const at::Tensor& x, Act a) {
   }
 }
 
-at::Tensor QAddImpl::forward(const at::Tensor& a, const at::Tensor& b) {
+at::Tensor QAddImpl::forward(const at::Tensor& a_in, const at::Tensor& b_in) {
+  const auto a = in_a_ ? in_a_->forward(a_in) : a_in;
+  const auto b = in_b_ ? in_b_->forward(b_in) : b_in;
   auto y = relu_ ? at::relu(a + b) : a + b;
   return out_q_ ? out_q_->forward(y) : y;
 }
 
-void QAddImpl::attach_output(std::shared_ptr<FakeQuantizer> q) {
+namespace {
+void put_quantizer(torch::nn::Module& m, const char* name, std::shared_ptr<FakeQuantizer>& slot,
+                   std::shared_ptr<FakeQuantizer> q) {
   if (!q) return;
-  if (out_q_)
-    replace_module("output_quant", q);
+  if (slot)
+    m.replace_module(name, q);
   else
-    register_module("output_quant", q);
-  out_q_ = std::move(q);
+    m.register_module(name, q);
+  slot = std::move(q);
+}
+}  // namespace
+
+void QAddImpl::attach_output(std::shared_ptr<FakeQuantizer> q) { put_quantizer(*this, "output_quant", out_q_, std::move(q)); }
+
+void QAddImpl::attach_inputs(std::shared_ptr<FakeQuantizer> qa, std::shared_ptr<FakeQuantizer> qb) {
+  put_quantizer(*this, "input_quant_a", in_a_, std::move(qa));
+  put_quantizer(*this, "input_quant_b", in_b_, std::move(qb));
 }
 
 void QuantLayer::attach(std::shared_ptr<FakeQuantizer> weight_q, std::shared_ptr<FakeQuantizer> input_q) {
-  auto& m = as_module();
-  auto put = [&m](const char* name, std::shared_ptr<FakeQuantizer>& slot, std::shared_ptr<FakeQuantizer> q) {
-    if (!q) return;
-    if (slot)
-      m.replace_module(name, q);
-    else
-      m.register_module(name, q);
-    slot = std::move(q);
-  };
-  put("weight_quant", weight_q_, std::move(weight_q));
-  put("input_quant", input_q_, std::move(input_q));
+  put_quantizer(as_module(), "weight_quant", weight_q_, std::move(weight_q));
+  put_quantizer(as_module(), "input_quant", input_q_, std::move(input_q));
 }
 
 QConv2dImpl::QConv2dImpl(const QConv2dOptions& o) : opt_(o) {
@@ -153,6 +156,9 @@ std::vector<FakeQuantizer*> QuantModel::quantizers() {
     if (auto* q = ref.layer->input_quantizer()) out.push_back(q);
     if (auto* q = ref.layer->weight_quantizer()) out.push_back(q);
   }
+  for (auto& ref : adds())
+    for (auto* q : {ref.add->input_quantizer(0), ref.add->input_quantizer(1), ref.add->output_quantizer()})
+      if (q) out.push_back(q);
   return out;
 }
 

@@ -22,7 +22,24 @@ at::Tensor QuantizerImpl::forward(const at::Tensor& x) {
   return fake_quantize(x, qparams_);
 }
 
-void QuantizerImpl::compute_qparams() { set_qparams(observer_->compute()); }
+namespace {
+/// Power-of-two scales for a symmetric scheme: s -> 2^ceil(log2 s), at least 2^-max_frac_bits.
+/// Rounding up keeps every observed value in range (Vitis' MinMaxFloorObserver floors the
+/// fractional bits, which is the same thing).
+QParams pot_qparams(QParams qp, const QuantScheme& s) {
+  if (!s.symmetric) throw Error("power-of-two scales need a symmetric scheme");
+  if (qp.zero_point.ne(0).any().item<bool>()) throw Error("power-of-two scales need zero points of 0");
+  auto e = at::ceil(at::log2(qp.scale.to(at::kDouble)));
+  e = at::clamp_min(e, -static_cast<double>(s.pot_max_frac_bits));
+  qp.scale = at::pow(2.0, e).to(at::kFloat).contiguous();
+  return qp;
+}
+}  // namespace
+
+void QuantizerImpl::compute_qparams() {
+  QParams qp = observer_->compute();
+  set_qparams(scheme_.pot_scale ? pot_qparams(qp, scheme_) : qp);
+}
 
 void QuantizerImpl::set_qparams(const QParams& qp) {
   qparams_ = qp;

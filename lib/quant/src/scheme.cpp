@@ -20,7 +20,7 @@ std::string QuantScheme::describe() const {
   os << bits << "-bit " << (granularity == Granularity::PerChannel ? "per-channel" : "per-tensor") << " "
      << (symmetric ? "sym" : "asym") << " "
      << (signedness == Signedness::Signed ? "signed" : signedness == Signedness::Unsigned ? "unsigned" : "auto-sign")
-     << (narrow_range ? " narrow" : "");
+     << (narrow_range ? " narrow" : "") << (pot_scale ? " pot" : "");
   return os.str();
 }
 

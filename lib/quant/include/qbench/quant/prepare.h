@@ -1,5 +1,9 @@
 #pragma once
-// Configures a model's quantizers from a profile by walking its declared layers.
+// Configures a model's quantizers from a profile by walking its declared structure: conv/linear
+// layers (weights and inputs) and residual adds (operands and output), as the profile's
+// placement says. No per-model code.
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "qbench/quant/profile.h"
@@ -12,8 +16,23 @@ struct PrepareOptions {
   std::string weight_observer, activation_observer;  ///< empty: the profile's default
 };
 
-/// Attaches weight and input quantizers to every conv/linear layer (first/last layer at 8 bits
-/// when the profile says so). Returns the number of quantizers attached.
+/// Makes one quantizer for a scheme (bits already set): observer-calibrated for PTQ, a QAT
+/// method's learnable quantizer for QAT.
+struct QuantizerFactory {
+  std::function<std::shared_ptr<FakeQuantizer>(const QuantScheme&)> weight, activation;
+};
+
+/// Attaches quantizers where the profile places them, with the widths of the cell (first/last
+/// layer at 8 bits when the profile says so; the profile's allowed widths and max_bits apply):
+///   conv_linear_inputs  every conv/linear input     graph_input  the first layer's input
+///   add_inputs          both operands of every add   add_outputs  every add's output
+/// Placements a profile lists that are not implemented yet are skipped with a warning (once per
+/// profile). Throws qbench::Error for a profile that cannot run (e.g. a log-domain quantizer).
+/// Returns the number of quantizers attached.
+int attach_quantizers(QuantModel& model, const Profile& profile, int w_bits, int a_bits,
+                      const QuantizerFactory& make);
+
+/// attach_quantizers with observer-calibrated quantizers (the profile's observers unless `opt` names them).
 int prepare_model(QuantModel& model, const Profile& profile, const PrepareOptions& opt);
 
 void set_observing(QuantModel& model, bool on);

@@ -92,11 +92,14 @@ class QAddImpl : public torch::nn::Module {
   bool relu_after() const { return relu_; }
   /// Optional fake quantizer on the add's output (profiles that quantize adds attach one).
   void attach_output(std::shared_ptr<FakeQuantizer> q);
+  /// Optional fake quantizers on the add's two operands (TensorRT-style placement).
+  void attach_inputs(std::shared_ptr<FakeQuantizer> qa, std::shared_ptr<FakeQuantizer> qb);
   FakeQuantizer* output_quantizer() const { return out_q_.get(); }
+  FakeQuantizer* input_quantizer(int i) const { return (i == 0 ? in_a_ : in_b_).get(); }
 
  private:
   bool relu_;
-  std::shared_ptr<FakeQuantizer> out_q_;
+  std::shared_ptr<FakeQuantizer> out_q_, in_a_, in_b_;
 };
 TORCH_MODULE(QAdd);
 
@@ -144,7 +147,8 @@ class QuantModel : public torch::nn::Module {
   std::vector<BlockRef> blocks();
   /// The residual adds, in execution order.
   std::vector<AddRef> adds();
-  /// All fake quantizers attached to the model's layers.
+  /// All fake quantizers attached to the model: its layers' (input, weight), then its adds'
+  /// (operands, output).
   std::vector<FakeQuantizer*> quantizers();
 };
 

@@ -16,6 +16,11 @@ struct QuantScheme {
   bool symmetric = true;
   Signedness signedness = Signedness::Signed;
   bool narrow_range = false;  ///< signed range [-(2^(b-1)-1), 2^(b-1)-1], e.g. [-127, 127]
+  /// Scales restricted to powers of two (symmetric schemes only): a fixed quantizer rounds its
+  /// observer's scale up to 2^ceil(log2 s), so nothing that was in range clips, and never below
+  /// 2^-pot_max_frac_bits (Vitis caps the fractional bits at 12).
+  bool pot_scale = false;
+  int pot_max_frac_bits = 12;
   std::string describe() const;
 };
 
