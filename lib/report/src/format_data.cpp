@@ -58,35 +58,60 @@ std::string render_csv(const ReportInput& in, const ReportOptions& opt) {
   check_group_by(opt.group_by);
   const auto rows = apply_filters(resolve(in), opt.filters);
   std::string out;
-  // The header comes from the same object as each line, so CSV and JSON never disagree.
-  std::vector<std::string> names;
-  const Json header_source = row_json(Row{});  // a named object: items() does not own it
-  for (const auto& item : header_source.items()) names.push_back(item.key());
-  out += join(names, ",") + "\n";
-  std::vector<std::string> fields;
+  bool first = true;
+  for (const auto& [name, value] : row_fields(Row{})) {
+    if (!first) out += ',';
+    out += name;
+    first = false;
+  }
+  out += '\n';
   for (const auto& r : rows) {
-    fields.clear();
-    const Json j = row_json(r);
-    for (const auto& item : j.items()) fields.push_back(csv_field(item.value()));
-    out += join(fields, ",") + "\n";
+    first = true;
+    for (const auto& [name, value] : row_fields(r)) {
+      if (!first) out += ',';
+      out += csv_field(value);
+      first = false;
+    }
+    out += '\n';
   }
   return out;
 }
 
 std::string render_json(const ReportInput& in, const ReportOptions& opt) {
   const Model m = build_model(in, opt);
-  Json j;
-  j["schema_version"] = kJsonSchemaVersion;
-  j["run"] = run_json(in.run);
+  // Written by hand around nlohmann's dumps: the header indented, then one row and one table per
+  // line (a 100,000-row report stays a few seconds and greppable by line).
+  auto indented = [](const std::string& text) {
+    std::string out;
+    for (char c : text) {
+      out += c;
+      if (c == '\n') out += "  ";
+    }
+    return out;
+  };
+  std::string out = "{\n  \"schema_version\": " + std::to_string(kJsonSchemaVersion) + ",\n";
+  out += "  \"run\": " + indented(dump(run_json(in.run), 2)) + ",\n";
   Json filters = Json::array();
   for (const auto& f : opt.filters) filters.push_back(Json{{"key", f.key}, {"value", f.value}});
-  j["filters"] = filters;
-  j["group_by"] = opt.group_by;
-  j["rows"] = Json::array();
-  for (const auto& r : m.rows) j["rows"].push_back(row_json(r));
-  j["tables"] = Json::array();
-  for (const auto& t : m.tables) j["tables"].push_back(table_json(t));
-  return dump(j, 2) + "\n";
+  out += "  \"filters\": " + dump(filters) + ",\n";
+  out += "  \"group_by\": " + dump(Json(opt.group_by)) + ",\n";
+  out += "  \"rows\": [";
+  for (std::size_t i = 0; i < m.rows.size(); ++i) {
+    out += i ? ",\n    {" : "\n    {";
+    bool first = true;
+    for (const auto& [name, value] : row_fields(m.rows[i])) {
+      if (!first) out += ',';
+      ((out += '"') += name) += "\":";
+      out += dump(value);
+      first = false;
+    }
+    out += '}';
+  }
+  out += m.rows.empty() ? "],\n" : "\n  ],\n";
+  out += "  \"tables\": [";
+  for (std::size_t i = 0; i < m.tables.size(); ++i) out += (i ? ",\n    " : "\n    ") + dump(table_json(m.tables[i]));
+  out += m.tables.empty() ? "]\n}\n" : "\n  ]\n}\n";
+  return out;
 }
 
 }  // namespace qbench::report

@@ -10,6 +10,7 @@
 #include <numeric>
 #include <set>
 #include <tuple>
+#include <unordered_map>
 
 #include "qbench/common/errors.h"
 #include "qbench/common/strings.h"
@@ -173,12 +174,17 @@ template <class Pred>
 std::vector<std::pair<Group, std::vector<const Row*>>> split(const std::vector<Row>& rows, const std::vector<std::string>& base,
                                                              const std::vector<std::string>& extra, Pred keep) {
   std::vector<std::pair<Group, std::vector<const Row*>>> out;
-  std::map<Group, std::size_t> index;
+  std::vector<std::string> axes = base;
+  for (const auto& a : extra)
+    if (std::find(base.begin(), base.end(), a) == base.end()) axes.push_back(a);
+  std::unordered_map<std::string, std::size_t> index;
+  std::string k;
   for (const auto& r : rows) {
     if (!keep(r)) continue;
-    Group g = group_of(r, base, extra);
-    auto [it, inserted] = index.emplace(g, out.size());
-    if (inserted) out.emplace_back(g, std::vector<const Row*>{});
+    k.clear();
+    for (const auto& a : axes) (k += axis_value(r, a)) += '\x1f';
+    auto [it, inserted] = index.emplace(k, out.size());
+    if (inserted) out.emplace_back(group_of(r, base, extra), std::vector<const Row*>{});
     out[it->second].second.push_back(&r);
   }
   return out;
@@ -240,41 +246,47 @@ Table pivot(const std::string& id, const std::string& title, const Group& group,
   t.group = group;
   t.caption = "Top-1 accuracy in percent (delta vs FP32 in points); mean " + std::string(kPlusMinus) +
               " sample std over seeds, with n when more than one seed.";
-  using Key = std::pair<std::string, std::string>;
-  std::vector<Key> keys;
-  std::map<Key, std::vector<const Row*>> by_key;
+  // One pass: each member goes to its (arch, algorithm) row and its column, both in order of
+  // first appearance (then bit widths widest first).
+  std::vector<std::pair<std::string, std::string>> keys;
+  std::unordered_map<std::string, std::size_t> key_index, col_index;
+  std::vector<std::vector<const Row*>> by_key;
+  std::vector<std::vector<std::pair<std::size_t, const Row*>>> by_key_col;  // (column, row)
   std::vector<std::string> cols;
   std::vector<const Row*> col_rep;  // a row per column, for ordering bit widths
+  std::string k;
   for (const Row* r : members) {
-    Key k{r->arch, r->algorithm};
-    push_unique(keys, k);
-    by_key[k].push_back(r);
+    k.clear();
+    (k += r->arch) += '\x1f';
+    k += r->algorithm;
+    auto [kit, knew] = key_index.emplace(k, keys.size());
+    if (knew) {
+      keys.emplace_back(r->arch, r->algorithm);
+      by_key.emplace_back();
+      by_key_col.emplace_back();
+    }
+    by_key[kit->second].push_back(r);
     if (baselines_only) continue;
-    std::string c = column_axis == "bits" ? r->bits() : axis_value(*r, column_axis);
-    if (std::find(cols.begin(), cols.end(), c) == cols.end()) {
+    const std::string& c = axis_value(*r, column_axis);
+    auto [cit, cnew] = col_index.emplace(c, cols.size());
+    if (cnew) {
       cols.push_back(c);
       col_rep.push_back(r);
     }
+    by_key_col[kit->second].emplace_back(cit->second, r);
   }
-  if (column_axis == "bits") {
-    std::vector<std::size_t> order(cols.size());
-    std::iota(order.begin(), order.end(), 0);
+  std::vector<std::size_t> order(cols.size());
+  std::iota(order.begin(), order.end(), 0);
+  if (column_axis == "bits")
     std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return bits_before(col_rep[a], col_rep[b]); });
-    std::vector<std::string> sorted;
-    for (auto i : order) sorted.push_back(cols[i]);
-    cols = sorted;
-  }
   t.columns = {{"arch"}, {"algorithm"}, {"FP32", true}};
-  for (const auto& c : cols) t.columns.push_back({c.empty() ? "?" : c, true});
-  for (const auto& k : keys) {
-    const auto& m = by_key[k];
-    std::vector<Cell> cells{text_cell(k.first), text_cell(k.second), stats_cell(fp32_stats(m, baselines), false)};
-    for (const auto& c : cols) {
-      CellStats s;
-      for (const Row* r : m)
-        if ((column_axis == "bits" ? r->bits() : axis_value(*r, column_axis)) == c) add_to_stats(*r, s);
-      cells.push_back(stats_cell(s, true));
-    }
+  for (auto i : order) t.columns.push_back({cols[i].empty() ? "?" : cols[i], true});
+  for (std::size_t ki = 0; ki < keys.size(); ++ki) {
+    std::vector<Cell> cells{text_cell(keys[ki].first), text_cell(keys[ki].second),
+                            stats_cell(fp32_stats(by_key[ki], baselines), false)};
+    std::vector<CellStats> stats(cols.size());
+    for (const auto& [ci, r] : by_key_col[ki]) add_to_stats(*r, stats[ci]);
+    for (auto i : order) cells.push_back(stats_cell(stats[i], true));
     t.rows.push_back(std::move(cells));
   }
   return t;
@@ -364,17 +376,20 @@ std::vector<Row> resolve(const ReportInput& in) {
       row.status = "pending";
       fill_from_config(rr.plan.config_json, row);
     }
+    if (row.w_bits && row.a_bits) row.bits_text = bits_label(*row.w_bits, *row.a_bits);
+    if (row.seed) row.seed_text = std::to_string(*row.seed);
     rows.push_back(std::move(row));
   }
   // A result without a stored FP32 top-1 takes it from its baseline cell in the same report:
   // by baseline key, else the FP32 row of the same dataset, arch and seed.
-  std::map<std::string, double> top1_by_key;
+  // Only baseline rows can be a baseline key's target, so only they are indexed.
+  std::unordered_map<std::string, double> top1_by_key;
   std::map<std::tuple<std::string, std::string, std::optional<uint64_t>>, double> baseline_top1;
   for (const auto& row : rows) {
     auto t = row.top1();
-    if (!t) continue;
+    if (!t || !row.is_baseline()) continue;
     top1_by_key.emplace(row.cell_key, *t);
-    if (row.is_baseline()) baseline_top1.emplace(std::make_tuple(row.dataset, row.arch, row.seed), *t);
+    baseline_top1.emplace(std::make_tuple(row.dataset, row.arch, row.seed), *t);
   }
   for (auto& row : rows) {
     if (row.fp32_top1 || !row.result) continue;
@@ -392,13 +407,13 @@ std::vector<Row> resolve(const ReportInput& in) {
   return rows;
 }
 
-std::string axis_value(const Row& r, const std::string& axis) {
+const std::string& axis_value(const Row& r, const std::string& axis) {
   if (axis == "dataset") return r.dataset;
   if (axis == "arch") return r.arch;
   if (axis == "algorithm") return r.algorithm;
   if (axis == "profile") return r.profile;
-  if (axis == "bits") return r.bits();
-  if (axis == "seed") return r.seed ? std::to_string(*r.seed) : std::string();
+  if (axis == "bits") return r.bits_text;
+  if (axis == "seed") return r.seed_text;
   if (axis == "kind") return r.kind;
   if (axis == "status") return r.status;
   throw ConfigError("unknown report axis '" + axis + "'" + did_you_mean(axis, axis_names()));
@@ -440,51 +455,51 @@ std::vector<Row> apply_filters(const std::vector<Row>& rows, const std::vector<F
   return out;
 }
 
-Json row_json(const Row& r) {
+Fields row_fields(const Row& r) {
   const CellResult* res = r.result;
   auto metric = [&](std::optional<double> CellResult::*field) {
     return res && (res->*field) ? Json(*(res->*field)) : Json(nullptr);
   };
-  Json j;
-  j["run_id"] = r.run_id;
-  j["cell_key"] = json_string(r.cell_key);
-  j["dataset"] = json_string(r.dataset);
-  j["arch"] = json_string(r.arch);
-  j["algorithm"] = json_string(r.algorithm);
-  j["profile"] = json_string(r.profile);
-  j["w_bits"] = r.w_bits ? Json(*r.w_bits) : Json(nullptr);
-  j["a_bits"] = r.a_bits ? Json(*r.a_bits) : Json(nullptr);
-  j["bits"] = json_string(r.bits());
-  j["seed"] = r.seed ? Json(*r.seed) : Json(nullptr);
-  j["kind"] = json_string(r.kind);
-  j["status"] = r.status;
-  j["action"] = json_string(r.action);
   auto t = r.top1();
-  j["top1"] = t ? Json(*t) : Json(nullptr);
-  j["top5"] = metric(&CellResult::top5);
-  j["loss"] = metric(&CellResult::loss);
-  j["fp32_top1"] = r.fp32_top1 ? Json(*r.fp32_top1) : Json(nullptr);
-  // Rounded to 1e-9 so that 91.11 - 91.23 prints as -0.12, not -0.12000000000000455.
   auto d = r.delta();
-  j["delta_top1"] = d ? Json(std::round(*d * 1e9) / 1e9) : Json(nullptr);
-  j["deploy_top1"] = metric(&CellResult::deploy_top1);
-  j["deploy_agreement"] = metric(&CellResult::deploy_agreement);
-  j["logit_cosine"] = metric(&CellResult::logit_cosine);
-  j["sqnr_db"] = metric(&CellResult::sqnr_db);
-  j["latency_ms_p50"] = metric(&CellResult::latency_ms_p50);
-  j["latency_ms_p90"] = metric(&CellResult::latency_ms_p90);
-  j["latency_batch"] = res && res->latency_batch ? Json(*res->latency_batch) : Json(nullptr);
-  j["latency_source"] = res ? json_string(res->latency_source) : Json(nullptr);
-  j["quant_wall_s"] = metric(&CellResult::quant_wall_s);
-  j["eval_wall_s"] = metric(&CellResult::eval_wall_s);
-  j["wall_s"] = metric(&CellResult::wall_s);
-  j["eval_images"] = res ? Json(res->eval_images) : Json(nullptr);
-  j["threads"] = res ? Json(res->threads) : Json(nullptr);
-  j["error"] = res ? json_string(res->error) : Json(nullptr);
-  j["result_run_id"] = res ? Json(res->run_id) : Json(nullptr);
-  j["started_at"] = res ? json_string(res->started_at) : Json(nullptr);
-  j["finished_at"] = res ? json_string(res->finished_at) : Json(nullptr);
-  return j;
+  return Fields{
+      {"run_id", r.run_id},
+      {"cell_key", json_string(r.cell_key)},
+      {"dataset", json_string(r.dataset)},
+      {"arch", json_string(r.arch)},
+      {"algorithm", json_string(r.algorithm)},
+      {"profile", json_string(r.profile)},
+      {"w_bits", r.w_bits ? Json(*r.w_bits) : Json(nullptr)},
+      {"a_bits", r.a_bits ? Json(*r.a_bits) : Json(nullptr)},
+      {"bits", json_string(r.bits())},
+      {"seed", r.seed ? Json(*r.seed) : Json(nullptr)},
+      {"kind", json_string(r.kind)},
+      {"status", r.status},
+      {"action", json_string(r.action)},
+      {"top1", t ? Json(*t) : Json(nullptr)},
+      {"top5", metric(&CellResult::top5)},
+      {"loss", metric(&CellResult::loss)},
+      {"fp32_top1", r.fp32_top1 ? Json(*r.fp32_top1) : Json(nullptr)},
+      // Rounded to 1e-9 so that 91.11 - 91.23 prints as -0.12, not -0.12000000000000455.
+      {"delta_top1", d ? Json(std::round(*d * 1e9) / 1e9) : Json(nullptr)},
+      {"deploy_top1", metric(&CellResult::deploy_top1)},
+      {"deploy_agreement", metric(&CellResult::deploy_agreement)},
+      {"logit_cosine", metric(&CellResult::logit_cosine)},
+      {"sqnr_db", metric(&CellResult::sqnr_db)},
+      {"latency_ms_p50", metric(&CellResult::latency_ms_p50)},
+      {"latency_ms_p90", metric(&CellResult::latency_ms_p90)},
+      {"latency_batch", res && res->latency_batch ? Json(*res->latency_batch) : Json(nullptr)},
+      {"latency_source", res ? json_string(res->latency_source) : Json(nullptr)},
+      {"quant_wall_s", metric(&CellResult::quant_wall_s)},
+      {"eval_wall_s", metric(&CellResult::eval_wall_s)},
+      {"wall_s", metric(&CellResult::wall_s)},
+      {"eval_images", res ? Json(res->eval_images) : Json(nullptr)},
+      {"threads", res ? Json(res->threads) : Json(nullptr)},
+      {"error", res ? json_string(res->error) : Json(nullptr)},
+      {"result_run_id", res ? Json(res->run_id) : Json(nullptr)},
+      {"started_at", res ? json_string(res->started_at) : Json(nullptr)},
+      {"finished_at", res ? json_string(res->finished_at) : Json(nullptr)},
+  };
 }
 
 Json run_json(const store::RunInfo& run) {
@@ -596,29 +611,37 @@ Model build_model(const ReportInput& in, const ReportOptions& opt) {
                 " std over seeds. The source says what was timed.";
     t.columns = {{"arch"}, {"algorithm"}, {"profile"}, {"bits"}, {"batch", true}, {"p50 ms", true}, {"p90 ms", true},
                  {"n", true}, {"source"}};
-    using Key = std::tuple<int, std::string, std::string, std::string, std::string, std::optional<int>>;
-    std::vector<Key> keys;
-    std::map<Key, std::pair<Stat, Stat>> stats;
+    // Rows of one (source, arch, algorithm, profile, bits, batch), sources in canonical order.
+    struct LatencyRow {
+      int rank;
+      const Row* first;
+      Stat p50, p90;
+    };
+    std::vector<LatencyRow> lrows;
+    std::unordered_map<std::string, std::size_t> index;
     std::vector<std::string> sources;
+    std::string k;
     for (const Row* r : members) {
       const auto& res = *r->result;
-      Key k{source_rank(res.latency_source), res.latency_source, r->arch + "\x1f" + r->algorithm, r->profile, r->bits(),
-            res.latency_batch};
-      if (!stats.count(k)) keys.push_back(k);
-      auto& s = stats[k];
-      if (res.latency_ms_p50) s.first.values.push_back(*res.latency_ms_p50);
-      if (res.latency_ms_p90) s.second.values.push_back(*res.latency_ms_p90);
-      push_unique(sources, res.latency_source);
+      k.clear();
+      for (const std::string* part : {&res.latency_source, &r->arch, &r->algorithm, &r->profile, &r->bits_text}) (k += *part) += '\x1f';
+      k += res.latency_batch ? std::to_string(*res.latency_batch) : std::string("-");
+      auto [it, inserted] = index.emplace(k, lrows.size());
+      if (inserted) {
+        lrows.push_back({source_rank(res.latency_source), r, {}, {}});
+        push_unique(sources, res.latency_source);
+      }
+      auto& lr = lrows[it->second];
+      if (res.latency_ms_p50) lr.p50.values.push_back(*res.latency_ms_p50);
+      if (res.latency_ms_p90) lr.p90.values.push_back(*res.latency_ms_p90);
     }
-    std::stable_sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) { return std::get<0>(a) < std::get<0>(b); });
-    for (const auto& k : keys) {
-      const auto& [p50, p90] = stats[k];
-      const std::string& aa = std::get<2>(k);
-      auto sep = aa.find('\x1f');
-      t.rows.push_back({text_cell(aa.substr(0, sep)), text_cell(aa.substr(sep + 1)), text_cell(std::get<3>(k)),
-                        text_cell(std::get<4>(k)),
-                        std::get<5>(k) ? int_cell(*std::get<5>(k)) : text_cell(""), stat_cell(p50, 3), stat_cell(p90, 3),
-                        int_cell(static_cast<long long>(std::max(p50.n(), p90.n()))), text_cell(std::get<1>(k))});
+    std::stable_sort(lrows.begin(), lrows.end(), [](const LatencyRow& a, const LatencyRow& b) { return a.rank < b.rank; });
+    for (const auto& lr : lrows) {
+      const Row& r = *lr.first;
+      t.rows.push_back({text_cell(r.arch), text_cell(r.algorithm), text_cell(r.profile), text_cell(r.bits_text),
+                        r.result->latency_batch ? int_cell(*r.result->latency_batch) : text_cell(""), stat_cell(lr.p50, 3),
+                        stat_cell(lr.p90, 3), int_cell(static_cast<long long>(std::max(lr.p50.n(), lr.p90.n()))),
+                        text_cell(r.result->latency_source)});
     }
     std::sort(sources.begin(), sources.end(), [](const std::string& a, const std::string& b) {
       return std::make_pair(source_rank(a), a) < std::make_pair(source_rank(b), b);
@@ -656,13 +679,19 @@ Model build_model(const ReportInput& in, const ReportOptions& opt) {
     t.columns = {{"arch"},           {"algorithm"},        {"profile"},        {"bits"},
                  {"simulated", true}, {"deployed", true},   {"gap", true},      {"agreement %", true},
                  {"logit cosine", true}, {"SQNR dB", true}, {"n", true}};
-    using Key = std::tuple<std::string, std::string, std::string, std::string>;
-    std::vector<Key> keys;
-    std::map<Key, std::array<Stat, 6>> stats;  // sim, deploy, gap, agreement, cosine, sqnr
+    std::vector<const Row*> keys;  // the first row of each (arch, algorithm, profile, bits)
+    std::vector<std::array<Stat, 6>> stats;  // sim, deploy, gap, agreement, cosine, sqnr
+    std::unordered_map<std::string, std::size_t> index;
+    std::string key;
     for (const Row* r : members) {
-      Key k{r->arch, r->algorithm, r->profile, r->bits()};
-      if (!stats.count(k)) keys.push_back(k);
-      auto& s = stats[k];
+      key.clear();
+      for (const std::string* part : {&r->arch, &r->algorithm, &r->profile, &r->bits_text}) (key += *part) += '\x1f';
+      auto [it, inserted] = index.emplace(key, keys.size());
+      if (inserted) {
+        keys.push_back(r);
+        stats.emplace_back();
+      }
+      auto& s = stats[it->second];
       auto add = [](Stat& st, std::optional<double> v) {
         if (v) st.values.push_back(*v);
       };
@@ -674,16 +703,17 @@ Model build_model(const ReportInput& in, const ReportOptions& opt) {
       add(s[4], r->ok_metric(&CellResult::logit_cosine));
       add(s[5], r->ok_metric(&CellResult::sqnr_db));
     }
-    for (const auto& k : keys) {
-      const auto& s = stats[k];
+    for (std::size_t ki = 0; ki < keys.size(); ++ki) {
+      const Row& k = *keys[ki];
+      const auto& s = stats[ki];
       auto mean_cell = [](const Stat& st, int d, bool sign) {
         if (st.empty()) return Cell{kDash, nullptr};
         return Cell{sign ? signed2(st.mean()) : fixed(st.mean(), d), Json(round9(st.mean()))};
       };
       std::size_t n = 0;
       for (const auto& st : s) n = std::max(n, st.n());
-      t.rows.push_back({text_cell(std::get<0>(k)), text_cell(std::get<1>(k)), text_cell(std::get<2>(k)),
-                        text_cell(std::get<3>(k)), mean_cell(s[0], 2, false), mean_cell(s[1], 2, false),
+      t.rows.push_back({text_cell(k.arch), text_cell(k.algorithm), text_cell(k.profile), text_cell(k.bits_text),
+                        mean_cell(s[0], 2, false), mean_cell(s[1], 2, false),
                         mean_cell(s[2], 2, true), mean_cell(s[3], 2, false), mean_cell(s[4], 4, false),
                         mean_cell(s[5], 1, false), int_cell(static_cast<long long>(n))});
     }
@@ -708,27 +738,34 @@ Model build_model(const ReportInput& in, const ReportOptions& opt) {
                 "fine-tuning; eval = the test set; wall = the whole cell.";
     t.columns = {{"kind"}, {"arch"}, {"algorithm"}, {"cells", true}, {"train/calibrate s", true}, {"eval s", true},
                  {"wall s", true}, {"total wall s", true}};
-    using Key = std::tuple<int, std::string, std::string, std::string>;
-    std::map<Key, std::array<Stat, 3>> stats;
-    std::vector<Key> keys;
+    struct CostRow {
+      int rank;
+      const Row* first;
+      std::array<Stat, 3> s;  // train/calibrate, eval, wall
+    };
+    std::vector<CostRow> crows;
+    std::unordered_map<std::string, std::size_t> index;
     std::map<std::pair<int, std::string>, Stat> by_kind;
     double total = 0;
+    std::string key;
     for (const Row* r : members) {
       const auto& res = *r->result;
-      Key k{kind_rank(r->kind), r->kind, r->arch, r->algorithm};
-      if (!stats.count(k)) keys.push_back(k);
-      auto& s = stats[k];
+      key.clear();
+      for (const std::string* part : {&r->kind, &r->arch, &r->algorithm}) (key += *part) += '\x1f';
+      auto [it, inserted] = index.emplace(key, crows.size());
+      if (inserted) crows.push_back({kind_rank(r->kind), r, {}});
+      auto& s = crows[it->second].s;
       if (res.quant_wall_s) s[0].values.push_back(*res.quant_wall_s);
       if (res.eval_wall_s) s[1].values.push_back(*res.eval_wall_s);
       s[2].values.push_back(*res.wall_s);
       by_kind[{kind_rank(r->kind), r->kind}].values.push_back(*res.wall_s);
       total += *res.wall_s;
     }
-    std::stable_sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) { return std::get<0>(a) < std::get<0>(b); });
-    for (const auto& k : keys) {
-      const auto& s = stats[k];
+    std::stable_sort(crows.begin(), crows.end(), [](const CostRow& a, const CostRow& b) { return a.rank < b.rank; });
+    for (const auto& c : crows) {
+      const auto& s = c.s;
       double sum = std::accumulate(s[2].values.begin(), s[2].values.end(), 0.0);
-      t.rows.push_back({text_cell(std::get<1>(k)), text_cell(std::get<2>(k)), text_cell(std::get<3>(k)),
+      t.rows.push_back({text_cell(c.first->kind), text_cell(c.first->arch), text_cell(c.first->algorithm),
                         int_cell(static_cast<long long>(s[2].n())), stat_cell(s[0], 1), stat_cell(s[1], 1),
                         stat_cell(s[2], 1), num_cell(sum, 1)});
     }
@@ -766,15 +803,18 @@ Model build_model(const ReportInput& in, const ReportOptions& opt) {
   }
 
   // Chart points: per (dataset, profile, group-by axes, arch, algorithm, bits, latency source).
-  std::map<std::vector<std::string>, std::size_t> point_index;
+  std::unordered_map<std::string, std::size_t> point_index;
+  std::string key;
+  static const std::string kNoSource;
   for (const auto& r : rows) {
     if (r.dataset.empty()) continue;
-    Group g = group_of(r, {}, extra);
-    std::string label = group_label(g, 0);
-    const std::string source = r.result ? r.result->latency_source : std::string();
-    std::vector<std::string> key{r.dataset, r.profile, label, r.arch, r.algorithm, r.bits(), source};
+    const std::string& source = r.result ? r.result->latency_source : kNoSource;
+    key.clear();
+    for (const std::string* part : {&r.dataset, &r.profile, &r.arch, &r.algorithm, &r.bits_text, &source}) (key += *part) += '\x1f';
+    for (const auto& a : extra) (key += axis_value(r, a)) += '\x1f';
     auto [it, inserted] = point_index.emplace(key, m.points.size());
     if (inserted) {
+      const std::string label = group_label(group_of(r, {}, extra), 0);
       Point pt;
       pt.dataset = r.dataset;
       pt.arch = opt_label(r.arch);

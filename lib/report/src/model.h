@@ -48,14 +48,18 @@ struct Row {
     if (result && result->status == "ok") return result->*field;
     return std::nullopt;
   }
-  std::string bits() const { return w_bits && a_bits ? bits_label(*w_bits, *a_bits) : std::string(); }
+  const std::string& bits() const { return bits_text; }
+
+  // Set by resolve(): the axes that are not plain strings, as text, computed once per row.
+  std::string bits_text;  ///< "w4a4", "fp32", "" when unknown
+  std::string seed_text;  ///< decimal, "" when unknown
 };
 
 /// Rows of the input in plan order, axes and FP32 references resolved (before filtering, so a
 /// filtered-out baseline still gives its cells their delta).
 std::vector<Row> resolve(const ReportInput& in);
 /// The value of `axis` (one of axis_names()) for a row, as text ("" when unknown).
-std::string axis_value(const Row& r, const std::string& axis);
+const std::string& axis_value(const Row& r, const std::string& axis);
 /// Keeps the rows that pass every filter. FP32 baselines are the reference column: filters on
 /// algorithm, profile, bits and kind keep the baselines of the cells they keep. A filter value
 /// that matches no row of the run is a ConfigError (a typo should not give an empty report).
@@ -117,8 +121,10 @@ std::string one_line(const std::string& s);
 std::string seed_text(const std::optional<uint64_t>& s);
 Json json_string(const std::string& s);
 std::string dump(const Json& j, int indent = -1);
-/// The documented per-row fields (JSON rows, CSV lines).
-Json row_json(const Row& r);
+/// The documented per-row fields in order (JSON rows, CSV lines): one list, so the two formats
+/// never disagree. A plain list, not a JSON object: 100,000 rows x 35 keys must stay cheap.
+using Fields = std::vector<std::pair<const char*, Json>>;
+Fields row_fields(const Row& r);
 Json run_json(const store::RunInfo& run);
 
 }  // namespace qbench::report::detail
