@@ -16,6 +16,7 @@
 #include "qbench/buildinfo.h"
 #include "qbench/common/errors.h"
 #include "qbench/common/progress.h"
+#include "qbench/compare/compare.h"
 #include "qbench/config/matrix.h"
 #include "qbench/report/report.h"
 #include "qbench/runner/registries.h"
@@ -77,37 +78,74 @@ struct ReportArgs {
   std::string run = "latest";
   std::string format = "markdown";
   std::string out;
+  std::vector<std::string> filters;
+  std::vector<std::string> group_by;
 };
 
-int cmd_report(const ReportArgs& a) {
-  const auto fmt = qbench::report::parse_format(a.format);
-  if (!std::filesystem::exists(a.db)) throw qbench::ConfigError(a.db + ": no results store here (run `qbench run` first or pass --db)");
-  qbench::store::Store st(a.db);
-  int64_t run_id = 0;
-  if (a.run == "latest") {
-    auto id = st.latest_run_id();
-    if (!id) throw qbench::ConfigError(a.db + ": the store has no runs yet");
-    run_id = *id;
-  } else {
-    try {
-      std::size_t pos = 0;
-      run_id = std::stoll(a.run, &pos);
-      if (pos != a.run.size()) throw std::invalid_argument(a.run);
-    } catch (const std::exception&) {
-      throw qbench::ConfigError("--run: expected a run id or 'latest', got '" + a.run + "'");
-    }
-  }
-  auto info = st.run(run_id);
-  if (!info) throw qbench::ConfigError(a.db + ": no run with id " + std::to_string(run_id));
-  qbench::report::ReportInput in{*info, st.report_rows(run_id)};
-  const std::string text = qbench::report::render(fmt, in);
-  if (a.out.empty()) {
+void write_output(const std::string& text, const std::string& out) {
+  if (out.empty()) {
     std::fwrite(text.data(), 1, text.size(), stdout);
-  } else {
-    std::ofstream f(a.out, std::ios::binary);
-    if (!f) throw qbench::ConfigError("--out: cannot write " + a.out);
-    f << text;
+    return;
   }
+  std::ofstream f(out, std::ios::binary);
+  if (!f) throw qbench::ConfigError("--out: cannot write " + out);
+  f << text;
+  if (!f.flush()) throw qbench::ConfigError("--out: cannot write " + out);
+}
+
+/// Opens an existing store for reading; a missing file is a usage error, not a new empty store.
+std::unique_ptr<qbench::store::Store> open_existing_store(const std::string& db) {
+  if (!std::filesystem::exists(db)) throw qbench::ConfigError(db + ": no results store here (run `qbench run` first or pass --db)");
+  return std::make_unique<qbench::store::Store>(db);
+}
+
+int cmd_report(const ReportArgs& a) {
+  const auto& fmt = qbench::report::find_format(a.format);
+  qbench::report::ReportOptions opt;
+  for (const auto& f : a.filters) opt.filters.push_back(qbench::report::parse_filter(f));
+  opt.group_by = a.group_by;
+  qbench::report::check_group_by(opt.group_by);
+  const auto run_id = qbench::report::parse_run_id(a.run);
+  auto st = open_existing_store(a.db);
+  write_output(fmt.render(qbench::report::load_input(*st, run_id), opt), a.out);
+  return 0;
+}
+
+struct CompareArgs {
+  std::string db = "results/qbench.db";
+  std::string run = "latest";
+  std::string baseline;
+  std::string format = "text";
+  std::string out;
+  double tolerance = -1;  // baseline write: < 0 keeps the existing file's (else 1.0)
+  bool allow_incomplete = false;
+};
+
+/// Exit 1 when a cell regressed, failed or is missing; 0 otherwise.
+int cmd_compare(const CompareArgs& a) {
+  if (a.format != "text" && a.format != "json")
+    throw qbench::ConfigError("--format: expected text or json, got '" + a.format + "'");
+  const auto baseline = qbench::compare::load_baseline(a.baseline);
+  const auto run_id = qbench::report::parse_run_id(a.run);
+  auto st = open_existing_store(a.db);
+  const auto c = qbench::compare::compare_run(baseline, a.baseline, qbench::report::load_input(*st, run_id));
+  write_output(a.format == "json" ? qbench::compare::render_json(c) : qbench::compare::render_text(c), a.out);
+  return c.passed() ? 0 : 1;
+}
+
+int cmd_baseline_write(const CompareArgs& a) {
+  const auto run_id = qbench::report::parse_run_id(a.run);
+  auto st = open_existing_store(a.db);
+  std::optional<qbench::compare::Baseline> previous;
+  if (std::filesystem::exists(a.out)) previous = qbench::compare::load_baseline(a.out);
+  std::optional<double> tolerance;
+  if (a.tolerance >= 0) tolerance = a.tolerance;
+  else if (!previous) tolerance = 1.0;
+  const auto b = qbench::compare::baseline_from_run(qbench::report::load_input(*st, run_id), tolerance, a.allow_incomplete,
+                                                    previous ? &*previous : nullptr);
+  write_output(qbench::compare::to_json(b), a.out);
+  spdlog::info("wrote {} cells to {} (default tolerance {:.2f} points{})", b.cells.size(), a.out, b.tolerance,
+               previous ? ", per-cell tolerances kept from the previous file" : "");
   return 0;
 }
 
@@ -164,8 +202,32 @@ int main(int argc, char** argv) {
   auto* rep = app.add_subcommand("report", "render a run from the store");
   rep->add_option("--db", rp.db, "results store")->capture_default_str();
   rep->add_option("--run", rp.run, "run id or 'latest'")->capture_default_str();
-  rep->add_option("--format", rp.format, "markdown | csv | json")->capture_default_str();
+  std::string format_names;
+  for (const auto& f : qbench::report::formats()) format_names += (format_names.empty() ? "" : " | ") + f.name;
+  rep->add_option("--format", rp.format, format_names)->capture_default_str();
   rep->add_option("--out", rp.out, "write to this file instead of stdout");
+  rep->add_option("--filter", rp.filters, "keep cells with KEY=VALUE (repeatable; dataset, arch, algorithm, profile, bits, seed, kind, status)");
+  rep->add_option("--group-by", rp.group_by, "one table per value of these axes (comma-separated or repeated)")
+      ->delimiter(',');
+
+  CompareArgs ca;
+  auto* cmp = app.add_subcommand("compare", "compare a run with a baseline file; exit 1 on a regressed, failed or missing cell");
+  cmp->add_option("--baseline", ca.baseline, "baseline JSON (written by `qbench baseline write`)")->required();
+  cmp->add_option("--db", ca.db, "results store")->capture_default_str();
+  cmp->add_option("--run", ca.run, "run id or 'latest'")->capture_default_str();
+  cmp->add_option("--format", ca.format, "text | json")->capture_default_str();
+  cmp->add_option("--out", ca.out, "write to this file instead of stdout");
+
+  CompareArgs ba;
+  auto* base = app.add_subcommand("baseline", "manage regression baselines");
+  base->require_subcommand(1);
+  auto* base_write = base->add_subcommand("write", "write a baseline file from a finished run");
+  base_write->add_option("--db", ba.db, "results store")->capture_default_str();
+  base_write->add_option("--run", ba.run, "run id or 'latest'")->capture_default_str();
+  base_write->add_option("--out", ba.out, "baseline file to write (its tolerances are kept if it exists)")->required();
+  base_write->add_option("--tolerance", ba.tolerance, "default allowed drop of top-1 in points (default 1.0, or the existing file's)")
+      ->check(CLI::NonNegativeNumber);
+  base_write->add_flag("--allow-incomplete", ba.allow_incomplete, "leave out failed and pending cells instead of refusing");
 
   std::string list_what;
   auto* list = app.add_subcommand("list", "show the registered algorithms, archs, datasets, profiles, observers");
@@ -184,6 +246,8 @@ int main(int argc, char** argv) {
   try {
     if (*run) return cmd_run(ra);
     if (*rep) return cmd_report(rp);
+    if (*cmp) return cmd_compare(ca);
+    if (*base_write) return cmd_baseline_write(ba);
     if (*list) return cmd_list(list_what);
   } catch (const qbench::ConfigError& e) {
     qbench::Progress::global().clear();
