@@ -10,6 +10,7 @@ PKGS=(
   libtorch-dev libopenblas0-pthread
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   libsqlite3-dev sqlite3 zlib1g-dev catch2
+  libopencv-dev   # lib/data decodes the imagefolder dataset's JPEG/PNG (core, imgproc, imgcodecs)
   dataset-fashion-mnist
   chromium texlive-latex-base texlive-latex-recommended
 )

@@ -4,6 +4,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <random>
 #include <set>
 
 #include "qbench/common/errors.h"
@@ -152,4 +154,116 @@ TEST_CASE("seeded permutations and subsets are deterministic and seed-dependent"
   CHECK(seeded_subset(ds, 0, 3).size() == 50);
   CHECK(derive_seed(1, "a") != derive_seed(1, "b"));
   CHECK(derive_seed(1, "a") == derive_seed(1, "a"));
+}
+
+TEST_CASE("MNIST loader reads plain IDX files and names the missing one", "[data]") {
+  auto dir = qbench::test::scratch_dir("mnist_plain");
+  write_split(dir, "train", 12, false);
+  auto ds = open_dataset({"mnist", dir.string()}, Split::Train);
+  REQUIRE(ds->size() == 12);
+  CHECK(ds->num_classes() == 10);
+  CHECK(ds->item_shape().channels == 1);
+  CHECK(ds->item_shape().height == 28);
+  CHECK(ds->label(7) == 7);
+  auto b = ds->load_batch({7, 2}, Mode::Eval, 0);
+  // MNIST's own mean/std: 0.1307, 0.3081; pixel (0,0) = 25 * label.
+  CHECK(b.images[0][0][0][0].item<float>() == Approx((175.0 / 255.0 - 0.1307) / 0.3081).epsilon(1e-5));
+  CHECK(b.images[1][0][0][0].item<float>() == Approx((50.0 / 255.0 - 0.1307) / 0.3081).epsilon(1e-5));
+  CHECK(b.labels[0].item<int64_t>() == 7);
+  // The test split is absent: the error names the file it looked for.
+  CHECK_THROWS_WITH(open_dataset({"mnist", dir.string()}, Split::Test),
+                    Catch::Contains((dir / "t10k-images-idx3-ubyte").string()));
+}
+
+TEST_CASE("an IDX file with a wrong magic number fails the dataset with the file named", "[data][idx]") {
+  auto dir = qbench::test::scratch_dir("fmnist_magic");
+  write_split(dir, "train", 5, false);
+  const auto p = dir / "train-labels-idx1-ubyte";
+  std::ifstream in(p, std::ios::binary);
+  std::vector<uint8_t> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  raw[2] = 0x09;  // type code 0x09 (signed byte) instead of 0x08
+  write_raw(p, raw);
+  CHECK_THROWS_WITH(open_dataset({"fashion-mnist", dir.string()}, Split::Train),
+                    Catch::Contains(p.string()) && Catch::Contains("unsupported IDX element type"));
+  raw[2] = 0x08;
+  raw[0] = 0x1f;  // neither IDX nor gzip
+  write_raw(p, raw);
+  CHECK_THROWS_WITH(open_dataset({"fashion-mnist", dir.string()}, Split::Train),
+                    Catch::Contains(p.string()) && Catch::Contains("bad IDX magic"));
+}
+
+TEST_CASE("the tensor augmentation equals the LibTorch formulation it replaced", "[data][augment]") {
+  // The reference: pad with the batch minimum, crop at (dy, dx), flip, drawn in this order.
+  auto reference = [](const at::Tensor& images, uint64_t seed) {
+    const int64_t n = images.size(0), h = images.size(2), w = images.size(3), pad = 2;
+    std::mt19937_64 rng(seed);
+    auto padded = at::constant_pad_nd(images, {pad, pad, pad, pad}, images.min().item<double>());
+    auto out = at::empty_like(images);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t dy = static_cast<int64_t>(rng() % (2 * pad + 1)), dx = static_cast<int64_t>(rng() % (2 * pad + 1));
+      auto crop = padded[i].narrow(1, dy, h).narrow(2, dx, w);
+      if (rng() & 1) crop = crop.flip({2});
+      out[i].copy_(crop);
+    }
+    return out;
+  };
+  at::manual_seed(5);
+  auto x = at::randn({9, 3, 7, 5});
+  for (uint64_t seed : {0ull, 1ull, 12345ull}) {
+    auto got = x.clone();
+    augment_pad_crop_flip(got.data_ptr<float>(), 9, 3, 7, 5, seed);
+    CHECK(at::equal(got, reference(x, seed)));
+  }
+  // In-memory datasets apply it in train mode, to the gathered rows.
+  TensorDataset t;
+  t.name = "t";
+  t.images = x;
+  t.labels = at::arange(9, at::kLong);
+  t.num_classes = 9;
+  InMemoryDataset ds(t);
+  std::vector<int64_t> idx = {4, 0, 8, 8};
+  auto rows = x.index_select(0, at::tensor(idx, at::kLong));
+  CHECK(at::equal(ds.load_batch(idx, Mode::Eval, 3).images, rows));
+  CHECK(at::equal(ds.load_batch(idx, Mode::Train, 3).images, reference(rows, 3)));
+  CHECK(at::equal(ds.load_batch(idx, Mode::Train, 3).labels, at::tensor(idx, at::kLong)));
+  CHECK_THROWS_AS(ds.load_batch({9}, Mode::Eval, 0), qbench::DataError);
+}
+
+TEST_CASE("subsets of any dataset are views with the TensorDataset subset's selection", "[data]") {
+  TensorDataset t;
+  t.name = "t";
+  t.images = at::arange(40, at::kFloat).reshape({40, 1, 1, 1});
+  t.labels = at::arange(40, at::kLong);
+  t.num_classes = 40;
+  auto ds = std::make_shared<InMemoryDataset>(t);
+  auto view = seeded_subset(*ds, 10, 77);
+  auto copy = seeded_subset(t, 10, 77);
+  REQUIRE(view->size() == 10);
+  CHECK(at::equal(load_all(*view).images, copy.images));
+  CHECK(at::equal(load_all(*view).labels, copy.labels));
+  CHECK(at::equal(all_labels(*view), copy.labels));
+  CHECK(seeded_subset(*ds, 0, 77).get() == ds.get());   // everything: the dataset itself
+  CHECK(seeded_subset(*ds, 40, 77).get() == ds.get());
+  // A subset of a subset maps through both.
+  auto inner = index_subset(*view, {9, 0});
+  CHECK(inner->label(0) == copy.labels[9].item<int64_t>());
+  CHECK(inner->label(1) == copy.labels[0].item<int64_t>());
+  CHECK_THROWS_AS(index_subset(*ds, {40}), qbench::DataError);
+  CHECK_THROWS_AS(view->load_batch({10}, Mode::Eval, 0), qbench::DataError);
+}
+
+TEST_CASE("every dataset is registered with its options", "[data]") {
+  for (const char* n : {"fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder", "synthetic"})
+    CHECK(dataset_registry().contains(n));
+  CHECK(dataset_registry().get("imagefolder").options == std::map<std::string, int64_t>{{"image_size", 224}});
+  CHECK(dataset_registry().get("cifar10").options.empty());
+  CHECK(dataset_registry().get("synthetic").options.at("classes") == 10);
+  // with_defaults fills declared options and zeroes the rest.
+  qbench::config::DatasetSpec s;
+  s.name = "imagefolder";
+  s.classes = 5;
+  auto d = with_defaults(s);
+  CHECK(d.image_size == 224);
+  CHECK(d.classes == 0);
 }
