@@ -14,6 +14,7 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/common/progress.h"
+#include "qbench/data/loader.h"
 
 namespace qbench::train {
 namespace {
@@ -40,20 +41,12 @@ at::Tensor smoothed_cross_entropy(const at::Tensor& logits, const at::Tensor& ta
 }
 
 at::Tensor augment_batch(const at::Tensor& images, uint64_t seed) {
-  const int64_t n = images.size(0), h = images.size(2), w = images.size(3), pad = 2;
-  std::mt19937_64 rng(seed);
-  auto padded = at::constant_pad_nd(images, {pad, pad, pad, pad}, images.min().item<double>());
-  auto out = at::empty_like(images);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t dy = static_cast<int64_t>(rng() % (2 * pad + 1)), dx = static_cast<int64_t>(rng() % (2 * pad + 1));
-    auto crop = padded[i].narrow(1, dy, h).narrow(2, dx, w);
-    if (rng() & 1) crop = crop.flip({2});
-    out[i].copy_(crop);
-  }
+  auto out = images.to(at::kFloat).contiguous().clone();
+  data::augment_pad_crop_flip(out.data_ptr<float>(), out.size(0), out.size(1), out.size(2), out.size(3), seed);
   return out;
 }
 
-TrainResult train_model(quant::QuantModel& model, const data::TensorDataset& train, const config::TrainRecipe& r,
+TrainResult train_model(quant::QuantModel& model, const data::Dataset& train, const config::TrainRecipe& r,
                         uint64_t seed, const TrainHooks& hooks) {
   auto t0 = std::chrono::steady_clock::now();
   using torch::optim::SGDOptions;
@@ -91,16 +84,22 @@ TrainResult train_model(quant::QuantModel& model, const data::TensorDataset& tra
   int64_t step = (hooks.start_epoch - 1) * steps_per_epoch;
   for (int epoch = hooks.start_epoch; epoch <= r.epochs; ++epoch) {
     auto perm = data::seeded_permutation(n, data::derive_seed(seed, hooks.tag + "-epoch-" + std::to_string(epoch)));
-    auto perm_t = at::tensor(perm, at::kLong);
+    const int64_t first_step = step;
+    data::BatchLoader loader(train,
+                             data::plan_batches(perm, bs, r.augment ? data::Mode::Train : data::Mode::Eval,
+                                                [&](int64_t b) {
+                                                  return data::derive_seed(
+                                                      seed, hooks.tag + "-augment-" + std::to_string(first_step + b));
+                                                }));
     double loss_sum = 0;
     int64_t seen = 0;
     for (int64_t b = 0; b < steps_per_epoch; ++b, ++step) {
       check_interrupt();
-      const int64_t start = b * bs, len = std::min(bs, n - start);
-      auto idx = perm_t.narrow(0, start, len);
-      auto x = train.images.index_select(0, idx);
-      auto y = train.labels.index_select(0, idx);
-      if (r.augment) x = augment_batch(x, data::derive_seed(seed, hooks.tag + "-augment-" + std::to_string(step)));
+      auto batch = loader.next();
+      if (!batch) throw Error("data loader ended early at step " + std::to_string(b + 1) + " of an epoch");
+      const at::Tensor& x = batch->images;
+      const at::Tensor& y = batch->labels;
+      const int64_t len = y.size(0);
       const double lr = lr_at(r, step, steps_per_epoch, total);
       for (auto& g : opt.param_groups()) static_cast<SGDOptions&>(g.options()).lr(lr);
       opt.zero_grad();
@@ -124,7 +123,12 @@ TrainResult train_model(quant::QuantModel& model, const data::TensorDataset& tra
   return res;
 }
 
-TrainResult train_fp32(quant::QuantModel& model, const data::TensorDataset& train, const config::TrainRecipe& r,
+TrainResult train_model(quant::QuantModel& model, const data::TensorDataset& train, const config::TrainRecipe& r,
+                        uint64_t seed, const TrainHooks& hooks) {
+  return train_model(model, data::InMemoryDataset(train), r, seed, hooks);
+}
+
+TrainResult train_fp32(quant::QuantModel& model, const data::Dataset& train, const config::TrainRecipe& r,
                        uint64_t seed, const TrainProgress& progress) {
   TrainHooks hooks;
   hooks.progress = progress;
@@ -132,7 +136,17 @@ TrainResult train_fp32(quant::QuantModel& model, const data::TensorDataset& trai
   return train_model(model, train, r, seed, hooks);
 }
 
+TrainResult train_fp32(quant::QuantModel& model, const data::TensorDataset& train, const config::TrainRecipe& r,
+                       uint64_t seed, const TrainProgress& progress) {
+  return train_fp32(model, data::InMemoryDataset(train), r, seed, progress);
+}
+
 EvalResult evaluate(quant::QuantModel& model, const data::TensorDataset& test, int64_t batch_size,
+                    const std::function<void(int64_t, int64_t)>& progress) {
+  return evaluate(model, data::InMemoryDataset(test), batch_size, progress);
+}
+
+EvalResult evaluate(quant::QuantModel& model, const data::Dataset& test, int64_t batch_size,
                     const std::function<void(int64_t, int64_t)>& progress) {
   auto t0 = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
@@ -140,11 +154,14 @@ EvalResult evaluate(quant::QuantModel& model, const data::TensorDataset& test, i
   const int64_t n = test.size();
   int64_t correct1 = 0, correct5 = 0;
   double loss_sum = 0;
+  data::BatchLoader loader(test, data::plan_sequential(n, batch_size));
   for (int64_t start = 0; start < n; start += batch_size) {
     check_interrupt();
-    const int64_t len = std::min(batch_size, n - start);
-    auto x = test.images.narrow(0, start, len);
-    auto y = test.labels.narrow(0, start, len);
+    auto batch = loader.next();
+    if (!batch) throw Error("data loader ended early at image " + std::to_string(start));
+    const at::Tensor& x = batch->images;
+    const at::Tensor& y = batch->labels;
+    const int64_t len = y.size(0);
     auto logits = model.forward(x);
     auto loss = smoothed_cross_entropy(logits, y, 0.0);
     loss_sum += loss.item<double>() * len;

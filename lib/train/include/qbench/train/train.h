@@ -46,11 +46,17 @@ struct TrainHooks {
 /// Trains `model` with SGD (Nesterov momentum). Parameter groups: conv/linear weights with the
 /// recipe's weight decay; BatchNorm parameters and biases without; the learnable quantizer
 /// parameters in a group of their own with each quantizer's own decay (0 unless its paper says).
-/// Shuffles per epoch from (seed, tag). Throws qbench::Error when the loss turns NaN/Inf.
+/// Shuffles per epoch from (seed, tag); batches come through a data::BatchLoader (decoded in the
+/// background for streaming datasets), in Mode::Train when the recipe augments, each with the seed
+/// derive_seed(seed, tag + "-augment-" + global step). Throws qbench::Error when the loss turns NaN/Inf.
+TrainResult train_model(quant::QuantModel& model, const data::Dataset& train, const config::TrainRecipe& r,
+                        uint64_t seed, const TrainHooks& hooks);
 TrainResult train_model(quant::QuantModel& model, const data::TensorDataset& train, const config::TrainRecipe& r,
                         uint64_t seed, const TrainHooks& hooks);
 
 /// train_model with the "fp32" tag and only a progress callback.
+TrainResult train_fp32(quant::QuantModel& model, const data::Dataset& train, const config::TrainRecipe& r,
+                       uint64_t seed, const TrainProgress& progress = {});
 TrainResult train_fp32(quant::QuantModel& model, const data::TensorDataset& train, const config::TrainRecipe& r,
                        uint64_t seed, const TrainProgress& progress = {});
 
@@ -60,7 +66,10 @@ struct EvalResult {
   double wall_s = 0;
 };
 
-/// Evaluates in eval mode without gradients over the whole dataset, in order.
+/// Evaluates in eval mode without gradients over the whole dataset, in order (Mode::Eval batches
+/// through a data::BatchLoader).
+EvalResult evaluate(quant::QuantModel& model, const data::Dataset& test, int64_t batch_size,
+                    const std::function<void(int64_t, int64_t)>& progress = {});
 EvalResult evaluate(quant::QuantModel& model, const data::TensorDataset& test, int64_t batch_size,
                     const std::function<void(int64_t, int64_t)>& progress = {});
 
@@ -74,7 +83,8 @@ struct LatencyResult {
 LatencyResult measure_latency(quant::QuantModel& model, const at::Tensor& batch, int warmup, int repeats);
 
 /// Applies the training augmentation in place of a copy: random crop with 2-pixel padding (pad
-/// value = the batch minimum, i.e. the background) and a horizontal flip with p = 0.5.
+/// value = the batch minimum, i.e. the background) and a horizontal flip with p = 0.5
+/// (data::augment_pad_crop_flip, which in-memory datasets apply in Mode::Train).
 at::Tensor augment_batch(const at::Tensor& images, uint64_t seed);
 
 }  // namespace qbench::train
