@@ -84,7 +84,7 @@ TEST_CASE("the resolved configuration names each option the dataset reads, and o
         nlohmann::json({{"name", "fashion-mnist"}, {"train_subset", 0}, {"test_subset", 0}}));
 }
 
-TEST_CASE("every dataset option changes the cell key; workers and root do not", "[config][dataset][keys]") {
+TEST_CASE("every dataset option changes the cell key but workers and root do not", "[config][dataset][keys]") {
   const std::string base = first_key("dataset: {name: synthetic}\n");
   // Writing the default explicitly is the same configuration.
   CHECK(first_key("dataset: {name: synthetic, image_size: 32, classes: 10}\n") == base);
