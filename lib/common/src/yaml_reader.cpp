@@ -3,15 +3,15 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <locale>
+#include <sstream>
 
 #include "qbench/common/errors.h"
 #include "qbench/common/strings.h"
 
 namespace qbench::yaml {
 
-namespace {
-/// Plain decimal integer with an optional sign; false on anything else (2.5, 0x10, 1e3, "").
-bool parse_int(const std::string& s, int64_t& out) {
+bool parse_int64(const std::string& s, int64_t& out) {
   if (s.empty()) return false;
   const char* first = s.data();
   const char* last = s.data() + s.size();
@@ -20,7 +20,26 @@ bool parse_int(const std::string& s, int64_t& out) {
   auto r = std::from_chars(first, last, out);
   return r.ec == std::errc() && r.ptr == last;
 }
-}  // namespace
+
+bool parse_uint64(const std::string& s, uint64_t& out) {
+  if (s.empty() || s[0] == '-') return false;
+  const char* first = s.data();
+  const char* last = s.data() + s.size();
+  if (*first == '+') ++first;
+  if (first == last || *first == '+' || *first == '-') return false;
+  auto r = std::from_chars(first, last, out);
+  return r.ec == std::errc() && r.ptr == last;
+}
+
+bool parse_double(const std::string& s, double& out) {
+  if (s.empty()) return false;
+  const char* first = s.data();
+  const char* last = s.data() + s.size();
+  if (*first == '+') ++first;
+  if (first == last || *first == '+') return false;
+  auto r = std::from_chars(first, last, out, std::chars_format::general);
+  return r.ec == std::errc() && r.ptr == last;
+}
 
 Mark mark_of(const YAML::Node& n) {
   auto m = n.Mark();
@@ -82,12 +101,51 @@ std::string Reader::string_value(const Item& it) const {
 }
 
 int64_t Reader::integer(const Item& it, int64_t lo, int64_t hi) const {
-  const bool unbounded = hi == std::numeric_limits<int64_t>::max();
+  const bool unbounded = hi == std::numeric_limits<int64_t>::max() || hi == std::numeric_limits<int>::max();
   const std::string expect = unbounded ? "an integer >= " + std::to_string(lo)
                                        : "an integer " + std::to_string(lo) + ".." + std::to_string(hi);
   int64_t v = 0;
-  if (!is_plain(it) || !parse_int(it.node.Scalar(), v)) fail(it, "expected " + expect + ", got " + found(it.node));
-  if (v < lo || v > hi) fail(it, "expected " + expect + ", got " + std::to_string(v));
+  if (!is_plain(it) || !parse_int64(it.node.Scalar(), v)) {
+    std::string s = it.node.IsScalar() ? it.node.Scalar() : "";
+    const std::size_t sign = !s.empty() && (s[0] == '-' || s[0] == '+') ? 1 : 0;
+    bool digits = is_plain(it) && s.size() > sign &&
+                  std::all_of(s.begin() + sign, s.end(), [](unsigned char c) { return std::isdigit(c); });
+    if (digits) fail(it, "expected " + expect + ", got " + s + " (too large)");
+    fail(it, "expected " + expect + ", got " + found(it.node));
+  }
+  if (v < lo) fail(it, "expected " + expect + ", got " + std::to_string(v));
+  if (v > hi) fail(it, "expected " + expect + ", got " + std::to_string(v) + (unbounded ? " (too large)" : ""));
+  return v;
+}
+
+uint64_t Reader::unsigned_integer(const Item& it) const {
+  uint64_t v = 0;
+  if (!is_plain(it) || !parse_uint64(it.node.Scalar(), v)) {
+    int64_t neg = 0;
+    if (is_plain(it) && parse_int64(it.node.Scalar(), neg) && neg < 0)
+      fail(it, "expected an integer >= 0, got " + std::to_string(neg));
+    fail(it, "expected an integer >= 0, got " + found(it.node));
+  }
+  return v;
+}
+
+double Reader::number(const Item& it, double lo, bool lo_incl, double hi, bool hi_incl) const {
+  auto fmt = [](double x) {
+    std::ostringstream os;
+    os.imbue(std::locale::classic());
+    os << x;
+    return os.str();
+  };
+  std::string expect;
+  if (std::isinf(hi))
+    expect = std::string("a number ") + (lo_incl ? ">= " : "> ") + fmt(lo);
+  else
+    expect = std::string("a number in ") + (lo_incl ? "[" : "(") + fmt(lo) + ", " + fmt(hi) + (hi_incl ? "]" : ")");
+  double v = 0;
+  if (!is_plain(it) || !parse_double(it.node.Scalar(), v) || !std::isfinite(v))
+    fail(it, "expected " + expect + ", got " + found(it.node));
+  bool ok = (lo_incl ? v >= lo : v > lo) && (hi_incl ? v <= hi : v < hi);
+  if (!ok) fail(it, "expected " + expect + ", got " + it.node.Scalar());
   return v;
 }
 
@@ -115,12 +173,16 @@ std::string Reader::choice(const Item& it, const std::string& kind, const std::v
 std::vector<Item> Reader::list_items(const Item& it, const std::string& expect) const {
   if (!it.node.IsSequence()) fail(it, "expected " + expect + ", got " + found(it.node));
   if (it.node.size() == 0) fail(it, "expected " + expect + ", got an empty list");
+  return elements(it);
+}
+
+std::vector<Item> Reader::elements(const Item& seq) {
   std::vector<Item> out;
-  for (std::size_t i = 0; i < it.node.size(); ++i) {
-    YAML::Node e = it.node[i];
+  for (std::size_t i = 0; i < seq.node.size(); ++i) {
+    YAML::Node e = seq.node[i];
     Mark mk = mark_of(e);
-    if (mk.line == 0 || e.IsNull()) mk = it.mark;
-    out.push_back({e, index_path(it.path, i), mk});
+    if (mk.line == 0 || e.IsNull()) mk = seq.mark;
+    out.push_back({e, index_path(seq.path, i), mk});
   }
   return out;
 }

@@ -19,6 +19,7 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/common/strings.h"
+#include "qbench/common/yaml_reader.h"
 
 namespace qbench::config {
 
@@ -36,38 +37,6 @@ const AlgorithmInfo* Catalog::find_algorithm(const std::string& name) const {
 namespace {
 
 bool valid_width(int64_t b) { return (b >= 2 && b <= 8) || b == 32; }
-
-/// Plain decimal integer with an optional sign; false on anything else (2.5, 0x10, 1e3, "").
-bool parse_int64(const std::string& s, int64_t& out) {
-  if (s.empty()) return false;
-  const char* first = s.data();
-  const char* last = s.data() + s.size();
-  if (*first == '+') ++first;
-  if (first == last || *first == '+') return false;
-  auto r = std::from_chars(first, last, out);
-  return r.ec == std::errc() && r.ptr == last;
-}
-
-bool parse_uint64(const std::string& s, uint64_t& out) {
-  if (s.empty() || s[0] == '-') return false;
-  const char* first = s.data();
-  const char* last = s.data() + s.size();
-  if (*first == '+') ++first;
-  if (first == last || *first == '+' || *first == '-') return false;
-  auto r = std::from_chars(first, last, out);
-  return r.ec == std::errc() && r.ptr == last;
-}
-
-/// Locale-independent (std::from_chars), so a German locale cannot turn 0.1 into 0.
-bool parse_double(const std::string& s, double& out) {
-  if (s.empty()) return false;
-  const char* first = s.data();
-  const char* last = s.data() + s.size();
-  if (*first == '+') ++first;
-  if (first == last || *first == '+') return false;
-  auto r = std::from_chars(first, last, out, std::chars_format::general);
-  return r.ec == std::errc() && r.ptr == last;
-}
 
 /// "w4a8" -> {4, 8}, "fp32"/"32" -> {32, 32}; syntax only (no range check).
 std::optional<BitWidth> split_bits_label(std::string s) {
@@ -89,37 +58,6 @@ std::string width_error(int64_t got) {
   return "expected a bit width 2..8 or 32, got " + std::to_string(got);
 }
 
-SourceMark mark_of(const YAML::Node& n) {
-  auto m = n.Mark();
-  if (m.is_null()) return {};
-  return {m.line + 1, m.column + 1};
-}
-
-std::string child_path(const std::string& parent, const std::string& key) {
-  return parent.empty() ? key : parent + "." + key;
-}
-
-std::string index_path(const std::string& parent, std::size_t i) {
-  return parent + "[" + std::to_string(i) + "]";
-}
-
-/// What the user wrote, for "expected X, got Y" messages.
-std::string found(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Null:
-      return "nothing (null)";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a map";
-    case YAML::NodeType::Scalar:
-      if (n.Tag() == "?") return "'" + n.Scalar() + "'";
-      return "the string \"" + n.Scalar() + "\"";
-    default:
-      return "an undefined value";
-  }
-}
-
 /// Common misnamings that edit distance cannot catch (learning_rate is 11 edits from lr).
 const std::map<std::string, std::string>& key_aliases() {
   static const std::map<std::string, std::string> kAliases = {
@@ -139,133 +77,32 @@ const std::map<std::string, std::string>& key_aliases() {
   return kAliases;
 }
 
-std::string suggest_key(const std::string& name, const std::vector<std::string>& allowed) {
-  std::string lower = name;
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  auto it = key_aliases().find(lower);
-  if (it != key_aliases().end() &&
-      std::find(allowed.begin(), allowed.end(), it->second) != allowed.end())
-    return " (did you mean: " + it->second + "?)";
-  return did_you_mean(name, allowed);
-}
+using yaml::found;
+using yaml::child_path;
+using yaml::Item;
+using yaml::MapView;
+using yaml::mark_of;
+using yaml::parse_int64;
 
-/// A node with the key path that leads to it and the position to report.
-struct Item {
-  YAML::Node node;
-  std::string path;
-  SourceMark mark;
-};
-
-class Parser;
-
-/// A YAML map checked against its allowed keys (unknown or duplicate keys fail at once).
-class MapView {
+class Parser : public yaml::Reader {
  public:
-  MapView(const Parser& p, const Item& item, std::vector<std::string> allowed, const std::string& what);
-  bool has(const std::string& key) const { return values_.count(key) > 0; }
-  Item get(const std::string& key) const;
-  /// Fails with "missing required key" at the map's position when `key` is absent.
-  Item require(const std::string& key, const std::string& why = "") const;
-  bool empty() const { return values_.empty(); }
-  const Item& self() const { return self_; }
-
- private:
-  const Parser& p_;
-  Item self_;
-  std::map<std::string, std::pair<YAML::Node, YAML::Node>> values_;  // key -> (key node, value)
-};
-
-class Parser {
- public:
-  Parser(const std::string& file, const Catalog& catalog) : file_(file), cat_(catalog) {}
-
-  [[noreturn]] void fail(SourceMark at, const std::string& path, const std::string& msg) const {
-    throw ConfigError(file_, at.line, at.column, path, msg);
-  }
-  [[noreturn]] void fail(const Item& it, const std::string& msg) const { fail(it.mark, it.path, msg); }
+  Parser(const std::string& file, const Catalog& catalog) : Reader(file, key_aliases()), cat_(catalog) {}
+  using Reader::fail;
 
   Matrix parse(const std::string& text, const std::string& size);
-
-  std::string string_value(const Item& it) const {
-    if (!it.node.IsScalar()) fail(it, "expected a string, got " + found(it.node));
-    if (it.node.Scalar().empty()) fail(it, "expected a non-empty string");
-    return it.node.Scalar();
-  }
-
-  /// Quoted scalars are strings, even "3": the type the user wrote is the type we check.
-  bool is_plain(const Item& it) const { return it.node.IsScalar() && it.node.Tag() == "?"; }
-
-  /// `hi` at a type's maximum is "no bound": the message says ">= lo" and an overflow says so.
-  int64_t integer(const Item& it, int64_t lo, int64_t hi = std::numeric_limits<int64_t>::max()) const {
-    const bool unbounded = hi == std::numeric_limits<int64_t>::max() || hi == std::numeric_limits<int>::max();
-    std::string expect = unbounded ? "an integer >= " + std::to_string(lo)
-                                   : "an integer " + std::to_string(lo) + ".." + std::to_string(hi);
-    int64_t v = 0;
-    if (!is_plain(it) || !parse_int64(it.node.Scalar(), v)) {
-      std::string s = it.node.IsScalar() ? it.node.Scalar() : "";
-      const std::size_t sign = !s.empty() && (s[0] == '-' || s[0] == '+') ? 1 : 0;
-      bool digits = is_plain(it) && s.size() > sign &&
-                    std::all_of(s.begin() + sign, s.end(), [](unsigned char c) { return std::isdigit(c); });
-      if (digits) fail(it, "expected " + expect + ", got " + s + " (too large)");
-      fail(it, "expected " + expect + ", got " + found(it.node));
-    }
-    if (v < lo) fail(it, "expected " + expect + ", got " + std::to_string(v));
-    if (v > hi) fail(it, "expected " + expect + ", got " + std::to_string(v) + (unbounded ? " (too large)" : ""));
-    return v;
-  }
-
-  int int32(const Item& it, int lo, int hi = std::numeric_limits<int>::max()) const {
-    return static_cast<int>(integer(it, lo, hi));
-  }
-
-  uint64_t unsigned_integer(const Item& it) const {
-    uint64_t v = 0;
-    if (!is_plain(it) || !parse_uint64(it.node.Scalar(), v)) {
-      int64_t neg = 0;
-      if (is_plain(it) && parse_int64(it.node.Scalar(), neg) && neg < 0)
-        fail(it, "expected an integer >= 0, got " + std::to_string(neg));
-      fail(it, "expected an integer >= 0, got " + found(it.node));
-    }
-    return v;
-  }
-
-  /// A finite number in the interval described by `lo`/`hi` and their inclusiveness.
-  double number(const Item& it, double lo, bool lo_incl, double hi = INFINITY, bool hi_incl = false) const {
-    auto fmt = [](double x) {
-      std::ostringstream os;
-      os.imbue(std::locale::classic());
-      os << x;
-      return os.str();
-    };
-    std::string expect;
-    if (std::isinf(hi))
-      expect = std::string("a number ") + (lo_incl ? ">= " : "> ") + fmt(lo);
-    else
-      expect = std::string("a number in ") + (lo_incl ? "[" : "(") + fmt(lo) + ", " + fmt(hi) +
-               (hi_incl ? "]" : ")");
-    double v = 0;
-    if (!is_plain(it) || !parse_double(it.node.Scalar(), v) || !std::isfinite(v))
-      fail(it, "expected " + expect + ", got " + found(it.node));
-    bool ok = (lo_incl ? v >= lo : v > lo) && (hi_incl ? v <= hi : v < hi);
-    if (!ok) fail(it, "expected " + expect + ", got " + it.node.Scalar());
-    return v;
-  }
-
-  bool boolean(const Item& it) const {
-    if (is_plain(it)) {
-      const std::string& s = it.node.Scalar();
-      if (s == "true" || s == "True" || s == "TRUE") return true;
-      if (s == "false" || s == "False" || s == "FALSE") return false;
-    }
-    fail(it, "expected true or false, got " + found(it.node));
-  }
 
   /// A name from `known`; an unknown one fails with the closest candidates.
   std::string known_name(const Item& it, const std::string& kind, const std::vector<std::string>& known) const {
     std::string s = string_value(it);
     if (std::find(known.begin(), known.end(), s) == known.end())
       fail(it, "unknown " + kind + " '" + s + "'" + did_you_mean(s, known));
+    return s;
+  }
+
+  std::string profile(const Item& it) const {
+    std::string s = known_name(it, "profile", cat_.profiles);
+    auto why = cat_.unrunnable_profiles.find(s);
+    if (why != cat_.unrunnable_profiles.end()) fail(it, "profile '" + s + "' is not implemented yet: " + why->second);
     return s;
   }
 
@@ -310,14 +147,7 @@ class Parser {
     if (it.node.IsNull()) fail(it, "expected a value or a list of values, got " + found(it.node));
     if (!it.node.IsSequence()) return {it};
     if (it.node.size() == 0) fail(it, "expected at least one value, got an empty list");
-    std::vector<Item> out;
-    for (std::size_t i = 0; i < it.node.size(); ++i) {
-      YAML::Node e = it.node[i];
-      SourceMark mk = mark_of(e);
-      if (mk.line == 0 || e.IsNull()) mk = it.mark;
-      out.push_back({e, index_path(it.path, i), mk});
-    }
-    return out;
+    return elements(it);
   }
 
   /// Entries of `exclude`/`include`: a list of maps (null = none).
@@ -325,14 +155,7 @@ class Parser {
     if (it.node.IsNull()) return {};
     if (!it.node.IsSequence())
       fail(it, "expected a list of maps such as [{arch: resnet20, bits: w2a2}], got " + found(it.node));
-    auto items = std::vector<Item>();
-    for (std::size_t i = 0; i < it.node.size(); ++i) {
-      YAML::Node e = it.node[i];
-      SourceMark mk = mark_of(e);
-      if (mk.line == 0 || e.IsNull()) mk = it.mark;
-      items.push_back({e, index_path(it.path, i), mk});
-    }
-    return items;
+    return elements(it);
   }
 
   AxisAssignment assignment(const Item& it) const {
@@ -344,12 +167,11 @@ class Parser {
     if (m.has("algorithm")) a["algorithm"] = algorithm(m.get("algorithm"));
     if (m.has("bits")) a["bits"] = bits(m.get("bits")).label();
     if (m.has("arch")) a["arch"] = known_name(m.get("arch"), "arch", cat_.archs);
-    if (m.has("profile")) a["profile"] = known_name(m.get("profile"), "profile", cat_.profiles);
+    if (m.has("profile")) a["profile"] = profile(m.get("profile"));
     if (m.has("seed")) a["seed"] = std::to_string(unsigned_integer(m.get("seed")));
     return a;
   }
 
-  const std::string& file() const { return file_; }
   const Catalog& catalog() const { return cat_; }
 
  private:
@@ -363,45 +185,8 @@ class Parser {
   void parse_axes(const Item& it, Matrix& m) const;
   void parse_architectures(const Item& it, Matrix& m) const;
 
-  std::string file_;
   const Catalog& cat_;
 };
-
-MapView::MapView(const Parser& p, const Item& item, std::vector<std::string> allowed, const std::string& what)
-    : p_(p), self_(item) {
-  if (item.node.IsNull()) return;  // an optional section left empty: all defaults
-  if (!item.node.IsMap())
-    p.fail(item, "expected " + (what.empty() ? std::string("a map") : what) + ", got " + found(item.node));
-  for (const auto& kv : item.node) {
-    // Copies: yaml-cpp's iterator yields a temporary pair, so a reference would dangle.
-    const YAML::Node k = kv.first;
-    const YAML::Node v = kv.second;
-    SourceMark km = mark_of(k);
-    if (!k.IsScalar()) p.fail(km, item.path, "expected a plain key, got " + found(k));
-    const std::string& key = k.Scalar();
-    std::string path = child_path(item.path, key);
-    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
-      p.fail(km, path, "unknown key" + suggest_key(key, allowed));
-    if (values_.count(key)) {
-      SourceMark first = mark_of(values_[key].first);
-      p.fail(km, path, "duplicate key (first given on line " + std::to_string(first.line) + ")");
-    }
-    values_[key] = {k, v};
-  }
-}
-
-Item MapView::get(const std::string& key) const {
-  const auto& kv = values_.at(key);
-  // A null value has no position of its own (yaml-cpp points at the next token): use the key's.
-  SourceMark mk = kv.second.IsNull() ? mark_of(kv.first) : mark_of(kv.second);
-  if (mk.line == 0) mk = mark_of(kv.first);
-  return {kv.second, child_path(self_.path, key), mk};
-}
-
-Item MapView::require(const std::string& key, const std::string& why) const {
-  if (!has(key)) p_.fail(self_, "missing required key '" + key + "'" + why);
-  return get(key);
-}
 
 template <typename T>
 void push_unique(std::vector<T>& v, const T& x) {
@@ -435,7 +220,7 @@ void Parser::parse_architectures(const Item& it, Matrix& m) const {
       const Item w = f.get("weights");
       std::filesystem::path p = string_value(w);
       // Relative paths are relative to the matrix file, so a matrix and its weights travel together.
-      if (p.is_relative() && file_ != "<string>") p = std::filesystem::path(file_).parent_path() / p;
+      if (p.is_relative() && file() != "<string>") p = std::filesystem::path(file()).parent_path() / p;
       std::ifstream in(p, std::ios::binary);
       if (!in) fail(w, "cannot read weights file " + p.string());
       std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -634,7 +419,7 @@ void Parser::parse_axes(const Item& it, Matrix& m) const {
 
   if (x.has("profile")) {
     for (const auto& p : axis_items(x.get("profile")))
-      push_unique(m.profiles, known_name(p, "profile", cat_.profiles));
+      push_unique(m.profiles, profile(p));
   } else {
     if (std::find(cat_.profiles.begin(), cat_.profiles.end(), "academic") == cat_.profiles.end())
       fail(x.self(), "missing key 'profile' (the default 'academic' is not a known profile)");
@@ -666,7 +451,7 @@ void Parser::parse_axes(const Item& it, Matrix& m) const {
 
 Matrix Parser::parse(const std::string& text, const std::string& size) {
   Matrix m;
-  m.file = file_;
+  m.file = file();
   m.yaml_text = text;
   m.yaml_hash = sha256_hex(text);
 

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "qbench/common/source_mark.h"
+
 namespace qbench::config {
 
 /// Weight and activation bit widths; 32 means "stays float".
@@ -113,10 +115,7 @@ struct ArchOptions {
 using AxisAssignment = std::map<std::string, std::string>;
 
 /// A 1-based line/column in the matrix file (0 = unknown, e.g. a Matrix built in code).
-struct SourceMark {
-  int line = 0;
-  int column = 0;
-};
+using SourceMark = qbench::SourceMark;
 
 struct Matrix {
   std::string name;
@@ -160,6 +159,8 @@ struct Catalog {
   /// A dataset without an entry takes none.
   std::map<std::string, std::map<std::string, int64_t>> dataset_options;
   std::vector<std::string> profiles;
+  /// Profiles whose file loads but that cannot run yet (e.g. nnie's log domain) -> why.
+  std::map<std::string, std::string> unrunnable_profiles;
   std::vector<std::string> observers;  ///< range observers usable in pipeline.ptq.observer
   /// Names that are known methods but not implemented yet -> message shown to the user.
   std::map<std::string, std::string> planned_algorithms;
