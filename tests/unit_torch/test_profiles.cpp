@@ -70,7 +70,7 @@ bool is_power_of_two(double s) {
 }
 }  // namespace
 
-TEST_CASE("every runnable profile prepares resnet8 and w8a8 minmax tracks FP32; nnie is refused", "[profiles][quant]") {
+TEST_CASE("every runnable profile prepares resnet8 and w8a8 minmax tracks FP32, nnie is refused", "[profiles][quant]") {
   for (const auto& e : quant::profile_registry().entries()) {
     INFO(e.first);
     if (!e.second.spec.not_implemented.empty()) {
@@ -213,7 +213,7 @@ TEST_CASE("x86-onednn: int8 per-channel symmetric weights, uint8 per-tensor affi
   }
 }
 
-TEST_CASE("qnnpack: int8 weights in [-127, 127], uint8 affine activations", "[profiles][quant]") {
+TEST_CASE("qnnpack: int8 weights in -127..127, uint8 affine activations", "[profiles][quant]") {
   auto c = calibrate("qnnpack");
   for (auto& l : c.model->quant_layers()) {
     auto w = qparams(l.layer->weight_quantizer());
@@ -229,7 +229,7 @@ TEST_CASE("qnnpack: int8 weights in [-127, 127], uint8 affine activations", "[pr
   }
 }
 
-TEST_CASE("openvino: 7-bit per-channel weights in [-64, 63] at w8, the cell width below", "[profiles][quant]") {
+TEST_CASE("openvino: 7-bit per-channel weights in -64..63 at w8, the cell width below", "[profiles][quant]") {
   auto c = calibrate("openvino");
   for (auto& l : c.model->quant_layers()) {
     INFO(l.name);
