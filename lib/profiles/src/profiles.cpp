@@ -49,6 +49,24 @@ std::string SchemeSpec::describe() const {
   return s;
 }
 
+std::string SchemeSpec::canonical() const {
+  std::vector<std::string> b;
+  for (int x : bits) b.push_back(std::to_string(x));
+  return "quantizer=" + quantizer + ";granularity=" + granularity + ";axis=" + std::to_string(axis) +
+         ";symmetric=" + (symmetric ? "1" : "0") + ";signedness=" + signedness + ";narrow_range=" +
+         (narrow_range ? "1" : "0") + ";pot_scale=" + (pot_scale ? "1" : "0") +
+         ";pot_max_frac_bits=" + std::to_string(pot_max_frac_bits) + ";bits=" + join(b, ",") +
+         ";max_bits=" + std::to_string(max_bits) + ";observer=" + observer + ";fake_quant=" + fake_quant;
+}
+
+std::string ProfileSpec::canonical() const {
+  return "name=" + name + "\nweight:" + weight.canonical() + "\nactivation:" + activation.canonical() +
+         "\nplacement=" + join(placement, ",") + "\nbn_fold=" + std::to_string(bn_fold) + "\nfirst_last=" +
+         first_last + "\nengine=" + engine + "\n";
+}
+
+std::string ProfileSpec::canonical_sha256() const { return sha256_hex(canonical()); }
+
 bool ProfileSpec::places(const std::string& p) const {
   return std::find(placement.begin(), placement.end(), p) != placement.end();
 }

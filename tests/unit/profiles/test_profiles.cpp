@@ -151,6 +151,22 @@ TEST_CASE("a valid profile text parses with defaults filled in", "[profiles]") {
   CHECK(p.unimplemented_placements.empty());
 }
 
+TEST_CASE("the canonical form changes with what a cell computes, not with comments or key order", "[profiles]") {
+  auto a = profiles::parse_profile(kGood, "mine.yaml", kObservers);
+  auto b = profiles::parse_profile(
+      "# a comment\n" + replace(replace(kGood, "description: a test profile", "description: other words"),
+                                "bn_fold: 4\nfirst_last: cell", "first_last: cell\nbn_fold: 4"),
+      "mine.yaml", kObservers);
+  CHECK(a.text_sha256 != b.text_sha256);
+  CHECK(a.canonical() == b.canonical());
+  CHECK(a.canonical_sha256() == b.canonical_sha256());
+  CHECK(a.canonical_sha256().size() == 64);
+  auto c = profiles::parse_profile(replace(kGood, "narrow_range: true", "narrow_range: false"), "mine.yaml", kObservers);
+  CHECK(c.canonical_sha256() != a.canonical_sha256());
+  auto d = profiles::parse_profile(replace(kGood, "add_outputs]", "add_outputs, add_inputs]"), "mine.yaml", kObservers);
+  CHECK(d.canonical_sha256() != a.canonical_sha256());
+}
+
 TEST_CASE("profile errors name file, line, column and key", "[profiles]") {
   // unknown key with a suggestion
   CHECK(error_of(replace(kGood, "bn_fold: 4", "bn_fodl: 4")) ==

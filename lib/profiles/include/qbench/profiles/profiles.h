@@ -22,6 +22,7 @@ struct SchemeSpec {
   std::string observer = "minmax";       ///< default observer (a name from the observer registry)
   std::string fake_quant = "fixed";      ///< the target's recommended fake quantizer (informational)
   std::string describe() const;          ///< "per-channel sym signed narrow"
+  std::string canonical() const;         ///< every field, fixed order (see ProfileSpec::canonical)
 };
 
 struct ProfileSpec {
@@ -40,6 +41,11 @@ struct ProfileSpec {
   bool places(const std::string& p) const;
   /// One line: "W per-channel sym signed narrow | A per-tensor sym signed narrow | conv_linear_inputs,add_inputs | bn_fold 4".
   std::string summary() const;
+  /// Every field that changes what a cell computes, in a fixed order and format (not the file's
+  /// bytes: comments, key order and the free text do not count). A cell's resolved configuration
+  /// can carry its SHA-256 so that editing a profile file changes the keys of its cells.
+  std::string canonical() const;
+  std::string canonical_sha256() const;
 };
 
 /// Every placement name a profile may list, and the ones lib/quant attaches today.
