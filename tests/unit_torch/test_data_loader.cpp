@@ -287,3 +287,43 @@ TEST_CASE("training and evaluation run end to end on an image folder", "[data][l
   CHECK(ev.images == 16);
   CHECK(ev.top1 > 80.0);  // chance is 50%
 }
+
+TEST_CASE("batch plans cut an order into consecutive batches with per-batch seeds", "[data][loader]") {
+  auto plan = plan_batches({5, 3, 9, 1, 0, 7, 2}, 3, Mode::Train, [](int64_t b) { return 100 + static_cast<uint64_t>(b); });
+  REQUIRE(plan.size() == 3);
+  CHECK(plan[0].indices == std::vector<int64_t>{5, 3, 9});
+  CHECK(plan[1].indices == std::vector<int64_t>{1, 0, 7});
+  CHECK(plan[2].indices == std::vector<int64_t>{2});
+  CHECK(plan[2].seed == 102);
+  CHECK(plan[1].mode == Mode::Train);
+  auto seq = plan_sequential(5, 2);
+  REQUIRE(seq.size() == 3);
+  CHECK(seq[2].indices == std::vector<int64_t>{4});
+  CHECK(seq[0].mode == Mode::Eval);
+  CHECK(plan_sequential(0, 4).empty());
+}
+
+TEST_CASE("training on a subset view gives the weights training on the copied subset gives", "[data][loader]") {
+  at::manual_seed(2);
+  TensorDataset t;
+  t.name = "t";
+  t.images = at::randn({200, 1, 12, 12});
+  t.labels = at::randint(0, 4, {200}, at::kLong);
+  t.num_classes = 4;
+  auto full = std::make_shared<InMemoryDataset>(t);
+  auto view = seeded_subset(*full, 96, 5);
+  auto copy = seeded_subset(t, 96, 5);
+  config::TrainRecipe r;
+  r.epochs = 2;
+  r.batch_size = 32;
+  r.augment = true;
+  at::manual_seed(1);
+  auto a = models::make_model("resnet8-w0.5", {1, 4, 12});
+  train::train_fp32(*a, *view, r, 3);
+  at::manual_seed(1);
+  auto b = models::make_model("resnet8-w0.5", {1, 4, 12});
+  train::train_fp32(*b, copy, r, 3);
+  auto pa = a->parameters(), pb = b->parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (std::size_t i = 0; i < pa.size(); ++i) REQUIRE(at::equal(pa[i], pb[i]));
+}
