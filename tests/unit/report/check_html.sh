@@ -19,7 +19,7 @@ fi
 "$WRITER" "$WORK" || { echo "FAIL - could not write the fixture"; exit 1; }
 page=$WORK/report.html
 # --virtual-time-budget lets the page's promises (vega-embed) settle before the DOM is dumped.
-flags=(--headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$WORK/profile"
+flags=(--headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run --user-data-dir="$WORK/profile"
        --enable-logging=stderr --v=0 --virtual-time-budget=20000)
 timeout 90 "$CHROMIUM" "${flags[@]}" --dump-dom "file://$page" >"$WORK/dom.html" 2>"$WORK/chromium.log"
 rc=$?
@@ -52,7 +52,7 @@ grep -q 'Accuracy vs bit width: fashion-mnist / academic' "$WORK/dom.html" && gr
 
 # A screenshot of the page against one of an empty page of the same size: the report's must hold
 # far more drawing (PNG compresses a blank page to almost nothing).
-shot=(--headless --no-sandbox --disable-gpu --no-first-run --hide-scrollbars --window-size=1280,1600
+shot=(--headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run --hide-scrollbars --window-size=1280,1600
       --virtual-time-budget=20000)
 printf '<!DOCTYPE html><html><body></body></html>' >"$WORK/blank.html"
 timeout 90 "$CHROMIUM" "${shot[@]}" --user-data-dir="$WORK/profile2" --screenshot="$WORK/report.png" "file://$page" >/dev/null 2>&1
