@@ -220,6 +220,11 @@ class Expander {
     std::string id = algorithm + "|" + bits.label() + "|" + profile;
     if (!g.ids.insert(id).second) return;
     g.cells.push_back(make_cell(m_, g.arch, g.seed, algorithm, kind, profile, bits, g.baseline_key));
+    Cell& c = g.cells.back();
+    if (auto h = cat_.profile_hashes.find(profile); h != cat_.profile_hashes.end()) {
+      c.resolved["profile_sha256"] = h->second;
+      c.key = sha256_hex(c.resolved.dump());
+    }
   }
 
   void include(std::size_t i) {

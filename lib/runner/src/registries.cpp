@@ -1,5 +1,6 @@
 #include "qbench/runner/registries.h"
 
+#include <cstdio>
 #include <mutex>
 
 #include "qbench/common/errors.h"
@@ -29,7 +30,12 @@ config::Catalog build_catalog() {
   for (const auto& e : quant::algorithm_registry().entries()) c.algorithms.push_back({e.first, e.second.kind});
   c.archs = models::arch_registry().names();
   c.datasets = data::dataset_registry().names();
+  for (const auto& e : data::dataset_registry().entries()) c.dataset_options[e.first] = e.second.options;
   c.profiles = quant::profile_registry().names();
+  for (const auto& e : quant::profile_registry().entries()) c.profile_hashes[e.first] = e.second.spec.canonical_sha256();
+  for (const auto& e : quant::profile_registry().entries())
+    if (!e.second.spec.not_implemented.empty())
+      c.unrunnable_profiles[e.first] = join(e.second.spec.not_implemented, "; ");
   const std::string qat = "planned QAT method (not in the quantizer library yet)";
   for (const char* n : {"lsq", "lsq+", "pact", "dsq", "dorefa", "apot", "qil", "tqt", "binary"})
     if (!quant::algorithm_registry().contains(n)) c.planned_algorithms[n] = qat;
@@ -47,11 +53,28 @@ std::vector<ListEntry> list_registry(const std::string& what) {
   if (what == "algorithms") {
     for (const auto& e : quant::algorithm_registry().entries()) out.push_back({e.first, e.second.kind, e.second.description});
   } else if (what == "archs") {
-    for (const auto& e : models::arch_registry().entries()) out.push_back({e.first, "", e.second.description});
+    // Sizes are measured on the built network (one forward pass at the reference input), next to
+    // the published figures they are tested against.
+    for (const auto& e : models::arch_registry().entries()) {
+      const auto spec = models::reference_spec(e.first);
+      auto m = models::make_model(e.first, spec);
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "%.2fM params, %.3f GMACs at %lldx%lldx%lld", models::parameter_count(*m) / 1e6,
+                    models::count_macs(*m, spec) / 1e9, static_cast<long long>(spec.in_channels),
+                    static_cast<long long>(spec.image_size), static_cast<long long>(spec.image_size));
+      std::string d = buf;
+      if (e.second.published_params) {
+        std::snprintf(buf, sizeof buf, " (published %.2fM, %.3fG)", e.second.published_params / 1e6,
+                      e.second.published_gmacs);
+        d += buf;
+      }
+      out.push_back({e.first, "", e.second.description + "\n      " + d});
+    }
   } else if (what == "datasets") {
     for (const auto& e : data::dataset_registry().entries()) out.push_back({e.first, "", e.second.description});
   } else if (what == "profiles") {
-    for (const auto& e : quant::profile_registry().entries()) out.push_back({e.first, "", e.second.description});
+    for (const auto& e : quant::profile_registry().entries())
+      out.push_back({e.first, "", e.second.description + "\n      " + e.second.spec.summary()});
   } else if (what == "observers") {
     for (const auto& e : quant::observer_registry().entries()) out.push_back({e.first, "", e.second.description});
   } else {

@@ -88,3 +88,25 @@ TEST_CASE("architectures: errors name file, line, column and key", "[config][arc
              Catch::Contains("architectures.resnet8.weights") && Catch::Contains("cannot read weights file /nonexistent/w.safetensors"));
   CHECK_THAT(error_of("architectures: [resnet8]\n"), Catch::Contains("m.yaml:7:16") && Catch::Contains("expected a map"));
 }
+
+TEST_CASE("a profile's content hash joins the quantized cells' keys, not the baseline's", "[config][keys]") {
+  auto cat = qbench::config::test::fake_catalog();
+  Matrix m = parse_matrix(kHead, "m.yaml", cat);
+  auto before = expand_cells(m, cat);
+  cat.profile_hashes["academic"] = "aaaa";
+  auto a = expand_cells(m, cat);
+  cat.profile_hashes["academic"] = "bbbb";
+  auto b = expand_cells(m, cat);
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO(a[i].algorithm);
+    if (a[i].kind == "fp32") {
+      CHECK(a[i].key == b[i].key);
+      CHECK(a[i].key == before[i].key);
+    } else {
+      CHECK(a[i].resolved["profile_sha256"] == "aaaa");
+      CHECK(a[i].key != b[i].key);
+      CHECK(a[i].key == qbench::sha256_hex(a[i].resolved.dump()));
+    }
+  }
+}

@@ -161,6 +161,9 @@ struct Catalog {
   std::vector<std::string> profiles;
   /// Profiles whose file loads but that cannot run yet (e.g. nnie's log domain) -> why.
   std::map<std::string, std::string> unrunnable_profiles;
+  /// Profile -> sha256 of its canonical content: joins every quantized cell's key, so editing a
+  /// profile file never lets a resumed run reuse results computed under the old definition.
+  std::map<std::string, std::string> profile_hashes;
   std::vector<std::string> observers;  ///< range observers usable in pipeline.ptq.observer
   /// Names that are known methods but not implemented yet -> message shown to the user.
   std::map<std::string, std::string> planned_algorithms;
