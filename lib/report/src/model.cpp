@@ -595,6 +595,18 @@ Model build_model(const ReportInput& in, const ReportOptions& opt) {
     auto t = pivot("hardware", "Hardware track: " + group_label(g, 2), g, members, "profile", false, baselines);
     m.tables.push_back(std::move(t));
   }
+  if (!datasets_with_cells.empty() &&
+      std::none_of(profiles_of.begin(), profiles_of.end(), [](const auto& p) { return p.second.size() >= 2; })) {
+    Table t;
+    t.id = "hardware";
+    t.title = "Hardware track";
+    std::set<std::string> profiles;
+    for (const auto& [dataset, ps] : profiles_of) profiles.insert(ps.begin(), ps.end());
+    std::vector<std::string> names(profiles.begin(), profiles.end());
+    t.empty_text = "The hardware track compares profiles side by side; this run has one profile per dataset (" +
+                   join(names, ", ") + "), shown in the academic track above.";
+    m.tables.push_back(std::move(t));
+  }
 
   // Latency, with its source on every row; rows of one source together.
   const std::vector<std::string> ds_base{"dataset"};

@@ -491,5 +491,8 @@ TEST_CASE("report: edge cases render without surprises", "[report]") {
     add(1, std::nullopt);
     auto md = report::render_markdown(in);
     CHECK_THAT(md, Catch::Contains("| net | minmax | 80.00 \xc2\xb1 0.00 (n=2) | 80.00 (+0.00, 1 failed) |"));
+    // One profile: the hardware track says why it has no table.
+    CHECK_THAT(md, Catch::Contains("## Hardware track\n\nThe hardware track compares profiles side by side; this run has one "
+                                   "profile per dataset (p), shown in the academic track above.\n"));
   }
 }
