@@ -80,6 +80,7 @@ struct ReportArgs {
   std::string out;
   std::vector<std::string> filters;
   std::vector<std::string> group_by;
+  std::vector<std::string> tables;
 };
 
 void write_output(const std::string& text, const std::string& out) {
@@ -104,7 +105,9 @@ int cmd_report(const ReportArgs& a) {
   qbench::report::ReportOptions opt;
   for (const auto& f : a.filters) opt.filters.push_back(qbench::report::parse_filter(f));
   opt.group_by = a.group_by;
+  opt.tables = a.tables;
   qbench::report::check_group_by(opt.group_by);
+  qbench::report::check_tables(opt.tables);
   const auto run_id = qbench::report::parse_run_id(a.run);
   auto st = open_existing_store(a.db);
   write_output(fmt.render(qbench::report::load_input(*st, run_id), opt), a.out);
@@ -208,6 +211,9 @@ int main(int argc, char** argv) {
   rep->add_option("--out", rp.out, "write to this file instead of stdout");
   rep->add_option("--filter", rp.filters, "keep cells with KEY=VALUE (repeatable; dataset, arch, algorithm, profile, bits, seed, kind, status)");
   rep->add_option("--group-by", rp.group_by, "one table per value of these axes (comma-separated or repeated)")
+      ->delimiter(',');
+  rep->add_option("--table", rp.tables, "only these tables: accuracy, hardware, latency, deploy, cost, cost_by_kind, failures "
+                                        "(csv: exactly one, instead of the rows)")
       ->delimiter(',');
 
   CompareArgs ca;

@@ -31,6 +31,9 @@ err=$("$QB" report --db "$DB" --filter arch=resnt8 2>&1 >/dev/null); rc=$?
 check "a filter value no cell has exits 2" test $rc -eq 2
 check "... and names the values the run has" grep -qF "no cell of this run has arch 'resnt8' (known: resnet8-w0.5)" <<<"$err"
 "$QB" report --db "$DB" --group-by colour >/dev/null 2>&1; check "unknown --group-by axis exits 2" test $? -eq 2
+out=$("$QB" report --db "$DB" --format csv --table accuracy); rc=$?
+check "--format csv --table accuracy: the academic track as CSV" bash -c "[ $rc -eq 0 ] && [ \"\$(head -1 <<<'$out')\" = dataset,profile,arch,algorithm,FP32,w8a8,w4a4 ] && [ \$(wc -l <<<'$out') -eq 2 ]"
+"$QB" report --db "$DB" --table nope >/dev/null 2>&1; check "unknown --table exits 2" test $? -eq 2
 
 # Baseline from the run, then an unchanged run passes.
 "$QB" baseline write --db "$DB" --out base.json 2>bw.log; rc=$?

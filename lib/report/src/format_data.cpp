@@ -1,7 +1,9 @@
 // CSV and JSON: the per-cell rows (and, in JSON, the aggregated tables) for programs.
+#include <algorithm>
 #include <string>
 
 #include "model.h"
+#include "qbench/common/errors.h"
 #include "qbench/common/strings.h"
 
 namespace qbench::report {
@@ -54,8 +56,44 @@ Json table_json(const Table& t) {
 
 }  // namespace
 
+/// One table kind as CSV: its group axes, then the union of its tables' columns (a pivot's bit
+/// widths differ between groups), one line per table row; empty where a group lacks a column.
+std::string table_csv(const Model& m, const std::string& id) {
+  std::vector<std::string> group_cols, cols;
+  for (const auto& t : m.tables) {
+    if (t.id != id) continue;
+    for (const auto& [axis, value] : t.group)
+      if (std::find(group_cols.begin(), group_cols.end(), axis) == group_cols.end()) group_cols.push_back(axis);
+    for (const auto& c : t.columns)
+      if (std::find(cols.begin(), cols.end(), c.name) == cols.end()) cols.push_back(c.name);
+  }
+  std::string out;
+  std::vector<std::string> header = group_cols;
+  header.insert(header.end(), cols.begin(), cols.end());
+  for (std::size_t i = 0; i < header.size(); ++i) out += (i ? "," : "") + csv_field(Json(header[i]));
+  out += '\n';
+  for (const auto& t : m.tables) {
+    if (t.id != id) continue;
+    for (const auto& row : t.rows) {
+      std::vector<std::string> fields(header.size());
+      for (const auto& [axis, value] : t.group)
+        fields[std::find(group_cols.begin(), group_cols.end(), axis) - group_cols.begin()] = csv_field(Json(value));
+      for (std::size_t i = 0; i < row.size(); ++i) {
+        auto at = std::find(cols.begin(), cols.end(), t.columns[i].name) - cols.begin();
+        // A missing value is empty, not an em dash, so that spreadsheets see no text.
+        fields[group_cols.size() + at] = row[i].text == kDash ? std::string() : csv_field(Json(row[i].text));
+      }
+      out += join(fields, ",") + "\n";
+    }
+  }
+  return out;
+}
+
 std::string render_csv(const ReportInput& in, const ReportOptions& opt) {
   check_group_by(opt.group_by);
+  if (opt.tables.size() > 1)
+    throw ConfigError("--format csv writes one table at a time; got --table " + join(opt.tables, ","));
+  if (opt.tables.size() == 1) return table_csv(build_model(in, opt), opt.tables[0]);
   const auto rows = apply_filters(resolve(in), opt.filters);
   std::string out;
   bool first = true;

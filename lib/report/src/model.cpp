@@ -528,6 +528,7 @@ Json run_json(const store::RunInfo& run) {
 
 Model build_model(const ReportInput& in, const ReportOptions& opt) {
   check_group_by(opt.group_by);
+  check_tables(opt.tables);
   const auto all = resolve(in);
   Model m;
   m.rows = apply_filters(all, opt.filters);
@@ -813,6 +814,13 @@ Model build_model(const ReportInput& in, const ReportOptions& opt) {
     }
     m.tables.push_back(std::move(t));
   }
+
+  if (!opt.tables.empty())
+    m.tables.erase(std::remove_if(m.tables.begin(), m.tables.end(),
+                                  [&](const Table& t) {
+                                    return std::find(opt.tables.begin(), opt.tables.end(), t.id) == opt.tables.end();
+                                  }),
+                   m.tables.end());
 
   // Chart points: per (dataset, profile, group-by axes, arch, algorithm, bits, latency source).
   std::unordered_map<std::string, std::size_t> point_index;

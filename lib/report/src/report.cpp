@@ -41,6 +41,18 @@ void check_group_by(const std::vector<std::string>& axes) {
       throw ConfigError("--group-by: unknown axis '" + a + "'" + did_you_mean(a, names));
 }
 
+const std::vector<std::string>& table_ids() {
+  static const std::vector<std::string> ids{"accuracy", "hardware", "latency", "deploy", "cost", "cost_by_kind", "failures"};
+  return ids;
+}
+
+void check_tables(const std::vector<std::string>& ids) {
+  const auto& valid = table_ids();
+  for (const auto& id : ids)
+    if (std::find(valid.begin(), valid.end(), id) == valid.end())
+      throw ConfigError("--table: unknown table '" + id + "'" + did_you_mean(id, valid));
+}
+
 const std::vector<FormatInfo>& formats() {
   static const std::vector<FormatInfo> registry{
       {"markdown", {"md"}, "tables in GitHub-flavoured markdown", &render_markdown},

@@ -408,6 +408,36 @@ TEST_CASE("report: group-by splits tables; by seed there is no aggregation", "[r
   CHECK_THROWS_WITH(report::render_markdown(in, opt), Catch::Contains("--group-by: unknown axis 'colour'"));
 }
 
+TEST_CASE("report: --table keeps the named tables; CSV writes one table at a time", "[report]") {
+  Fixture fx;
+  auto in = fx.input();
+  report::ReportOptions opt;
+  opt.tables = {"latency", "failures"};
+  auto md = report::render_markdown(in, opt);
+  CHECK_THAT(md, Catch::Contains("## Latency: fashion-mnist"));
+  CHECK_THAT(md, Catch::Contains("## Failed cells"));
+  CHECK_THAT(md, !Catch::Contains("Academic track"));
+  CHECK_THAT(md, !Catch::Contains("## Cost"));
+  CHECK_THROWS_WITH(report::render_csv(in, opt), Catch::Contains("--format csv writes one table at a time"));
+
+  // The academic track as CSV: group axes first, then the union of the groups' columns (the
+  // tensorrt group has no w4a4), numbers as in the markdown, a missing value empty.
+  opt.tables = {"accuracy"};
+  auto csv = parse_csv(report::render_csv(in, opt));
+  REQUIRE(csv.size() == 1 + 4);
+  CHECK(join(csv[0], ",") == "dataset,profile,arch,algorithm,FP32,w8a8,w4a4");
+  CHECK(join(csv[1], "|") == "fashion-mnist|academic|resnet20|minmax|91.60 \xc2\xb1 0.14 (n=2)|91.33 \xc2\xb1 0.14 (-0.27, n=2)|failed");
+  CHECK(join(csv[2], "|") == "fashion-mnist|academic|mlp|minmax|88.00|88.10 (+0.10)|");
+  CHECK(join(csv[4], "|") == "fashion-mnist|tensorrt|resnet20|minmax|91.50|91.20 (-0.30)|");
+  opt.tables = {"cost_by_kind"};
+  csv = parse_csv(report::render_csv(in, opt));
+  REQUIRE(csv.size() == 1 + 3);
+  CHECK(join(csv[3], "|") == "fashion-mnist|qat|2|130.0 \xc2\xb1 7.1|260.0|90.3");
+
+  opt.tables = {"latncy"};
+  CHECK_THROWS_WITH(report::render_markdown(in, opt), "--table: unknown table 'latncy' (did you mean: latency?)");
+}
+
 TEST_CASE("report: run ids parse; anything else is a usage error", "[report]") {
   CHECK_FALSE(report::parse_run_id("latest"));
   CHECK(*report::parse_run_id("12") == 12);

@@ -26,6 +26,10 @@ struct ReportOptions {
   /// table per seed instead of mean ± std over seeds). Valid names: axis_names().
   std::vector<std::string> group_by;
   std::vector<Filter> filters;
+  /// Only these tables (ids from table_ids(): accuracy, hardware, latency, deploy, cost,
+  /// cost_by_kind, failures); empty = all. CSV renders the rows without it, and exactly one
+  /// table with it (its group axes as the first columns).
+  std::vector<std::string> tables;
   /// HTML only: false writes a placeholder comment instead of each vendored charting library
   /// (for golden files and reviewing diffs); the page then draws no charts.
   bool html_inline_libraries = true;
@@ -38,6 +42,10 @@ const std::vector<std::string>& axis_names();
 Filter parse_filter(const std::string& text);
 /// Checks --group-by names; throws ConfigError with the valid names otherwise.
 void check_group_by(const std::vector<std::string>& axes);
+/// The table ids --table accepts, in report order.
+const std::vector<std::string>& table_ids();
+/// Checks --table ids; throws ConfigError with the valid ids otherwise.
+void check_tables(const std::vector<std::string>& ids);
 
 using Renderer = std::string (*)(const ReportInput&, const ReportOptions&);
 /// One output format: its name, other accepted spellings, a line for --help, the renderer.
@@ -67,7 +75,8 @@ std::string render_markdown(const ReportInput& in, const ReportOptions& opt = {}
 std::string render_html(const ReportInput& in, const ReportOptions& opt = {});
 /// The same tables as a standalone LaTeX document (booktabs); compiles with pdflatex.
 std::string render_latex(const ReportInput& in, const ReportOptions& opt = {});
-/// CSV: one line per planned cell (after --filter), the JSON row fields as header.
+/// CSV: one line per planned cell (after --filter), the JSON row fields as header; with one
+/// --table, that table's cells instead (one line per table row, its group axes first).
 std::string render_csv(const ReportInput& in, const ReportOptions& opt = {});
 /// JSON: {"schema_version": 2, "run": {...}, "filters": ..., "group_by": ..., "rows": [...],
 /// "tables": [{"id", "title", "group", "columns", "rows", "values", "notes"}]}.
