@@ -231,6 +231,9 @@ Comparison compare_run(const Baseline& baseline, const std::string& baseline_fil
   out.baseline_source = baseline.source_run;
   out.current_run = "run " + std::to_string(run.run.id) + " (" + run.run.matrix_name + "), git " +
                     (run.run.git_rev.empty() ? "?" : run.run.git_rev);
+  if (!baseline.matrix.empty() && baseline.matrix != run.run.matrix_name)
+    out.warning = "the baseline was written from matrix '" + baseline.matrix + "' but run " + std::to_string(run.run.id) +
+                  " is matrix '" + run.run.matrix_name + "'";
   std::map<std::string, report::CellView> current;
   std::vector<std::string> order;
   for (auto& c : report::cell_views(run)) {
@@ -291,7 +294,7 @@ std::string render_text(const Comparison& c) {
   for (const auto& cell : c.cells) width = std::max(width, cell.cell.size());
   auto opt = [](const std::optional<double>& v) { return v ? fmt(*v) : std::string("-"); };
   std::string out = "baseline: " + c.baseline_file + (c.baseline_source.empty() ? "" : " (" + c.baseline_source + ")") +
-                    "\ncurrent:  " + c.current_run + "\n\n";
+                    "\ncurrent:  " + c.current_run + "\n" + (c.warning.empty() ? "" : "warning:  " + c.warning + "\n") + "\n";
   char line[1024];
   std::snprintf(line, sizeof line, "%-9s  %-*s  %8s  %8s  %7s  %6s  %s\n", "status", static_cast<int>(width), "cell",
                 "baseline", "current", "delta", "tol", "note");
@@ -320,6 +323,7 @@ std::string render_json(const Comparison& c) {
   j["baseline"] = c.baseline_file;
   j["baseline_source"] = c.baseline_source;
   j["current"] = c.current_run;
+  j["warning"] = c.warning.empty() ? Json(nullptr) : Json(c.warning);
   Json counts;
   for (auto v : {Verdict::Ok, Verdict::Improved, Verdict::Regressed, Verdict::Failed, Verdict::Missing, Verdict::New}) {
     std::string name = verdict_name(v);

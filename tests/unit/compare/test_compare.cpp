@@ -120,6 +120,11 @@ TEST_CASE("compare: an unchanged run passes with exit-code semantics", "[compare
   CHECK(c.count(Verdict::Ok) == 4);
   auto text = compare::render_text(c);
   CHECK_THAT(text, Catch::EndsWith("4 cells: 4 ok, 0 improved, 0 regressed, 0 failed, 0 missing, 0 new: PASS\n"));
+  CHECK(c.warning.empty());
+  b.matrix = "academic";  // a baseline of another matrix: said above the table
+  auto other = compare::compare_run(b, "b.json", report::load_input(fx.store, fx.base_run));
+  CHECK_THAT(compare::render_text(other),
+             Catch::Contains("warning:  the baseline was written from matrix 'academic' but run 1 is matrix 'nightly'\n"));
   CHECK_THAT(text, Catch::Contains("ok         " + std::string(kW8) + "     88.40     88.40    +0.00    0.50\n"));
 }
 

@@ -62,6 +62,9 @@ struct Comparison {
   std::string baseline_file;
   std::string baseline_source;  ///< Baseline::source_run
   std::string current_run;      ///< "run 7 (nightly), git abc123"
+  /// Set when the baseline was written from another matrix than the run's (usually the wrong
+  /// --db or --baseline); shown above the table.
+  std::string warning;
   std::vector<CellComparison> cells;  ///< baseline order, then cells new in the run
   int count(Verdict v) const;
   /// No cell regressed, failed or is missing.
