@@ -16,6 +16,8 @@ run() { "$QB" run --db "$DB" --cache-dir "$CACHE" --no-progress "$@"; }
 "$QB" --version >/dev/null; check "--version exits 0" test $? -eq 0
 out=$("$QB" list 2>&1); check "list shows registries" bash -c "grep -q minmax <<<'$out' && grep -q resnet20 <<<'$out' && grep -q fashion-mnist <<<'$out' && grep -q academic <<<'$out'"
 "$QB" list nonsense >/dev/null 2>&1; check "list of an unknown kind exits 2" test $? -eq 2
+out=$("$QB" list archs 2>&1)
+check "list archs measures the published sizes" bash -c "grep -q '11.69M params, 1.814 GMACs' <<<'$out' && grep -q '3.50M params' <<<'$out' && grep -q 'regnetx-600mf' <<<'$out'"
 
 # Configuration errors: exit 2 with file:line:column and the key path, nothing written.
 err=$("$QB" run "$HERE/bad_bits.yaml" --db "$DB" 2>&1); rc=$?
@@ -40,7 +42,23 @@ check "w8a8 within 3 points of FP32 (got $w8 vs $fp32)" awk "BEGIN{d=$fp32-$w8; 
 check "fp32_top1 recorded on PTQ rows" test "$(sql "select count(*) from results where kind='ptq' and fp32_top1=$fp32")" = 2
 check "latency recorded with its source" test "$(sql "select count(*) from results where latency_source='measured-fakequant' and latency_ms_p50>0")" = 2
 check "provenance recorded" test -n "$(sql "select git_rev||torch_version||host from runs where id=1")"
-check "checkpoint cached" bash -c "ls '$CACHE'/baselines/*.pt >/dev/null"
+check "checkpoint cached as safetensors" bash -c "ls '$CACHE'/baselines/*.safetensors >/dev/null"
+
+# The cached baseline is a safetensors export: a matrix that imports it as weights (no training)
+# evaluates to the same FP32 top-1, and its PTQ cells to the same numbers.
+ckpt=$(ls "$CACHE"/baselines/*.safetensors | head -1)
+sed "s#^matrix:#architectures:\n  resnet8-w0.5: {weights: $ckpt}\nmatrix:#" "$HERE/tiny.yaml" > imported.yaml
+"$QB" run imported.yaml --db imported.db --cache-dir "$WORK/cache_imported" --no-progress 2>imported.log; rc=$?
+check "imported-weights run exits 0" test $rc -eq 0
+check "imported-weights run trains nothing" bash -c "grep -q 'imported .* tensors' imported.log && ! grep -q 'training FP32 baseline' imported.log"
+imp=$(sqlite3 imported.db "select top1 from results where kind='fp32'")
+check "imported weights give the trained FP32 top-1 ($imp vs $fp32)" test "$imp" = "$fp32"
+imp8=$(sqlite3 imported.db "select top1 from results where algorithm='minmax' and w_bits=8")
+check "and the same w8a8 top-1 ($imp8 vs $w8)" test "$imp8" = "$w8"
+sed "s#^matrix:#architectures:\n  resnet8: {weights: $ckpt}\nmatrix:#; s#arch: \[resnet8-w0.5\]#arch: [resnet8]#" "$HERE/tiny.yaml" > wrong_arch.yaml
+err=$("$QB" run wrong_arch.yaml --db wrong.db --cache-dir "$WORK/cache_wrong" --no-progress 2>&1); rc=$?
+check "weights of another width fail the cell (exit 1)" test $rc -eq 1
+check "and name the file and the tensor" grep -q "safetensors: tensor 'conv1.weight' has shape" <<<"$err"
 
 # Second run: nothing to do, no new rows.
 run "$HERE/tiny.yaml" 2>run2.log; rc=$?

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -24,6 +25,7 @@
 #include "qbench/common/strings.h"
 #include "qbench/data/dataset.h"
 #include "qbench/models/models.h"
+#include "qbench/models/safetensors.h"
 #include "qbench/quant/algorithm.h"
 #include "qbench/quant/profile.h"
 #include "qbench/runner/registries.h"
@@ -89,11 +91,10 @@ class Session {
   store::CellResult execute(const Cell& cell, int index, int total);
 
  private:
-  struct Splits {
-    data::TensorDataset train, test;
-  };
-  const data::TensorDataset& train_split(uint64_t seed);
-  const data::TensorDataset& test_split();
+  config::DatasetSpec dataset_spec() const;
+  const data::Dataset& train_split(uint64_t seed);
+  const data::Dataset& test_split();
+  models::ModelSpec model_spec(const Cell& cell);
   std::shared_ptr<quant::QuantModel> baseline_model(const Cell& cell, double* train_wall_s);
   std::shared_ptr<quant::QuantModel> train_baseline(const Cell& cell, std::shared_ptr<quant::QuantModel> model,
                                                     const fs::path& ckpt, double* train_wall_s);
@@ -105,48 +106,74 @@ class Session {
   const RunOptions& opt_;
   store::Store& store_;
   std::string status_;
-  std::unique_ptr<data::TensorDataset> full_train_, test_;
-  std::map<uint64_t, data::TensorDataset> train_by_seed_;
+  data::DatasetPtr full_train_, test_;
+  std::map<uint64_t, data::DatasetPtr> train_by_seed_;
+  std::optional<std::pair<data::ItemShape, int64_t>> ds_shape_;  ///< item shape and classes of the dataset
   std::map<std::string, train::EvalResult> baseline_evals_;
   std::map<std::string, std::string> baseline_errors_;  ///< baselines that failed in this run
 };
 
-const data::TensorDataset& Session::test_split() {
+config::DatasetSpec Session::dataset_spec() const {
+  config::DatasetSpec spec = m_.dataset;
+  if (!opt_.data_root.empty()) spec.root = opt_.data_root;
+  return spec;
+}
+
+// Any registered dataset: in-memory ones hold their split, streaming ones (imagefolder,
+// synthetic) only their index; subsets are views, so nothing is copied or decoded up front.
+const data::Dataset& Session::test_split() {
   if (!test_) {
-    const std::string root = opt_.data_root.empty() ? m_.dataset.root : opt_.data_root;
-    auto full = data::load_dataset(m_.dataset.name, root, data::Split::Test);
+    auto full = data::open_dataset(dataset_spec(), data::Split::Test);
     // A fixed (seed-independent) test subset, so every cell of every seed sees the same images.
-    test_ = std::make_unique<data::TensorDataset>(data::seeded_subset(full, m_.dataset.test_subset, 0));
+    test_ = data::seeded_subset(*full, m_.dataset.test_subset, 0);
   }
   return *test_;
 }
 
-const data::TensorDataset& Session::train_split(uint64_t seed) {
-  if (!full_train_) {
-    const std::string root = opt_.data_root.empty() ? m_.dataset.root : opt_.data_root;
-    full_train_ = std::make_unique<data::TensorDataset>(data::load_dataset(m_.dataset.name, root, data::Split::Train));
-  }
+const data::Dataset& Session::train_split(uint64_t seed) {
+  if (!full_train_) full_train_ = data::open_dataset(dataset_spec(), data::Split::Train);
   auto it = train_by_seed_.find(seed);
-  if (it == train_by_seed_.end()) {
+  if (it == train_by_seed_.end())
     it = train_by_seed_
              .emplace(seed, data::seeded_subset(*full_train_, m_.dataset.train_subset,
                                                 data::derive_seed(seed, "train-subset")))
              .first;
+  return *it->second;
+}
+
+models::ModelSpec Session::model_spec(const Cell& cell) {
+  if (!ds_shape_) {
+    const auto& ds = test_split();
+    ds_shape_ = std::make_pair(ds.item_shape(), ds.num_classes());
   }
-  return it->second;
+  const auto& [shape, classes] = *ds_shape_;
+  models::ModelSpec spec{shape.channels, classes, shape.height};
+  if (auto it = m_.arch_options.find(cell.arch); it != m_.arch_options.end()) {
+    spec.width = it->second.width;
+    spec.stem = models::resolve_stem(it->second.stem, shape.height);
+  } else {
+    spec.stem = models::resolve_stem("auto", shape.height);
+  }
+  return spec;
 }
 
 std::shared_ptr<quant::QuantModel> Session::baseline_model(const Cell& cell, double* train_wall_s) {
-  const auto& ds_entry = data::dataset_registry().get(m_.dataset.name);
-  models::ModelSpec spec{ds_entry.channels, ds_entry.num_classes, ds_entry.height};
   // Same seed, same initial weights: the baseline is a pure function of (dataset, recipe, seed).
   at::manual_seed(cell.seed);
-  auto model = models::make_model(cell.arch, spec);
-  const fs::path ckpt = fs::path(opt_.cache_dir) / "baselines" / (cell.baseline_key + ".pt");
+  auto model = models::make_model(cell.arch, model_spec(cell));
+  if (auto it = m_.arch_options.find(cell.arch); it != m_.arch_options.end() && !it->second.weights.empty()) {
+    // Imported FP32 weights stand in for training; the key holds the file's sha256.
+    auto res = models::import_weights(*model, it->second.weights);
+    log_info("imported " + std::to_string(res.tensors) + " tensors for " + cell.arch + " from " + it->second.weights);
+    model->eval();
+    if (train_wall_s) *train_wall_s = 0;
+    return model;
+  }
+  // Baseline checkpoints are safetensors with torchvision / timm names: the cache doubles as the
+  // export (PyTorch loads them with safetensors.torch.load_file).
+  const fs::path ckpt = fs::path(opt_.cache_dir) / "baselines" / (cell.baseline_key + ".safetensors");
   if (fs::exists(ckpt)) {
-    torch::serialize::InputArchive ar;
-    ar.load_from(ckpt.string());
-    model->load(ar);
+    models::import_weights(*model, ckpt.string());
     model->eval();
     if (train_wall_s) *train_wall_s = 0;
     return model;
@@ -183,13 +210,16 @@ std::shared_ptr<quant::QuantModel> Session::train_baseline(const Cell& cell, std
                                  report(os.str());
                                });
   if (train_wall_s) *train_wall_s = res.wall_s;
-  fs::create_directories(ckpt.parent_path());
-  torch::serialize::OutputArchive ar;
-  model->save(ar);
-  // Write then rename: a checkpoint is either whole or absent, even if we are killed here.
-  const fs::path tmp = ckpt.string() + ".tmp";
-  ar.save_to(tmp.string());
-  fs::rename(tmp, ckpt);
+  // Written to a temporary file then renamed: a checkpoint is whole or absent, even if we are killed.
+  models::export_weights(*model, ckpt.string(),
+                         {{"format", "pt"},
+                          {"qbench_baseline_key", cell.baseline_key},
+                          {"arch", cell.arch},
+                          {"dataset", m_.dataset.name},
+                          {"seed", std::to_string(cell.seed)},
+                          {"config", config::baseline_config(m_, cell.arch, cell.seed).dump()},
+                          {"qbench_version", QBENCH_VERSION},
+                          {"git_rev", QBENCH_GIT_REV}});
   log_info("baseline trained in " + format_duration(res.wall_s) + " (final train loss " +
            std::to_string(res.final_loss) + "), cached at " + ckpt.string());
   return model;
@@ -264,7 +294,7 @@ void Session::finetune_qat(const Cell& cell, quant::QuantModel& model) {
   if (first <= recipe.epochs) {
     const auto data = data::seeded_subset(train_split(cell.seed), m_.qat.train_images,
                                           data::derive_seed(cell.seed, "qat-train"));
-    train::train_model(model, data, recipe, cell.seed, hooks);
+    train::train_model(model, *data, recipe, cell.seed, hooks);
   }
   fs::remove_all(dir);  // the row is what persists; per-epoch checkpoints only serve resumption
 }
@@ -294,10 +324,12 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
     ctx.activation_observer = m_.ptq.observer.activation;
     if (entry.kind == "ptq") {
       ctx.calib_images =
-          data::seeded_subset(train_split(cell.seed), m_.ptq.calib_images, data::derive_seed(cell.seed, "calib")).images;
+          data::load_all(*data::seeded_subset(train_split(cell.seed), m_.ptq.calib_images,
+                                              data::derive_seed(cell.seed, "calib")))
+              .images;
     } else if (entry.kind == "qat") {
-      ctx.init_images = data::seeded_subset(train_split(cell.seed), m_.qat.init_images,
-                                            data::derive_seed(cell.seed, "qat-init"))
+      ctx.init_images = data::load_all(*data::seeded_subset(train_split(cell.seed), m_.qat.init_images,
+                                                            data::derive_seed(cell.seed, "qat-init")))
                             .images;
       ctx.finetune = [this, &cell](quant::QuantModel& qm) { finetune_qat(cell, qm); };
     }
@@ -325,7 +357,9 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
   if (m_.latency.enabled) {
     report("measuring latency");
     const int64_t b = std::min<int64_t>(m_.latency.batch_size, test.size());
-    auto lat = train::measure_latency(*model, test.images.narrow(0, 0, b).contiguous(), m_.latency.warmup,
+    std::vector<int64_t> first(static_cast<std::size_t>(b));
+    for (int64_t i = 0; i < b; ++i) first[static_cast<std::size_t>(i)] = i;
+    auto lat = train::measure_latency(*model, test.load_batch(first, data::Mode::Eval, 0).images, m_.latency.warmup,
                                       m_.latency.repeats);
     r.latency_ms_p50 = lat.p50_ms;
     r.latency_ms_p90 = lat.p90_ms;
