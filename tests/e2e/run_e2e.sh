@@ -78,7 +78,7 @@ md=$("$QB" report --db "$DB" --format markdown); rc=$?
 check "markdown report exits 0" test $rc -eq 0
 check "markdown has the pivot table" bash -c "grep -q 'fashion-mnist / academic' <<<'$md' && grep -q 'w8a8' <<<'$md' && grep -q 'w4a4' <<<'$md'"
 "$QB" report --db "$DB" --format json --out report.json; check "json report exits 0" test $? -eq 0
-check "json report has 3 rows with top1" bash -c "[ \$(grep -c '\"top1\": [0-9]' report.json) -eq 3 ]"
+check "json report has 3 rows with top1" bash -c "[ \$(grep -c '\"top1\":[0-9]' report.json) -eq 3 ]"
 csv=$("$QB" report --db "$DB" --format csv --run 1); check "csv report has header + 3 lines" test "$(wc -l <<<"$csv")" -eq 4
 "$QB" report --db "$DB" --format pdf >/dev/null 2>&1; check "unknown format exits 2" test $? -eq 2
 "$QB" report --db "$DB" --run 99 >/dev/null 2>&1; check "unknown run exits 2" test $? -eq 2
