@@ -4,14 +4,8 @@
 # usage: run_e2e.sh QBENCH_BINARY E2E_DIR WORK_DIR
 set -u
 QB=$1; HERE=$2; WORK=$3
-rm -rf "$WORK"; mkdir -p "$WORK"; cd "$WORK"
 DB=$WORK/e2e.db; CACHE=$WORK/cache
-fails=0; passes=0
-ok()   { passes=$((passes+1)); echo "ok   - $*"; }
-bad()  { fails=$((fails+1)); echo "FAIL - $*"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-sql() { sqlite3 -batch -noheader "$DB" "$1"; }
-run() { "$QB" run --db "$DB" --cache-dir "$CACHE" --no-progress "$@"; }
+source "$(dirname "$0")/harness.sh"
 
 "$QB" --version >/dev/null; check "--version exits 0" test $? -eq 0
 out=$("$QB" list 2>&1); check "list shows registries" bash -c "grep -q minmax <<<'$out' && grep -q resnet20 <<<'$out' && grep -q fashion-mnist <<<'$out' && grep -q academic <<<'$out'"
@@ -125,5 +119,4 @@ lsq2=$(sql "select top1 from results where algorithm='lsq' order by id desc limi
 check "resumed QAT gives the uninterrupted top-1 ($lsq2 vs $lsq)" test "$lsq2" = "$lsq"
 check "epoch checkpoints removed once the row is written" bash -c "! ls -d '$CACHE'/cells/$key* 2>/dev/null"
 
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+finish

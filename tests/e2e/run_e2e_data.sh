@@ -6,14 +6,8 @@
 # usage: run_e2e_data.sh QBENCH_BINARY E2E_DIR WORK_DIR
 set -u
 QB=$1; HERE=$2; WORK=$3
-rm -rf "$WORK"; mkdir -p "$WORK"; cd "$WORK"
 DB=$WORK/e2e.db; CACHE=$WORK/cache
-fails=0; passes=0
-ok()   { passes=$((passes+1)); echo "ok   - $*"; }
-bad()  { fails=$((fails+1)); echo "FAIL - $*"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-sql() { sqlite3 -batch -noheader "$DB" "$1"; }
-run() { "$QB" run --db "$DB" --cache-dir "$CACHE" --no-progress "$@"; }
+source "$(dirname "$0")/harness.sh"
 
 out=$("$QB" list datasets 2>&1)
 for d in fashion-mnist mnist cifar10 cifar100 imagefolder synthetic; do
@@ -77,5 +71,4 @@ check "a corrupt image makes the run exit 1" test $rc -eq 1
 check "the failed rows name the corrupt file" \
   test "$(sql "select count(*) from results where status='failed' and error like '%val/class1/img3.ppm%'")" -ge 1
 
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+finish

@@ -5,13 +5,8 @@
 # usage: run_report_e2e.sh QBENCH_BINARY E2E_DIR WORK_DIR
 set -u
 QB=$1; HERE=$2; WORK=$3
-rm -rf "$WORK"; mkdir -p "$WORK"; cd "$WORK"
-DB=$WORK/report.db
-fails=0; passes=0
-ok()   { passes=$((passes+1)); echo "ok   - $*"; }
-bad()  { fails=$((fails+1)); echo "FAIL - $*"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-sql() { sqlite3 -batch -noheader "$DB" "$1"; }
+DB=$WORK/report.db; CACHE=$WORK/cache
+source "$(dirname "$0")/harness.sh"
 W8="fashion-mnist/resnet8-w0.5/minmax/academic/w8a8/seed0"
 W4="fashion-mnist/resnet8-w0.5/minmax/academic/w4a4/seed0"
 
@@ -79,5 +74,4 @@ check "malformed baseline names file and key" grep -q 'bad.json: cells\[0\].top1
 "$QB" compare --baseline base.json --db nope.db >/dev/null 2>&1; check "missing store exits 2" test $? -eq 2
 "$QB" compare --db "$DB" >/dev/null 2>&1; check "compare without --baseline exits 2" test $? -eq 2
 
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+finish
