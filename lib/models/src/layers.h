@@ -23,7 +23,8 @@ struct ConvBn {
   QConv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
   Act act = Act::None;
-  at::Tensor operator()(const at::Tensor& x) { return quant::apply_act(bn->forward(conv->forward(x)), act); }
+  /// conv -> BN -> act, with the BN folded the way the conv is set to (QConv2dImpl::forward_fused).
+  at::Tensor operator()(const at::Tensor& x) { return conv->forward_fused(x); }
   explicit operator bool() const { return static_cast<bool>(conv); }
 };
 

@@ -27,6 +27,7 @@ at::Tensor apply_act(const at::Tensor& x, Act a) {
 }
 
 at::Tensor QAddImpl::forward(const at::Tensor& a_in, const at::Tensor& b_in) {
+  if (deploy_) return deploy_(a_in, b_in);
   const auto a = in_a_ ? in_a_->forward(a_in) : a_in;
   const auto b = in_b_ ? in_b_->forward(b_in) : b_in;
   auto y = relu_ ? at::relu(a + b) : a + b;
@@ -67,12 +68,107 @@ QConv2dImpl::QConv2dImpl(const QConv2dOptions& o) : opt_(o) {
   if (o.bias) bias = register_parameter("bias", at::zeros({o.out_channels}));
 }
 
-at::Tensor QConv2dImpl::forward(const at::Tensor& x) {
-  auto xq = quantized_input(x);
-  auto w = quantized_weight(weight);
-  auto y = at::conv2d(xq, w, bias, {opt_.stride, opt_.stride}, {opt_.padding, opt_.padding}, {1, 1}, opt_.groups);
+at::Tensor QConv2dImpl::conv(const at::Tensor& xq, const at::Tensor& w, const at::Tensor& b) {
+  auto y = at::conv2d(xq, w, b, {opt_.stride, opt_.stride}, {opt_.padding, opt_.padding}, {1, 1}, opt_.groups);
   macs_ = y.size(1) * y.size(2) * y.size(3) * (opt_.in_channels / opt_.groups) * opt_.kernel_size * opt_.kernel_size;
   return y;
+}
+
+at::Tensor QConv2dImpl::forward(const at::Tensor& x) {
+  return conv(quantized_input(x), quantized_weight(weight), bias);
+}
+
+at::Tensor QConv2dImpl::forward_fused(const at::Tensor& x) {
+  if (deploy_) return deploy_(x);
+  if (!bn_ || fold_ < 0) {
+    auto y = forward(x);
+    return apply_act(bn_ ? bn_->forward(y) : y, act_);
+  }
+  return apply_act(forward_folded(x), act_);
+}
+
+namespace {
+at::Tensor per_out(const at::Tensor& v) { return v.reshape({-1, 1, 1, 1}); }  // scales weight rows
+at::Tensor per_chan(const at::Tensor& v) { return v.reshape({1, -1, 1, 1}); }  // scales activations
+
+/// Per-channel mean and biased variance of a conv output over batch and space.
+std::pair<at::Tensor, at::Tensor> batch_stats(const at::Tensor& y) {
+  auto var_mean = at::var_mean(y, {0, 2, 3}, /*unbiased=*/false);
+  return {std::get<1>(var_mean), std::get<0>(var_mean)};
+}
+
+/// BatchNorm's running-statistics update (momentum m, unbiased variance), as nn.BatchNorm2d does.
+void update_running(torch::nn::BatchNorm2dImpl& bn, const at::Tensor& mean, const at::Tensor& var, int64_t n) {
+  const double m = bn.options.momentum().value_or(0.1);
+  at::NoGradGuard ng;
+  const double unbias = n > 1 ? static_cast<double>(n) / static_cast<double>(n - 1) : 1.0;
+  bn.running_mean.mul_(1.0 - m).add_(mean.detach(), m);
+  bn.running_var.mul_(1.0 - m).add_(var.detach() * unbias, m);
+}
+}  // namespace
+
+at::Tensor QConv2dImpl::forward_folded(const at::Tensor& x) {
+  auto& bn = *bn_;
+  const double eps = bn.options.eps();
+  const at::Tensor b0 = bias.defined() ? bias : at::zeros({opt_.out_channels}, weight.options());
+  auto xq = quantized_input(x);
+  if (fold_ == 0) return conv(xq, quantized_weight(weight), bias);  // merged at set_bn_fold(0)
+
+  const at::Tensor gamma = bn.weight, beta = bn.bias;
+  const at::Tensor sigma_run = at::sqrt(bn.running_var + eps);
+  const bool batch = is_training() && fold_ >= 2;
+  if (!batch) {  // strategy 1, and 2..4 at inference: the running-statistics fold
+    const auto scale = gamma / sigma_run;
+    return conv(xq, quantized_weight(weight * per_out(scale)), beta + (b0 - bn.running_mean) * scale);
+  }
+  if (fold_ == 4) {
+    const auto scale = gamma / sigma_run;
+    auto y = conv(xq, quantized_weight(weight * per_out(scale)), {}) / per_chan(scale) + per_chan(b0);
+    return at::batch_norm(y, gamma, beta, bn.running_mean, bn.running_var, /*training=*/true,
+                          bn.options.momentum().value_or(0.1), eps, /*cudnn_enabled=*/false);
+  }
+  // Strategies 2 and 3: an extra float conv gives the batch statistics (the bias cancels in BN).
+  at::Tensor mean, var;
+  {
+    auto y0 = at::conv2d(xq, weight, {}, {opt_.stride, opt_.stride}, {opt_.padding, opt_.padding}, {1, 1}, opt_.groups);
+    std::tie(mean, var) = batch_stats(y0);
+    update_running(bn, mean, var, y0.numel() / y0.size(1));
+  }
+  const at::Tensor sigma_b = at::sqrt(var + eps);
+  if (fold_ == 2)
+    return conv(xq, quantized_weight(weight * per_out(gamma / sigma_b)), beta - mean * gamma / sigma_b);
+  // fold_ == 3: y = conv(x, q(W*gamma/sigma_run)) * sigma_run/sigma_batch + beta - gamma*mean/sigma_batch
+  auto y = conv(xq, quantized_weight(weight * per_out(gamma / sigma_run)), {});
+  return y * per_chan(sigma_run / sigma_b) + per_chan(beta - mean * gamma / sigma_b);
+}
+
+void QConv2dImpl::set_bn_fold(int strategy) {
+  if (strategy < -1 || strategy > 4)
+    throw Error("BN folding strategy must be -1..4 (MQBench's ids), got " + std::to_string(strategy));
+  if (!bn_ || strategy == fold_) return;
+  if (fold_ == 0) throw Error("BN folding: a conv whose BN was merged (strategy 0) cannot change strategy");
+  if (strategy == 0) {  // merge once into the conv's weight and (new) bias
+    at::NoGradGuard ng;
+    auto& bn = *bn_;
+    const auto scale = bn.weight / at::sqrt(bn.running_var + bn.options.eps());
+    const at::Tensor b0 = bias.defined() ? bias.clone() : at::zeros({opt_.out_channels}, weight.options());
+    weight.mul_(per_out(scale));
+    auto merged = bn.bias + (b0 - bn.running_mean) * scale;
+    if (bias.defined())
+      bias.copy_(merged);
+    else
+      bias = register_parameter("bias", merged.detach().clone());
+    for (auto& p : bn.parameters()) p.set_requires_grad(false);
+  }
+  fold_ = strategy;
+}
+
+std::pair<at::Tensor, at::Tensor> QConv2dImpl::folded_weight_bias() const {
+  at::NoGradGuard ng;
+  const at::Tensor b0 = bias.defined() ? bias : at::zeros({opt_.out_channels}, weight.options());
+  if (!bn_ || fold_ <= 0) return {weight.detach(), b0.detach()};
+  const auto scale = bn_->weight / at::sqrt(bn_->running_var + bn_->options.eps());
+  return {(weight * per_out(scale)).detach(), (bn_->bias + (b0 - bn_->running_mean) * scale).detach()};
 }
 
 QLinearImpl::QLinearImpl(int64_t in_features, int64_t out_features, bool with_bias) {
@@ -87,6 +183,7 @@ QLinearImpl::QLinearImpl(int64_t in_features, int64_t out_features, bool with_bi
 }
 
 at::Tensor QLinearImpl::forward(const at::Tensor& x) {
+  if (deploy_) return deploy_(x);
   auto y = at::linear(quantized_input(x), quantized_weight(weight), bias);
   macs_ = weight.size(0) * weight.size(1);
   return y;
@@ -160,6 +257,17 @@ std::vector<FakeQuantizer*> QuantModel::quantizers() {
     for (auto* q : {ref.add->input_quantizer(0), ref.add->input_quantizer(1), ref.add->output_quantizer()})
       if (q) out.push_back(q);
   return out;
+}
+
+int apply_bn_fold(QuantModel& model, int strategy) {
+  int n = 0;
+  for (auto& ref : model.quant_layers()) {
+    auto* conv = dynamic_cast<QConv2dImpl*>(ref.layer);
+    if (!conv || !conv->bn()) continue;
+    conv->set_bn_fold(strategy);
+    ++n;
+  }
+  return n;
 }
 
 }  // namespace qbench::quant

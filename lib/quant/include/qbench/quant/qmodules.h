@@ -5,8 +5,10 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "qbench/quant/quantizer.h"
@@ -39,6 +41,13 @@ class QuantLayer {
   /// Multiply-accumulates for one sample, recorded by the last forward pass.
   int64_t macs_per_sample() const { return macs_; }
 
+  /// Integer deployment (lib/deploy): when set, the layer's whole fused computation (conv, its
+  /// folded BatchNorm and activation; or linear) is this function instead of the float one. The
+  /// tensors it receives and returns may be quantized (at::kQUInt8) tensors.
+  using DeployFn = std::function<at::Tensor(const at::Tensor&)>;
+  void set_deploy(DeployFn f) { deploy_ = std::move(f); }
+  bool deployed() const { return static_cast<bool>(deploy_); }
+
  protected:
   at::Tensor quantized_input(const at::Tensor& x) { return input_q_ ? input_q_->forward(x) : x; }
   at::Tensor quantized_weight(const at::Tensor& w) { return weight_q_ ? weight_q_->forward(w) : w; }
@@ -47,6 +56,7 @@ class QuantLayer {
   int64_t macs_ = 0;
   torch::nn::BatchNorm2dImpl* bn_ = nullptr;
   Act act_ = Act::None;
+  DeployFn deploy_;
 };
 
 struct QConv2dOptions {
@@ -57,7 +67,29 @@ struct QConv2dOptions {
 class QConv2dImpl : public torch::nn::Module, public QuantLayer {
  public:
   explicit QConv2dImpl(const QConv2dOptions& o);
+  /// The conv alone (quantized input and weight, own bias): what the layer computes when its BN
+  /// is not folded.
   at::Tensor forward(const at::Tensor& x);
+  /// conv -> BN partner -> activation, with the BN folded as set_bn_fold says: what the
+  /// architectures call. With no partner: conv -> activation.
+  at::Tensor forward_fused(const at::Tensor& x);
+  /// MQBench's BN folding strategies (Li et al. 2021, "MQBench", sec. 3.3; mqbench/nn/intrinsic/qat):
+  ///  -1  no folding: the raw weight is quantized, BN stays a float op after the conv
+  ///   0  merged once: W <- W*gamma/sigma_run, bias <- beta + (b - mu_run)*gamma/sigma_run; BN gone,
+  ///      statistics and BN parameters frozen (done at set_bn_fold(0); the conv gains a bias)
+  ///   1  folded on the fly with the frozen running statistics; gamma and beta train
+  ///   2  Jacob et al. 2018: training mode runs an extra float conv for the batch statistics and
+  ///      folds with them (running statistics updated); eval folds with the running ones
+  ///   3  Krishnamoorthi 2018: quantize the running-statistics fold, then correct the output by
+  ///      sigma_run/sigma_batch and the batch mean during training (extra float conv for the stats)
+  ///   4  PyTorch QAT ConvBn: quantize W*gamma/sigma_run, divide the output by gamma/sigma_run, then
+  ///      a real BN on batch statistics (training); eval equals the running-statistics fold
+  /// Needs a BN partner (no-op without one). Switching away from 0 after merging throws.
+  void set_bn_fold(int strategy);
+  int bn_fold() const { return fold_; }
+  /// The weight and bias the layer uses at inference (eval mode): for strategies 0..4 the
+  /// running-statistics fold, otherwise the raw weight and bias (zeros when the conv has none).
+  std::pair<at::Tensor, at::Tensor> folded_weight_bias() const;
   const char* layer_type() const override { return "conv2d"; }
   at::Tensor& weight_tensor() override { return weight; }
   const QConv2dOptions& options() const { return opt_; }
@@ -65,7 +97,10 @@ class QConv2dImpl : public torch::nn::Module, public QuantLayer {
 
  private:
   torch::nn::Module& as_module() override { return *this; }
+  at::Tensor conv(const at::Tensor& xq, const at::Tensor& w, const at::Tensor& b);
+  at::Tensor forward_folded(const at::Tensor& x);
   QConv2dOptions opt_;
+  int fold_ = -1;
 };
 TORCH_MODULE(QConv2d);
 
@@ -89,6 +124,10 @@ class QAddImpl : public torch::nn::Module {
  public:
   explicit QAddImpl(bool relu_after) : relu_(relu_after) {}
   at::Tensor forward(const at::Tensor& a, const at::Tensor& b);
+  /// Integer deployment (lib/deploy): when set, replaces forward (operands and result may be
+  /// quantized tensors).
+  using DeployFn = std::function<at::Tensor(const at::Tensor&, const at::Tensor&)>;
+  void set_deploy(DeployFn f) { deploy_ = std::move(f); }
   bool relu_after() const { return relu_; }
   /// Optional fake quantizer on the add's output (profiles that quantize adds attach one).
   void attach_output(std::shared_ptr<FakeQuantizer> q);
@@ -100,6 +139,7 @@ class QAddImpl : public torch::nn::Module {
  private:
   bool relu_;
   std::shared_ptr<FakeQuantizer> out_q_, in_a_, in_b_;
+  DeployFn deploy_;
 };
 TORCH_MODULE(QAdd);
 
@@ -151,5 +191,9 @@ class QuantModel : public torch::nn::Module {
   /// (operands, output).
   std::vector<FakeQuantizer*> quantizers();
 };
+
+/// Sets BN folding strategy `strategy` (-1..4, see QConv2dImpl::set_bn_fold) on every conv that
+/// declares a BN partner. Returns the number of convs folded.
+int apply_bn_fold(QuantModel& model, int strategy);
 
 }  // namespace qbench::quant
