@@ -46,10 +46,25 @@ json fp32_json(const TrainRecipe& r) {
           {"augment", r.augment}};
 }
 
-json ptq_json(const PtqRecipe& r) {
-  return {{"calib_images", r.calib_images},
-          {"calib_batch_size", r.calib_batch_size},
-          {"observer", {{"weight", r.observer.weight}, {"activation", r.observer.activation}}}};
+/// The PTQ recipe as it applies to one algorithm: reconstruction settings only for algorithms that
+/// reconstruct, the calibration source only when it is not the training data (so the keys of
+/// cells that neither reconstruct nor synthesise stay what they were).
+json ptq_json(const PtqRecipe& r, bool reconstruction) {
+  json j = {{"calib_images", r.calib_images},
+            {"calib_batch_size", r.calib_batch_size},
+            {"observer", {{"weight", r.observer.weight}, {"activation", r.observer.activation}}}};
+  if (reconstruction) {
+    const ReconRecipe& c = r.reconstruction;
+    j["reconstruction"] = {{"iters", c.iters},   {"batch_size", c.batch_size}, {"lambda", c.lambda},
+                           {"beta_start", c.beta_start}, {"beta_end", c.beta_end}, {"warmup", c.warmup},
+                           {"lr", c.lr},         {"act_lr", c.act_lr},         {"drop_prob", c.drop_prob},
+                           {"mse_p", c.mse_p}};
+  }
+  if (r.calibration.source != "data") {
+    const CalibrationRecipe& c = r.calibration;
+    j["calibration"] = {{"source", c.source}, {"iters", c.iters}, {"lr", c.lr}, {"batch_size", c.batch_size}};
+  }
+  return j;
 }
 
 /// The recipe after the algorithm's overrides, its init size and the overrides themselves (so two
@@ -84,9 +99,9 @@ void add_arch_options(json& j, const Matrix& m, const std::string& arch) {
   j["arch_options"] = std::move(a);
 }
 
-Cell make_cell(const Matrix& m, const std::string& arch, uint64_t seed, const std::string& algorithm,
-               const std::string& kind, const std::string& profile, BitWidth bits,
-               const std::string& baseline_key) {
+Cell make_cell(const Matrix& m, const Catalog& catalog, const std::string& arch, uint64_t seed,
+               const std::string& algorithm, const std::string& kind, const std::string& profile, BitWidth bits,
+               const std::string& baseline_key, int bn_fold = -1, bool bn_fold_from_matrix = false) {
   const bool baseline = algorithm == kBaselineAlgorithm;
   Cell c;
   c.dataset = m.dataset.name;
@@ -109,10 +124,18 @@ Cell make_cell(const Matrix& m, const std::string& arch, uint64_t seed, const st
             {"eval", eval_json(m.eval)},
             {"latency", latency_json(m.latency)}};
   add_arch_options(j, m, arch);
-  if (kind == "qat")
+  if (kind == "qat") {
     j["qat"] = qat_json(m, algorithm);
-  else if (!baseline)
-    j["ptq"] = ptq_json(m.ptq);
+  } else if (!baseline) {
+    const AlgorithmInfo* info = catalog.find_algorithm(algorithm);
+    j["ptq"] = ptq_json(m.ptq, info && info->reconstruction);
+  }
+  if (!baseline) {
+    c.bn_fold = bn_fold;
+    c.bn_fold_from_matrix = bn_fold_from_matrix;
+    j["bn_fold"] = bn_fold;
+    if (bn_fold_from_matrix) j["bn_fold_from"] = "matrix";
+  }
   c.resolved = std::move(j);
   c.baseline_key = baseline_key;
   // The baseline cell is keyed by its training recipe alone, so its key names the checkpoint.
@@ -128,8 +151,9 @@ bool parse_seed(const std::string& s, uint64_t& out) {
 
 /// An exclude entry matches when every key it has equals the combination's value.
 bool matches(const AxisAssignment& e, const std::string& algorithm, const BitWidth& bits,
-             const std::string& arch, const std::string& profile, uint64_t seed) {
+             const std::string& arch, const std::string& profile, uint64_t seed, const std::string& bn_fold) {
   for (const auto& [axis, value] : e) {
+    if (axis == "bn_fold" && value != bn_fold) return false;
     if (axis == "algorithm" && value != algorithm) return false;
     if (axis == "arch" && value != arch) return false;
     if (axis == "profile" && value != profile) return false;
@@ -169,12 +193,13 @@ class Expander {
           const std::string kind = kind_of(algorithm, "matrix.algorithm", SourceMark{});
           for (const auto& bits : m_.bits) {
             if (bits.is_float()) continue;  // a quantizer at 32/32 bits is the baseline again
-            for (const auto& profile : m_.profiles) {
-              bool excluded = false;
-              for (const auto& e : m_.exclude)
-                if (matches(e, algorithm, bits, arch, profile, seed)) excluded = true;
-              if (!excluded) add(g, algorithm, kind, bits, profile);
-            }
+            for (const auto& profile : m_.profiles)
+              for (const auto& fold : m_.bn_folds) {
+                bool excluded = false;
+                for (const auto& e : m_.exclude)
+                  if (matches(e, algorithm, bits, arch, profile, seed, fold)) excluded = true;
+                if (!excluded) add(g, algorithm, kind, bits, profile, fold);
+              }
           }
         }
       }
@@ -209,17 +234,23 @@ class Expander {
     g.arch = arch;
     g.seed = seed;
     g.baseline_key = sha256_hex(baseline_config(m_, arch, seed).dump());
-    g.cells.push_back(make_cell(m_, arch, seed, kBaselineAlgorithm, "fp32", kBaselineProfile, BitWidth{32, 32},
+    g.cells.push_back(make_cell(m_, cat_, arch, seed, kBaselineAlgorithm, "fp32", kBaselineProfile, BitWidth{32, 32},
                                 g.baseline_key));
     groups_.push_back(std::move(g));
     return groups_.back();
   }
 
+  /// `fold` is "profile" (the profile's strategy) or "-1".."4" (the bn_fold axis).
   void add(Group& g, const std::string& algorithm, const std::string& kind, const BitWidth& bits,
-           const std::string& profile) {
-    std::string id = algorithm + "|" + bits.label() + "|" + profile;
+           const std::string& profile, const std::string& fold) {
+    auto pf = cat_.profile_bn_fold.find(profile);
+    const int profile_fold = pf != cat_.profile_bn_fold.end() ? pf->second : -1;
+    const bool from_matrix = fold != "profile" && std::stoi(fold) != profile_fold;
+    const int effective = fold == "profile" ? profile_fold : std::stoi(fold);
+    std::string id = algorithm + "|" + bits.label() + "|" + profile + "|" + std::to_string(effective);
     if (!g.ids.insert(id).second) return;
-    g.cells.push_back(make_cell(m_, g.arch, g.seed, algorithm, kind, profile, bits, g.baseline_key));
+    g.cells.push_back(make_cell(m_, cat_, g.arch, g.seed, algorithm, kind, profile, bits, g.baseline_key, effective,
+                                from_matrix));
     Cell& c = g.cells.back();
     if (auto h = cat_.profile_hashes.find(profile); h != cat_.profile_hashes.end()) {
       c.resolved["profile_sha256"] = h->second;
@@ -245,9 +276,10 @@ class Expander {
     for (uint64_t s : m_.seeds) seed_strings.push_back(std::to_string(s));
 
     for (const auto& [axis, v] : e)
-      if (axis != "algorithm" && axis != "bits" && axis != "arch" && axis != "profile" && axis != "seed")
+      if (axis != "algorithm" && axis != "bits" && axis != "arch" && axis != "profile" && axis != "seed" &&
+          axis != "bn_fold")
         fail(at, path, "unknown key '" + axis + "'" +
-                           did_you_mean(axis, {"algorithm", "bits", "arch", "profile", "seed"}));
+                           did_you_mean(axis, {"algorithm", "bits", "arch", "profile", "seed", "bn_fold"}));
 
     const std::string algorithm = value("algorithm", m_.algorithms);
     const std::string arch = value("arch", m_.archs);
@@ -275,7 +307,7 @@ class Expander {
       fail(at, path,
            "bits fp32 with algorithm '" + algorithm + "' is the FP32 baseline (write algorithm: fp32 to include it)");
     const std::string profile = value("profile", m_.profiles);
-    add(group(arch, seed), algorithm, kind, bits, profile);
+    add(group(arch, seed), algorithm, kind, bits, profile, value("bn_fold", m_.bn_folds));
   }
 
   const Matrix& m_;

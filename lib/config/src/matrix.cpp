@@ -110,8 +110,10 @@ class Parser : public yaml::Reader {
     std::string s = string_value(it);
     if (cat_.find_algorithm(s)) return s;
     auto planned = cat_.planned_algorithms.find(s);
-    if (planned != cat_.planned_algorithms.end())
+    if (planned != cat_.planned_algorithms.end()) {
+      if (planned->second.rfind("a calibration source", 0) == 0) fail(it, "'" + s + "' is " + planned->second);
       fail(it, "algorithm '" + s + "' is not implemented yet: " + planned->second);
+    }
     std::vector<std::string> names;
     for (const auto& a : cat_.algorithms) names.push_back(a.name);
     fail(it, "unknown algorithm '" + s + "'" + did_you_mean(s, names));
@@ -161,15 +163,25 @@ class Parser : public yaml::Reader {
   AxisAssignment assignment(const Item& it) const {
     if (!it.node.IsMap())
       fail(it, "expected a map over algorithm, bits, arch, profile, seed, got " + found(it.node));
-    MapView m(*this, it, {"algorithm", "bits", "arch", "profile", "seed"}, "");
-    if (m.empty()) fail(it, "expected at least one of algorithm, bits, arch, profile, seed");
+    MapView m(*this, it, {"algorithm", "bits", "arch", "profile", "seed", "bn_fold"}, "");
+    if (m.empty()) fail(it, "expected at least one of algorithm, bits, arch, profile, seed, bn_fold");
     AxisAssignment a;
     if (m.has("algorithm")) a["algorithm"] = algorithm(m.get("algorithm"));
     if (m.has("bits")) a["bits"] = bits(m.get("bits")).label();
     if (m.has("arch")) a["arch"] = known_name(m.get("arch"), "arch", cat_.archs);
     if (m.has("profile")) a["profile"] = profile(m.get("profile"));
     if (m.has("seed")) a["seed"] = std::to_string(unsigned_integer(m.get("seed")));
+    if (m.has("bn_fold")) a["bn_fold"] = bn_fold(m.get("bn_fold"));
     return a;
+  }
+
+  /// A BN folding strategy: `profile` or an integer -1..4 (MQBench's ids).
+  std::string bn_fold(const Item& it) const {
+    if (it.node.IsScalar() && it.node.Scalar() == "profile") return "profile";
+    int64_t v = 0;
+    if (!is_plain(it) || !parse_int64(it.node.Scalar(), v) || v < -1 || v > 4)
+      fail(it, "expected a BN folding strategy -1..4 (MQBench's ids) or 'profile', got " + found(it.node));
+    return std::to_string(v);
   }
 
   const Catalog& catalog() const { return cat_; }
@@ -382,10 +394,36 @@ void Parser::parse_pipeline(const Item& it, Matrix& m) const {
     check_warmup(f, m.fp32);
   }
   if (p.has("ptq")) {
-    MapView q(*this, p.get("ptq"), {"calib_images", "calib_batch_size", "observer"}, "");
+    MapView q(*this, p.get("ptq"), {"calib_images", "calib_batch_size", "observer", "reconstruction", "calibration"}, "");
     if (q.has("calib_images")) m.ptq.calib_images = integer(q.get("calib_images"), 1);
     if (q.has("calib_batch_size")) m.ptq.calib_batch_size = int32(q.get("calib_batch_size"), 1);
     if (q.has("observer")) parse_observer(q.get("observer"), m.ptq.observer);
+    if (q.has("reconstruction")) {
+      MapView r(*this, q.get("reconstruction"),
+                {"iters", "batch_size", "lambda", "beta_start", "beta_end", "warmup", "lr", "act_lr", "drop_prob",
+                 "mse_p", "cache_mb"},
+                "");
+      auto& rc = m.ptq.reconstruction;
+      if (r.has("iters")) rc.iters = integer(r.get("iters"), 1);
+      if (r.has("batch_size")) rc.batch_size = int32(r.get("batch_size"), 1);
+      if (r.has("lambda")) rc.lambda = number(r.get("lambda"), 0.0, true);
+      if (r.has("beta_start")) rc.beta_start = number(r.get("beta_start"), 0.0, false);
+      if (r.has("beta_end")) rc.beta_end = number(r.get("beta_end"), 0.0, false);
+      if (r.has("warmup")) rc.warmup = number(r.get("warmup"), 0.0, true, 1.0, false);
+      if (r.has("lr")) rc.lr = number(r.get("lr"), 0.0, false);
+      if (r.has("act_lr")) rc.act_lr = number(r.get("act_lr"), 0.0, true);
+      if (r.has("drop_prob")) rc.drop_prob = number(r.get("drop_prob"), 0.0, true, 1.0, true);
+      if (r.has("mse_p")) rc.mse_p = number(r.get("mse_p"), 0.0, false);
+      if (r.has("cache_mb")) rc.cache_mb = integer(r.get("cache_mb"), 1);
+    }
+    if (q.has("calibration")) {
+      MapView c(*this, q.get("calibration"), {"source", "iters", "lr", "batch_size"}, "");
+      auto& cr = m.ptq.calibration;
+      if (c.has("source")) cr.source = known_name(c.get("source"), "calibration source", {"data", "zeroq", "dsg"});
+      if (c.has("iters")) cr.iters = integer(c.get("iters"), 1);
+      if (c.has("lr")) cr.lr = number(c.get("lr"), 0.0, false);
+      if (c.has("batch_size")) cr.batch_size = int32(c.get("batch_size"), 1);
+    }
   }
   if (p.has("qat")) parse_qat(p.get("qat"), m.qat);
   if (p.has("eval")) {
@@ -403,7 +441,7 @@ void Parser::parse_pipeline(const Item& it, Matrix& m) const {
 
 void Parser::parse_axes(const Item& it, Matrix& m) const {
   if (!it.node.IsMap()) fail(it, "expected a map of axes (algorithm, bits, arch, ...), got " + found(it.node));
-  MapView x(*this, it, {"algorithm", "bits", "arch", "profile", "seed", "exclude", "include"}, "");
+  MapView x(*this, it, {"algorithm", "bits", "arch", "profile", "seed", "bn_fold", "exclude", "include"}, "");
 
   for (const auto& a : axis_items(x.require("algorithm"))) push_unique(m.algorithms, algorithm(a));
 
@@ -430,6 +468,11 @@ void Parser::parse_axes(const Item& it, Matrix& m) const {
     for (const auto& s : axis_items(x.get("seed"))) push_unique(m.seeds, unsigned_integer(s));
   } else {
     m.seeds = {0};
+  }
+
+  if (x.has("bn_fold")) {
+    m.bn_folds.clear();
+    for (const auto& b : axis_items(x.get("bn_fold"))) push_unique(m.bn_folds, bn_fold(b));
   }
 
   if (x.has("exclude")) {

@@ -27,12 +27,16 @@ void ensure_registered() {
 config::Catalog build_catalog() {
   ensure_registered();
   config::Catalog c;
-  for (const auto& e : quant::algorithm_registry().entries()) c.algorithms.push_back({e.first, e.second.kind});
+  for (const auto& e : quant::algorithm_registry().entries())
+    c.algorithms.push_back({e.first, e.second.kind, e.second.reconstruction});
   c.archs = models::arch_registry().names();
   c.datasets = data::dataset_registry().names();
   for (const auto& e : data::dataset_registry().entries()) c.dataset_options[e.first] = e.second.options;
   c.profiles = quant::profile_registry().names();
-  for (const auto& e : quant::profile_registry().entries()) c.profile_hashes[e.first] = e.second.spec.canonical_sha256();
+  for (const auto& e : quant::profile_registry().entries()) {
+    c.profile_hashes[e.first] = e.second.spec.canonical_sha256();
+    c.profile_bn_fold[e.first] = e.second.bn_fold;
+  }
   for (const auto& e : quant::profile_registry().entries())
     if (!e.second.spec.not_implemented.empty())
       c.unrunnable_profiles[e.first] = join(e.second.spec.not_implemented, "; ");
@@ -40,8 +44,11 @@ config::Catalog build_catalog() {
   for (const char* n : {"lsq", "lsq+", "pact", "dsq", "dorefa", "apot", "qil", "tqt", "binary"})
     if (!quant::algorithm_registry().contains(n)) c.planned_algorithms[n] = qat;
   for (const auto& e : quant::observer_registry().entries()) c.observers.push_back(e.first);
-  const std::string adv = "advanced PTQ is planned (issue: AdaRound, BRECQ, QDrop and data-free calibration)";
-  for (const char* n : {"adaround", "brecq", "qdrop", "zeroq", "dsg"}) c.planned_algorithms[n] = adv;
+  const std::string adv = "planned reconstruction PTQ method (not built yet)";
+  for (const char* n : {"adaround", "brecq", "qdrop"})
+    if (!quant::algorithm_registry().contains(n)) c.planned_algorithms[n] = adv;
+  const std::string src = "a calibration source, not an algorithm: set pipeline.ptq.calibration.source";
+  for (const char* n : {"zeroq", "dsg"}) c.planned_algorithms[n] = src;
   return c;
 }
 

@@ -299,6 +299,31 @@ void Session::finetune_qat(const Cell& cell, quant::QuantModel& model) {
   fs::remove_all(dir);  // the row is what persists; per-epoch checkpoints only serve resumption
 }
 
+quant::ReconParams recon_params(const config::ReconRecipe& r) {
+  quant::ReconParams p;
+  p.iters = r.iters;
+  p.batch_size = r.batch_size;
+  p.lambda = r.lambda;
+  p.beta_start = r.beta_start;
+  p.beta_end = r.beta_end;
+  p.warmup = r.warmup;
+  p.lr = r.lr;
+  p.act_lr = r.act_lr;
+  p.drop_prob = r.drop_prob;
+  p.mse_p = r.mse_p;
+  p.cache_mb = r.cache_mb;
+  return p;
+}
+
+quant::CalibrationParams calibration_params(const config::CalibrationRecipe& r) {
+  quant::CalibrationParams p;
+  p.source = r.source;
+  p.iters = r.iters;
+  p.lr = r.lr;
+  p.batch_size = r.batch_size;
+  return p;
+}
+
 store::CellResult Session::execute(const Cell& cell, int index, int total) {
   auto t0 = std::chrono::steady_clock::now();
   status_ = "[" + std::to_string(index) + "/" + std::to_string(total) + "] " + cell_label(cell);
@@ -322,6 +347,12 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
     ctx.calib_batch_size = m_.ptq.calib_batch_size;
     ctx.weight_observer = m_.ptq.observer.weight;
     ctx.activation_observer = m_.ptq.observer.activation;
+    ctx.recon = recon_params(m_.ptq.reconstruction);
+    ctx.calibration = calibration_params(m_.ptq.calibration);
+    // BN folding (the profile's strategy, or the matrix's bn_fold axis) before any quantizer sees
+    // a weight: strategy 0 merges the BN into the conv once, 1..4 fold on the fly.
+    ctx.bn_fold = cell.bn_fold;
+    if (cell.bn_fold >= 0) quant::apply_bn_fold(*model, cell.bn_fold);
     if (entry.kind == "ptq") {
       ctx.calib_images =
           data::load_all(*data::seeded_subset(train_split(cell.seed), m_.ptq.calib_images,
@@ -339,6 +370,7 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
     auto tq = std::chrono::steady_clock::now();
     algo->apply(*model, ctx);
     r.quant_wall_s = seconds_since(tq);
+    r.details = std::move(ctx.details);
     latency_source = "measured-fakequant";
   }
 

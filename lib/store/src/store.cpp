@@ -3,11 +3,15 @@
 #include <sqlite3.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <iterator>
+#include <map>
 #include <unordered_map>
 #include <utility>
+
+#include <nlohmann/json.hpp>
 
 #include "qbench/common/errors.h"
 #include "qbench/common/strings.h"
@@ -143,6 +147,21 @@ class Transaction {
   bool committed_ = false;
 };
 
+// Detail values as a JSON object text (NaN/Inf become null: JSON has no such numbers).
+std::string values_json(const std::map<std::string, double>& v) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [k, x] : v) j[k] = std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr);
+  return j.dump();
+}
+
+std::map<std::string, double> parse_values_json(const std::string& text) {
+  std::map<std::string, double> out;
+  const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return out;
+  for (const auto& [k, x] : j.items()) out[k] = x.is_number() ? x.get<double>() : std::nan("");
+  return out;
+}
+
 // Schema migrations, applied in order; `PRAGMA user_version` records the last one applied.
 // A new schema version appends an entry here and never edits an earlier one.
 struct Migration {
@@ -221,6 +240,19 @@ ALTER TABLE results ADD COLUMN deploy_top1      REAL;
 ALTER TABLE results ADD COLUMN deploy_agreement REAL;
 ALTER TABLE results ADD COLUMN logit_cosine     REAL;
 ALTER TABLE results ADD COLUMN sqnr_db          REAL;
+)sql"},
+    // Per-cell detail rows (per-layer deployment SQNR, per-unit reconstruction loss...), replaced
+    // together with their result row.
+    {3, R"sql(
+CREATE TABLE cell_details (
+  result_id   INTEGER NOT NULL REFERENCES results(id),
+  section     TEXT NOT NULL,
+  position    INTEGER NOT NULL,
+  name        TEXT NOT NULL,
+  values_json TEXT NOT NULL,
+  text        TEXT NOT NULL,
+  PRIMARY KEY (result_id, section, position)
+);
 )sql"},
 };
 
@@ -542,6 +574,25 @@ int64_t Store::put_result(const CellResult& r) {
     q->run();
   }
   {
+    Query q(cache_->get("DELETE FROM cell_details WHERE result_id = :id"));
+    q->bind(":id", id).run();
+  }
+  {
+    std::map<std::string, int> next;  // position within each section
+    for (const auto& d : r.details) {
+      Query q(cache_->get(
+          "INSERT INTO cell_details (result_id, section, position, name, values_json, text) "
+          "VALUES (:id, :section, :position, :name, :values_json, :text)"));
+      q->bind(":id", id)
+          .bind(":section", d.section)
+          .bind(":position", next[d.section]++)
+          .bind(":name", d.name)
+          .bind(":values_json", values_json(d.values))
+          .bind(":text", d.text)
+          .run();
+    }
+  }
+  {
     Query q(cache_->get(
         "UPDATE run_cells SET action = 'run', result_id = :id WHERE run_id = :run_id AND cell_key = :key"));
     q->bind(":id", id).bind(":run_id", r.run_id).bind(":key", r.cell_key).run();
@@ -578,6 +629,16 @@ std::vector<ReportRow> Store::report_rows(int64_t run_id) const {
     if (!q->is_null(6)) row.result = read_result(*q, 6);
     out.push_back(std::move(row));
   }
+  return out;
+}
+
+CellDetails Store::details(int64_t result_id, const std::string& section) const {
+  Query q(cache_->get(
+      "SELECT section, name, values_json, text FROM cell_details WHERE result_id = :id "
+      "AND (:section = '' OR section = :section) ORDER BY section, position"));
+  q->bind(":id", result_id).bind(":section", section);
+  CellDetails out;
+  while (q->step()) out.push_back({q->text(0), q->text(1), parse_values_json(q->text(2)), q->text(3)});
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include <sqlite3.h>
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <fstream>
 #include <limits>
 
@@ -493,14 +494,15 @@ TEST_CASE("store: a version-1 file gains the nullable sim-to-deploy columns and 
     RawDb raw(path);
     raw.exec("ALTER TABLE results DROP COLUMN deploy_top1; ALTER TABLE results DROP COLUMN deploy_agreement; "
              "ALTER TABLE results DROP COLUMN logit_cosine; ALTER TABLE results DROP COLUMN sqnr_db; "
-             "PRAGMA user_version = 1;");
+             "DROP TABLE cell_details; PRAGMA user_version = 1;");
     CHECK(raw.text("SELECT count(*) FROM pragma_table_info('results') WHERE name = 'sqnr_db'") == "0");
   }
   Store s(path);
   CHECK(s.user_version() == Store::schema_version());
-  CHECK(Store::schema_version() == 2);
+  CHECK(Store::schema_version() == 3);
   auto all = s.all_results();
   REQUIRE(all.size() == 1);
+  CHECK(s.details(all[0].id).empty());  // the v3 table exists and the old row has no details
   CHECK(all[0].top1 == 88.5);
   CHECK_FALSE(all[0].deploy_top1);
   CHECK_FALSE(all[0].sqnr_db);
@@ -509,4 +511,36 @@ TEST_CASE("store: a version-1 file gains the nullable sim-to-deploy columns and 
   r.deploy_agreement = 98.5;
   s.put_result(r);
   CHECK(s.finished_result("k2")->deploy_agreement == 98.5);
+}
+
+TEST_CASE("store: detail rows round-trip per section in order and are replaced with their result", "[store]") {
+  Store s(":memory:");
+  const int64_t run = s.begin_run(sample_run());
+  CellResult r = sample_result(run, "k1");
+  r.details.push_back({"deploy_layers", "conv1", {{"sqnr_db", 41.5}, {"max_abs_err", 0.02}}, ""});
+  r.details.push_back({"recon_units", "layer1.0", {{"final_loss", 0.125}}, "block"});
+  r.details.push_back({"deploy_layers", "layer1.0.conv1", {{"sqnr_db", std::nan("")}}, "diverges here"});
+  const int64_t id = s.put_result(r);
+
+  auto all = s.details(id);
+  REQUIRE(all.size() == 3);
+  auto deploy = s.details(id, "deploy_layers");
+  REQUIRE(deploy.size() == 2);
+  CHECK(deploy[0].name == "conv1");  // insertion order within the section
+  CHECK(deploy[0].values.at("sqnr_db") == 41.5);
+  CHECK(deploy[0].values.at("max_abs_err") == 0.02);
+  CHECK(deploy[1].name == "layer1.0.conv1");
+  CHECK(std::isnan(deploy[1].values.at("sqnr_db")));  // stored as JSON null, read back as NaN
+  CHECK(deploy[1].text == "diverges here");
+  auto recon = s.details(id, "recon_units");
+  REQUIRE(recon.size() == 1);
+  CHECK(recon[0].text == "block");
+  CHECK(s.details(id, "nothing").empty());
+
+  // Re-running the cell in the same run replaces the row and its details (no duplicates).
+  r.details = {{"deploy_layers", "fc", {{"sqnr_db", 30.0}}, ""}};
+  CHECK(s.put_result(r) == id);
+  auto again = s.details(id);
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].name == "fc");
 }

@@ -70,11 +70,39 @@ struct ObserverChoice {
   std::string activation = "minmax";
 };
 
+/// Layer/block reconstruction (AdaRound, BRECQ, QDrop): the papers' defaults (BRECQ / QDrop code,
+/// MQBench configs; /work/shared/reference/algorithms.md). YAML: pipeline.ptq.reconstruction.
+/// Joins the key of cells whose algorithm reconstructs (AlgorithmInfo::reconstruction).
+struct ReconRecipe {
+  int64_t iters = 20000;     ///< optimisation steps per unit
+  int batch_size = 32;
+  double lambda = 0.01;      ///< rounding regulariser weight
+  double beta_start = 20.0;  ///< annealed linearly to beta_end after the warm-up
+  double beta_end = 2.0;
+  double warmup = 0.2;       ///< fraction of iters without the regulariser
+  double lr = 1e-3;          ///< Adam on the rounding variables
+  double act_lr = 4e-5;      ///< Adam (cosine) on LSQ activation step sizes
+  double drop_prob = 0.5;    ///< QDrop: probability an input element is quantized
+  double mse_p = 2.4;        ///< Lp norm of the MSE observers that initialise the scales
+  int64_t cache_mb = 1024;   ///< unit caches above this size go to disk (not in the key)
+};
+
+/// Where calibration images come from. YAML: pipeline.ptq.calibration. `data` (the default) keeps
+/// the key of existing cells; zeroq/dsg synthesise images from the FP32 model's BN statistics.
+struct CalibrationRecipe {
+  std::string source = "data";  ///< data | zeroq | dsg
+  int64_t iters = 500;          ///< synthesis steps per batch (ZeroQ's code: 500)
+  double lr = 0.5;              ///< Adam on the images (ZeroQ's code: 0.5)
+  int batch_size = 32;          ///< images synthesised together
+};
+
 /// Post-training quantization calibration.
 struct PtqRecipe {
   int64_t calib_images = 1024;  ///< drawn reproducibly (per seed) from the training split
   int calib_batch_size = 256;
   ObserverChoice observer;      ///< YAML: `observer: NAME` (both) or `{weight: NAME, activation: NAME}`
+  ReconRecipe reconstruction;
+  CalibrationRecipe calibration;
 };
 
 /// Quantization-aware fine-tuning from the FP32 checkpoint: the recipe for every QAT algorithm,
@@ -138,6 +166,9 @@ struct Matrix {
   std::vector<std::string> archs;
   std::vector<std::string> profiles;
   std::vector<uint64_t> seeds;
+  /// BN folding strategies (MQBench's ablation axis): "profile" (the profile's own strategy, the
+  /// default) or "-1".."4". Quantized cells only.
+  std::vector<std::string> bn_folds{"profile"};
   std::vector<AxisAssignment> exclude;
   std::vector<AxisAssignment> include;
   /// Where each `include` entry starts in the file (parallel to `include`; may be shorter when the
@@ -150,6 +181,7 @@ struct Matrix {
 struct AlgorithmInfo {
   std::string name;
   std::string kind;  ///< "fp32", "ptq" or "qat"
+  bool reconstruction = false;  ///< reads pipeline.ptq.reconstruction (joins its cells' keys)
 };
 struct Catalog {
   std::vector<AlgorithmInfo> algorithms;
@@ -164,6 +196,8 @@ struct Catalog {
   /// Profile -> sha256 of its canonical content: joins every quantized cell's key, so editing a
   /// profile file never lets a resumed run reuse results computed under the old definition.
   std::map<std::string, std::string> profile_hashes;
+  /// Profile -> its BN folding strategy (-1..4); a profile without an entry counts as -1.
+  std::map<std::string, int> profile_bn_fold;
   std::vector<std::string> observers;  ///< range observers usable in pipeline.ptq.observer
   /// Names that are known methods but not implemented yet -> message shown to the user.
   std::map<std::string, std::string> planned_algorithms;
@@ -196,6 +230,8 @@ struct Cell {
   std::string profile;    ///< "none" for the baseline cell
   BitWidth bits;
   uint64_t seed = 0;
+  int bn_fold = -1;              ///< effective BN folding strategy (quantized cells)
+  bool bn_fold_from_matrix = false;  ///< set by the bn_fold axis rather than the profile
   nlohmann::json resolved;   ///< canonical resolved configuration (what the key hashes)
   std::string key;           ///< sha256 hex of resolved.dump(); the baseline cell uses baseline_key
   std::string baseline_key;  ///< key of this cell's FP32 baseline (== key for the baseline cell)

@@ -73,6 +73,7 @@ struct AlgorithmEntry {
   std::string kind;  ///< "ptq" | "qat" | "fp32"
   std::string description;
   std::function<std::unique_ptr<Algorithm>()> make;  ///< null for fp32
+  bool reconstruction = false;  ///< reads AlgorithmContext::recon (pipeline.ptq.reconstruction)
 };
 
 /// Filled by the components that implement algorithms (see runner/registries.cpp).

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "qbench/common/detail.h"
+
 struct sqlite3;
 
 namespace qbench::store {
@@ -65,6 +67,9 @@ struct CellResult {
   /// same in simulation and deployment (percent), the mean cosine similarity of their logits, and
   /// the signal-to-quantization-noise ratio of the deployed logits against the simulated ones (dB).
   std::optional<double> deploy_top1, deploy_agreement, logit_cosine, sqnr_db;
+  /// Detail rows written with the result (table cell_details; not filled by the readers of
+  /// results rows: use Store::details).
+  CellDetails details;
 };
 
 /// A cell as a run planned it: either executed (result_id names its row) or skipped because an
@@ -114,6 +119,8 @@ class Store {
   int64_t put_result(const CellResult& r);
   /// The run's planned cells joined with their results, in plan order.
   std::vector<ReportRow> report_rows(int64_t run_id) const;
+  /// The detail rows of one result, by section then position; `section` "" = every section.
+  CellDetails details(int64_t result_id, const std::string& section = "") const;
   /// All results rows (every run), oldest first.
   std::vector<CellResult> all_results() const;
 
