@@ -26,6 +26,7 @@
 #include "qbench/data/dataset.h"
 #include "qbench/models/models.h"
 #include "qbench/models/safetensors.h"
+#include "qbench/ptq/datafree.h"
 #include "qbench/quant/algorithm.h"
 #include "qbench/quant/profile.h"
 #include "qbench/runner/registries.h"
@@ -349,11 +350,26 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
     ctx.activation_observer = m_.ptq.observer.activation;
     ctx.recon = recon_params(m_.ptq.reconstruction);
     ctx.calibration = calibration_params(m_.ptq.calibration);
-    // BN folding (the profile's strategy, or the matrix's bn_fold axis) before any quantizer sees
-    // a weight: strategy 0 merges the BN into the conv once, 1..4 fold on the fly.
-    ctx.bn_fold = cell.bn_fold;
-    if (cell.bn_fold >= 0) quant::apply_bn_fold(*model, cell.bn_fold);
-    if (entry.kind == "ptq") {
+    ctx.progress = [this](double f, const std::string& what) {
+      report(what + " " + std::to_string(static_cast<int>(f * 100)) + "%");
+    };
+    auto tq = std::chrono::steady_clock::now();
+    if (entry.kind == "ptq" && ctx.calibration.source != "data") {
+      // Data-free calibration: images synthesised from the FP32 model's BN statistics (before
+      // any folding merges the BNs away), as many as calibration on data would draw.
+      const auto& shape = ds_shape_->first;
+      auto syn = ptq::synthesize_calibration(*model, ctx.calibration.source, ctx.calibration, m_.ptq.calib_images,
+                                             {shape.channels, shape.height, shape.width},
+                                             data::derive_seed(cell.seed, "synthetic-calib"), ctx.progress);
+      ctx.calib_images = syn.images;
+      r.details.push_back({"calibration", ctx.calibration.source,
+                           {{"seconds", syn.seconds}, {"images", static_cast<double>(syn.images.size(0))},
+                            {"iters", static_cast<double>(syn.iters)}, {"initial_bn_loss", syn.initial_bn_loss},
+                            {"final_bn_loss", syn.final_bn_loss}},
+                           "synthesised calibration images (no training data)"});
+      log_info("synthesised " + std::to_string(syn.images.size(0)) + " calibration images with " +
+               ctx.calibration.source + " in " + std::to_string(syn.seconds) + " s");
+    } else if (entry.kind == "ptq") {
       ctx.calib_images =
           data::load_all(*data::seeded_subset(train_split(cell.seed), m_.ptq.calib_images,
                                               data::derive_seed(cell.seed, "calib")))
@@ -364,13 +380,13 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
                             .images;
       ctx.finetune = [this, &cell](quant::QuantModel& qm) { finetune_qat(cell, qm); };
     }
-    ctx.progress = [this](double f, const std::string& what) {
-      report(what + " " + std::to_string(static_cast<int>(f * 100)) + "%");
-    };
-    auto tq = std::chrono::steady_clock::now();
+    // BN folding (the profile's strategy, or the matrix's bn_fold axis) before any quantizer sees
+    // a weight: strategy 0 merges the BN into the conv once, 1..4 fold on the fly.
+    ctx.bn_fold = cell.bn_fold;
+    if (cell.bn_fold >= 0) quant::apply_bn_fold(*model, cell.bn_fold);
     algo->apply(*model, ctx);
-    r.quant_wall_s = seconds_since(tq);
-    r.details = std::move(ctx.details);
+    r.quant_wall_s = seconds_since(tq);  // synthesis of data-free calibration images included
+    for (auto& d : ctx.details) r.details.push_back(std::move(d));
     latency_source = "measured-fakequant";
   }
 
