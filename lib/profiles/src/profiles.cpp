@@ -3,6 +3,7 @@
 #include "qbench/profiles/profiles.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -59,10 +60,38 @@ std::string SchemeSpec::canonical() const {
          ";max_bits=" + std::to_string(max_bits) + ";observer=" + observer + ";fake_quant=" + fake_quant;
 }
 
+namespace {
+// Empty when undeclared, so profiles without figures keep their hashes.
+std::string roofline_canonical(const RooflineSpec& r) {
+  if (!r.declared()) return "";
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "roofline=%.6g TOPS,%.6g GB/s\n", r.peak_int8_tops, r.mem_bandwidth_gbs);
+  return buf;
+}
+}  // namespace
+
+double roofline_layer_ms(const RooflineSpec& r, const LayerCost& l, int64_t batch, int w_bits, int a_bits) {
+  if (!r.declared()) throw Error("roofline: the profile declares no peak throughput and bandwidth");
+  const double b = static_cast<double>(batch);
+  const double ops = 2.0 * static_cast<double>(l.macs) * b;
+  const double bytes = static_cast<double>(l.weight_elems) * w_bits / 8.0 +
+                       static_cast<double>(l.in_elems + l.out_elems) * b * a_bits / 8.0;
+  const double compute_s = ops / (r.peak_int8_tops * 1e12);
+  const double memory_s = bytes / (r.mem_bandwidth_gbs * 1e9);
+  return std::max(compute_s, memory_s) * 1e3;
+}
+
+double roofline_ms(const RooflineSpec& r, const std::vector<LayerCost>& layers, int64_t batch, int w_bits,
+                   int a_bits) {
+  double ms = 0;
+  for (const auto& l : layers) ms += roofline_layer_ms(r, l, batch, w_bits, a_bits);
+  return ms;
+}
+
 std::string ProfileSpec::canonical() const {
   return "name=" + name + "\nweight:" + weight.canonical() + "\nactivation:" + activation.canonical() +
          "\nplacement=" + join(placement, ",") + "\nbn_fold=" + std::to_string(bn_fold) + "\nfirst_last=" +
-         first_last + "\nengine=" + engine + "\n";
+         first_last + "\nengine=" + engine + "\n" + roofline_canonical(roofline);
 }
 
 std::string ProfileSpec::canonical_sha256() const { return sha256_hex(canonical()); }
@@ -76,6 +105,12 @@ std::string ProfileSpec::summary() const {
                   " | bn_fold " + std::to_string(bn_fold);
   if (first_last == "8bit") s += " | first/last 8-bit";
   if (engine != "none") s += " | engine " + engine;
+  if (roofline.declared()) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, " | modeled latency: %s, %.4g INT8 TOPS, %.4g GB/s", roofline.device.c_str(),
+                  roofline.peak_int8_tops, roofline.mem_bandwidth_gbs);
+    s += buf;
+  }
   if (!not_implemented.empty()) s += " | NOT RUNNABLE: " + join(not_implemented, "; ");
   if (!unimplemented_placements.empty())
     s += " | not attached yet: " + join(unimplemented_placements, ",");
@@ -112,7 +147,7 @@ class ProfileParser : public Reader {
     Item root = load_document(text, "a profile map with name, weight, activation and placement");
     MapView m(*this, root,
               {"name", "description", "source", "notes", "weight", "activation", "placement", "bn_fold",
-               "first_last", "engine"},
+               "first_last", "engine", "roofline"},
               "");
     Item name = m.require("name");
     p.name = string_value(name);
@@ -132,6 +167,14 @@ class ProfileParser : public Reader {
     p.bn_fold = static_cast<int>(integer(m.require("bn_fold", " (-1 = not folded, 0..4 = MQBench strategies)"), -1, 4));
     p.first_last = choice(m.require("first_last"), "first/last-layer policy", {"8bit", "cell"});
     p.engine = choice(m.require("engine"), "integer engine", {"none", "onednn", "qnnpack"});
+    if (m.has("roofline")) {
+      MapView r(*this, m.get("roofline"), {"device", "peak_int8_tops", "mem_bandwidth_gbs", "source"},
+                "a map {device, peak_int8_tops, mem_bandwidth_gbs, source}");
+      p.roofline.device = string_value(r.require("device"));
+      p.roofline.peak_int8_tops = number(r.require("peak_int8_tops"), 0.0, false);
+      p.roofline.mem_bandwidth_gbs = number(r.require("mem_bandwidth_gbs"), 0.0, false);
+      p.roofline.source = string_value(r.require("source", " (where the figures come from)"));
+    }
     return p;
   }
 

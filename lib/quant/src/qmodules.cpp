@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -71,6 +72,8 @@ QConv2dImpl::QConv2dImpl(const QConv2dOptions& o) : opt_(o) {
 at::Tensor QConv2dImpl::conv(const at::Tensor& xq, const at::Tensor& w, const at::Tensor& b) {
   auto y = at::conv2d(xq, w, b, {opt_.stride, opt_.stride}, {opt_.padding, opt_.padding}, {1, 1}, opt_.groups);
   macs_ = y.size(1) * y.size(2) * y.size(3) * (opt_.in_channels / opt_.groups) * opt_.kernel_size * opt_.kernel_size;
+  in_elems_ = xq.numel() / std::max<int64_t>(1, xq.size(0));
+  out_elems_ = y.numel() / std::max<int64_t>(1, y.size(0));
   return y;
 }
 
@@ -186,6 +189,8 @@ at::Tensor QLinearImpl::forward(const at::Tensor& x) {
   if (deploy_) return deploy_(x);
   auto y = at::linear(quantized_input(x), quantized_weight(weight), bias);
   macs_ = weight.size(0) * weight.size(1);
+  in_elems_ = weight.size(1);
+  out_elems_ = weight.size(0);
   return y;
 }
 

@@ -402,7 +402,31 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
   if (cell.kind == "fp32") baseline_evals_[cell.baseline_key] = ev;
   r.fp32_top1 = cell.kind == "fp32" ? ev.top1 : baseline_eval(cell).top1;
 
-  if (m_.latency.enabled) {
+  const quant::Profile* profile = cell.kind == "fp32" ? nullptr : &quant::profile_registry().get(cell.profile);
+  if (m_.latency.enabled && profile && profile->spec.roofline.declared()) {
+    // No engine for this target here: the roofline model over the layers' recorded work
+    // (eval's forward passes recorded each layer's MACs and tensor sizes).
+    const int64_t batch = m_.latency.batch_size;
+    std::vector<profiles::LayerCost> costs;
+    double total = 0;
+    for (const auto& l : model->quant_layers()) {
+      profiles::LayerCost c{l.name, l.layer->macs_per_sample(), l.layer->weight_tensor().numel(),
+                            l.layer->in_elems_per_sample(), l.layer->out_elems_per_sample()};
+      const bool edge = (l.is_first || l.is_last) && profile->first_last_8bit;
+      const int wb = edge ? 8 : quant::effective_bits(*profile, true, cell.bits.w);
+      const int ab = edge ? 8 : quant::effective_bits(*profile, false, cell.bits.a);
+      const double ms = profiles::roofline_layer_ms(profile->spec.roofline, c, batch, wb, ab);
+      total += ms;
+      r.details.push_back({"roofline_layers", l.name,
+                           {{"ms", ms}, {"macs", static_cast<double>(c.macs)}, {"w_bits", double(wb)},
+                            {"a_bits", double(ab)}},
+                           profile->spec.roofline.device});
+    }
+    r.latency_ms_p50 = total;
+    r.latency_ms_p90 = total;
+    r.latency_batch = static_cast<int>(batch);
+    r.latency_source = "modeled";
+  } else if (m_.latency.enabled) {
     report("measuring latency");
     const int64_t b = std::min<int64_t>(m_.latency.batch_size, test.size());
     std::vector<int64_t> first(static_cast<std::size_t>(b));

@@ -265,3 +265,41 @@ TEST_CASE("a user profile directory on QBENCH_PROFILES_DIR is picked up without 
   ::unsetenv("QBENCH_PROFILES_DIR");
   CHECK(profiles::profile_search_path() == std::vector<std::string>{profiles::builtin_profiles_dir()});
 }
+
+TEST_CASE("a roofline block parses, joins the canonical form and models a layer's time", "[profiles][roofline]") {
+  const std::string with = std::string(kGood) +
+                           "roofline: {device: Test NPU, peak_int8_tops: 2, mem_bandwidth_gbs: 10, source: datasheet}\n";
+  auto a = profiles::parse_profile(kGood, "mine.yaml", kObservers);
+  auto b = profiles::parse_profile(with, "mine.yaml", kObservers);
+  CHECK_FALSE(a.roofline.declared());
+  REQUIRE(b.roofline.declared());
+  CHECK(b.roofline.device == "Test NPU");
+  CHECK(a.canonical_sha256() != b.canonical_sha256());
+  CHECK(b.summary().find("Test NPU") != std::string::npos);
+
+  // Compute-bound: 1e9 MACs x 4 images = 8e9 ops at 2e12 ops/s = 4 ms; bytes: 1e6 weights at
+  // 8 bits + (1e5 + 1e5) activations x 4 images at 8 bits = 1.8e6 B at 1e10 B/s = 0.18 ms.
+  profiles::LayerCost big{"conv", 1000000000, 1000000, 100000, 100000};
+  CHECK(profiles::roofline_layer_ms(b.roofline, big, 4, 8, 8) == Approx(4.0));
+  // Memory-bound: 1e6 MACs (8e6 ops = 0.004 ms) but 4e7 weights at 4 bits = 2e7 B, plus
+  // (10 + 10) x 4 activation bytes = 80 B: 2.000008e7 B at 1e10 B/s = 2.000008 ms.
+  profiles::LayerCost wide{"fc", 1000000, 40000000, 10, 10};
+  CHECK(profiles::roofline_layer_ms(b.roofline, wide, 4, 4, 8) == Approx(2.000008).epsilon(1e-9));
+  CHECK(profiles::roofline_ms(b.roofline, {big, wide}, 4, 8, 8) ==
+        Approx(profiles::roofline_layer_ms(b.roofline, big, 4, 8, 8) + profiles::roofline_layer_ms(b.roofline, wide, 4, 8, 8)));
+  CHECK_THROWS_AS(profiles::roofline_layer_ms(a.roofline, big, 1, 8, 8), qbench::Error);
+
+  CHECK(error_of(std::string(kGood) + "roofline: {device: x, peak_int8_tops: 0, mem_bandwidth_gbs: 1, source: s}\n")
+            .find("roofline.peak_int8_tops") != std::string::npos);
+  CHECK(error_of(std::string(kGood) + "roofline: {device: x, peak_int8_tops: 1, mem_bandwidth_gbs: 1}\n")
+            .find("source") != std::string::npos);
+}
+
+TEST_CASE("shipped roofline figures are the datasheets'", "[profiles][roofline]") {
+  auto all = profiles::load_profiles({profiles::builtin_profiles_dir()}, kObservers);
+  CHECK(find(all, "tensorrt").roofline.peak_int8_tops == 130);
+  CHECK(find(all, "tensorrt").roofline.mem_bandwidth_gbs == 320);
+  CHECK(find(all, "vitis").roofline.peak_int8_tops == Approx(3 * 4096 * 0.281e9 / 1e12).epsilon(0.01));
+  CHECK_FALSE(find(all, "academic").roofline.declared());  // no hardware: nothing to model
+  CHECK_FALSE(find(all, "x86-onednn").roofline.declared());  // measured on its engine instead
+}

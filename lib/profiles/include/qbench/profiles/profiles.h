@@ -25,6 +25,34 @@ struct SchemeSpec {
   std::string canonical() const;         ///< every field, fixed order (see ProfileSpec::canonical)
 };
 
+/// The target's declared peak figures, for modeled latency where no engine runs on this machine
+/// (a roofline: each layer takes max(ops / peak ops, bytes / bandwidth)). Datasheet peaks, so the
+/// model is an optimistic bound; the source says where each figure comes from.
+struct RooflineSpec {
+  std::string device;             ///< e.g. "NVIDIA T4"
+  double peak_int8_tops = 0;      ///< dense INT8 tera-operations per second (1 MAC = 2 ops)
+  double mem_bandwidth_gbs = 0;   ///< DRAM bandwidth, GB/s
+  std::string source;
+  bool declared() const { return peak_int8_tops > 0 && mem_bandwidth_gbs > 0; }
+};
+
+/// One layer's work for the roofline: multiply-accumulates and tensor sizes per sample.
+struct LayerCost {
+  std::string name;
+  int64_t macs = 0;           ///< per sample
+  int64_t weight_elems = 0;   ///< read once per batch
+  int64_t in_elems = 0;       ///< per sample
+  int64_t out_elems = 0;      ///< per sample
+};
+
+/// A layer's modeled time: max(2 * macs * batch / peak ops, bytes moved / bandwidth), where the
+/// bytes are weights at w_bits plus the input and output activations at a_bits (the next layer's
+/// input precision), all read or written once from DRAM. Returns milliseconds for the batch.
+double roofline_layer_ms(const RooflineSpec& r, const LayerCost& l, int64_t batch, int w_bits, int a_bits);
+/// The sum over the layers (ops between them, e.g. adds and pools, are not counted).
+double roofline_ms(const RooflineSpec& r, const std::vector<LayerCost>& layers, int64_t batch, int w_bits,
+                   int a_bits);
+
 struct ProfileSpec {
   std::string name, description, source, notes;
   std::string file;         ///< where it was read from
@@ -34,6 +62,7 @@ struct ProfileSpec {
   int bn_fold = -1;                     ///< MQBench strategy -1..4 (-1: BN not folded)
   std::string first_last = "8bit";      ///< 8bit: first/last layer weights and input at 8 bits; cell
   std::string engine = "none";          ///< integer engine on this machine: none | onednn | qnnpack
+  RooflineSpec roofline;                ///< optional: modeled latency for targets with no engine here
   /// Why a cell under this profile cannot run yet (e.g. log-domain quantization); empty = runnable.
   std::vector<std::string> not_implemented;
   /// Placements that are parsed and recorded but not attached yet (those tensors stay float).

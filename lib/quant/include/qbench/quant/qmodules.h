@@ -40,6 +40,9 @@ class QuantLayer {
   FakeQuantizer* input_quantizer() const { return input_q_.get(); }
   /// Multiply-accumulates for one sample, recorded by the last forward pass.
   int64_t macs_per_sample() const { return macs_; }
+  /// Input and output elements per sample, recorded by the last forward pass (roofline model).
+  int64_t in_elems_per_sample() const { return in_elems_; }
+  int64_t out_elems_per_sample() const { return out_elems_; }
 
   /// Integer deployment (lib/deploy): when set, the layer's whole fused computation (conv, its
   /// folded BatchNorm and activation; or linear) is this function instead of the float one. The
@@ -53,7 +56,7 @@ class QuantLayer {
   at::Tensor quantized_weight(const at::Tensor& w) { return weight_q_ ? weight_q_->forward(w) : w; }
   virtual torch::nn::Module& as_module() = 0;
   std::shared_ptr<FakeQuantizer> weight_q_, input_q_;
-  int64_t macs_ = 0;
+  int64_t macs_ = 0, in_elems_ = 0, out_elems_ = 0;
   torch::nn::BatchNorm2dImpl* bn_ = nullptr;
   Act act_ = Act::None;
   DeployFn deploy_;
