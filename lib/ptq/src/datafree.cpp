@@ -96,33 +96,6 @@ at::Tensor own_loss(const at::Tensor& target, const at::Tensor& stat) {
   return (stat - target.unsqueeze(0)).pow(2).sum() / static_cast<double>(stat.size(0));
 }
 
-/// DSG's loss on a batch: per image j, with k_j its enhanced layer (LSE) and delta/gamma the
-/// layer margins (SDA),
-///   L_j = sum_l (1 + [l = k_j]) * ( sum_c max(|mu_jlc - mu_lc| - delta_l, 0)^2
-///                                  + sum_c max(|sigma_jlc - sigma_lc| - gamma_l, 0)^2 )
-///       + ||mu_j(input) - 0||^2 + ||sigma_j(input) - 1||^2
-/// and the batch loss is (1/N) sum_j L_j. The slack term is the paper's slack distribution
-/// alignment (Sec. 3.2: the ZeroQ statistic distance with a margin, so statistics inside the band
-/// cost nothing and samples may spread within it); the (1 + one-hot) weight is its layerwise
-/// sample enhancement (Sec. 3.3: each sample reinforces one BN layer, so samples differ in which
-/// layer's statistics they follow most closely). The official code (htqin/DSG, distill_data.py,
-/// main_loss) doubles the enhanced sample's deviation instead (x4 on its squared loss) and puts no
-/// margin on the input term, as here.
-at::Tensor dsg_loss(const std::vector<BnLayerStats>& layers, const at::Tensor& images, const SlackMargins& m,
-                    const at::Tensor& enhanced_layer /* N, int64 */) {
-  const int64_t n = images.size(0);
-  at::Tensor per_image = at::zeros({n}, images.options());
-  for (std::size_t l = 0; l < layers.size(); ++l) {
-    const auto& s = layers[l];
-    auto term = slack_alignment(s.mean, s.run_mean, m.delta[l]) + slack_alignment(s.std, s.run_std, m.gamma[l]);
-    auto w = 1.0 + enhanced_layer.eq(static_cast<int64_t>(l)).to(term.scalar_type());
-    per_image = per_image + w * term;
-  }
-  auto [in_mean, in_std] = per_image_stats(images, kInputEps);
-  per_image = per_image + in_mean.pow(2).sum(1) + (in_std - 1.0).pow(2).sum(1);
-  return per_image.sum() / static_cast<double>(n);
-}
-
 /// torch.optim.lr_scheduler.ReduceLROnPlateau with the reference code's settings (mode min,
 /// factor 0.1, relative threshold 1e-4, min_lr 1e-4, no cooldown).
 class Plateau {
@@ -194,6 +167,33 @@ at::Tensor zeroq_loss(const std::vector<BnLayerStats>& layers, const at::Tensor&
 
 at::Tensor slack_alignment(const at::Tensor& stat, const at::Tensor& target, double margin) {
   return at::relu((stat - target.unsqueeze(0)).abs() - margin).pow(2).sum(1);
+}
+
+/// DSG's loss on a batch: per image j, with k_j its enhanced layer (LSE) and delta/gamma the
+/// layer margins (SDA),
+///   L_j = sum_l (1 + [l = k_j]) * ( sum_c max(|mu_jlc - mu_lc| - delta_l, 0)^2
+///                                  + sum_c max(|sigma_jlc - sigma_lc| - gamma_l, 0)^2 )
+///       + ||mu_j(input) - 0||^2 + ||sigma_j(input) - 1||^2
+/// and the batch loss is (1/N) sum_j L_j. The slack term is the paper's slack distribution
+/// alignment (Sec. 3.2: the ZeroQ statistic distance with a margin, so statistics inside the band
+/// cost nothing and samples may spread within it); the (1 + one-hot) weight is its layerwise
+/// sample enhancement (Sec. 3.3: each sample reinforces one BN layer, so samples differ in which
+/// layer's statistics they follow most closely). The official code (htqin/DSG, distill_data.py,
+/// main_loss) doubles the enhanced sample's deviation instead (x4 on its squared loss) and puts no
+/// margin on the input term, as here.
+at::Tensor dsg_loss(const std::vector<BnLayerStats>& layers, const at::Tensor& images, const SlackMargins& m,
+                    const at::Tensor& enhanced_layer /* N, int64 */) {
+  const int64_t n = images.size(0);
+  at::Tensor per_image = at::zeros({n}, images.options());
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const auto& s = layers[l];
+    auto term = slack_alignment(s.mean, s.run_mean, m.delta[l]) + slack_alignment(s.std, s.run_std, m.gamma[l]);
+    auto w = 1.0 + enhanced_layer.eq(static_cast<int64_t>(l)).to(term.scalar_type());
+    per_image = per_image + w * term;
+  }
+  auto [in_mean, in_std] = per_image_stats(images, kInputEps);
+  per_image = per_image + in_mean.pow(2).sum(1) + (in_std - 1.0).pow(2).sum(1);
+  return per_image.sum() / static_cast<double>(n);
 }
 
 // How the margins are set. DSG relaxes each layer's alignment by constants delta_l (mean) and

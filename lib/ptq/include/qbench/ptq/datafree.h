@@ -86,4 +86,10 @@ SlackMargins dsg_margins(const std::vector<BnLayerStats>& layers, double q, uint
 /// The quantile DSG margins use (epsilon).
 inline constexpr double kDsgMarginQuantile = 0.9;
 
+/// DSG's loss on a batch (slack alignment with margins `m`, and each image j weighting its
+/// enhanced layer enhanced_layer[j] (N, int64) twice; the formula is in datafree.cpp), including
+/// the network-input term on `images`. A scalar tensor.
+at::Tensor dsg_loss(const std::vector<BnLayerStats>& layers, const at::Tensor& images, const SlackMargins& m,
+                    const at::Tensor& enhanced_layer);
+
 }  // namespace qbench::ptq
