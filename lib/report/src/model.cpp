@@ -36,6 +36,17 @@ std::optional<uint64_t> json_seed(const nlohmann::json& v) {
   return std::nullopt;
 }
 
+/// " bn<k>" when the matrix's bn_fold axis (not the profile) set the cell's BN folding strategy,
+/// so an ablation's cells stay apart in every table; "" otherwise.
+std::string bn_fold_suffix(const std::string& config_json) {
+  if (config_json.find("bn_fold_from") == std::string::npos) return "";
+  auto j = nlohmann::json::parse(config_json, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || j.value("bn_fold_from", "") != "matrix") return "";
+  auto it = j.find("bn_fold");
+  if (it == j.end() || !it->is_number_integer()) return "";
+  return " bn" + std::to_string(it->get<int>());
+}
+
 /// Axes of a cell that has no result yet, from the planned cell's configuration.
 void fill_from_config(const std::string& config_json, Row& row) {
   if (config_json.empty()) return;
@@ -378,6 +389,7 @@ std::vector<Row> resolve(const ReportInput& in) {
     }
     if (row.w_bits && row.a_bits) row.bits_text = bits_label(*row.w_bits, *row.a_bits);
     if (row.seed) row.seed_text = std::to_string(*row.seed);
+    row.profile += bn_fold_suffix(rr.result ? rr.result->config_json : rr.plan.config_json);
     rows.push_back(std::move(row));
   }
   // A result without a stored FP32 top-1 takes it from its baseline cell in the same report:
