@@ -112,6 +112,7 @@ class Session {
   std::optional<std::pair<data::ItemShape, int64_t>> ds_shape_;  ///< item shape and classes of the dataset
   std::map<std::string, train::EvalResult> baseline_evals_;
   std::map<std::string, std::string> baseline_errors_;  ///< baselines that failed in this run
+  std::map<std::string, ptq::Synthesis> synthesized_;   ///< data-free calibration images per baseline and settings
 };
 
 config::DatasetSpec Session::dataset_spec() const {
@@ -357,18 +358,31 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
     if (entry.kind == "ptq" && ctx.calibration.source != "data") {
       // Data-free calibration: images synthesised from the FP32 model's BN statistics (before
       // any folding merges the BNs away), as many as calibration on data would draw.
+      // The images depend only on the baseline, the settings and the seed: synthesised once per
+      // run and shared by that baseline's cells (the cost is recorded with each).
       const auto& shape = ds_shape_->first;
-      auto syn = ptq::synthesize_calibration(*model, ctx.calibration.source, ctx.calibration, m_.ptq.calib_images,
-                                             {shape.channels, shape.height, shape.width},
-                                             data::derive_seed(cell.seed, "synthetic-calib"), ctx.progress);
+      const std::string syn_key = cell.baseline_key + "|" + cell.resolved.at("ptq").at("calibration").dump() + "|" +
+                                  std::to_string(m_.ptq.calib_images);
+      auto cached = synthesized_.find(syn_key);
+      const bool fresh = cached == synthesized_.end();
+      if (fresh)
+        cached = synthesized_
+                     .emplace(syn_key, ptq::synthesize_calibration(*model, ctx.calibration.source, ctx.calibration,
+                                                                   m_.ptq.calib_images,
+                                                                   {shape.channels, shape.height, shape.width},
+                                                                   data::derive_seed(cell.seed, "synthetic-calib"),
+                                                                   ctx.progress))
+                     .first;
+      const auto& syn = cached->second;
       ctx.calib_images = syn.images;
       r.details.push_back({"calibration", ctx.calibration.source,
                            {{"seconds", syn.seconds}, {"images", static_cast<double>(syn.images.size(0))},
                             {"iters", static_cast<double>(syn.iters)}, {"initial_bn_loss", syn.initial_bn_loss},
                             {"final_bn_loss", syn.final_bn_loss}},
                            "synthesised calibration images (no training data)"});
-      log_info("synthesised " + std::to_string(syn.images.size(0)) + " calibration images with " +
-               ctx.calibration.source + " in " + std::to_string(syn.seconds) + " s");
+      if (fresh)
+        log_info("synthesised " + std::to_string(syn.images.size(0)) + " calibration images with " +
+                 ctx.calibration.source + " in " + std::to_string(syn.seconds) + " s");
     } else if (entry.kind == "ptq") {
       ctx.calib_images =
           data::load_all(*data::seeded_subset(train_split(cell.seed), m_.ptq.calib_images,
