@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# End-to-end checks of the hardware-track features on the built binary: the bn_fold axis (keys,
+# rows, report labels), roofline-modeled latency for a profile with no engine here, detail rows,
+# and data-free calibration (DSG) replacing the training images.
+# usage: run_e2e_hardware.sh QBENCH_BINARY E2E_DIR WORK_DIR
+set -u
+QB=$1; HERE=$2; WORK=$3
+DB=$WORK/hw.db; CACHE=$WORK/cache
+source "$(dirname "$0")/harness.sh"
+
+out=$(run "$HERE/hardware_tiny.yaml" --dry-run); rc=$?
+check "dry-run exits 0" test $rc -eq 0
+# baseline + academic (-1, 0) + tensorrt (its own 4, and 0): 5 cells
+check "the bn_fold axis expands to 5 cells" grep -q "5 cells" <<<"$out"
+
+run "$HERE/hardware_tiny.yaml" 2>hw1.log; rc=$?
+check "hardware run exits 0" test $rc -eq 0
+check "5 ok rows" test "$(sql "select count(*) from results where status='ok'")" = 5
+folds=$(sql "select group_concat(profile || ':' || json_extract(config_json, '\$.bn_fold'), ' ') from (select * from results where kind='ptq' order by profile, json_extract(config_json, '\$.bn_fold'))")
+check "each cell records its folding strategy ($folds)" test "$folds" = "academic:-1 academic:0 tensorrt:0 tensorrt:4"
+fp32=$(sql "select top1 from results where kind='fp32'")
+for f in -1 0; do
+  t=$(sql "select top1 from results where profile='academic' and json_extract(config_json, '\$.bn_fold')=$f")
+  check "academic bn_fold $f w8a8 within 3 points of FP32 ($t vs $fp32)" awk "BEGIN{d=$fp32-$t; if(d<0)d=-d; exit !(d < 3)}"
+done
+# At inference a PTQ model folded on the fly (4) computes what the merged one (0) does.
+t4=$(sql "select top1 from results where profile='tensorrt' and json_extract(config_json, '\$.bn_fold')=4")
+t0=$(sql "select top1 from results where profile='tensorrt' and json_extract(config_json, '\$.bn_fold')=0")
+check "tensorrt: strategies 4 and 0 agree after PTQ ($t4 vs $t0)" bash -c "test -n '$t4' && test '$t4' = '$t0'"
+check "tensorrt latency is modeled, academic measured" test "$(sql "select group_concat(distinct profile || '=' || latency_source) from (select * from results where kind='ptq' order by profile)")" = "academic=measured-fakequant,tensorrt=modeled"
+nl=$(sql "select count(*) from cell_details d join results r on r.id=d.result_id where r.profile='tensorrt' and d.section='roofline_layers'")
+check "modeled latency has one detail row per layer per cell ($nl)" test "$nl" = 20
+sum=$(sql "select round(sum(json_extract(values_json, '\$.ms')), 9) = round(max(r.latency_ms_p50), 9) from cell_details d join results r on r.id=d.result_id where r.profile='tensorrt' and json_extract(r.config_json, '\$.bn_fold')=4 and d.section='roofline_layers'")
+check "the modeled latency is the sum of its layers" test "$sum" = 1
+rep=$("$QB" report --db "$DB" --format markdown 2>/dev/null)
+check "report keeps the ablation's rows apart (academic bn0)" grep -q "academic bn0" <<<"$rep"
+check "report labels modeled latency" grep -q "modeled" <<<"$rep"
+
+# Data-free calibration: DSG images instead of training images, synthesised once per baseline.
+sed 's/ptq: {calib_images: 128, calib_batch_size: 64}/ptq: {calib_images: 128, calib_batch_size: 64, calibration: {source: dsg, iters: 40}}/; s/bn_fold: \[profile, 0\]/bn_fold: [profile]/' \
+  "$HERE/hardware_tiny.yaml" > dsg.yaml
+run dsg.yaml 2>dsg.log; rc=$?
+check "DSG-calibrated run exits 0" test $rc -eq 0
+check "synthesised once for both cells" test "$(grep -c 'synthesised 128 calibration images with dsg' dsg.log)" = 1
+check "new keys: the calibration source is part of the configuration" test "$(sql "select count(*) from results where config_json like '%\"source\":\"dsg\"%' and status='ok'")" = 2
+d=$(sql "select top1 from results where profile='academic' and config_json like '%dsg%'")
+check "DSG w8a8 within 3 points of FP32 ($d vs $fp32)" awk "BEGIN{exit !($d > $fp32 - 3)}"
+loss=$(sql "select json_extract(values_json, '\$.final_bn_loss') < json_extract(values_json, '\$.initial_bn_loss') from cell_details where section='calibration' limit 1")
+check "synthesis lowered the BN statistics loss" test "$loss" = 1
+
+finish
