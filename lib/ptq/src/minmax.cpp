@@ -4,6 +4,7 @@
 #include "qbench/common/errors.h"
 #include "qbench/common/progress.h"
 #include "qbench/ptq/ptq.h"
+#include "qbench/ptq/recon.h"
 #include "qbench/quant/prepare.h"
 
 namespace qbench::ptq {
@@ -55,6 +56,7 @@ void register_algorithms(Registry<quant::AlgorithmEntry>& r) {
   r.add("calibrate", {"ptq",
                       "PTQ observer calibration with the observers named in pipeline.ptq.observer (mse, kl, percentile...)",
                       [] { return std::make_unique<ObserverCalibration>(); }});
+  register_recon_algorithms(r);  // adaround, brecq, qdrop (src/recon_engine.cpp)
 }
 
 }  // namespace qbench::ptq

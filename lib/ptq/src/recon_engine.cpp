@@ -1,0 +1,596 @@
+// The reconstruction engine (see recon.h): units, the FP32 / quantized side-by-side caches (memory
+// or an unlinked temp file), the per-unit optimisation and the final baking of the rounding.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/optim/adam.h>
+#include <torch/utils.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "qbench/common/errors.h"
+#include "qbench/common/progress.h"
+#include "qbench/ptq/ptq.h"
+#include "qbench/ptq/recon.h"
+#include "qbench/quant/observers_extra.h"
+#include "qbench/quant/prepare.h"
+
+namespace qbench::ptq {
+
+using quant::FakeQuantizer;
+using quant::QuantLayer;
+
+const char* recon_mode_name(ReconMode m) {
+  switch (m) {
+    case ReconMode::AdaRound: return "adaround";
+    case ReconMode::Brecq: return "brecq";
+    default: return "qdrop";
+  }
+}
+
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+bool inside(const std::string& path, const std::string& prefix) {
+  return path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 && path[prefix.size()] == '.';
+}
+
+torch::nn::Module& module_of(QuantLayer* l) {
+  auto* m = dynamic_cast<torch::nn::Module*>(l);
+  if (!m) throw Error("reconstruction: a quant layer that is not a module");
+  return *m;
+}
+
+/// The shared pointer behind a quantizer slot ("weight_quant", "input_quant", "input_quant_a"...).
+std::shared_ptr<FakeQuantizer> slot(torch::nn::Module& m, const std::string& name) {
+  for (const auto& c : m.named_children())
+    if (c.key() == name) return std::dynamic_pointer_cast<FakeQuantizer>(c.value());
+  return nullptr;
+}
+
+/// What the layer feeds its weight quantizer at inference (eval mode): the raw weight, or for a
+/// conv whose BN is folded on the fly (strategies 1..4) the running-statistics fold W*gamma/sigma.
+at::Tensor weight_input(QuantLayer* l) {
+  if (auto* conv = dynamic_cast<quant::QConv2dImpl*>(l); conv && conv->bn() && conv->bn_fold() > 0)
+    return conv->folded_weight_bias().first;
+  return l->weight_tensor().detach();
+}
+
+std::string fmt(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.4g", v);
+  return b;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Capturing a unit's input: a quantizer-slot tap that records what reaches it and stops the pass.
+
+struct StopForward {};
+
+class InputTap : public FakeQuantizer {
+ public:
+  explicit InputTap(std::shared_ptr<FakeQuantizer> inner)
+      : FakeQuantizer(inner ? inner->scheme() : quant::QuantScheme{}), inner_(std::move(inner)) {
+    ready_ = true;
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    if (armed_) {
+      captured_ = x.detach();
+      throw StopForward{};
+    }
+    return inner_ ? inner_->forward(x) : x;
+  }
+  void set_observing(bool on) override {
+    if (inner_) inner_->set_observing(on);
+  }
+  void set_quantizing(bool on) override {
+    if (inner_) inner_->set_quantizing(on);
+  }
+  void compute_qparams() override {}
+  std::optional<quant::QParams> affine_qparams() const override {
+    return inner_ ? inner_->affine_qparams() : std::nullopt;
+  }
+  std::string describe() const override { return inner_ ? inner_->describe() : "float (reconstruction input tap)"; }
+  void arm() {
+    armed_ = true;
+    captured_ = at::Tensor();
+  }
+  void disarm() { armed_ = false; }
+  at::Tensor take() { return std::move(captured_); }
+
+ private:
+  std::shared_ptr<FakeQuantizer> inner_;
+  bool armed_ = false;
+  at::Tensor captured_;
+};
+
+/// Installs a tap on a layer's input slot for its lifetime. A layer without an input quantizer
+/// (activations left in float) keeps a pass-through tap afterwards, since a slot cannot be emptied.
+class TapGuard {
+ public:
+  explicit TapGuard(QuantLayer* l) : layer_(l) {
+    orig_ = slot(module_of(l), "input_quant");
+    tap_ = std::make_shared<InputTap>(orig_);
+    layer_->attach(nullptr, tap_);
+  }
+  ~TapGuard() {
+    tap_->disarm();
+    if (orig_) layer_->attach(nullptr, orig_);
+  }
+  InputTap& tap() { return *tap_; }
+
+ private:
+  QuantLayer* layer_;
+  std::shared_ptr<FakeQuantizer> orig_;
+  std::shared_ptr<InputTap> tap_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Caches of N samples, in memory or in an unlinked temp file (rows read back with pread).
+
+class TensorCache {
+ public:
+  TensorCache() = default;
+  TensorCache(const TensorCache&) = delete;
+  TensorCache& operator=(const TensorCache&) = delete;
+  ~TensorCache() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void init(int64_t n, at::IntArrayRef row_shape, bool disk) {
+    n_ = n;
+    row_shape_ = row_shape.vec();
+    row_numel_ = 1;
+    for (auto d : row_shape_) row_numel_ *= d;
+    if (!disk) {
+      std::vector<int64_t> shape{n};
+      shape.insert(shape.end(), row_shape_.begin(), row_shape_.end());
+      mem_ = at::empty(shape, at::kFloat);
+      return;
+    }
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/qbench-recon-XXXXXX";
+    std::vector<char> name(pattern.begin(), pattern.end());
+    name.push_back('\0');
+    fd_ = ::mkstemp(name.data());
+    if (fd_ < 0) throw Error("reconstruction: cannot create a cache file from " + pattern + ": " + std::strerror(errno));
+    ::unlink(name.data());  // gone from the directory at once; the space is freed at close
+  }
+  bool on_disk() const { return fd_ >= 0; }
+  int64_t size() const { return n_; }
+  void put(int64_t start, const at::Tensor& b_in) {
+    auto b = b_in.detach().to(at::kFloat).contiguous();
+    if (b.numel() != b.size(0) * row_numel_) throw Error("reconstruction: cached batch has the wrong shape");
+    if (!on_disk()) {
+      mem_.narrow(0, start, b.size(0)).copy_(b.view(mem_.narrow(0, start, b.size(0)).sizes()));
+      return;
+    }
+    const size_t bytes = static_cast<size_t>(b.numel()) * sizeof(float);
+    const off_t off = static_cast<off_t>(start * row_numel_ * static_cast<int64_t>(sizeof(float)));
+    write_all(reinterpret_cast<const char*>(b.data_ptr<float>()), bytes, off);
+  }
+  /// Rows idx (int64, 1-d), as one batch.
+  at::Tensor rows(const at::Tensor& idx) {
+    if (!on_disk()) return mem_.index_select(0, idx);
+    std::vector<int64_t> shape{idx.size(0)};
+    shape.insert(shape.end(), row_shape_.begin(), row_shape_.end());
+    auto out = at::empty(shape, at::kFloat);
+    auto ia = idx.accessor<int64_t, 1>();
+    const size_t rb = static_cast<size_t>(row_numel_) * sizeof(float);
+    for (int64_t i = 0; i < idx.size(0); ++i)
+      read_all(reinterpret_cast<char*>(out.data_ptr<float>() + i * row_numel_), rb, static_cast<off_t>(ia[i] * rb));
+    return out;
+  }
+  at::Tensor range(int64_t start, int64_t len) {
+    if (!on_disk()) return mem_.narrow(0, start, len);
+    return rows(at::arange(start, start + len, at::kLong));
+  }
+
+ private:
+  void write_all(const char* p, size_t n, off_t off) {
+    while (n > 0) {
+      ssize_t w = ::pwrite(fd_, p, n, off);
+      if (w <= 0) throw Error(std::string("reconstruction: writing the cache file failed: ") + std::strerror(errno));
+      p += w;
+      n -= static_cast<size_t>(w);
+      off += w;
+    }
+  }
+  void read_all(char* p, size_t n, off_t off) {
+    while (n > 0) {
+      ssize_t r = ::pread(fd_, p, n, off);
+      if (r <= 0) throw Error(std::string("reconstruction: reading the cache file failed: ") + std::strerror(errno));
+      p += r;
+      n -= static_cast<size_t>(r);
+      off += r;
+    }
+  }
+  int64_t n_ = 0, row_numel_ = 0;
+  std::vector<int64_t> row_shape_;
+  at::Tensor mem_;
+  int fd_ = -1;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+/// A unit resolved against the model.
+struct UnitRt {
+  ReconUnit unit;
+  std::vector<quant::LayerRef> layers;
+  std::vector<quant::AddRef> adds;
+  quant::BlockModule* block = nullptr;
+  QuantLayer* entry = nullptr;  ///< the layer whose input is the unit's input
+  at::Tensor forward(const at::Tensor& x) const {
+    if (block) return block->forward_block(x);
+    QuantLayer* l = layers.front().layer;
+    if (auto* conv = dynamic_cast<quant::QConv2dImpl*>(l)) return conv->forward_fused(x);
+    if (auto* lin = dynamic_cast<quant::QLinearImpl*>(l)) return lin->forward(x);
+    throw Error("reconstruction: layer " + layers.front().name + " is neither a conv nor a linear layer");
+  }
+};
+
+/// The learnable replacement of one activation quantizer slot, and how to put the original back.
+struct ActSlot {
+  torch::nn::Module* owner;
+  std::string name;
+  std::shared_ptr<FakeQuantizer> orig;
+  std::shared_ptr<ReconActQuantizer> recon;
+  std::function<void(std::shared_ptr<FakeQuantizer>)> put;
+};
+
+struct WeightSlot {
+  QuantLayer* layer;
+  std::string name;
+  std::shared_ptr<FakeQuantizer> orig;
+  std::shared_ptr<AdaRoundQuantizer> ada;
+};
+
+/// Sets requires_grad off on every model parameter for its lifetime (only V and the step sizes
+/// learn), restoring the flags after.
+class FreezeGuard {
+ public:
+  explicit FreezeGuard(torch::nn::Module& m) {
+    for (auto& p : m.parameters()) {
+      saved_.emplace_back(p, p.requires_grad());
+      p.set_requires_grad(false);
+    }
+  }
+  ~FreezeGuard() {
+    for (auto& [p, rg] : saved_) p.set_requires_grad(rg);
+  }
+
+ private:
+  std::vector<std::pair<at::Tensor, bool>> saved_;
+};
+
+/// BRECQ's / QDrop's lp_loss (p = 2, reduction "none"): the squared error summed over channels
+/// (dim 1), averaged over the batch and the spatial positions.
+at::Tensor rec_loss(const at::Tensor& out, const at::Tensor& target) { return (out - target).pow(2).sum(1).mean(); }
+
+}  // namespace
+
+std::vector<ReconUnit> recon_units(quant::QuantModel& model, ReconMode mode) {
+  std::vector<ReconUnit> out;
+  std::set<std::string> seen;
+  for (const auto& l : model.quant_layers()) {
+    if (mode == ReconMode::AdaRound || l.block.empty()) {
+      ReconUnit u{l.name, false, {l.name}, l.is_first};
+      out.push_back(std::move(u));
+      continue;
+    }
+    if (!seen.insert(l.block).second) continue;
+    ReconUnit u{l.block, true, {}, false};
+    for (const auto& b : model.blocks())
+      if (b.name == l.block) u.layers = b.layers;
+    for (const auto& name : u.layers)
+      for (const auto& l2 : model.quant_layers())
+        if (l2.name == name && l2.is_first) u.skipped = true;  // a block holding the first layer: keep it as is
+    out.push_back(std::move(u));
+  }
+  return out;
+}
+
+void prepare_for_reconstruction(quant::QuantModel& model, quant::AlgorithmContext& ctx) {
+  if (!ctx.profile) throw Error("reconstruction: no profile");
+  const double p = ctx.recon.mse_p;
+  auto mse = [p](const quant::QuantScheme& s) -> std::shared_ptr<FakeQuantizer> {
+    return std::make_shared<quant::QuantizerImpl>(s, std::make_unique<quant::MseObserver>(s, p));
+  };
+  quant::attach_quantizers(model, *ctx.profile, ctx.w_bits, ctx.a_bits, {mse, mse});
+  calibrate_observers(model, ctx);
+}
+
+std::vector<UnitResult> reconstruct(quant::QuantModel& model, quant::AlgorithmContext& ctx, ReconMode mode) {
+  const auto& rp = ctx.recon;
+  if (!ctx.calib_images.defined() || ctx.calib_images.size(0) == 0)
+    throw Error("reconstruction needs calibration images (ptq.calib_images > 0)");
+  if (rp.iters < 0 || rp.batch_size < 1) throw Error("reconstruction: iters must be >= 0 and batch_size >= 1");
+  const bool learn_act = mode != ReconMode::AdaRound;
+  const double drop_p = mode == ReconMode::QDrop ? rp.drop_prob : 1.0;
+  model.eval();
+  FreezeGuard freeze(model);
+  // One generator for batches and drop masks: the same seed gives the same result.
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(ctx.seed * 0x9E3779B97F4A7C15ULL + 0x7265636FULL);
+
+  const at::Tensor images = ctx.calib_images.to(at::kFloat);
+  const int64_t n = images.size(0), pass_bs = std::max<int64_t>(1, ctx.calib_batch_size);
+  const int64_t bs = std::min<int64_t>(rp.batch_size, n);
+
+  // Resolve units.
+  const auto all_layers = model.quant_layers();
+  const auto all_adds = model.adds();
+  std::map<std::string, quant::BlockModule*> block_of;
+  for (const auto& b : model.blocks()) block_of[b.name] = b.block;
+  std::vector<UnitRt> units;
+  for (auto& u : recon_units(model, mode)) {
+    UnitRt rt;
+    rt.unit = u;
+    for (const auto& name : u.layers)
+      for (const auto& l : all_layers)
+        if (l.name == name) rt.layers.push_back(l);
+    if (rt.layers.empty()) continue;  // a block without quant layers: nothing to learn
+    if (u.is_block) {
+      rt.block = block_of.at(u.name);
+      for (const auto& a : all_adds)
+        if (inside(a.name, u.name)) rt.adds.push_back(a);
+    }
+    rt.entry = rt.layers.front().layer;
+    units.push_back(std::move(rt));
+  }
+
+  std::vector<WeightSlot> learned_weights;  // every AdaRound quantizer, baked at the end
+  std::vector<UnitResult> results;
+  const double n_units = static_cast<double>(units.size());
+  for (size_t ui = 0; ui < units.size(); ++ui) {
+    auto& U = units[ui];
+    const std::string where = U.unit.name + " (" + std::to_string(ui + 1) + "/" + std::to_string(units.size()) + ")";
+    if (U.unit.skipped) {
+      CellDetail d{"recon_units", U.unit.name, {{"iters", 0.0}}, "first layer: not reconstructed (round to nearest)"};
+      ctx.details.push_back(std::move(d));
+      continue;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    UnitResult res;
+    res.name = U.unit.name;
+
+    // 1. Caches: FP32 input (qdrop) and output, then the quantized model's input.
+    TensorCache c_y, c_xq, c_xfp;
+    {
+      torch::NoGradGuard ng;
+      TapGuard tg(U.entry);
+      auto run_pass = [&](bool quantizing, const std::function<void(int64_t, const at::Tensor&)>& sink) {
+        quant::set_quantizing(model, quantizing);
+        for (int64_t s = 0; s < n; s += pass_bs) {
+          check_interrupt();
+          tg.tap().arm();
+          try {
+            model.forward(images.narrow(0, s, std::min(pass_bs, n - s)));
+          } catch (const StopForward&) {
+          }
+          tg.tap().disarm();
+          auto x = tg.tap().take();
+          if (!x.defined()) throw Error("reconstruction: the forward pass never reached unit " + U.unit.name);
+          sink(s, x);
+        }
+      };
+      run_pass(false, [&](int64_t s, const at::Tensor& x) {
+        auto y = U.forward(x);
+        if (s == 0) {
+          const double row_bytes =
+              4.0 * (static_cast<double>(x.numel() / x.size(0)) * (drop_p < 1.0 ? 2.0 : 1.0) +
+                     static_cast<double>(y.numel() / y.size(0)));
+          const bool disk = row_bytes * static_cast<double>(n) > static_cast<double>(rp.cache_mb) * 1048576.0;
+          c_y.init(n, y.sizes().slice(1), disk);
+          c_xq.init(n, x.sizes().slice(1), disk);
+          if (drop_p < 1.0) c_xfp.init(n, x.sizes().slice(1), disk);
+          res.on_disk = disk;
+        }
+        c_y.put(s, y);
+        if (drop_p < 1.0) c_xfp.put(s, x);
+      });
+      run_pass(true, [&](int64_t s, const at::Tensor& x) { c_xq.put(s, x); });
+    }
+    quant::set_quantizing(model, true);
+
+    std::vector<ActSlot> aslots;
+    auto eval_loss = [&]() {
+      torch::NoGradGuard ng;
+      for (auto& a : aslots) a.recon->set_drop_prob(1.0);
+      double total = 0;
+      for (int64_t s = 0; s < n; s += pass_bs) {
+        const int64_t len = std::min(pass_bs, n - s);
+        total += rec_loss(U.forward(c_xq.range(s, len)), c_y.range(s, len)).item<double>() * static_cast<double>(len);
+      }
+      return total / static_cast<double>(n);
+    };
+    // The observer-only start: round to nearest, MSE scales (before the learnable quantizers,
+    // whose soft rounding starts at the float weight).
+    res.initial_loss = eval_loss();
+
+    // 2. Learnable quantizers in the unit.
+    std::vector<WeightSlot> wslots;
+    for (const auto& l : U.layers) {
+      if (l.is_first) continue;
+      auto orig = slot(module_of(l.layer), "weight_quant");
+      if (!orig) continue;  // weights left in float
+      auto qp = orig->affine_qparams();
+      if (!qp) throw Error("reconstruction: the weight quantizer of " + l.name + " is not affine");
+      auto ada = std::make_shared<AdaRoundQuantizer>(orig->scheme(), *qp, weight_input(l.layer));
+      l.layer->attach(ada, nullptr);
+      wslots.push_back({l.layer, l.name, orig, ada});
+    }
+    auto add_act = [&](torch::nn::Module* owner, const std::string& name,
+                       std::function<void(std::shared_ptr<FakeQuantizer>)> put) {
+      auto orig = slot(*owner, name);
+      if (!orig) return;
+      auto qp = orig->affine_qparams();
+      if (!qp) throw Error("reconstruction: activation quantizer " + name + " is not affine");
+      auto rq = std::make_shared<ReconActQuantizer>(orig->scheme(), *qp, learn_act, gen);
+      put(rq);
+      aslots.push_back({owner, name, orig, rq, put});
+    };
+    for (const auto& l : U.layers) {
+      QuantLayer* layer = l.layer;
+      add_act(&module_of(layer), "input_quant", [layer](std::shared_ptr<FakeQuantizer> q) { layer->attach(nullptr, q); });
+    }
+    for (const auto& a : U.adds) {
+      quant::QAddImpl* add = a.add;
+      add_act(add, "input_quant_a", [add](std::shared_ptr<FakeQuantizer> q) { add->attach_inputs(q, nullptr); });
+      add_act(add, "input_quant_b", [add](std::shared_ptr<FakeQuantizer> q) { add->attach_inputs(nullptr, q); });
+      add_act(add, "output_quant", [add](std::shared_ptr<FakeQuantizer> q) { add->attach_output(q); });
+    }
+    auto set_drop = [&](double p) {
+      for (auto& a : aslots) a.recon->set_drop_prob(p);
+    };
+
+
+    // 3. Optimise.
+    std::vector<at::Tensor> vs, steps;
+    for (auto& w : wslots) {
+      w.ada->v().set_requires_grad(true);
+      vs.push_back(w.ada->v());
+    }
+    for (auto& a : aslots)
+      for (auto& t : a.recon->quant_parameters()) {
+        t.set_requires_grad(true);
+        steps.push_back(t);
+      }
+    const bool learn_steps = !steps.empty() && rp.act_lr > 0;
+    const int64_t iters = (vs.empty() && !learn_steps) ? 0 : rp.iters;
+    std::unique_ptr<torch::optim::Adam> opt_v, opt_a;
+    if (!vs.empty()) opt_v = std::make_unique<torch::optim::Adam>(vs, torch::optim::AdamOptions(rp.lr));
+    if (learn_steps) opt_a = std::make_unique<torch::optim::Adam>(steps, torch::optim::AdamOptions(rp.act_lr));
+    set_drop(drop_p);
+    double last_rec = res.initial_loss;
+    for (int64_t it = 0; it < iters; ++it) {
+      check_interrupt();
+      auto idx = at::randperm(n, gen, at::TensorOptions().dtype(at::kLong)).narrow(0, 0, bs);
+      at::Tensor x = c_xq.rows(idx);
+      if (drop_p < 1.0) x = drop_mix(x, c_xfp.rows(idx), drop_p, gen);
+      const at::Tensor y = c_y.rows(idx);
+      auto out = U.forward(x);
+      auto rec = rec_loss(out, y);
+      at::Tensor loss = rec;
+      if (!vs.empty() && regularizer_on(it, iters, rp) && rp.lambda > 0) {
+        const double beta = anneal_beta(it, iters, rp);
+        at::Tensor reg = at::zeros({}, at::kFloat);
+        for (auto& v : vs) reg = reg + rounding_regularizer(v, beta);
+        loss = loss + rp.lambda * reg;
+      }
+      if (opt_v) opt_v->zero_grad();
+      if (opt_a) opt_a->zero_grad();
+      loss.backward();
+      if (opt_v) opt_v->step();
+      if (opt_a) {
+        opt_a->step();
+        // Cosine annealing to 0 over the unit's iterations (CosineAnnealingLR, T_max = iters).
+        const double lr = rp.act_lr * 0.5 * (1.0 + std::cos(kPi * static_cast<double>(it + 1) / iters));
+        for (auto& g : opt_a->param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
+      }
+      last_rec = rec.item<double>();
+      if (ctx.progress && (it % 50 == 0 || it + 1 == iters))
+        ctx.progress((static_cast<double>(ui) + static_cast<double>(it + 1) / iters) / n_units,
+                     std::string(recon_mode_name(mode)) + " " + where + " iter " + std::to_string(it + 1) + "/" +
+                         std::to_string(iters) + " loss " + fmt(last_rec));
+    }
+
+    // How much rounding was still undecided (0.01 < h < 0.99) when it is made hard: a sign that
+    // the schedule (iters, lr) was too short to converge.
+    double undecided = 0, n_v = 0;
+    for (auto& w : wslots) {
+      torch::NoGradGuard ng;
+      auto h = w.ada->h();
+      undecided += ((h > 0.01) & (h < 0.99)).sum().item<double>();
+      n_v += static_cast<double>(h.numel());
+    }
+    res.soft_fraction = n_v > 0 ? undecided / n_v : 0.0;
+
+    // 4. Hard rounding (kept in the AdaRound quantizers until every unit is done, so that the
+    //    FP32 passes of later units still see the float weights), learned steps back into the
+    //    original fixed quantizers.
+    for (auto& w : wslots) {
+      w.ada->v().set_requires_grad(false);
+      w.ada->set_hard(true);
+      learned_weights.push_back(w);
+    }
+    for (auto& a : aslots) {
+      auto* fixed = dynamic_cast<quant::QuantizerImpl*>(a.orig.get());
+      if (fixed && learn_act) fixed->set_qparams(a.recon->qparams());
+      a.put(a.orig);
+    }
+    set_drop(1.0);
+    res.final_loss = eval_loss();
+    res.iters = iters;
+    res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CellDetail d{"recon_units",
+                 res.name,
+                 {{"initial_loss", res.initial_loss},
+                  {"final_loss", res.final_loss},
+                  {"iters", static_cast<double>(res.iters)},
+                  {"seconds", res.seconds},
+                  {"soft_fraction", res.soft_fraction}},
+                 std::string(U.unit.is_block ? "block" : "layer") + (res.on_disk ? ", caches on disk" : "")};
+    ctx.details.push_back(std::move(d));
+    if (ctx.progress)
+      ctx.progress(static_cast<double>(ui + 1) / n_units, std::string(recon_mode_name(mode)) + " " + where + " loss " +
+                                                             fmt(res.initial_loss) + " -> " + fmt(res.final_loss));
+    results.push_back(std::move(res));
+  }
+
+  // 5. Bake the hard rounding into the weights and give each layer its fixed quantizer back: its
+  //    round-to-nearest with the same scale reproduces the learned grid points exactly.
+  {
+    torch::NoGradGuard ng;
+    for (auto& w : learned_weights) {
+      const at::Tensor w_hard = w.ada->forward(weight_input(w.layer));
+      at::Tensor& weight = w.layer->weight_tensor();
+      auto* conv = dynamic_cast<quant::QConv2dImpl*>(w.layer);
+      if (conv && conv->bn() && conv->bn_fold() > 0) {
+        auto& bn = *conv->bn();
+        auto scale = (bn.weight / at::sqrt(bn.running_var + bn.options.eps())).reshape({-1, 1, 1, 1});
+        weight.copy_(at::where(scale != 0, w_hard / scale, weight));
+      } else {
+        weight.copy_(w_hard);
+      }
+      w.layer->attach(w.orig, nullptr);
+    }
+  }
+  quant::set_quantizing(model, true);
+  return results;
+}
+
+void ReconAlgorithm::apply(quant::QuantModel& model, quant::AlgorithmContext& ctx) {
+  prepare_for_reconstruction(model, ctx);
+  reconstruct(model, ctx, mode_);
+}
+
+void register_recon_algorithms(Registry<quant::AlgorithmEntry>& r) {
+  quant::AlgorithmEntry ada{"ptq",
+                            "AdaRound: learned per-layer weight rounding on the layer output, MSE-calibrated "
+                            "activations [Nagel et al. 2020, arXiv:2004.10568]",
+                            [] { return std::make_unique<ReconAlgorithm>(ReconMode::AdaRound); }};
+  ada.reconstruction = true;
+  r.add("adaround", ada);
+  quant::AlgorithmEntry brecq{"ptq",
+                              "BRECQ: block reconstruction of the weight rounding with LSQ activation step sizes "
+                              "[Li et al. 2021, arXiv:2102.05426]",
+                              [] { return std::make_unique<ReconAlgorithm>(ReconMode::Brecq); }};
+  brecq.reconstruction = true;
+  r.add("brecq", brecq);
+  quant::AlgorithmEntry qdrop{"ptq",
+                              "QDrop: BRECQ with activation quantization randomly dropped during reconstruction "
+                              "[Wei et al. 2022, arXiv:2203.05740]",
+                              [] { return std::make_unique<ReconAlgorithm>(ReconMode::QDrop); }};
+  qdrop.reconstruction = true;
+  r.add("qdrop", qdrop);
+}
+
+}  // namespace qbench::ptq
