@@ -37,12 +37,24 @@ EngineGuard::~EngineGuard() {
   }
 }
 
+/// Clamps a quint8 tensor to [lo, hi] (real values) in the integer domain. LibTorch's quantized
+/// clamp is engine-specific, and under QNNPACK it mangles ranges narrower than uint8 (a 4-bit
+/// output grid came out wrong by up to 15 steps), so the codes are clamped directly: the bounds
+/// are the codes the simulation's quantizer gives lo and hi.
+at::Tensor qclamp(const at::Tensor& y, double lo, double hi) {
+  const double s = y.q_scale();
+  const int64_t zp = y.q_zero_point();
+  const int64_t qlo = std::max<int64_t>(0, static_cast<int64_t>(std::llround(lo / s)) + zp);
+  const int64_t qhi = std::min<int64_t>(255, static_cast<int64_t>(std::llround(hi / s)) + zp);
+  return at::_make_per_tensor_quantized_tensor(y.int_repr().clamp(qlo, qhi), s, zp);
+}
+
 at::Tensor to_q(const at::Tensor& x, const ActQ& q) {
   at::Tensor xf = x;
   if (x.is_quantized()) {
     if (x.qscheme() == at::kPerTensorAffine && x.scalar_type() == at::kQUInt8 && x.q_scale() == q.scale &&
         x.q_zero_point() == q.zp)
-      return q.qmax < 255 ? at::clamp(x, q.lo(), q.hi()) : x;
+      return q.qmax < 255 ? qclamp(x, q.lo(), q.hi()) : x;
     xf = x.dequantize();
   }
   if (q.qmax < 255) xf = xf.clamp(q.lo(), q.hi());
@@ -60,7 +72,7 @@ at::Tensor call(const c10::OperatorHandle& op, std::vector<c10::IValue> stack) {
 /// The output of a quantized op, clamped where the float graph clamps (ReLU6, a narrower range),
 /// handed on as the plan says.
 at::Tensor finish(const Node& n, at::Tensor y) {
-  if (n.clamp) y = at::clamp(y, n.clamp_lo, n.clamp_hi);
+  if (n.clamp) y = qclamp(y, n.clamp_lo, n.clamp_hi);
   return n.out_float ? y.dequantize() : y;
 }
 }  // namespace

@@ -24,6 +24,7 @@
 #include "qbench/common/progress.h"
 #include "qbench/common/strings.h"
 #include "qbench/data/dataset.h"
+#include "qbench/deploy/deploy.h"
 #include "qbench/models/models.h"
 #include "qbench/models/safetensors.h"
 #include "qbench/ptq/datafree.h"
@@ -301,6 +302,12 @@ void Session::finetune_qat(const Cell& cell, quant::QuantModel& model) {
   fs::remove_all(dir);  // the row is what persists; per-epoch checkpoints only serve resumption
 }
 
+std::string fixed2(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
 quant::ReconParams recon_params(const config::ReconRecipe& r) {
   quant::ReconParams p;
   p.iters = r.iters;
@@ -334,6 +341,7 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
 
   double quant_wall = 0;
   auto model = baseline_model(cell, &quant_wall);
+  at::Tensor deploy_calib;  // calibration (PTQ) or initialisation (QAT) images, for integer lowering
   std::string latency_source = "measured-fp32";
   if (cell.kind == "fp32") {
     r.quant_wall_s = quant_wall;  // training time of the baseline (0 when loaded from cache)
@@ -400,6 +408,7 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
     if (cell.bn_fold >= 0) quant::apply_bn_fold(*model, cell.bn_fold);
     algo->apply(*model, ctx);
     r.quant_wall_s = seconds_since(tq);  // synthesis of data-free calibration images included
+    deploy_calib = ctx.calib_images.defined() ? ctx.calib_images : ctx.init_images;
     for (auto& d : ctx.details) r.details.push_back(std::move(d));
     latency_source = "measured-fakequant";
   }
@@ -417,7 +426,45 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
   r.fp32_top1 = cell.kind == "fp32" ? ev.top1 : baseline_eval(cell).top1;
 
   const quant::Profile* profile = cell.kind == "fp32" ? nullptr : &quant::profile_registry().get(cell.profile);
-  if (m_.latency.enabled && profile && profile->spec.roofline.declared()) {
+  // The sim-to-deploy gap: a profile with an integer engine on this machine lowers the quantized
+  // model to LibTorch's quantized operators with the same scales and zero points, runs the test
+  // set through both and measures its latency on the engine. A model that cannot be lowered
+  // (e.g. an unfolded BN from the bn_fold axis, a non-uniform quantizer) keeps its simulated row,
+  // with the reason as a detail row and no deployed metrics.
+  std::unique_ptr<deploy::Lowered> lowered;
+  if (profile && profile->spec.engine != "none") {
+    try {
+      report("lowering to " + profile->spec.engine + " int8");
+      lowered = deploy::lower(*model, *profile, deploy_calib, m_.ptq.calib_batch_size);
+      auto a = deploy::compare(*model, *lowered, test, m_.eval.batch_size);
+      r.deploy_top1 = a.deploy_top1;
+      r.deploy_agreement = a.agreement;
+      r.logit_cosine = a.logit_cosine;
+      r.sqnr_db = a.sqnr_db;
+      for (auto& d : a.layers) r.details.push_back(std::move(d));
+      log_info(cell_label(cell) + ": deployed on " + profile->spec.engine + " top-1 " + fixed2(a.deploy_top1) +
+               "% (simulated " + fixed2(a.sim_top1) + "%), agreement " + fixed2(a.agreement) + "%");
+    } catch (const Interrupted&) {
+      throw;
+    } catch (const Error& e) {
+      lowered.reset();
+      r.details.push_back({"deploy", profile->spec.engine, {}, std::string("not deployed: ") + e.what()});
+      Progress::global().note("warning: " + cell_label(cell) + ": not deployed on " + profile->spec.engine + ": " +
+                              e.what());
+    }
+  }
+  if (m_.latency.enabled && lowered) {
+    report("measuring int8 latency");
+    const int64_t b = std::min<int64_t>(m_.latency.batch_size, test.size());
+    std::vector<int64_t> first(static_cast<std::size_t>(b));
+    for (int64_t i = 0; i < b; ++i) first[static_cast<std::size_t>(i)] = i;
+    auto lat = deploy::measure_latency(*lowered, test.load_batch(first, data::Mode::Eval, 0).images,
+                                       m_.latency.warmup, m_.latency.repeats);
+    r.latency_ms_p50 = lat.p50_ms;
+    r.latency_ms_p90 = lat.p90_ms;
+    r.latency_batch = lat.batch;
+    r.latency_source = "measured-int8";
+  } else if (m_.latency.enabled && profile && profile->spec.roofline.declared()) {
     // No engine for this target here: the roofline model over the layers' recorded work
     // (eval's forward passes recorded each layer's MACs and tensor sizes).
     const int64_t batch = m_.latency.batch_size;
@@ -452,6 +499,7 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
     r.latency_batch = lat.batch;
     r.latency_source = latency_source;
   }
+  lowered.reset();  // restores the fake-quant model before it goes
   r.status = "ok";
   r.wall_s = seconds_since(t0);
   r.finished_at = utc_now_iso();
