@@ -44,9 +44,6 @@ config::Catalog build_catalog() {
   for (const char* n : {"lsq", "lsq+", "pact", "dsq", "dorefa", "apot", "qil", "tqt", "binary"})
     if (!quant::algorithm_registry().contains(n)) c.planned_algorithms[n] = qat;
   for (const auto& e : quant::observer_registry().entries()) c.observers.push_back(e.first);
-  const std::string adv = "planned reconstruction PTQ method (not built yet)";
-  for (const char* n : {"adaround", "brecq", "qdrop"})
-    if (!quant::algorithm_registry().contains(n)) c.planned_algorithms[n] = adv;
   const std::string src = "a calibration source, not an algorithm: set pipeline.ptq.calibration.source";
   for (const char* n : {"zeroq", "dsg"}) c.planned_algorithms[n] = src;
   return c;
