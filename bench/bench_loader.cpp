@@ -122,7 +122,9 @@ void write_jpegs(const fs::path& root, int64_t images, int classes) {
     for (int y = 0; y < 375; ++y)
       for (int x = 0; x < 500; ++x)
         for (int ch = 0; ch < 3; ++ch) {
-          const uint32_t h = static_cast<uint32_t>((x * 73856093) ^ (y * 19349663) ^ (static_cast<int>(i) * 83492791) ^ ch);
+          // Unsigned arithmetic: the hash wraps by design (signed overflow would be undefined).
+          const uint32_t h = (static_cast<uint32_t>(x) * 73856093u) ^ (static_cast<uint32_t>(y) * 19349663u) ^
+                             (static_cast<uint32_t>(i) * 83492791u) ^ static_cast<uint32_t>(ch);
           px[(static_cast<std::size_t>(y) * 500 + x) * 3 + ch] =
               static_cast<uint8_t>((x * (ch + 1) + y * (c + 1) + static_cast<int>(i) * 13) / 4 + (h % 48));
         }
