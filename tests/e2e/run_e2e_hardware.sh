@@ -51,6 +51,9 @@ rep=$("$QB" report --db "$DB" --format markdown 2>/dev/null)
 check "report keeps the ablation's rows apart (academic bn0)" grep -q "academic bn0" <<<"$rep"
 check "report labels modeled latency" grep -q "modeled" <<<"$rep"
 check "report has the sim-vs-deploy table" grep -q "Simulated vs deployed" <<<"$rep"
+dl=$(grep -A8 'Where deployment departs' <<<"$rep")
+check "the deploy-layers table has the x86-onednn cell" grep -q '| x86-onednn | w8a8 | 0 |' <<<"$dl"
+check "and the qnnpack cell" grep -q '| qnnpack | w8a8 | 0 |' <<<"$dl"
 
 # Data-free calibration: DSG images instead of training images, synthesised once per baseline.
 sed 's/ptq: {calib_images: 128, calib_batch_size: 64}/ptq: {calib_images: 128, calib_batch_size: 64, calibration: {source: dsg, iters: 40}}/; s/bn_fold: \[profile, 0\]/bn_fold: [profile]/; s/profile: \[academic, tensorrt, x86-onednn, qnnpack\]/profile: [academic, tensorrt]/; /include:/,$d' \

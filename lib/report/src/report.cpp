@@ -42,7 +42,8 @@ void check_group_by(const std::vector<std::string>& axes) {
 }
 
 const std::vector<std::string>& table_ids() {
-  static const std::vector<std::string> ids{"accuracy", "hardware", "latency", "deploy", "cost", "cost_by_kind", "failures"};
+  static const std::vector<std::string> ids{"accuracy", "hardware",     "latency",     "deploy",
+                                            "deploy_layers", "cost", "cost_by_kind", "failures"};
   return ids;
 }
 
@@ -124,7 +125,10 @@ ReportInput load_input(const store::Store& store, std::optional<int64_t> run_id)
   }
   auto run = store.run(*run_id);
   if (!run) throw ConfigError("store '" + store.path() + "' has no run " + std::to_string(*run_id));
-  return ReportInput{*run, store.report_rows(*run_id)};
+  ReportInput in{*run, store.report_rows(*run_id), {}};
+  for (const auto& r : in.rows)
+    if (r.result && r.result->deploy_agreement) in.deploy_layers[r.result->id] = store.details(r.result->id, "deploy_layers");
+  return in;
 }
 
 }  // namespace qbench::report

@@ -526,3 +526,28 @@ TEST_CASE("report: edge cases render without surprises", "[report]") {
                                    "profile per dataset (p), shown in the academic track above.\n"));
   }
 }
+
+TEST_CASE("report: the deploy-layers table names the first differing layer and the lowest-SQNR one", "[report]") {
+  Fixture fx;
+  auto in = fx.input();
+  const store::CellResult* trt = nullptr;
+  for (const auto& r : in.rows)
+    if (r.result && r.result->profile == "tensorrt") trt = &*r.result;
+  REQUIRE(trt);
+  // Without detail rows there is no such table (the golden files above have none).
+  CHECK_THAT(report::render_markdown(in), !Catch::Contains("Where deployment departs"));
+  in.deploy_layers[trt->id] = {
+      {"deploy_layers", "conv1", {{"mismatch_pct", 0.0}, {"sqnr_db", 61.0}, {"op_max_err_steps", 0.0}}, "conv a"},
+      {"deploy_layers", "layer1.0.conv1", {{"mismatch_pct", 0.25}, {"sqnr_db", 40.5}, {"op_max_err_steps", 1.0}}, "conv b"},
+      {"deploy_layers", "layer1.0.add", {{"mismatch_pct", 2.5}, {"sqnr_db", 22.25}, {"op_max_err_steps", 0.0}}, "add"},
+      {"deploy_layers", "fc", {{"mismatch_pct", 1.0}, {"sqnr_db", 30.0}, {"op_max_err_steps", 0.0}}, "linear"}};
+  auto md = report::render_markdown(in);
+  CHECK_THAT(md, Catch::Contains("## Where deployment departs from simulation"));
+  CHECK_THAT(md, Catch::Contains("| resnet20 | minmax | tensorrt | w8a8 | 0 | 99.10 | layer1.0.conv1 | 0.250 | 1 | conv b | "
+                                 "layer1.0.add | 22.2 |"));
+  report::ReportOptions only;
+  only.tables = {"deploy_layers"};
+  auto one = report::render_markdown(in, only);
+  CHECK_THAT(one, Catch::Contains("layer1.0.conv1"));
+  CHECK_THAT(one, !Catch::Contains("## Cost"));
+}

@@ -1,6 +1,7 @@
 #pragma once
 // Renders a run from the store as markdown, HTML, LaTeX, CSV or JSON. Torch-free.
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,9 @@ namespace qbench::report {
 struct ReportInput {
   store::RunInfo run;
   std::vector<store::ReportRow> rows;
+  /// Result id -> its `deploy_layers` detail rows, for deployed cells (load_input fills it; may be
+  /// empty, and then the report has no deploy-layers table).
+  std::map<int64_t, CellDetails> deploy_layers;
 };
 
 /// `--filter key=value`: keeps the cells whose axis `key` equals `value`. Filters on one key are
