@@ -453,17 +453,23 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
                               e.what());
     }
   }
-  if (m_.latency.enabled && lowered) {
-    report("measuring int8 latency");
-    const int64_t b = std::min<int64_t>(m_.latency.batch_size, test.size());
-    std::vector<int64_t> first(static_cast<std::size_t>(b));
-    for (int64_t i = 0; i < b; ++i) first[static_cast<std::size_t>(i)] = i;
-    auto lat = deploy::measure_latency(*lowered, test.load_batch(first, data::Mode::Eval, 0).images,
-                                       m_.latency.warmup, m_.latency.repeats);
+  // Measured latency: the first test images at the matrix's batch size, the same method for the
+  // FP32, fake-quant and int8 models.
+  auto record_latency = [&](const train::LatencyResult& lat, const std::string& source) {
     r.latency_ms_p50 = lat.p50_ms;
     r.latency_ms_p90 = lat.p90_ms;
     r.latency_batch = lat.batch;
-    r.latency_source = "measured-int8";
+    r.latency_source = source;
+  };
+  auto latency_batch = [&] {
+    std::vector<int64_t> first(static_cast<std::size_t>(std::min<int64_t>(m_.latency.batch_size, test.size())));
+    for (std::size_t i = 0; i < first.size(); ++i) first[i] = static_cast<int64_t>(i);
+    return test.load_batch(first, data::Mode::Eval, 0).images;
+  };
+  if (m_.latency.enabled && lowered) {
+    report("measuring int8 latency");
+    record_latency(deploy::measure_latency(*lowered, latency_batch(), m_.latency.warmup, m_.latency.repeats),
+                   "measured-int8");
   } else if (m_.latency.enabled && profile && profile->spec.roofline.declared()) {
     // No engine for this target here: the roofline model over the layers' recorded work
     // (eval's forward passes recorded each layer's MACs and tensor sizes).
@@ -489,15 +495,8 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
     r.latency_source = "modeled";
   } else if (m_.latency.enabled) {
     report("measuring latency");
-    const int64_t b = std::min<int64_t>(m_.latency.batch_size, test.size());
-    std::vector<int64_t> first(static_cast<std::size_t>(b));
-    for (int64_t i = 0; i < b; ++i) first[static_cast<std::size_t>(i)] = i;
-    auto lat = train::measure_latency(*model, test.load_batch(first, data::Mode::Eval, 0).images, m_.latency.warmup,
-                                      m_.latency.repeats);
-    r.latency_ms_p50 = lat.p50_ms;
-    r.latency_ms_p90 = lat.p90_ms;
-    r.latency_batch = lat.batch;
-    r.latency_source = latency_source;
+    record_latency(train::measure_latency(*model, latency_batch(), m_.latency.warmup, m_.latency.repeats),
+                   latency_source);
   }
   lowered.reset();  // restores the fake-quant model before it goes
   r.status = "ok";
