@@ -186,14 +186,7 @@ int main(int argc, char** argv) {
       auto q = build(a);
       quant::apply_bn_fold(*q, prof.bn_fold);
       quant::prepare_model(*q, prof, {});
-      {
-        at::NoGradGuard ng;
-        quant::set_observing(*q, true);
-        q->forward(calib);
-        quant::set_observing(*q, false);
-        quant::compute_all_qparams(*q);
-        quant::set_quantizing(*q, true);
-      }
+      quant::calibrate(*q, calib, calib.size(0));
       at::Tensor sim;
       {
         at::NoGradGuard ng;

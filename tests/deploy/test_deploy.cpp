@@ -69,12 +69,7 @@ std::shared_ptr<quant::QuantModel> calibrated(const std::string& arch, const std
     const auto& meth = quant::qat_method_registry().get(qat_method);
     quant::attach_quantizers(*m, prof, w_bits, a_bits, {meth.make_weight, meth.make_activation});
   }
-  at::NoGradGuard ng;
-  quant::set_observing(*m, true);
-  m->forward(calib);
-  quant::set_observing(*m, false);
-  quant::compute_all_qparams(*m);
-  quant::set_quantizing(*m, true);
+  quant::calibrate(*m, calib, calib.size(0));
   return m;
 }
 
@@ -316,14 +311,7 @@ TEST_CASE("deploy: mobilenetv2 (ReLU6, depthwise, linear bottlenecks) lowers and
   const auto& prof = quant::profile_registry().get("x86-onednn");
   quant::apply_bn_fold(*m, prof.bn_fold);
   quant::prepare_model(*m, prof, {});
-  {
-    at::NoGradGuard ng;
-    quant::set_observing(*m, true);
-    m->forward(calib);
-    quant::set_observing(*m, false);
-    quant::compute_all_qparams(*m);
-    quant::set_quantizing(*m, true);
-  }
+  quant::calibrate(*m, calib, calib.size(0));
   at::Tensor sim;
   {
     at::NoGradGuard ng;

@@ -12,19 +12,10 @@ namespace qbench::ptq {
 void calibrate_observers(quant::QuantModel& model, quant::AlgorithmContext& ctx) {
   if (!ctx.calib_images.defined() || ctx.calib_images.size(0) == 0)
     throw Error("PTQ calibration needs calibration images (ptq.calib_images > 0)");
-  torch::NoGradGuard no_grad;
-  model.eval();
-  quant::set_quantizing(model, false);
-  quant::set_observing(model, true);
-  const int64_t n = ctx.calib_images.size(0), bs = std::max<int64_t>(1, ctx.calib_batch_size);
-  for (int64_t start = 0; start < n; start += bs) {
+  quant::calibrate(model, ctx.calib_images, ctx.calib_batch_size, [&](int64_t done, int64_t n) {
     check_interrupt();
-    model.forward(ctx.calib_images.narrow(0, start, std::min(bs, n - start)));
-    if (ctx.progress) ctx.progress(static_cast<double>(std::min(n, start + bs)) / n, "calibrating");
-  }
-  quant::set_observing(model, false);
-  quant::compute_all_qparams(model);
-  quant::set_quantizing(model, true);
+    if (ctx.progress) ctx.progress(static_cast<double>(done) / n, "calibrating");
+  });
 }
 
 void MinMaxCalibration::apply(quant::QuantModel& model, quant::AlgorithmContext& ctx) {

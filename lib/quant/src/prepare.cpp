@@ -1,5 +1,8 @@
 #include "qbench/quant/prepare.h"
 
+#include <ATen/ATen.h>
+
+#include <algorithm>
 #include <mutex>
 #include <set>
 
@@ -108,6 +111,22 @@ void compute_all_qparams(QuantModel& model) {
       throw Error("add " + ref.name + ": " + e.what());
     }
   }
+}
+
+void calibrate(QuantModel& model, const at::Tensor& images, int64_t batch_size,
+               const std::function<void(int64_t, int64_t)>& after_batch) {
+  at::NoGradGuard no_grad;
+  model.eval();
+  set_quantizing(model, false);
+  set_observing(model, true);
+  const int64_t n = images.size(0), bs = std::max<int64_t>(1, batch_size);
+  for (int64_t start = 0; start < n; start += bs) {
+    model.forward(images.narrow(0, start, std::min(bs, n - start)));
+    if (after_batch) after_batch(std::min(n, start + bs), n);
+  }
+  set_observing(model, false);
+  compute_all_qparams(model);
+  set_quantizing(model, true);
 }
 
 }  // namespace qbench::quant

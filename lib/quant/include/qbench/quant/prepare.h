@@ -2,6 +2,7 @@
 // Configures a model's quantizers from a profile by walking its declared structure: conv/linear
 // layers (weights and inputs) and residual adds (operands and output), as the profile's
 // placement says. No per-model code.
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -39,5 +40,12 @@ void set_observing(QuantModel& model, bool on);
 void set_quantizing(QuantModel& model, bool on);
 /// Freezes every observer into scale/zero point.
 void compute_all_qparams(QuantModel& model);
+
+/// The observer protocol in one call: in eval mode and without gradients, runs `images` through
+/// the model in batches of `batch_size` with every quantizer observing (not quantizing), freezes
+/// the observed ranges, then turns quantization on. `after_batch(done, total)` (may be empty) is
+/// called after each batch, e.g. for progress or to honour an interrupt.
+void calibrate(QuantModel& model, const at::Tensor& images, int64_t batch_size,
+               const std::function<void(int64_t, int64_t)>& after_batch = {});
 
 }  // namespace qbench::quant
