@@ -308,31 +308,6 @@ std::string fixed2(double v) {
   return buf;
 }
 
-quant::ReconParams recon_params(const config::ReconRecipe& r) {
-  quant::ReconParams p;
-  p.iters = r.iters;
-  p.batch_size = r.batch_size;
-  p.lambda = r.lambda;
-  p.beta_start = r.beta_start;
-  p.beta_end = r.beta_end;
-  p.warmup = r.warmup;
-  p.lr = r.lr;
-  p.act_lr = r.act_lr;
-  p.drop_prob = r.drop_prob;
-  p.mse_p = r.mse_p;
-  p.cache_mb = r.cache_mb;
-  return p;
-}
-
-quant::CalibrationParams calibration_params(const config::CalibrationRecipe& r) {
-  quant::CalibrationParams p;
-  p.source = r.source;
-  p.iters = r.iters;
-  p.lr = r.lr;
-  p.batch_size = r.batch_size;
-  return p;
-}
-
 store::CellResult Session::execute(const Cell& cell, int index, int total) {
   auto t0 = std::chrono::steady_clock::now();
   status_ = "[" + std::to_string(index) + "/" + std::to_string(total) + "] " + cell_label(cell);
@@ -357,8 +332,8 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
     ctx.calib_batch_size = m_.ptq.calib_batch_size;
     ctx.weight_observer = m_.ptq.observer.weight;
     ctx.activation_observer = m_.ptq.observer.activation;
-    ctx.recon = recon_params(m_.ptq.reconstruction);
-    ctx.calibration = calibration_params(m_.ptq.calibration);
+    ctx.recon = m_.ptq.reconstruction;
+    ctx.calibration = m_.ptq.calibration;
     ctx.progress = [this](double f, const std::string& what) {
       report(what + " " + std::to_string(static_cast<int>(f * 100)) + "%");
     };

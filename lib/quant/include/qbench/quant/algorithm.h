@@ -9,35 +9,16 @@
 
 #include "qbench/common/detail.h"
 #include "qbench/common/registry.h"
+#include "qbench/config/matrix.h"
 #include "qbench/quant/profile.h"
 #include "qbench/quant/qmodules.h"
 
 namespace qbench::quant {
 
-/// Block/layer reconstruction settings (AdaRound, BRECQ, QDrop). Defaults are the papers' (see
-/// /work/shared/reference/algorithms.md); the matrix's pipeline.ptq.reconstruction overrides any.
-struct ReconParams {
-  int64_t iters = 20000;     ///< optimisation steps per unit
-  int batch_size = 32;
-  double lambda = 0.01;      ///< weight of the rounding regulariser
-  double beta_start = 20.0;  ///< annealed linearly to beta_end after the warm-up
-  double beta_end = 2.0;
-  double warmup = 0.2;       ///< fraction of iters without the regulariser
-  double lr = 1e-3;          ///< Adam, rounding variables V
-  double act_lr = 4e-5;      ///< Adam (cosine), LSQ activation step sizes (brecq, qdrop)
-  double drop_prob = 0.5;    ///< qdrop: probability an input element is quantized
-  double mse_p = 2.4;        ///< Lp norm of the MSE observers that initialise the scales
-  int64_t cache_mb = 1024;   ///< unit input/output caches larger than this go to disk
-};
-
-/// Where PTQ calibration images come from (pipeline.ptq.calibration): the training split, or
-/// synthesised from the FP32 model's BatchNorm statistics (ZeroQ, DSG).
-struct CalibrationParams {
-  std::string source = "data";  ///< data | zeroq | dsg
-  int64_t iters = 500;          ///< synthesis steps per batch
-  double lr = 0.5;              ///< Adam learning rate on the synthetic images
-  int batch_size = 32;          ///< images synthesised together
-};
+/// Reconstruction settings (AdaRound, BRECQ, QDrop) and the calibration-image source, exactly as
+/// the matrix's pipeline.ptq.reconstruction / .calibration give them (defaults: the papers').
+using ReconParams = config::ReconRecipe;
+using CalibrationParams = config::CalibrationRecipe;
 
 struct AlgorithmContext {
   const Profile* profile = nullptr;
