@@ -19,6 +19,7 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/quant/qat.h"
+#include "lsq_kernels.h"
 
 namespace qbench::quant {
 
@@ -83,13 +84,8 @@ double lsq_grad_scale(const at::Tensor& x, QatRole role, int64_t ch_axis, int64_
 }
 
 namespace {
-// Round half to even without a libm call, so the loops below vectorise: adding and subtracting
-// 1.5 * 2^23 leaves the nearest integer under the default rounding mode (ties to even), exactly
-// as std::nearbyint, for |v| < 2^22 (v is clamped to the integer range, at most 2^16, first).
-inline float round_even(float v) {
-  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23 (valid without -ffast-math, which we never use)
-  return (v + kMagic) - kMagic;
-}
+// Elements per parallel chunk of the fused LSQ loops.
+constexpr int64_t kLsqGrain = 32768;
 
 // Fused per-tensor LSQ (float32, CPU): one pass forward, one pass backward, instead of the ~6
 // elementwise autograd nodes of the composed form below. Same math: v = x / s, forward
@@ -107,12 +103,8 @@ struct LsqPerTensorFn : public torch::autograd::Function<LsqPerTensorFn> {
     const float sv = s.item<float>(), lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
     const float* px = xc.data_ptr<float>();
     float* po = out.data_ptr<float>();
-    at::parallel_for(0, xc.numel(), 32768, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const float v = std::min(std::max(px[i] / sv, lo), hi);
-        po[i] = round_even(v) * sv;
-      }
-    });
+    at::parallel_for(0, xc.numel(), kLsqGrain,
+                     [&](int64_t b, int64_t e) { lsq_forward_kernel(px + b, po + b, e - b, sv, lo, hi); });
     return out;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -129,20 +121,11 @@ struct LsqPerTensorFn : public torch::autograd::Function<LsqPerTensorFn> {
     const float* px = xc.data_ptr<float>();
     const float* pg = gy.data_ptr<float>();
     float* pgx = gx.data_ptr<float>();
-    // Branch-free so the inner loop vectorises: inside = lo <= v <= hi; the s-gradient term is
-    // round(v) - v inside and the clipped bound outside. Per-chunk float sums, added in double.
+    // Per-chunk sums added in double, in chunk order for a given thread count.
     const double gs = at::parallel_reduce(
-        0, xc.numel(), 32768, 0.0,
+        0, xc.numel(), kLsqGrain, 0.0,
         [&](int64_t b, int64_t e, double acc) {
-          float part = 0.f;
-          for (int64_t i = b; i < e; ++i) {
-            const float v = px[i] / sv;
-            const float vc = std::min(std::max(v, lo), hi);
-            const bool inside = (v >= lo) & (v <= hi);
-            pgx[i] = inside ? pg[i] : 0.f;
-            part += pg[i] * (inside ? round_even(vc) - vc : vc);
-          }
-          return acc + static_cast<double>(part);
+          return acc + lsq_backward_kernel(px + b, pg + b, pgx + b, e - b, sv, lo, hi);
         },
         std::plus<double>());
     auto grad_s = at::full(s.sizes(), gs * g, s.options());

@@ -1,0 +1,73 @@
+// Loops of the fused per-tensor LSQ (see lsq_kernels.h).
+//
+// Vectorisation. This file is compiled with -fno-trapping-math (lib/quant/CMakeLists.txt):
+// without it GCC will not if-convert the backward's selects (it may not evaluate both arms of a
+// float ?: when an arm could raise an FP exception), and the loop stays scalar. The flag only
+// lets the compiler assume no FP trap is enabled, which is true in LibTorch; every value is the
+// same as without it. target_clones adds an AVX2 copy beside the baseline x86-64 one, chosen at
+// load time (glibc ifunc), so one binary runs on any x86-64 node and uses wide units where they
+// exist. Both copies do the same IEEE operations in the same order (no -ffast-math, and
+// -ffp-contract=off under -std=c++17, so no FMA), so their results are bit-identical.
+#include "lsq_kernels.h"
+
+#include <algorithm>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define QBENCH_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define QBENCH_CLONES
+#endif
+
+namespace qbench::quant {
+
+namespace {
+// Round half to even without a libm call: adding and subtracting 1.5 * 2^23 leaves the nearest
+// integer under the default rounding mode (ties to even), exactly as std::nearbyint, for
+// |v| < 2^22 (v is clamped to the integer range, at most 2^16, first). Valid because we never
+// build with -ffast-math.
+inline float round_even(float v) {
+  constexpr float kMagic = 12582912.0f;
+  return (v + kMagic) - kMagic;
+}
+}  // namespace
+
+QBENCH_CLONES
+void lsq_forward_kernel(const float* __restrict px, float* __restrict po, int64_t n, float s, float lo, float hi) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = std::min(std::max(px[i] / s, lo), hi);
+    po[i] = round_even(v) * s;
+  }
+}
+
+// The sum runs in kLanes independent float lanes, a fixed order whatever the vector width, so
+// the compiler vectorises it without reassociating anything; the lanes and the tail are added
+// in double at the end. inside <=> clamp(v) == v (v is finite: the quantizer input is checked).
+QBENCH_CLONES
+double lsq_backward_kernel(const float* __restrict px, const float* __restrict pg, float* __restrict pgx, int64_t n,
+                           float s, float lo, float hi) {
+  constexpr int kLanes = 16;
+  float lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int k = 0; k < kLanes; ++k) {
+      const float v = px[i + k] / s;
+      const float vc = std::min(std::max(v, lo), hi);
+      const bool inside = vc == v;
+      const float term = inside ? round_even(vc) - vc : vc;
+      pgx[i + k] = inside ? pg[i + k] : 0.f;
+      lanes[k] += pg[i + k] * term;
+    }
+  }
+  double sum = 0.0;
+  for (; i < n; ++i) {
+    const float v = px[i] / s;
+    const float vc = std::min(std::max(v, lo), hi);
+    const bool inside = vc == v;
+    pgx[i] = inside ? pg[i] : 0.f;
+    sum += static_cast<double>(pg[i] * (inside ? round_even(vc) - vc : vc));
+  }
+  for (float l : lanes) sum += static_cast<double>(l);
+  return sum;
+}
+
+}  // namespace qbench::quant

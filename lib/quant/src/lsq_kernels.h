@@ -1,0 +1,17 @@
+// Raw-array loops of the fused per-tensor LSQ fake quantizer (qat_lsq.cpp). Torch-free, in their
+// own translation unit so they can be compiled with the flags that let them vectorise.
+#pragma once
+
+#include <cstdint>
+
+namespace qbench::quant {
+
+/// po[i] = round_half_even(clamp(px[i] / s, lo, hi)) * s for i < n.
+void lsq_forward_kernel(const float* px, float* po, int64_t n, float s, float lo, float hi);
+
+/// pgx[i] = pg[i] where lo <= px[i] / s <= hi, else 0; returns
+/// sum_i pg[i] * (round(v) - v inside, the clipped bound outside), v = px[i] / s: the step
+/// gradient of LSQ Eq. 3 before the gradient scale g.
+double lsq_backward_kernel(const float* px, const float* pg, float* pgx, int64_t n, float s, float lo, float hi);
+
+}  // namespace qbench::quant
