@@ -254,13 +254,19 @@ CREATE TABLE cell_details (
   PRIMARY KEY (result_id, section, position)
 );
 )sql"},
+    // The compute device a run used ("cpu", "cuda:0"), per run beside its thread count and per
+    // result row. Every run before this version ran on the CPU, so existing rows read 'cpu'.
+    {4, R"sql(
+ALTER TABLE runs    ADD COLUMN device TEXT NOT NULL DEFAULT 'cpu';
+ALTER TABLE results ADD COLUMN device TEXT NOT NULL DEFAULT 'cpu';
+)sql"},
 };
 
 // Column lists in the order read_run/read_result expect.
 const char* const kRunColumns[] = {"id",          "matrix_name",   "matrix_file",    "yaml_text",
                                    "yaml_hash",   "started_at",    "ended_at",       "status",
                                    "host",        "git_rev",       "qbench_version", "torch_version",
-                                   "threads",     "command_line",  "environment_json"};
+                                   "threads",     "command_line",  "environment_json", "device"};
 const char* const kResultColumns[] = {
     "id",           "run_id",         "cell_key",       "baseline_key",  "dataset",
     "arch",         "algorithm",      "profile",        "w_bits",        "a_bits",
@@ -268,7 +274,7 @@ const char* const kResultColumns[] = {
     "top5",         "loss",           "fp32_top1",      "quant_wall_s",  "eval_wall_s",
     "wall_s",       "latency_ms_p50", "latency_ms_p90", "latency_batch", "latency_source",
     "eval_images",  "threads",        "config_json",    "started_at",    "finished_at",
-    "deploy_top1",  "deploy_agreement", "logit_cosine", "sqnr_db"};
+    "deploy_top1",  "deploy_agreement", "logit_cosine", "sqnr_db",         "device"};
 
 template <std::size_t N>
 std::string column_list(const char* const (&cols)[N], const std::string& prefix = "") {
@@ -294,6 +300,7 @@ RunInfo read_run(const Statement& s) {
   r.threads = s.int32(12);
   r.command_line = s.text(13);
   r.environment_json = s.text(14);
+  r.device = s.text(15);
   return r;
 }
 
@@ -342,6 +349,7 @@ CellResult read_result(const Statement& s, int o) {
   r.deploy_agreement = s.opt_real(o + 31);
   r.logit_cosine = s.opt_real(o + 32);
   r.sqnr_db = s.opt_real(o + 33);
+  r.device = s.text(o + 34);
   return r;
 }
 
@@ -438,9 +446,9 @@ void Store::migrate() {
 int64_t Store::begin_run(const RunInfo& info) {
   static const std::string sql =
       "INSERT INTO runs (matrix_name, matrix_file, yaml_text, yaml_hash, started_at, ended_at, status, host, "
-      "git_rev, qbench_version, torch_version, threads, command_line, environment_json) VALUES (:matrix_name, "
+      "git_rev, qbench_version, torch_version, threads, command_line, environment_json, device) VALUES (:matrix_name, "
       ":matrix_file, :yaml_text, :yaml_hash, :started_at, NULL, 'running', :host, :git_rev, :qbench_version, "
-      ":torch_version, :threads, :command_line, :environment_json) RETURNING id";
+      ":torch_version, :threads, :command_line, :environment_json, :device) RETURNING id";
   Query q(cache_->get(sql));
   q->bind(":matrix_name", info.matrix_name)
       .bind(":matrix_file", info.matrix_file)
@@ -453,7 +461,8 @@ int64_t Store::begin_run(const RunInfo& info) {
       .bind(":torch_version", info.torch_version)
       .bind(":threads", info.threads)
       .bind(":command_line", info.command_line)
-      .bind(":environment_json", info.environment_json);
+      .bind(":environment_json", info.environment_json)
+      .bind(":device", info.device.empty() ? std::string("cpu") : info.device);
   if (!q->step()) throw StoreError("store '" + path_ + "': INSERT INTO runs returned no id");
   int64_t id = q->int64(0);
   q->run();
@@ -568,7 +577,8 @@ int64_t Store::put_result(const CellResult& r) {
         .bind(":deploy_top1", r.deploy_top1)
         .bind(":deploy_agreement", r.deploy_agreement)
         .bind(":logit_cosine", r.logit_cosine)
-        .bind(":sqnr_db", r.sqnr_db);
+        .bind(":sqnr_db", r.sqnr_db)
+        .bind(":device", r.device.empty() ? std::string("cpu") : r.device);
     if (!q->step()) throw StoreError("store '" + path_ + "': INSERT INTO results returned no id");
     id = q->int64(0);
     q->run();

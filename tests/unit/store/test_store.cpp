@@ -490,16 +490,18 @@ TEST_CASE("store: a version-1 file gains the nullable sim-to-deploy columns and 
     s.put_result(sample_result(run_id, "k1", "ok", 88.5));
   }
   {
-    // Turn the file back into what schema version 1 wrote: no deploy columns, user_version 1.
+    // Turn the file back into what schema version 1 wrote: no deploy columns, no detail table,
+    // no device columns, user_version 1.
     RawDb raw(path);
     raw.exec("ALTER TABLE results DROP COLUMN deploy_top1; ALTER TABLE results DROP COLUMN deploy_agreement; "
              "ALTER TABLE results DROP COLUMN logit_cosine; ALTER TABLE results DROP COLUMN sqnr_db; "
+             "ALTER TABLE results DROP COLUMN device; ALTER TABLE runs DROP COLUMN device; "
              "DROP TABLE cell_details; PRAGMA user_version = 1;");
     CHECK(raw.text("SELECT count(*) FROM pragma_table_info('results') WHERE name = 'sqnr_db'") == "0");
   }
   Store s(path);
   CHECK(s.user_version() == Store::schema_version());
-  CHECK(Store::schema_version() == 3);
+  CHECK(Store::schema_version() == 4);
   auto all = s.all_results();
   REQUIRE(all.size() == 1);
   CHECK(s.details(all[0].id).empty());  // the v3 table exists and the old row has no details
@@ -511,6 +513,66 @@ TEST_CASE("store: a version-1 file gains the nullable sim-to-deploy columns and 
   r.deploy_agreement = 98.5;
   s.put_result(r);
   CHECK(s.finished_result("k2")->deploy_agreement == 98.5);
+}
+
+TEST_CASE("store: a version-3 file gains the device columns, its runs and rows read cpu", "[store]") {
+  auto dir = qbench::test::scratch_dir("migrate_v3");
+  const std::string path = (dir / "v3.db").string();
+  {
+    Store s(path);
+    int64_t run_id = s.begin_run(sample_run());
+    s.put_result(sample_result(run_id, "k1", "ok", 88.5));
+  }
+  {
+    // What schema version 3 wrote: everything but the device columns.
+    RawDb raw(path);
+    raw.exec("ALTER TABLE results DROP COLUMN device; ALTER TABLE runs DROP COLUMN device; PRAGMA user_version = 3;");
+    CHECK(raw.text("SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'device'") == "0");
+  }
+  Store s(path);
+  CHECK(s.user_version() == 4);
+  auto runs = s.runs();
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].device == "cpu");  // every run before version 4 ran on the CPU
+  CHECK(runs[0].threads == 2);
+  auto all = s.all_results();
+  REQUIRE(all.size() == 1);
+  CHECK(all[0].device == "cpu");
+  CHECK(all[0].top1 == 88.5);
+  // New runs and rows record their device.
+  auto info = sample_run();
+  info.device = "cuda:0";
+  const int64_t run2 = s.begin_run(info);
+  auto r = sample_result(run2, "k2");
+  r.device = "cuda:0";
+  s.put_result(r);
+  CHECK(s.run(run2)->device == "cuda:0");
+  CHECK(s.finished_result("k2")->device == "cuda:0");
+  RawDb raw(path);
+  CHECK(raw.text("SELECT group_concat(device, ',') FROM (SELECT device FROM results ORDER BY id)") == "cpu,cuda:0");
+}
+
+TEST_CASE("store: the device round-trips, an empty one is stored as cpu", "[store]") {
+  Store s(":memory:");
+  auto info = sample_run();
+  CHECK(info.device == "cpu");  // the default
+  info.device.clear();
+  const int64_t a = s.begin_run(info);
+  info.device = "cuda:1";
+  const int64_t b = s.begin_run(info);
+  CHECK(s.run(a)->device == "cpu");
+  CHECK(s.run(b)->device == "cuda:1");
+  auto r = sample_result(b, "k");
+  r.device = "cuda:1";
+  s.put_result(r);
+  auto rows = s.report_rows(b);
+  REQUIRE(rows.size() == 1);
+  REQUIRE(rows[0].result);
+  CHECK(rows[0].result->device == "cuda:1");
+  auto r2 = sample_result(a, "k2");
+  r2.device.clear();
+  s.put_result(r2);
+  CHECK(s.finished_result("k2")->device == "cpu");
 }
 
 TEST_CASE("store: detail rows round-trip per section in order and are replaced with their result", "[store]") {

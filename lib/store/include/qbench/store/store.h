@@ -31,7 +31,10 @@ struct RunInfo {
   std::string torch_version;
   int threads = 0;
   std::string command_line;
-  std::string environment_json;  ///< library versions, CPU, qengine... (JSON object text)
+  std::string environment_json;  ///< library versions, CPU, device, qengine... (JSON object text)
+  /// The compute device the run placed its models on: "cpu" or "cuda:N" (empty is stored as
+  /// "cpu"; stores from before schema version 4 read "cpu", as every run then was).
+  std::string device = "cpu";
 };
 
 /// One executed cell (a row of `results`). Optional metrics are NULL in SQLite.
@@ -60,6 +63,7 @@ struct CellResult {
   std::string latency_source;  ///< measured-fp32 | measured-fakequant | measured-int8 | modeled | ""
   int64_t eval_images = 0;     ///< test images the metrics cover
   int threads = 0;
+  std::string device = "cpu";  ///< where the cell's model ran ("cpu", "cuda:N"); not part of the key
   std::string config_json;  ///< the cell's resolved configuration (canonical JSON)
   std::string started_at, finished_at;
   /// The sim-to-deploy gap, where the cell's model also ran through an integer backend (NULL
