@@ -16,6 +16,7 @@
 
 #include "internal.h"
 #include "qbench/common/errors.h"
+#include "qbench/quant/device.h"
 #include "qbench/quant/fake_quant.h"
 
 namespace qbench::deploy {
@@ -178,7 +179,7 @@ at::Tensor Lowered::forward(const at::Tensor& x) {
   detail::EngineGuard g(impl_->engine);
   if (!impl_->installed) impl_->install();
   if (impl_->model->is_training()) impl_->model->eval();
-  auto y = impl_->model->forward(x);
+  auto y = impl_->model->forward(quant::on_device(x, at::Device(at::kCPU)));
   return y.is_quantized() ? y.dequantize() : y;
 }
 
@@ -323,16 +324,21 @@ at::QEngine engine_enum(const std::string& e) { return e == "onednn" ? at::QEngi
 
 }  // namespace
 
-std::unique_ptr<Lowered> lower(quant::QuantModel& model, const quant::Profile& profile, const at::Tensor& calib,
+std::unique_ptr<Lowered> lower(quant::QuantModel& model, const quant::Profile& profile, const at::Tensor& calib_in,
                                int64_t calib_batch_size) {
   const std::string engine = profile.spec.engine;
   if (engine != "onednn" && engine != "qnnpack")
     throw Error("deploy: profile '" + profile.name + "' names no integer engine (engine: " + engine + ")");
   if (!engine_available(engine))
     throw Error("deploy: this LibTorch build has no " + engine + " quantized engine");
-  if (!calib.defined() || calib.dim() < 2 || calib.size(0) == 0)
+  if (!calib_in.defined() || calib_in.dim() < 2 || calib_in.size(0) == 0)
     throw Error("deploy: lowering needs calibration images (none given)");
   if (calib_batch_size <= 0) calib_batch_size = 256;
+  // The quantized engines are CPU-only: a model on another device is moved to the CPU (in place,
+  // so it stays there; a caller that needs it back moves it), and so are the images.
+  const at::Device cpu(at::kCPU);
+  if (quant::module_device(model) != cpu) model.to(cpu);
+  const at::Tensor calib = quant::on_device(calib_in, cpu);
   at::NoGradGuard ng;
   model.eval();
 

@@ -70,7 +70,7 @@ class EfficientNetLite : public quant::QuantModel {
     auto y = stem_(x);
     for (auto& b : blocks_) y = b->forward(y);
     y = at::adaptive_avg_pool2d(head_(y), {1, 1}).flatten(1);
-    return fc_->forward(at::dropout(y, 0.2, is_training()));
+    return fc_->forward(detail::dropout(y, 0.2, is_training()));
   }
 
  private:

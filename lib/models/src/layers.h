@@ -18,6 +18,19 @@ using quant::Act;
 using quant::QConv2d;
 using quant::QConv2dOptions;
 
+/// Dropout whose mask is drawn from the CPU's default generator on every device: on the CPU it is
+/// at::dropout itself (which draws noise = bernoulli(1 - p) / (1 - p) there and multiplies); on
+/// another device the same noise is drawn on the CPU and moved, so a seed trains with the same
+/// masks on a GPU as on the CPU (at::dropout would use the GPU's own generator and fused kernel).
+inline at::Tensor dropout(const at::Tensor& x, double p, bool train) {
+  if (!train || p <= 0.0 || x.device().is_cpu()) return at::dropout(x, p, train);
+  if (p >= 1.0) return x * 0.0;
+  auto noise = at::empty(x.sizes(), x.options().device(at::kCPU));
+  noise.bernoulli_(1.0 - p);
+  noise.div_(1.0 - p);
+  return x * noise.to(x.device());
+}
+
 /// A conv + BN pair registered flat in `parent`.
 struct ConvBn {
   QConv2d conv{nullptr};

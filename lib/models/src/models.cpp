@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include "qbench/common/errors.h"
+#include "qbench/quant/device.h"
 
 namespace qbench::models {
 
@@ -57,7 +58,8 @@ int64_t count_macs(quant::QuantModel& m, const ModelSpec& spec) {
   m.eval();
   {
     c10::NoGradGuard ng;
-    m.forward(at::zeros({1, spec.in_channels, spec.image_size, spec.image_size}));
+    m.forward(at::zeros({1, spec.in_channels, spec.image_size, spec.image_size},
+                        at::TensorOptions().device(quant::module_device(m))));
   }
   m.train(was_training);
   int64_t macs = 0;

@@ -20,6 +20,7 @@
 #include "qbench/common/progress.h"
 #include "qbench/ptq/ptq.h"
 #include "qbench/ptq/recon.h"
+#include "qbench/quant/device.h"
 #include "qbench/quant/observers_extra.h"
 #include "qbench/quant/prepare.h"
 
@@ -135,7 +136,8 @@ class TapGuard {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Caches of N samples, in memory or in an unlinked temp file (rows read back with pread).
+// Caches of N samples, in memory (on the model's device) or in an unlinked temp file (rows read
+// back with pread and moved to the device).
 
 class TensorCache {
  public:
@@ -145,15 +147,16 @@ class TensorCache {
   ~TensorCache() {
     if (fd_ >= 0) ::close(fd_);
   }
-  void init(int64_t n, at::IntArrayRef row_shape, bool disk) {
+  void init(int64_t n, at::IntArrayRef row_shape, bool disk, at::Device device) {
     n_ = n;
     row_shape_ = row_shape.vec();
     row_numel_ = 1;
     for (auto d : row_shape_) row_numel_ *= d;
+    device_ = device;
     if (!disk) {
       std::vector<int64_t> shape{n};
       shape.insert(shape.end(), row_shape_.begin(), row_shape_.end());
-      mem_ = at::empty(shape, at::kFloat);
+      mem_ = at::empty(shape, at::TensorOptions().dtype(at::kFloat).device(device));
       return;
     }
     const char* tmp = std::getenv("TMPDIR");
@@ -173,13 +176,15 @@ class TensorCache {
       mem_.narrow(0, start, b.size(0)).copy_(b.view(mem_.narrow(0, start, b.size(0)).sizes()));
       return;
     }
+    b = quant::on_device(b, at::Device(at::kCPU));
     const size_t bytes = static_cast<size_t>(b.numel()) * sizeof(float);
     const off_t off = static_cast<off_t>(start * row_numel_ * static_cast<int64_t>(sizeof(float)));
     write_all(reinterpret_cast<const char*>(b.data_ptr<float>()), bytes, off);
   }
-  /// Rows idx (int64, 1-d), as one batch.
-  at::Tensor rows(const at::Tensor& idx) {
-    if (!on_disk()) return mem_.index_select(0, idx);
+  /// Rows idx (int64, 1-d, on any device), as one batch on the cache's device.
+  at::Tensor rows(const at::Tensor& idx_in) {
+    if (!on_disk()) return mem_.index_select(0, quant::on_device(idx_in, mem_.device()));
+    const at::Tensor idx = quant::on_device(idx_in, at::Device(at::kCPU));  // read through an accessor
     std::vector<int64_t> shape{idx.size(0)};
     shape.insert(shape.end(), row_shape_.begin(), row_shape_.end());
     auto out = at::empty(shape, at::kFloat);
@@ -187,7 +192,7 @@ class TensorCache {
     const size_t rb = static_cast<size_t>(row_numel_) * sizeof(float);
     for (int64_t i = 0; i < idx.size(0); ++i)
       read_all(reinterpret_cast<char*>(out.data_ptr<float>() + i * row_numel_), rb, static_cast<off_t>(ia[i] * rb));
-    return out;
+    return quant::on_device(out, device_);
   }
   at::Tensor range(int64_t start, int64_t len) {
     if (!on_disk()) return mem_.narrow(0, start, len);
@@ -215,6 +220,7 @@ class TensorCache {
   }
   int64_t n_ = 0, row_numel_ = 0;
   std::vector<int64_t> row_shape_;
+  at::Device device_{at::kCPU};
   at::Tensor mem_;
   int fd_ = -1;
 };
@@ -320,7 +326,10 @@ std::vector<UnitResult> reconstruct(quant::QuantModel& model, quant::AlgorithmCo
   // One generator for batches and drop masks: the same seed gives the same result.
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(ctx.seed * 0x9E3779B97F4A7C15ULL + 0x7265636FULL);
 
+  // The calibration images may stay on the CPU: each pass moves its batch to the model's device,
+  // where the caches (in memory) and every learned tensor live.
   const at::Tensor images = ctx.calib_images.to(at::kFloat);
+  const at::Device device = quant::module_device(model);
   const int64_t n = images.size(0), pass_bs = std::max<int64_t>(1, ctx.calib_batch_size);
   const int64_t bs = std::min<int64_t>(rp.batch_size, n);
 
@@ -372,7 +381,7 @@ std::vector<UnitResult> reconstruct(quant::QuantModel& model, quant::AlgorithmCo
           check_interrupt();
           tg.tap().arm();
           try {
-            model.forward(images.narrow(0, s, std::min(pass_bs, n - s)));
+            model.forward(quant::on_device(images.narrow(0, s, std::min(pass_bs, n - s)), device));
           } catch (const StopForward&) {
           }
           tg.tap().disarm();
@@ -388,9 +397,9 @@ std::vector<UnitResult> reconstruct(quant::QuantModel& model, quant::AlgorithmCo
               4.0 * (static_cast<double>(x.numel() / x.size(0)) * (drop_p < 1.0 ? 2.0 : 1.0) +
                      static_cast<double>(y.numel() / y.size(0)));
           const bool disk = row_bytes * static_cast<double>(n) > static_cast<double>(rp.cache_mb) * 1048576.0;
-          c_y.init(n, y.sizes().slice(1), disk);
-          c_xq.init(n, x.sizes().slice(1), disk);
-          if (drop_p < 1.0) c_xfp.init(n, x.sizes().slice(1), disk);
+          c_y.init(n, y.sizes().slice(1), disk, device);
+          c_xq.init(n, x.sizes().slice(1), disk, device);
+          if (drop_p < 1.0) c_xfp.init(n, x.sizes().slice(1), disk, device);
           res.on_disk = disk;
         }
         c_y.put(s, y);
@@ -481,7 +490,7 @@ std::vector<UnitResult> reconstruct(quant::QuantModel& model, quant::AlgorithmCo
       at::Tensor loss = rec;
       if (!vs.empty() && regularizer_on(it, iters, rp) && rp.lambda > 0) {
         const double beta = anneal_beta(it, iters, rp);
-        at::Tensor reg = at::zeros({}, at::kFloat);
+        at::Tensor reg = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(device));
         for (auto& v : vs) reg = reg + rounding_regularizer(v, beta);
         loss = loss + rp.lambda * reg;
       }

@@ -100,7 +100,9 @@ std::string AdaRoundQuantizer::describe() const {
 
 at::Tensor drop_mix(const at::Tensor& quantized, const at::Tensor& x, double p, at::Generator& gen) {
   if (p >= 1.0) return quantized;
-  auto r = at::rand(x.sizes(), gen, x.options().requires_grad(false));
+  // Drawn on the CPU (the generator is a seeded CPU one) and moved: the same mask on every device.
+  auto r = at::rand(x.sizes(), gen, x.options().device(at::kCPU).requires_grad(false));
+  if (!x.device().is_cpu()) r = r.to(x.device());
   return at::where(r < p, quantized, x);
 }
 

@@ -5,6 +5,7 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/common/progress.h"
+#include "qbench/quant/device.h"
 #include "qbench/quant/prepare.h"
 
 namespace qbench::qat {
@@ -27,10 +28,11 @@ void init_quantizers(quant::QuantModel& model, const at::Tensor& images, int64_t
   model.eval();
   quant::set_quantizing(model, false);
   quant::set_observing(model, true);
+  const at::Device device = quant::module_device(model);  // images may stay on the CPU: batches move
   const int64_t n = images.size(0), bs = std::max<int64_t>(1, batch_size);
   for (int64_t start = 0; start < n; start += bs) {
     check_interrupt();
-    model.forward(images.narrow(0, start, std::min(bs, n - start)));
+    model.forward(quant::on_device(images.narrow(0, start, std::min(bs, n - start)), device));
   }
   quant::set_observing(model, false);
   quant::compute_all_qparams(model);

@@ -99,7 +99,7 @@ at::Tensor thin(const at::Tensor& rows, int64_t k) {
   if (k >= n) return rows;
   if (k <= 0) return rows.narrow(1, 0, 0);
   auto idx = at::linspace(0, static_cast<double>(n - 1), k, at::kDouble).round().to(at::kLong);
-  return rows.index_select(1, idx);
+  return rows.index_select(1, idx.to(rows.device()));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "qbench/common/errors.h"
 #include "qbench/common/progress.h"
 #include "qbench/common/strings.h"
+#include "qbench/quant/device.h"
 #include "qbench/quant/observer.h"
 
 namespace qbench::quant {
@@ -47,6 +48,13 @@ int attach_quantizers(QuantModel& model, const Profile& profile, int w_bits, int
   // 8 capped by max_bits (openvino's 7-bit weights stay 7-bit on the first/last layer too).
   const int wb_edge = w_bits >= 32 ? 32 : (from_file ? std::min(8, spec.weight.max_bits) : 8);
   const int ab_edge = a_bits >= 32 ? 32 : (from_file ? std::min(8, spec.activation.max_bits) : 8);
+  // Quantizers are built on the CPU; they join the model on its device (layers move theirs in
+  // QuantLayer::attach, adds hold no tensor of their own to take it from).
+  const at::Device device = module_device(model);
+  auto placed = [&device](std::shared_ptr<FakeQuantizer> q) {
+    if (q && module_device(*q) != device) q->to(device);
+    return q;
+  };
   int attached = 0;
   for (auto& ref : model.quant_layers()) {
     const bool edge = profile.first_last_8bit && (ref.is_first || ref.is_last);
@@ -61,13 +69,13 @@ int attach_quantizers(QuantModel& model, const Profile& profile, int w_bits, int
   }
   for (auto& ref : model.adds()) {
     if (spec.places("add_inputs")) {
-      auto qa = make_quantizer(profile.activation, ab_cell, make.activation);
-      auto qb = make_quantizer(profile.activation, ab_cell, make.activation);
+      auto qa = placed(make_quantizer(profile.activation, ab_cell, make.activation));
+      auto qb = placed(make_quantizer(profile.activation, ab_cell, make.activation));
       attached += (qa != nullptr) + (qb != nullptr);
       ref.add->attach_inputs(qa, qb);
     }
     if (spec.places("add_outputs")) {
-      auto qo = make_quantizer(profile.activation, ab_cell, make.activation);
+      auto qo = placed(make_quantizer(profile.activation, ab_cell, make.activation));
       attached += qo != nullptr;
       ref.add->attach_output(qo);
     }
@@ -119,9 +127,10 @@ void calibrate(QuantModel& model, const at::Tensor& images, int64_t batch_size,
   model.eval();
   set_quantizing(model, false);
   set_observing(model, true);
+  const at::Device device = module_device(model);  // images may stay on the CPU: batches move
   const int64_t n = images.size(0), bs = std::max<int64_t>(1, batch_size);
   for (int64_t start = 0; start < n; start += bs) {
-    model.forward(images.narrow(0, start, std::min(bs, n - start)));
+    model.forward(on_device(images.narrow(0, start, std::min(bs, n - start)), device));
     if (after_batch) after_batch(std::min(n, start + bs), n);
   }
   set_observing(model, false);

@@ -219,7 +219,7 @@ std::optional<QParams> PactQuantizer::affine_qparams() const {
   const double n = signed_ ? levels_signed(scheme_.bits) : levels_unsigned(scheme_.bits);
   QParams qp;
   qp.scale = (alpha_.detach().abs().clamp_min(kMinAlpha) / n).to(at::kFloat).reshape({});
-  qp.zero_point = at::zeros({}, at::kInt);
+  qp.zero_point = at::zeros({}, qp.scale.options().dtype(at::kInt));
   qp.range = {signed_ ? -static_cast<int64_t>(n) : 0, static_cast<int64_t>(n)};
   return qp;
 }

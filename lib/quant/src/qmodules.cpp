@@ -8,6 +8,7 @@
 #include <map>
 
 #include "qbench/common/errors.h"
+#include "qbench/quant/device.h"
 
 namespace qbench::quant {
 
@@ -55,6 +56,10 @@ void QAddImpl::attach_inputs(std::shared_ptr<FakeQuantizer> qa, std::shared_ptr<
 }
 
 void QuantLayer::attach(std::shared_ptr<FakeQuantizer> weight_q, std::shared_ptr<FakeQuantizer> input_q) {
+  // A quantizer joins the layer on the layer's device (quantizers are built on the CPU).
+  const at::Device device = weight_tensor().device();
+  for (auto* q : {&weight_q, &input_q})
+    if (*q && module_device(**q) != device) (*q)->to(device);
   put_quantizer(as_module(), "weight_quant", weight_q_, std::move(weight_q));
   put_quantizer(as_module(), "input_quant", input_q_, std::move(input_q));
 }

@@ -44,13 +44,17 @@ void QuantizerImpl::compute_qparams() {
 void QuantizerImpl::set_qparams(const QParams& qp) {
   qparams_ = qp;
   ready_ = true;
-  // Buffers make the frozen parameters part of state_dict / checkpoints.
-  if (named_buffers(false).contains("scale")) {
-    named_buffers(false)["scale"].set_data(qp.scale);
-    named_buffers(false)["zero_point"].set_data(qp.zero_point);
+  // Buffers make the frozen parameters part of state_dict / checkpoints. qparams_ holds the
+  // buffers themselves, so Module::to(device) (which moves buffers in place) moves them too.
+  auto buffers = named_buffers(false);
+  if (buffers.contains("scale")) {
+    buffers["scale"].set_data(qp.scale);
+    buffers["zero_point"].set_data(qp.zero_point);
+    qparams_.scale = buffers["scale"];
+    qparams_.zero_point = buffers["zero_point"];
   } else {
-    register_buffer("scale", qp.scale);
-    register_buffer("zero_point", qp.zero_point);
+    qparams_.scale = register_buffer("scale", qp.scale);
+    qparams_.zero_point = register_buffer("zero_point", qp.zero_point);
   }
 }
 

@@ -1,13 +1,17 @@
 #include "qbench/train/train.h"
 
 #include <ATen/ATen.h>
+#include <torch/cuda.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/optim/sgd.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
 #include <torch/utils.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <random>
 #include <set>
@@ -15,6 +19,7 @@
 #include "qbench/common/errors.h"
 #include "qbench/common/progress.h"
 #include "qbench/data/loader.h"
+#include "qbench/quant/device.h"
 
 namespace qbench::train {
 namespace {
@@ -41,9 +46,10 @@ at::Tensor smoothed_cross_entropy(const at::Tensor& logits, const at::Tensor& ta
 }
 
 at::Tensor augment_batch(const at::Tensor& images, uint64_t seed) {
-  auto out = images.to(at::kFloat).contiguous().clone();
+  // The augmentation is a CPU loop over the pixels: a batch elsewhere goes through a CPU copy.
+  auto out = images.to(at::kCPU, at::kFloat).contiguous().clone();
   data::augment_pad_crop_flip(out.data_ptr<float>(), out.size(0), out.size(1), out.size(2), out.size(3), seed);
-  return out;
+  return quant::on_device(out, images.device());
 }
 
 TrainResult train_model(quant::QuantModel& model, const data::Dataset& train, const config::TrainRecipe& r,
@@ -79,6 +85,7 @@ TrainResult train_model(quant::QuantModel& model, const data::Dataset& train, co
   const int64_t bs = r.batch_size;
   const int64_t steps_per_epoch = (n + bs - 1) / bs;
   const int64_t total = steps_per_epoch * r.epochs;
+  const at::Device device = quant::module_device(model);  // batches are loaded on the CPU
   model.train();
   TrainResult res;
   int64_t step = (hooks.start_epoch - 1) * steps_per_epoch;
@@ -97,8 +104,8 @@ TrainResult train_model(quant::QuantModel& model, const data::Dataset& train, co
       check_interrupt();
       auto batch = loader.next();
       if (!batch) throw Error("data loader ended early at step " + std::to_string(b + 1) + " of an epoch");
-      const at::Tensor& x = batch->images;
-      const at::Tensor& y = batch->labels;
+      const at::Tensor x = quant::on_device(batch->images, device);
+      const at::Tensor y = quant::on_device(batch->labels, device);
       const int64_t len = y.size(0);
       const double lr = lr_at(r, step, steps_per_epoch, total);
       for (auto& g : opt.param_groups()) static_cast<SGDOptions&>(g.options()).lr(lr);
@@ -151,6 +158,7 @@ EvalResult evaluate(quant::QuantModel& model, const data::Dataset& test, int64_t
   auto t0 = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
   model.eval();
+  const at::Device device = quant::module_device(model);  // batches are loaded on the CPU
   const int64_t n = test.size();
   int64_t correct1 = 0, correct5 = 0;
   double loss_sum = 0;
@@ -159,8 +167,8 @@ EvalResult evaluate(quant::QuantModel& model, const data::Dataset& test, int64_t
     check_interrupt();
     auto batch = loader.next();
     if (!batch) throw Error("data loader ended early at image " + std::to_string(start));
-    const at::Tensor& x = batch->images;
-    const at::Tensor& y = batch->labels;
+    const at::Tensor x = quant::on_device(batch->images, device);
+    const at::Tensor y = quant::on_device(batch->labels, device);
     const int64_t len = y.size(0);
     auto logits = model.forward(x);
     auto loss = smoothed_cross_entropy(logits, y, 0.0);
@@ -182,16 +190,28 @@ EvalResult evaluate(quant::QuantModel& model, const data::Dataset& test, int64_t
   return r;
 }
 
-LatencyResult measure_latency(quant::QuantModel& model, const at::Tensor& batch, int warmup, int repeats) {
+LatencyResult measure_latency(quant::QuantModel& model, const at::Tensor& batch_in, int warmup, int repeats) {
   torch::NoGradGuard no_grad;
   model.eval();
+  // The batch is on the model's device before the clock starts (the copy is not timed). CUDA
+  // kernels run asynchronously: the device is synchronised before the clock starts and before it
+  // stops, so a repeat times the whole forward pass, not its launch.
+  const at::Device device = quant::module_device(model);
+  const at::Tensor batch = quant::on_device(batch_in, device);
+  const bool cuda = device.is_cuda();
+  auto sync = [&] {
+    if (cuda) torch::cuda::synchronize(device.index());
+  };
   for (int i = 0; i < warmup; ++i) model.forward(batch);
+  sync();
   std::vector<double> ms;
   ms.reserve(repeats);
   for (int i = 0; i < repeats; ++i) {
     check_interrupt();
+    sync();
     auto t0 = std::chrono::steady_clock::now();
     auto y = model.forward(batch);
+    sync();
     (void)y.data_ptr();  // eager CPU ops are synchronous; touch the output anyway
     ms.push_back(seconds_since(t0) * 1000.0);
   }
@@ -206,6 +226,63 @@ LatencyResult measure_latency(quant::QuantModel& model, const at::Tensor& batch,
   r.p90_ms = pct(90);
   r.batch = static_cast<int>(batch.size(0));
   return r;
+}
+
+namespace {
+at::Tensor cpu_copy(const at::Tensor& t) {
+  if (!t.defined() || t.device().is_cpu()) return t;
+  at::Tensor c = t.detach().to(at::kCPU);
+  c.set_requires_grad(t.requires_grad());
+  return c;
+}
+
+// Module::save's layout (own parameters, own buffers, then each serializable child in its own
+// archive under its name) with every tensor on the CPU; Module::load reads it back.
+void save_module_on_cpu(const torch::nn::Module& m, torch::serialize::OutputArchive& archive) {
+  for (const auto& p : m.named_parameters(/*recurse=*/false)) archive.write(p.key(), cpu_copy(p.value()));
+  for (const auto& b : m.named_buffers(/*recurse=*/false))
+    archive.write(b.key(), cpu_copy(b.value()), /*is_buffer=*/true);
+  for (const auto& c : m.named_children()) {
+    if (!c.value()->is_serializable()) continue;
+    torch::serialize::OutputArchive child(archive.compilation_unit());
+    save_module_on_cpu(*c.value(), child);
+    archive.write(c.key(), child);
+  }
+}
+}  // namespace
+
+void save_checkpoint(const torch::nn::Module& model, torch::optim::Optimizer& opt, const std::string& path) {
+  torch::serialize::OutputArchive root, mod, op;
+  save_module_on_cpu(model, mod);
+  // The optimizer writes its state tensors as they are: SGD's momentum buffers are swapped for
+  // CPU copies while it does, then put back.
+  std::vector<std::pair<torch::optim::SGDParamState*, at::Tensor>> swapped;
+  for (auto& item : opt.state()) {
+    auto* s = dynamic_cast<torch::optim::SGDParamState*>(item.second.get());
+    if (!s || !s->momentum_buffer().defined() || s->momentum_buffer().device().is_cpu()) continue;
+    swapped.emplace_back(s, s->momentum_buffer());
+    s->momentum_buffer(cpu_copy(s->momentum_buffer()));
+  }
+  try {
+    opt.save(op);
+  } catch (...) {
+    for (auto& [s, b] : swapped) s->momentum_buffer(b);
+    throw;
+  }
+  for (auto& [s, b] : swapped) s->momentum_buffer(b);
+  root.write("model", mod);
+  root.write("optimizer", op);
+  root.save_to(path + ".tmp");
+  std::filesystem::rename(path + ".tmp", path);
+}
+
+void load_checkpoint(torch::nn::Module& model, torch::optim::Optimizer& opt, const std::string& path) {
+  torch::serialize::InputArchive root, mod, op;
+  root.load_from(path, quant::module_device(model));
+  root.read("model", mod);
+  root.read("optimizer", op);
+  model.load(mod);
+  opt.load(op);
 }
 
 }  // namespace qbench::train

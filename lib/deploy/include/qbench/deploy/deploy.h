@@ -72,7 +72,9 @@ class Lowered {
 /// output reaches no quantizer need (e.g. a conv followed by average pooling). Throws
 /// qbench::Error naming the layer for what cannot lower: non-affine quantizers (APoT weights,
 /// DSQ), missing quantizers, more than 8 bits, activations other than none/ReLU/ReLU6, BN not
-/// folded, an engine that is absent, or an operator the engine rejects.
+/// folded, an engine that is absent, or an operator the engine rejects. The engines are CPU-only:
+/// a model on another device (a GPU run) is moved to the CPU first and stays there, `calib` may
+/// be on any device, and Lowered::forward takes inputs on any device (it computes on the CPU).
 std::unique_ptr<Lowered> lower(quant::QuantModel& model, const quant::Profile& profile, const at::Tensor& calib,
                                int64_t calib_batch_size = 256);
 

@@ -43,7 +43,8 @@ struct TrainHooks {
   std::string tag = "fp32";  ///< mixed into the shuffle/augmentation seeds
 };
 
-/// Trains `model` with SGD (Nesterov momentum). Parameter groups: conv/linear weights with the
+/// Trains `model` with SGD (Nesterov momentum) on the model's device (batches are loaded on the CPU
+/// and moved there). Parameter groups: conv/linear weights with the
 /// recipe's weight decay; BatchNorm parameters and biases without; the learnable quantizer
 /// parameters in a group of their own with each quantizer's own decay (0 unless its paper says).
 /// Shuffles per epoch from (seed, tag); batches come through a data::BatchLoader (decoded in the
@@ -67,7 +68,7 @@ struct EvalResult {
 };
 
 /// Evaluates in eval mode without gradients over the whole dataset, in order (Mode::Eval batches
-/// through a data::BatchLoader).
+/// through a data::BatchLoader, moved to the model's device).
 EvalResult evaluate(quant::QuantModel& model, const data::Dataset& test, int64_t batch_size,
                     const std::function<void(int64_t, int64_t)>& progress = {});
 EvalResult evaluate(quant::QuantModel& model, const data::TensorDataset& test, int64_t batch_size,
@@ -79,8 +80,18 @@ struct LatencyResult {
 };
 
 /// Times `repeats` forward passes of a batch after `warmup` untimed ones (eval mode, no grad,
-/// steady clock); returns the 50th and 90th percentiles.
+/// steady clock); returns the 50th and 90th percentiles. Runs on the model's device (the batch is
+/// moved there before timing); on CUDA the device is synchronised before and after each timed
+/// pass (torch::cuda::synchronize), so the time covers the kernels, not their launch.
 LatencyResult measure_latency(quant::QuantModel& model, const at::Tensor& batch, int warmup, int repeats);
+
+/// Writes a training checkpoint: root archive with "model" (Module::save's layout) and
+/// "optimizer" (Optimizer::save), to `path` via a temporary file and a rename (whole or absent).
+/// Every tensor is copied to the CPU first (SGD momentum buffers included), so a checkpoint
+/// written on a GPU reads on any machine.
+void save_checkpoint(const torch::nn::Module& model, torch::optim::Optimizer& opt, const std::string& path);
+/// Reads save_checkpoint's file into `model` and `opt`, its tensors placed on the model's device.
+void load_checkpoint(torch::nn::Module& model, torch::optim::Optimizer& opt, const std::string& path);
 
 /// Applies the training augmentation in place of a copy: random crop with 2-pixel padding (pad
 /// value = the batch minimum, i.e. the background) and a horizontal flip with p = 0.5
