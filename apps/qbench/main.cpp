@@ -19,6 +19,7 @@
 #include "qbench/compare/compare.h"
 #include "qbench/config/matrix.h"
 #include "qbench/report/report.h"
+#include "qbench/runner/device.h"
 #include "qbench/runner/registries.h"
 #include "qbench/runner/runner.h"
 #include "qbench/store/store.h"
@@ -43,6 +44,8 @@ struct RunArgs {
 };
 
 int cmd_run(RunArgs& a) {
+  // A device that is not there is a usage error (exit 2) before anything is read or written.
+  qbench::runner::select_device(a.opt.device);
   auto catalog = qbench::runner::build_catalog();
   auto m = qbench::config::load_matrix_file(a.matrix, catalog, a.size);
   auto cells = qbench::runner::select_cells(qbench::config::expand_cells(m, catalog), a.opt.cells);
@@ -199,6 +202,8 @@ int main(int argc, char** argv) {
   run->add_option("--cache-dir", ra.opt.cache_dir, "folder for cached FP32 baseline checkpoints")->capture_default_str();
   run->add_option("--data-root", ra.opt.data_root, "dataset folder (overrides dataset.root)");
   run->add_option("--threads", ra.opt.threads, "intra-op threads (default: pipeline.threads)")->check(CLI::Range(1, 256));
+  run->add_option("--device", ra.opt.device, "where models run: cpu | cuda | cuda:N | auto (cuda when available)")
+      ->capture_default_str();
   run->add_option("--cell", ra.opt.cells, "run only the cells whose key starts with this (repeatable)");
   run->add_flag("--force", ra.opt.force, "rerun cells already finished in the store");
   run->add_flag("--dry-run", ra.dry_run, "validate the matrix and print its cells; run nothing");

@@ -5,9 +5,7 @@
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
-#include <torch/serialize/input-archive.h>
 #include <torch/optim/optimizer.h>
-#include <torch/serialize/output-archive.h>
 #include <torch/version.h>
 
 #include <chrono>
@@ -29,7 +27,9 @@
 #include "qbench/models/safetensors.h"
 #include "qbench/ptq/datafree.h"
 #include "qbench/quant/algorithm.h"
+#include "qbench/quant/device.h"
 #include "qbench/quant/profile.h"
+#include "qbench/runner/device.h"
 #include "qbench/runner/registries.h"
 #include "qbench/store/store.h"
 #include "qbench/train/train.h"
@@ -56,7 +56,7 @@ std::string cell_label(const Cell& c) {
 }
 
 // A results row with the cell's identity filled in and no metrics yet.
-store::CellResult identity_row(const Cell& cell) {
+store::CellResult identity_row(const Cell& cell, const at::Device& device) {
   store::CellResult r;
   r.cell_key = cell.key;
   r.baseline_key = cell.baseline_key;
@@ -69,6 +69,7 @@ store::CellResult identity_row(const Cell& cell) {
   r.seed = cell.seed;
   r.kind = cell.kind;
   r.threads = at::get_num_threads();
+  r.device = device.str();
   r.config_json = cell.resolved.dump();
   r.started_at = utc_now_iso();
   return r;
@@ -88,7 +89,8 @@ std::string cpu_model() {
 // Everything one run needs besides the cells: data, baselines and their evaluations.
 class Session {
  public:
-  Session(const Matrix& m, const RunOptions& opt, store::Store& st) : m_(m), opt_(opt), store_(st) {}
+  Session(const Matrix& m, const RunOptions& opt, store::Store& st, at::Device device)
+      : m_(m), opt_(opt), store_(st), device_(device), device_info_(describe_device(device)) {}
 
   store::CellResult execute(const Cell& cell, int index, int total);
 
@@ -103,10 +105,16 @@ class Session {
   train::EvalResult baseline_eval(const Cell& cell);
   void finetune_qat(const Cell& cell, quant::QuantModel& model);
   void report(const std::string& what) { Progress::global().update(status_ + " | " + what); }
+  /// Moves a model built (and initialised or loaded) on the CPU to the run's device.
+  void place(quant::QuantModel& model) const {
+    if (!device_.is_cpu()) model.to(device_);
+  }
 
   const Matrix& m_;
   const RunOptions& opt_;
   store::Store& store_;
+  const at::Device device_;
+  const DeviceInfo device_info_;
   std::string status_;
   data::DatasetPtr full_train_, test_;
   std::map<uint64_t, data::DatasetPtr> train_by_seed_;
@@ -162,6 +170,7 @@ models::ModelSpec Session::model_spec(const Cell& cell) {
 
 std::shared_ptr<quant::QuantModel> Session::baseline_model(const Cell& cell, double* train_wall_s) {
   // Same seed, same initial weights: the baseline is a pure function of (dataset, recipe, seed).
+  // Built, initialised and loaded on the CPU (the same weights for every device), then placed.
   at::manual_seed(cell.seed);
   auto model = models::make_model(cell.arch, model_spec(cell));
   if (auto it = m_.arch_options.find(cell.arch); it != m_.arch_options.end() && !it->second.weights.empty()) {
@@ -169,6 +178,7 @@ std::shared_ptr<quant::QuantModel> Session::baseline_model(const Cell& cell, dou
     auto res = models::import_weights(*model, it->second.weights);
     log_info("imported " + std::to_string(res.tensors) + " tensors for " + cell.arch + " from " + it->second.weights);
     model->eval();
+    place(*model);
     if (train_wall_s) *train_wall_s = 0;
     return model;
   }
@@ -178,6 +188,7 @@ std::shared_ptr<quant::QuantModel> Session::baseline_model(const Cell& cell, dou
   if (fs::exists(ckpt)) {
     models::import_weights(*model, ckpt.string());
     model->eval();
+    place(*model);
     if (train_wall_s) *train_wall_s = 0;
     return model;
   }
@@ -185,6 +196,7 @@ std::shared_ptr<quant::QuantModel> Session::baseline_model(const Cell& cell, dou
     throw Error("the FP32 baseline (" + cell.arch + ", seed " + std::to_string(cell.seed) +
                 ") failed earlier in this run: " + err->second);
   try {
+    place(*model);
     return train_baseline(cell, model, ckpt, train_wall_s);
   } catch (const Interrupted&) {
     throw;
@@ -214,6 +226,7 @@ std::shared_ptr<quant::QuantModel> Session::train_baseline(const Cell& cell, std
                                });
   if (train_wall_s) *train_wall_s = res.wall_s;
   // Written to a temporary file then renamed: a checkpoint is whole or absent, even if we are killed.
+  // The tensors are copied to the CPU as they are written, so the cache is the same on any device.
   models::export_weights(*model, ckpt.string(),
                          {{"format", "pt"},
                           {"qbench_baseline_key", cell.baseline_key},
@@ -260,28 +273,15 @@ void Session::finetune_qat(const Cell& cell, quant::QuantModel& model) {
   train::TrainHooks hooks;
   hooks.tag = "qat-" + cell.algorithm;
   hooks.start_epoch = last + 1;
+  // Checkpoints hold CPU tensors and load onto the model's device (train::save_checkpoint).
   if (last > 0) {
     log_info("resuming QAT of " + cell.short_key() + " after epoch " + std::to_string(last));
     hooks.on_start = [&model, path = (dir / ("epoch_" + std::to_string(last) + ".pt")).string()](
-                         torch::optim::Optimizer& opt) {
-      torch::serialize::InputArchive root, mod, op;
-      root.load_from(path);
-      root.read("model", mod);
-      root.read("optimizer", op);
-      model.load(mod);
-      opt.load(op);
-    };
+                         torch::optim::Optimizer& opt) { train::load_checkpoint(model, opt, path); };
   }
   hooks.on_epoch_end = [&](int epoch, torch::optim::Optimizer& opt) {
     fs::create_directories(dir);
-    torch::serialize::OutputArchive root, mod, op;
-    model.save(mod);
-    opt.save(op);
-    root.write("model", mod);
-    root.write("optimizer", op);
-    const fs::path path = dir / ("epoch_" + std::to_string(epoch) + ".pt");
-    root.save_to(path.string() + ".tmp");
-    fs::rename(path.string() + ".tmp", path);
+    train::save_checkpoint(model, opt, (dir / ("epoch_" + std::to_string(epoch) + ".pt")).string());
     if (epoch > 1) fs::remove(dir / ("epoch_" + std::to_string(epoch - 1) + ".pt"));
   };
   auto t0 = std::chrono::steady_clock::now();
@@ -312,7 +312,7 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
   auto t0 = std::chrono::steady_clock::now();
   status_ = "[" + std::to_string(index) + "/" + std::to_string(total) + "] " + cell_label(cell);
   report("starting");
-  store::CellResult r = identity_row(cell);
+  store::CellResult r = identity_row(cell, device_);
 
   double quant_wall = 0;
   auto model = baseline_model(cell, &quant_wall);
@@ -407,6 +407,8 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
   // (e.g. an unfolded BN from the bn_fold axis, a non-uniform quantizer) keeps its simulated row,
   // with the reason as a detail row and no deployed metrics.
   std::unique_ptr<deploy::Lowered> lowered;
+  // The integer engines are CPU-only: lowering moves a GPU run's model to the CPU (where the
+  // comparison and the int8 latency then run); if it cannot be lowered it goes back.
   if (profile && profile->spec.engine != "none") {
     try {
       report("lowering to " + profile->spec.engine + " int8");
@@ -427,6 +429,7 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
       Progress::global().note("warning: " + cell_label(cell) + ": not deployed on " + profile->spec.engine + ": " +
                               e.what());
     }
+    if (!lowered) place(*model);
   }
   // Measured latency: the first test images at the matrix's batch size, the same method for the
   // FP32, fake-quant and int8 models.
@@ -470,8 +473,14 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
     r.latency_source = "modeled";
   } else if (m_.latency.enabled) {
     report("measuring latency");
+    // Times on a GPU are not CPU times: the source says so (the report keeps sources apart) and a
+    // detail row names the device.
+    const bool gpu = device_.is_cuda();
     record_latency(train::measure_latency(*model, latency_batch(), m_.latency.warmup, m_.latency.repeats),
-                   latency_source);
+                   gpu ? latency_source + "-cuda" : latency_source);
+    if (gpu)
+      r.details.push_back({"latency", device_info_.name, {{"batch", static_cast<double>(r.latency_batch.value_or(0))}},
+                           "measured on " + device_info_.label()});
   }
   lowered.reset();  // restores the fake-quant model before it goes
   r.status = "ok";
@@ -499,7 +508,7 @@ std::vector<Cell> select_cells(const std::vector<Cell>& all, const std::vector<s
   return out;
 }
 
-std::string environment_json(int threads) {
+std::string environment_json(int threads, const std::string& device) {
   nlohmann::json j;
   j["torch_version"] = TORCH_VERSION;
   j["sqlite_version"] = sqlite3_libversion();
@@ -508,6 +517,17 @@ std::string environment_json(int threads) {
   j["compiler"] = std::string("gcc ") + __VERSION__;
   j["cpu"] = cpu_model();
   j["intra_op_threads"] = threads;
+  const DeviceInfo dev = describe_device(at::Device(device));
+  j["device"] = dev.name;
+  j["cuda_device_count"] = dev.cuda_device_count;
+  if (at::Device(device).is_cuda()) {
+    if (!dev.gpu_name.empty()) j["gpu"] = dev.gpu_name;
+    j["nvidia_gpus"] = nvidia_gpu_names();
+    const auto& ctx = at::globalContext();
+    j["cudnn_deterministic"] = ctx.deterministicCuDNN();
+    j["cudnn_benchmark"] = ctx.benchmarkCuDNN();
+    j["allow_tf32"] = ctx.allowTF32CuDNN() || ctx.allowTF32CuBLAS();
+  }
   j["parallel_info"] = at::get_parallel_info();
   j["qbench_version"] = QBENCH_VERSION;
   j["git_rev"] = QBENCH_GIT_REV;
@@ -515,7 +535,10 @@ std::string environment_json(int threads) {
 }
 
 RunSummary run_matrix(const Matrix& m, const std::vector<Cell>& cells, const RunOptions& opt) {
+  // The device first: a bad --device fails (ConfigError) before anything is run or written.
+  const at::Device device = select_device(opt.device);
   ensure_registered();
+  configure_device(device);
   const int threads = opt.threads > 0 ? opt.threads : m.threads;
   at::set_num_threads(threads);
   store::Store st(opt.db_path);
@@ -532,8 +555,9 @@ RunSummary run_matrix(const Matrix& m, const std::vector<Cell>& cells, const Run
   info.qbench_version = QBENCH_VERSION;
   info.torch_version = TORCH_VERSION;
   info.threads = threads;
+  info.device = device.str();
   info.command_line = opt.command_line;
-  info.environment_json = environment_json(threads);
+  info.environment_json = environment_json(threads, info.device);
 
   RunSummary sum;
   sum.run_id = st.begin_run(info);
@@ -559,10 +583,10 @@ RunSummary run_matrix(const Matrix& m, const std::vector<Cell>& cells, const Run
   st.plan_cells(sum.run_id, plan);
   sum.planned = static_cast<int>(cells.size());
   log_info("run " + std::to_string(sum.run_id) + ": " + std::to_string(cells.size()) + " cells, " +
-           std::to_string(sum.skipped) + " already finished, " + std::to_string(threads) + " threads, store " +
-           opt.db_path);
+           std::to_string(sum.skipped) + " already finished, " + std::to_string(threads) + " threads, device " +
+           describe_device(device).label() + ", store " + opt.db_path);
 
-  Session session(m, opt, st);
+  Session session(m, opt, st, device);
   const int total_to_run = static_cast<int>(cells.size()) - sum.skipped;
   int index = 0;
   auto t_run = std::chrono::steady_clock::now();
@@ -586,7 +610,7 @@ RunSummary run_matrix(const Matrix& m, const std::vector<Cell>& cells, const Run
       if (r.status == "failed") {
         // The failed cell's identity; its metrics stay NULL.
         const std::string status = r.status, error = r.error;
-        r = identity_row(cell);
+        r = identity_row(cell, device);
         r.status = status;
         r.error = error;
         r.finished_at = utc_now_iso();
