@@ -209,10 +209,12 @@ int kind_rank(const std::string& kind) {
 }
 
 int source_rank(const std::string& s) {
-  static const char* const order[] = {"measured-fp32", "measured-fakequant", "measured-int8", "modeled"};
-  for (int i = 0; i < 4; ++i)
+  static const char* const order[] = {"measured-fp32",      "measured-fakequant",      "measured-int8", "modeled",
+                                      "measured-fp32-cuda", "measured-fakequant-cuda"};
+  constexpr int n = static_cast<int>(sizeof(order) / sizeof(order[0]));
+  for (int i = 0; i < n; ++i)
     if (s == order[i]) return i;
-  return 4;
+  return n;
 }
 
 /// Bit-width columns: widest first (fp32, w8a8, w4a8, w4a4, ...), then unknown ones.
@@ -309,6 +311,10 @@ std::string describe_source(const std::string& s) {
     return "measured-fakequant: the simulated (fake-quantized) model timed in float, not the speed of an integer "
            "deployment";
   if (s == "measured-int8") return "measured-int8: the model run and timed on an integer backend";
+  if (s == "measured-fp32-cuda") return "measured-fp32-cuda: the FP32 model, timed on a CUDA GPU (not comparable with CPU times)";
+  if (s == "measured-fakequant-cuda")
+    return "measured-fakequant-cuda: the simulated (fake-quantized) model timed in float on a CUDA GPU, not the speed "
+           "of an integer deployment";
   if (s == "modeled") return "modeled: estimated by a cost model, not measured";
   return s + ": unknown source";
 }
@@ -529,6 +535,7 @@ Json run_json(const store::RunInfo& run) {
   j["qbench_version"] = json_string(run.qbench_version);
   j["torch_version"] = json_string(run.torch_version);
   j["threads"] = run.threads;
+  if (!run.device.empty() && run.device != "cpu") j["device"] = json_string(run.device);  // absent: the CPU
   j["command_line"] = json_string(run.command_line);
   // Embedded as an object, not as a string holding JSON; kept as text if it does not parse.
   auto env = Json::parse(run.environment_json, nullptr, /*allow_exceptions=*/false);
@@ -565,6 +572,7 @@ Model build_model(const ReportInput& in, const ReportOptions& opt) {
   p.emplace_back("qbench version", run.qbench_version);
   p.emplace_back("LibTorch version", run.torch_version);
   p.emplace_back("threads", std::to_string(run.threads));
+  if (!run.device.empty() && run.device != "cpu") p.emplace_back("device", run.device);  // absent: the CPU
   p.emplace_back("matrix file", run.matrix_file);
   p.emplace_back("matrix sha256", run.yaml_hash);
   p.emplace_back("command line", run.command_line);

@@ -551,3 +551,48 @@ TEST_CASE("report: the deploy-layers table names the first differing layer and t
   CHECK_THAT(one, Catch::Contains("layer1.0.conv1"));
   CHECK_THAT(one, !Catch::Contains("## Cost"));
 }
+
+TEST_CASE("report: a GPU run names its device and keeps GPU latency apart from CPU latency", "[report]") {
+  report::ReportInput in;
+  in.run.id = 4;
+  in.run.matrix_name = "gpu";
+  in.run.threads = 1;
+  auto add = [&](const std::string& key, const std::string& source, double p50) {
+    store::ReportRow row;
+    row.plan = {4, static_cast<int>(in.rows.size()), key, "run", 1, ""};
+    CellResult r;
+    r.run_id = 4;
+    r.cell_key = key;
+    r.dataset = "toy";
+    r.arch = "net";
+    r.algorithm = "minmax";
+    r.profile = "p";
+    r.w_bits = r.a_bits = 8;
+    r.kind = "ptq";
+    r.status = "ok";
+    r.top1 = 80.0;
+    r.latency_ms_p50 = r.latency_ms_p90 = p50;
+    r.latency_batch = 32;
+    r.latency_source = source;
+    r.device = source == "measured-fakequant" ? "cpu" : "cuda:0";
+    row.result = r;
+    in.rows.push_back(row);
+  };
+  SECTION("a CPU run shows no device line (absent means the CPU)") {
+    add("k1", "measured-fakequant", 2.0);
+    CHECK_THAT(report::render_markdown(in), !Catch::Contains("- device:"));
+    CHECK_FALSE(nlohmann::json::parse(report::render_json(in))["run"].contains("device"));
+  }
+  SECTION("a GPU run") {
+    in.run.device = "cuda:0";
+    add("k1", "measured-fakequant-cuda", 0.5);
+    add("k2", "measured-fakequant", 2.0);
+    const auto md = report::render_markdown(in);
+    CHECK_THAT(md, Catch::Contains("- threads: 1\n- device: cuda:0\n"));
+    CHECK(nlohmann::json::parse(report::render_json(in))["run"]["device"] == "cuda:0");
+    // Two sources, each on its own row, the mix called out, CPU sources first.
+    CHECK_THAT(md, Catch::Contains("> This table mixes latency sources (measured-fakequant, measured-fakequant-cuda)"));
+    CHECK_THAT(md, Catch::Contains("measured-fakequant-cuda: the simulated (fake-quantized) model timed in float on a CUDA GPU"));
+    CHECK(md.find("| measured-fakequant |") < md.find("| measured-fakequant-cuda |"));
+  }
+}
