@@ -7,6 +7,7 @@
 //   qbench_bench_qat [--threads N] [--batch B] [--steps S] [--arch NAME] [--method NAME]
 #include <ATen/ATen.h>
 #include <torch/optim/sgd.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/utils.h>
 
 #include <chrono>
@@ -14,6 +15,7 @@
 #include <cstdio>
 #include <string>
 
+#include "qbench/common/memory.h"
 #include "qbench/models/models.h"
 #include "qbench/qat/qat.h"
 #include "qbench/quant/profile.h"
@@ -24,12 +26,13 @@ namespace {
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
+// Seconds per call of f: the best of `blocks` blocks of `reps` calls, the least disturbed
+// estimate on a shared machine.
 template <typename F>
-double per_call_s(F&& f, int warmup, int reps) {
+double per_call_s(F&& f, int warmup, int reps, int blocks = 3) {
   for (int i = 0; i < warmup; ++i) f();
   double best = 1e30;
-  // Best of three blocks: the least disturbed estimate on a shared machine.
-  for (int block = 0; block < 3; ++block) {
+  for (int block = 0; block < blocks; ++block) {
     double t0 = now_s();
     for (int i = 0; i < reps; ++i) f();
     best = std::min(best, (now_s() - t0) / reps);
@@ -40,7 +43,7 @@ double per_call_s(F&& f, int warmup, int reps) {
 
 int main(int argc, char** argv) {
   int threads = 2, batch = 128, steps = 10;
-  std::string arch = "resnet20", method = "lsq";
+  std::string arch = "resnet20", method = "lsq", profile;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
@@ -48,34 +51,57 @@ int main(int argc, char** argv) {
     else if (a == "--steps" && i + 1 < argc) steps = std::atoi(argv[++i]);
     else if (a == "--arch" && i + 1 < argc) arch = argv[++i];
     else if (a == "--method" && i + 1 < argc) method = argv[++i];
+    else if (a == "--profile" && i + 1 < argc) profile = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--batch B] [--steps S] [--arch NAME] [--method NAME]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads N] [--batch B] [--steps S] [--arch NAME] [--method NAME] [--profile PREFIX]\n", argv[0]);
       return 2;
     }
   }
+  // What `qbench run` does first (apps/qbench): keep freed activations in the heap.
+  const std::string alloc = qbench::tune_allocator();
   at::set_num_threads(threads);
   at::manual_seed(0);
   auto x = at::randn({batch, 1, 28, 28});
   auto y = at::randint(0, 10, {batch}, at::kLong);
-  auto step_time = [&](qbench::quant::QuantModel& m) {
-    torch::optim::SGD opt(m.parameters(), torch::optim::SGDOptions(0.01).momentum(0.9).nesterov(true));
-    m.train();
-    return per_call_s(
-        [&] {
-          opt.zero_grad();
-          qbench::train::smoothed_cross_entropy(m.forward(x), y, 0.1).backward();
-          opt.step();
-        },
-        2, steps);
-  };
   auto fp32 = qbench::models::make_model(arch, {1, 10, 28});
   auto quantized = qbench::models::make_model(arch, {1, 10, 28});
   const auto& prof = qbench::quant::profile_registry().get("academic");
   qbench::qat::attach_qat_quantizers(*quantized, qbench::quant::qat_method_registry().get(method), prof, 4, 4);
   qbench::qat::init_quantizers(*quantized, x, batch);
-  const double t_fp32 = step_time(*fp32);
-  const double t_q = step_time(*quantized);
-  std::printf("training step, %s, batch %d, %d threads:\n", arch.c_str(), batch, threads);
+  if (!profile.empty()) {
+    // Chrome traces of 3 steps each (PREFIX-fp32.json, PREFIX-<method>.json): where the time goes.
+    for (auto* m : {fp32.get(), quantized.get()}) {
+      torch::optim::SGD opt(m->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9).nesterov(true));
+      m->train();
+      const std::string file = profile + (m == fp32.get() ? "-fp32" : "-" + method) + ".json";
+      torch::autograd::profiler::RecordProfile guard(file);
+      for (int i = 0; i < 3; ++i) {
+        opt.zero_grad();
+        qbench::train::smoothed_cross_entropy(m->forward(x), y, 0.1).backward();
+        opt.step();
+      }
+      std::fprintf(stderr, "wrote %s\n", file.c_str());
+    }
+  }
+  // One SGD step of each model, timed in alternating blocks (fp32, quantized, fp32, ...) so that
+  // both see the same machine; each keeps its best block.
+  torch::optim::SGD opt_fp32(fp32->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9).nesterov(true));
+  torch::optim::SGD opt_q(quantized->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9).nesterov(true));
+  fp32->train();
+  quantized->train();
+  auto step = [&](qbench::quant::QuantModel& m, torch::optim::SGD& opt) {
+    opt.zero_grad();
+    qbench::train::smoothed_cross_entropy(m.forward(x), y, 0.1).backward();
+    opt.step();
+  };
+  double t_fp32 = 1e30, t_q = 1e30;
+  for (int i = 0; i < 2; ++i) step(*fp32, opt_fp32), step(*quantized, opt_q);  // warm-up
+  for (int block = 0; block < 4; ++block) {
+    t_fp32 = std::min(t_fp32, per_call_s([&] { step(*fp32, opt_fp32); }, 0, steps, 1));
+    t_q = std::min(t_q, per_call_s([&] { step(*quantized, opt_q); }, 0, steps, 1));
+  }
+  std::printf("training step, %s, batch %d, %d threads, allocator %s:\n", arch.c_str(), batch, threads,
+              alloc.c_str());
   std::printf("  fp32 %.2f ms   %s w4a4 %.2f ms   ratio %.2fx (target <= 1.3x)\n", t_fp32 * 1e3, method.c_str(),
               t_q * 1e3, t_q / t_fp32);
 
