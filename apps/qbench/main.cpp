@@ -15,6 +15,7 @@
 
 #include "qbench/buildinfo.h"
 #include "qbench/common/errors.h"
+#include "qbench/common/memory.h"
 #include "qbench/common/progress.h"
 #include "qbench/compare/compare.h"
 #include "qbench/config/matrix.h"
@@ -182,6 +183,7 @@ int cmd_list(const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  qbench::tune_allocator();  // before any tensor exists; recorded in each run's environment
   auto logger = spdlog::stderr_color_mt("qbench");
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");

@@ -56,6 +56,7 @@ for db in "$DB" "$WORK/cpu.db"; do
   check "$(basename "$db"): runs.device is cpu" test "$(sqlite3 "$db" "select group_concat(device) from runs")" = cpu
   check "$(basename "$db"): every row's device is cpu" test "$(sqlite3 "$db" "select count(*) from results where device='cpu'")" = 3
   check "$(basename "$db"): environment_json names the device" test "$(sqlite3 "$db" "select json_extract(environment_json, '\$.device') from runs")" = cpu
+  check "$(basename "$db"): environment_json records the allocator setting" test "$(sqlite3 "$db" "select substr(json_extract(environment_json, '\$.allocator'), 1, 6) from runs")" = "glibc:"
 done
 # auto: cuda:0 where LibTorch sees a GPU, else cpu; recorded even when every cell is reused.
 want=cpu; [ "$cuda_rc" -eq 0 ] && want=cuda:0

@@ -56,11 +56,13 @@ std::string range_str(const QRange& r) { return "[" + std::to_string(r.qmin) + "
 // Keeps a learnable step positive before it is used: |s| floored at kLsqMinStep. The papers do
 // not say what happens when SGD drives s through zero; MQBench's LearnableFakeQuantize does the
 // same (scale.data.abs_().clamp_(min=eps)) before every quantizing forward.
-// Only touches the values when needed, so the usual forward leaves the parameter (and anything
-// autograd saved from it) alone.
+// On the CPU it only touches the values when needed, so the usual forward leaves the parameter
+// (and anything autograd saved from it) alone. On a GPU the test would cost a device-to-host
+// sync per quantizer per step, so there it always runs in place: abs and the floor leave a step
+// that is already >= kLsqMinStep bit-identical, so the values are the same either way.
 void keep_step_positive(at::Tensor& s) {
   at::NoGradGuard no_grad;
-  if ((s < kLsqMinStep).any().item<bool>()) s.data().abs_().clamp_min_(kLsqMinStep);
+  if (!s.device().is_cpu() || (s < kLsqMinStep).any().item<bool>()) s.data().abs_().clamp_min_(kLsqMinStep);
 }
 
 // Fake quantization with an affine grid x^ = clamp(round((x - beta) / s), qmin, qmax) * s + beta,
@@ -423,7 +425,7 @@ std::optional<QParams> LsqPlusQuantizer::affine_qparams() const {
     // this range, and we say so (nullopt) rather than clamp it and change the grid.
     const double z = std::nearbyint(-beta_.detach().item<double>() / qp.scale.item<double>());
     if (z < static_cast<double>(range_.qmin) || z > static_cast<double>(range_.qmax)) return std::nullopt;
-    qp.zero_point = at::full({}, static_cast<int>(z), at::TensorOptions().dtype(at::kInt));
+    qp.zero_point = at::full({}, static_cast<int>(z), at::TensorOptions().dtype(at::kInt).device(qp.scale.device()));
   } else {
     qp.zero_point = at::zeros_like(qp.scale, at::kInt);
   }

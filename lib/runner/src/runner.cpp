@@ -19,6 +19,7 @@
 
 #include "qbench/buildinfo.h"
 #include "qbench/common/errors.h"
+#include "qbench/common/memory.h"
 #include "qbench/common/progress.h"
 #include "qbench/common/strings.h"
 #include "qbench/data/dataset.h"
@@ -517,6 +518,7 @@ std::string environment_json(int threads, const std::string& device) {
   j["compiler"] = std::string("gcc ") + __VERSION__;
   j["cpu"] = cpu_model();
   j["intra_op_threads"] = threads;
+  j["allocator"] = allocator_setting().empty() ? std::string("system (not tuned)") : allocator_setting();
   const DeviceInfo dev = describe_device(at::Device(device));
   j["device"] = dev.name;
   j["cuda_device_count"] = dev.cuda_device_count;
