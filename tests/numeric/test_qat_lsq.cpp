@@ -254,6 +254,50 @@ TEST_CASE("lsq: the fused CPU kernel over many parallel chunks and a ragged tail
   CHECK(step_grads[0] == step_grads[1]);
 }
 
+TEST_CASE("lsq+: the fused CPU kernel over many parallel chunks and a ragged tail is the reference, at any thread count",
+          "[lsq+][numeric]") {
+  at::manual_seed(22);
+  auto x = at::randn({3, 70001}) * 1.5 + 0.3;  // negative values too: the offset shifts the grid
+  const int64_t qmin = 0, qmax = 15;
+  const float sf = 0.2f, bf = -0.7f;  // clips below -0.7 and above 2.3
+  auto r = at::randn(x.sizes());
+  const int threads_before = at::get_num_threads();
+  std::vector<std::pair<double, double>> grads;
+  for (int threads : {1, 2}) {
+    INFO("threads " << threads);
+    at::set_num_threads(threads);
+    auto xr = x.clone().set_requires_grad(true);
+    auto s = at::full({1}, sf).set_requires_grad(true);
+    auto beta = at::full({1}, bf).set_requires_grad(true);
+    auto y = lsq_plus_fake_quantize(xr, s, beta, qmin, qmax, 1.0);
+    (y * r).sum().backward();
+    const auto xv = vec(x), yv = vec(y), dx = vec(xr.grad()), rv = vec(r);
+    int64_t bad_y = 0, bad_dx = 0, skipped = 0, clipped = 0;
+    for (size_t i = 0; i < xv.size(); ++i) {
+      const float u = (xv[i] - bf) / sf;
+      if (near_tie(clampd(u, qmin, qmax))) {
+        ++skipped;
+        continue;
+      }
+      const bool inside = u >= qmin && u <= qmax;
+      clipped += !inside;
+      if (yv[i] != ref_lsq_plus(xv[i], sf, bf, qmin, qmax)) ++bad_y;
+      if (dx[i] != (inside ? rv[i] : 0.f)) ++bad_dx;
+    }
+    CHECK(bad_y == 0);
+    CHECK(bad_dx == 0);
+    CHECK(skipped < static_cast<int64_t>(xv.size()) / 100);
+    CHECK(clipped > static_cast<int64_t>(xv.size()) / 20);
+    const auto cf = lsq_closed_form(xv, rv, sf, bf, qmin, qmax);
+    const double ds = s.grad().item<double>(), db = beta.grad().item<double>();
+    CHECK(std::fabs(ds - cf.ds) <= 1e-6 * cf.abs_terms);
+    CHECK(std::fabs(db - cf.dbeta) <= 1e-6 * cf.abs_terms);
+    grads.emplace_back(ds, db);
+  }
+  at::set_num_threads(threads_before);
+  CHECK(grads[0] == grads[1]);
+}
+
 TEST_CASE("lsq: gradients equal central finite differences with the rounding offset held fixed", "[lsq][numeric]") {
   // With round(u) - u frozen at its value c, the quantizer is s * (clip(v / s, -Qn, Qp) + c): the
   // function whose derivative the STE defines. It is smooth away from the clip boundaries, so

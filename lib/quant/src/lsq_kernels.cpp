@@ -70,4 +70,48 @@ double lsq_backward_kernel(const float* __restrict px, const float* __restrict p
   return sum;
 }
 
+QBENCH_CLONES
+void lsq_plus_forward_kernel(const float* __restrict px, float* __restrict po, int64_t n, float s, float b, float lo,
+                             float hi) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float u = std::min(std::max((px[i] - b) / s, lo), hi);
+    po[i] = round_even(u) * s + b;
+  }
+}
+
+// As lsq_backward_kernel, with a second set of lanes for the offset's sum.
+QBENCH_CLONES
+LsqPlusGradSums lsq_plus_backward_kernel(const float* __restrict px, const float* __restrict pg, float* __restrict pgx,
+                                         int64_t n, float s, float b, float lo, float hi) {
+  constexpr int kLanes = 16;
+  float lanes_s[kLanes] = {}, lanes_b[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int k = 0; k < kLanes; ++k) {
+      const float u = (px[i + k] - b) / s;
+      const float uc = std::min(std::max(u, lo), hi);
+      const bool inside = uc == u;
+      const float term = inside ? round_even(uc) - uc : uc;
+      const float pass = inside ? pg[i + k] : 0.f;
+      pgx[i + k] = pass;
+      lanes_s[k] += pg[i + k] * term;
+      lanes_b[k] += pg[i + k] - pass;  // dy outside, exactly 0 inside (finite dy)
+    }
+  }
+  LsqPlusGradSums sums;
+  for (; i < n; ++i) {
+    const float u = (px[i] - b) / s;
+    const float uc = std::min(std::max(u, lo), hi);
+    const bool inside = uc == u;
+    pgx[i] = inside ? pg[i] : 0.f;
+    sums.ds += static_cast<double>(pg[i] * (inside ? round_even(uc) - uc : uc));
+    sums.dbeta += inside ? 0.0 : static_cast<double>(pg[i]);
+  }
+  for (int k = 0; k < kLanes; ++k) {
+    sums.ds += static_cast<double>(lanes_s[k]);
+    sums.dbeta += static_cast<double>(lanes_b[k]);
+  }
+  return sums;
+}
+
 }  // namespace qbench::quant

@@ -123,7 +123,7 @@ struct LsqPerTensorFn : public torch::autograd::Function<LsqPerTensorFn> {
     const float* px = xc.data_ptr<float>();
     const float* pg = gy.data_ptr<float>();
     float* pgx = gx.data_ptr<float>();
-    // Per-chunk sums added in double, in chunk order for a given thread count.
+    // Per-chunk sums added in double, in chunk order whatever the thread count.
     const double gs = at::parallel_reduce(
         0, xc.numel(), kLsqGrain, 0.0,
         [&](int64_t b, int64_t e, double acc) {
@@ -132,6 +132,59 @@ struct LsqPerTensorFn : public torch::autograd::Function<LsqPerTensorFn> {
         std::plus<double>());
     auto grad_s = at::full(s.sizes(), gs * g, s.options());
     return {gx, grad_s, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// Fused per-tensor LSQ+ activation quantizer (float32, CPU), the same two passes with the offset:
+// u = (x - beta) / s, forward round(clip(u, qmin, qmax)) * s + beta; backward dx = dy inside,
+// ds = g * sum(dy * (round(u) - u inside, the bound outside)), dbeta = g * sum(dy outside).
+struct LsqPlusPerTensorFn : public torch::autograd::Function<LsqPlusPerTensorFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& s,
+                            const at::Tensor& beta, int64_t qmin, int64_t qmax, double g) {
+    auto xc = x.contiguous();
+    ctx->save_for_backward({xc, s, beta});
+    ctx->saved_data["qmin"] = qmin;
+    ctx->saved_data["qmax"] = qmax;
+    ctx->saved_data["g"] = g;
+    auto out = at::empty_like(xc);
+    const float sv = s.item<float>(), bv = beta.item<float>();
+    const float lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
+    const float* px = xc.data_ptr<float>();
+    float* po = out.data_ptr<float>();
+    at::parallel_for(0, xc.numel(), kLsqGrain,
+                     [&](int64_t b, int64_t e) { lsq_plus_forward_kernel(px + b, po + b, e - b, sv, bv, lo, hi); });
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto& xc = saved[0];
+    const auto& s = saved[1];
+    const auto& beta = saved[2];
+    const float lo = static_cast<float>(ctx->saved_data["qmin"].toInt());
+    const float hi = static_cast<float>(ctx->saved_data["qmax"].toInt());
+    const double g = ctx->saved_data["g"].toDouble();
+    auto gy = grads[0].contiguous();
+    auto gx = at::empty_like(xc);
+    const float sv = s.item<float>(), bv = beta.item<float>();
+    const float* px = xc.data_ptr<float>();
+    const float* pg = gy.data_ptr<float>();
+    float* pgx = gx.data_ptr<float>();
+    const LsqPlusGradSums sums = at::parallel_reduce(
+        0, xc.numel(), kLsqGrain, LsqPlusGradSums{},
+        [&](int64_t b, int64_t e, LsqPlusGradSums acc) {
+          const LsqPlusGradSums part = lsq_plus_backward_kernel(px + b, pg + b, pgx + b, e - b, sv, bv, lo, hi);
+          acc.ds += part.ds;
+          acc.dbeta += part.dbeta;
+          return acc;
+        },
+        [](LsqPlusGradSums a, const LsqPlusGradSums& b) {
+          a.ds += b.ds;
+          a.dbeta += b.dbeta;
+          return a;
+        });
+    return {gx, at::full(s.sizes(), sums.ds * g, s.options()), at::full(beta.sizes(), sums.dbeta * g, beta.options()),
+            at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 }  // namespace
@@ -157,6 +210,9 @@ at::Tensor lsq_fake_quantize(const at::Tensor& x, const at::Tensor& s, int64_t q
 
 at::Tensor lsq_plus_fake_quantize(const at::Tensor& x, const at::Tensor& s, const at::Tensor& beta, int64_t qmin,
                                   int64_t qmax, double g) {
+  if (s.numel() == 1 && beta.numel() == 1 && x.scalar_type() == at::kFloat && s.scalar_type() == at::kFloat &&
+      beta.scalar_type() == at::kFloat && x.device().is_cpu())
+    return LsqPlusPerTensorFn::apply(x, s, beta, qmin, qmax, g);
   // x^ = round(clip((x - beta) / s, n, p)) * s + beta. Autograd gives the paper's gradients:
   // dx^/ds = round(u) - u inside, n or p at the clip; dx^/dbeta = 0 inside, 1 at the clip
   // (u = (x - beta) / s); both scaled by g as LSQ scales s.
