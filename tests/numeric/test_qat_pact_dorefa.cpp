@@ -149,6 +149,56 @@ TEST_CASE("pact: gradients are Eq. 3 - d/dalpha = 1 where x >= alpha, STE for x 
   }
 }
 
+TEST_CASE("pact: the fused CPU kernel over many parallel chunks and a ragged tail is the reference, at any thread count",
+          "[pact][numeric]") {
+  // 210,003 floats: several parallel chunks and a tail that is no multiple of the 16 lanes.
+  at::manual_seed(36);
+  auto x = at::randn({3, 70001}) * 2.0;
+  auto r = at::randn(x.sizes());
+  const float alpha = 1.3f;
+  const int threads_before = at::get_num_threads();
+  for (bool is_signed : {false, true}) {
+    std::vector<double> alpha_grads;
+    for (int threads : {1, 2}) {
+      INFO("signed " << is_signed << " threads " << threads);
+      at::set_num_threads(threads);
+      auto xr = x.clone().set_requires_grad(true);
+      auto a = at::full({1}, alpha).set_requires_grad(true);
+      auto y = pact_fake_quantize(xr, a, 4, is_signed);
+      (y * r).sum().backward();
+      const auto xv = fvec(x), yv = fvec(y), dx = fvec(xr.grad()), rv = fvec(r);
+      double dalpha = 0, abs_sum = 0;
+      int64_t bad_y = 0, bad_dx = 0, skipped = 0;
+      const double n = is_signed ? 7.0 : 15.0;
+      for (size_t i = 0; i < xv.size(); ++i) {
+        float expect_dx = rv[i];
+        if (xv[i] >= alpha) {
+          dalpha += rv[i];
+          expect_dx = 0;
+        } else if (is_signed ? xv[i] <= -alpha : xv[i] < 0) {
+          if (is_signed) dalpha -= rv[i];
+          expect_dx = 0;
+        }
+        abs_sum += std::fabs(rv[i]);
+        if (dx[i] != expect_dx) ++bad_dx;
+        if (close_to_tie(clip(xv[i], is_signed ? -alpha : 0.0, alpha) * n / alpha)) {
+          ++skipped;
+          continue;
+        }
+        if (std::fabs(yv[i] - ref_pact(xv[i], alpha, 4, is_signed)) > 1e-6f * alpha) ++bad_y;
+      }
+      CHECK(bad_y == 0);
+      CHECK(bad_dx == 0);
+      CHECK(skipped < static_cast<int64_t>(xv.size()) / 100);
+      const double ga = a.grad().item<double>();
+      CHECK(std::fabs(ga - dalpha) <= 1e-6 * abs_sum);
+      alpha_grads.push_back(ga);
+    }
+    CHECK(alpha_grads[0] == alpha_grads[1]);
+  }
+  at::set_num_threads(threads_before);
+}
+
 TEST_CASE("pact: gradients equal central finite differences of the clip with the rounding offset held fixed",
           "[pact][numeric]") {
   // Eq. 3 passes the rounding straight through: y_q ~ clip(x, 0, alpha) + c with c = y_q - y

@@ -27,4 +27,13 @@ struct LsqPlusGradSums {
 LsqPlusGradSums lsq_plus_backward_kernel(const float* px, const float* pg, float* pgx, int64_t n, float s, float b,
                                          float lo, float hi);
 
+/// PACT (Choi et al. 2018), Eqs. 1-2 with the straight-through output of qat_pact_dorefa.cpp:
+/// y = clip(x, 0 or -a, a), q = round_half_even(y * inv) * step, po[i] = y + (q - y), where the
+/// caller computes inv = n / a and step = a / n with the same tensor ops as the composed form.
+void pact_forward_kernel(const float* px, float* po, int64_t n, float a, float inv, float step, bool is_signed);
+
+/// PACT's Eq. 3: pgx[i] = pg[i] where 0 (or -a) < x < a (x = 0 passes when unsigned) else 0;
+/// returns d/dalpha = sum of pg where x >= a, minus the sum where x <= -a when signed.
+double pact_backward_kernel(const float* px, const float* pg, float* pgx, int64_t n, float a, bool is_signed);
+
 }  // namespace qbench::quant

@@ -7,6 +7,8 @@
 #include "qbench/quant/qat_pact_dorefa.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +17,7 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/quant/qat.h"
+#include "lsq_kernels.h"
 
 namespace qbench::quant {
 
@@ -46,6 +49,50 @@ std::string fmt(double v) {
   return os.str();
 }
 
+// Fused PACT (float32, CPU, one alpha): one pass forward, one pass backward instead of the
+// clamp_min / where / round / straight-through nodes of the composed form below. The forward
+// gives the same values bit for bit (the scalars n / alpha and alpha / n come from the same
+// tensor ops as there, the per-element ops are the same); the backward gives the same input
+// gradient and the same alpha gradient up to the order of the sum.
+constexpr int64_t kPactGrain = 32768;
+
+struct PactPerTensorFn : public torch::autograd::Function<PactPerTensorFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& alpha,
+                            double n, bool is_signed) {
+    auto xc = x.contiguous();
+    ctx->save_for_backward({xc, alpha});
+    ctx->saved_data["signed"] = is_signed;
+    auto ad = alpha.detach().reshape({});
+    const float a = ad.item<float>(), inv = (n / ad).item<float>(), step = (ad / n).item<float>();
+    auto out = at::empty_like(xc);
+    const float* px = xc.data_ptr<float>();
+    float* po = out.data_ptr<float>();
+    at::parallel_for(0, xc.numel(), kPactGrain,
+                     [&](int64_t b, int64_t e) { pact_forward_kernel(px + b, po + b, e - b, a, inv, step, is_signed); });
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto& xc = saved[0];
+    const auto& alpha = saved[1];
+    const bool is_signed = ctx->saved_data["signed"].toBool();
+    auto gy = grads[0].contiguous();
+    auto gx = at::empty_like(xc);
+    const float a = alpha.item<float>();
+    const float* px = xc.data_ptr<float>();
+    const float* pg = gy.data_ptr<float>();
+    float* pgx = gx.data_ptr<float>();
+    const double ga = at::parallel_reduce(
+        0, xc.numel(), kPactGrain, 0.0,
+        [&](int64_t b, int64_t e, double acc) {
+          return acc + pact_backward_kernel(px + b, pg + b, pgx + b, e - b, a, is_signed);
+        },
+        std::plus<double>());
+    return {gx, at::full(alpha.sizes(), ga, alpha.options()), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -68,6 +115,8 @@ at::Tensor dorefa_weight(const at::Tensor& w, int bits) {
 at::Tensor pact_fake_quantize(const at::Tensor& x, const at::Tensor& alpha, int bits, bool is_signed) {
   checked_bits(bits, "pact");
   const double n = is_signed ? levels_signed(bits) : levels_unsigned(bits);
+  if (alpha.numel() == 1 && x.scalar_type() == at::kFloat && alpha.scalar_type() == at::kFloat && x.device().is_cpu())
+    return PactPerTensorFn::apply(x, alpha, n, is_signed);
   auto a = alpha.reshape({});
   // Eq. 1, y = clip(x, 0, alpha), written so that autograd gives Eq. 3: the gradient reaches
   // alpha from the elements with x >= alpha (where() selects alpha there), and x from [0, alpha)
