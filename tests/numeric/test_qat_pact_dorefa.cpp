@@ -612,3 +612,45 @@ TEST_CASE("dorefa activations on a calibrated range: r * q(clip(a / r, 0, 1)) wi
   p.compute_qparams();
   CHECK(p.range() == 1.0);
 }
+
+TEST_CASE("dorefa activations: the fused CPU kernel over many parallel chunks is the reference with the STE",
+          "[dorefa][numeric]") {
+  // 210,003 floats, on the paper's range 1 and on a calibrated range, unsigned and signed.
+  at::manual_seed(44);
+  auto x = at::randn({3, 70001}) * 2.0 + 0.5;
+  auto r = at::randn(x.sizes());
+  const auto xv = fvec(x), rv = fvec(r);
+  for (bool calibrated : {false, true}) {
+    for (auto sign : {Signedness::Unsigned, Signedness::Signed}) {
+      const bool is_signed = sign == Signedness::Signed;
+      INFO("calibrated " << calibrated << " signed " << is_signed);
+      QuantScheme sc = qbench::test::test_scheme(4, sign);
+      DorefaActivationQuantizer q(sc, calibrated);
+      observe_and_init(q, {x});
+      const double range = q.range();
+      REQUIRE(range == Approx(calibrated ? x.abs().max().item<double>() : 1.0));  // r = observed max |x|
+      auto xr = x.clone().set_requires_grad(true);
+      auto y = q.forward(xr);
+      (y * r).sum().backward();
+      const auto yv = fvec(y), dx = fvec(xr.grad());
+      const double n = is_signed ? 7.0 : 15.0, lo = is_signed ? -1.0 : 0.0;
+      int64_t bad_y = 0, bad_dx = 0, skipped = 0, outside = 0;
+      for (size_t i = 0; i < xv.size(); ++i) {
+        const double a = static_cast<double>(xv[i]) / range;
+        const bool inside = a >= lo && a <= 1.0;
+        outside += !inside;
+        if (dx[i] != (inside ? rv[i] : 0.f)) ++bad_dx;
+        const double c = clip(a, lo, 1.0);
+        if (close_to_tie(c * n)) {
+          ++skipped;
+          continue;
+        }
+        if (std::fabs(yv[i] - range * std::nearbyint(c * n) / n) > 1e-6 * range) ++bad_y;
+      }
+      CHECK(bad_y == 0);
+      CHECK(bad_dx == 0);
+      CHECK(skipped < static_cast<int64_t>(xv.size()) / 100);
+      if (!calibrated) CHECK(outside > 0);
+    }
+  }
+}

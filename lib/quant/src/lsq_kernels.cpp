@@ -178,4 +178,23 @@ double pact_backward_kernel(const float* __restrict px, const float* __restrict 
   return is_signed ? pact_backward_loop<true>(px, pg, pgx, n, a) : pact_backward_loop<false>(px, pg, pgx, n, a);
 }
 
+QBENCH_CLONES
+void dorefa_act_forward_kernel(const float* __restrict px, float* __restrict po, int64_t n, float r, float levels,
+                               float lo) {
+  if (r == 1.f) {
+    for (int64_t i = 0; i < n; ++i) po[i] = round_even(std::min(std::max(px[i], lo), 1.f) * levels) / levels;
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) po[i] = round_even(std::min(std::max(px[i] / r, lo), 1.f) * levels) / levels * r;
+}
+
+QBENCH_CLONES
+void dorefa_act_backward_kernel(const float* __restrict px, const float* __restrict pg, float* __restrict pgx,
+                                int64_t n, float r, float lo) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float a = r == 1.f ? px[i] : px[i] / r;
+    pgx[i] = (a >= lo) & (a <= 1.f) ? pg[i] : 0.f;
+  }
+}
+
 }  // namespace qbench::quant

@@ -36,4 +36,12 @@ void pact_forward_kernel(const float* px, float* po, int64_t n, float a, float i
 /// returns d/dalpha = sum of pg where x >= a, minus the sum where x <= -a when signed.
 double pact_backward_kernel(const float* px, const float* pg, float* pgx, int64_t n, float a, bool is_signed);
 
+/// DoReFa activations on a range r (Zhou et al. 2016, Eq. 11 when r = 1):
+/// po[i] = round_half_even(clamp(px[i] / r, lo, 1) * levels) / levels * r (lo = 0, or -1 for the
+/// signed extension); r = 1 skips the division and the product, as the composed form does.
+void dorefa_act_forward_kernel(const float* px, float* po, int64_t n, float r, float levels, float lo);
+
+/// Its STE (Eq. 6): pgx[i] = pg[i] where lo <= px[i] / r <= 1, else 0.
+void dorefa_act_backward_kernel(const float* px, const float* pg, float* pgx, int64_t n, float r, float lo);
+
 }  // namespace qbench::quant

@@ -93,6 +93,43 @@ struct PactPerTensorFn : public torch::autograd::Function<PactPerTensorFn> {
   }
 };
 
+// Fused DoReFa activation quantizer (float32, CPU): r * q(clip(x / r, lo, 1)) in one pass and its
+// STE in another, instead of the div / clamp / mul / round / div / mul nodes of the composed
+// form. Same math; the input gradient is exactly dy inside (the composed form's ((dy r) / n) n / r
+// can be an ulp off), the values can differ from it by an ulp where x / r rounds differently.
+constexpr int64_t kDorefaGrain = 32768;
+
+struct DorefaActPerTensorFn : public torch::autograd::Function<DorefaActPerTensorFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, double range, double levels,
+                            double lo) {
+    auto xc = x.contiguous();
+    ctx->save_for_backward({xc});
+    ctx->saved_data["range"] = range;
+    ctx->saved_data["lo"] = lo;
+    auto out = at::empty_like(xc);
+    const float r = static_cast<float>(range), n = static_cast<float>(levels), l = static_cast<float>(lo);
+    const float* px = xc.data_ptr<float>();
+    float* po = out.data_ptr<float>();
+    at::parallel_for(0, xc.numel(), kDorefaGrain,
+                     [&](int64_t b, int64_t e) { dorefa_act_forward_kernel(px + b, po + b, e - b, r, n, l); });
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto xc = ctx->get_saved_variables()[0];
+    const float r = static_cast<float>(ctx->saved_data["range"].toDouble());
+    const float l = static_cast<float>(ctx->saved_data["lo"].toDouble());
+    auto gy = grads[0].contiguous();
+    auto gx = at::empty_like(xc);
+    const float* px = xc.data_ptr<float>();
+    const float* pg = gy.data_ptr<float>();
+    float* pgx = gx.data_ptr<float>();
+    at::parallel_for(0, xc.numel(), kDorefaGrain,
+                     [&](int64_t b, int64_t e) { dorefa_act_backward_kernel(px + b, pg + b, pgx + b, e - b, r, l); });
+    return {gx, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -180,6 +217,10 @@ at::Tensor DorefaActivationQuantizer::forward(const at::Tensor& x) {
   }
   if (!quantizing_) return x;
   if (!ready_) throw Error("dorefa: forward with quantization on before compute_qparams()");
+  if (x.scalar_type() == at::kFloat && x.device().is_cpu())
+    return DorefaActPerTensorFn::apply(x, range_,
+                                       signed_ ? levels_signed(scheme_.bits) : levels_unsigned(scheme_.bits),
+                                       signed_ ? -1.0 : 0.0);
   const at::Tensor a = range_ == 1.0 ? x : x / range_;
   at::Tensor q;
   if (!signed_) {
