@@ -402,3 +402,57 @@ TEST_CASE("apot: registered as a QAT method", "[apot][numeric]") {
   CHECK(dynamic_cast<ApotWeightQuantizer*>(m.make_weight(qbench::test::test_scheme(4)).get()) != nullptr);
   CHECK(dynamic_cast<ApotActivationQuantizer*>(m.make_activation(qbench::test::test_scheme(4, Signedness::Auto)).get()) != nullptr);
 }
+
+TEST_CASE("apot: the fused CPU activation kernel over many parallel chunks is the reference, at any thread count",
+          "[apot][numeric]") {
+  // 210,003 floats: several parallel chunks and a tail that is no multiple of the 16 lanes.
+  const int threads_before = at::get_num_threads();
+  for (bool has_negative : {false, true}) {
+    at::manual_seed(18);
+    auto x = has_negative ? at::randn({3, 70001}) * 1.5 : at::relu(at::randn({3, 70001}) * 1.5);
+    auto r = at::randn(x.sizes());
+    auto q = ready_act(x, 4);
+    REQUIRE(q->is_signed() == has_negative);
+    {
+      at::NoGradGuard ng;
+      q->alpha().fill_(1.9);
+    }
+    const float a = 1.9f;
+    const double m = has_negative ? 7.0 : 15.0, lo = has_negative ? -1.0 : 0.0;
+    std::vector<double> alpha_grads;
+    for (int threads : {1, 2}) {
+      INFO("signed " << has_negative << " threads " << threads);
+      at::set_num_threads(threads);
+      q->alpha().mutable_grad() = at::Tensor();
+      auto xg = x.clone().set_requires_grad(true);
+      auto y = q->forward(xg);
+      (y * r).sum().backward();
+      const auto xv = as_vector(x), yv = as_vector(y.detach()), gx = as_vector(xg.grad()), rv = as_vector(r);
+      double cf_alpha = 0, abs_sum = 0;
+      int64_t bad_y = 0, bad_dx = 0, skipped = 0;
+      for (size_t k = 0; k < xv.size(); ++k) {
+        const float vf = static_cast<float>(xv[k]) / a;
+        const double v = vf, vc = std::min(1.0, std::max(lo, v));
+        const bool inside = v >= lo && v <= 1.0;
+        const double qv = std::nearbyint(vc * m) / m;
+        cf_alpha += rv[k] * (inside ? qv - v : vc);
+        abs_sum += std::fabs(rv[k]) * 2.0;
+        if (gx[k] != (inside ? rv[k] : 0.0)) ++bad_dx;
+        const double frac = vc * m - std::floor(vc * m);
+        if (std::fabs(frac - 0.5) < 1e-4) {
+          ++skipped;
+          continue;
+        }
+        if (std::fabs(yv[k] - a * qv) > 1e-6 * a) ++bad_y;
+      }
+      CHECK(bad_y == 0);
+      CHECK(bad_dx == 0);
+      CHECK(skipped < static_cast<int64_t>(xv.size()) / 100);
+      const double ga = q->alpha().grad().item<double>();
+      CHECK(std::fabs(ga - cf_alpha) <= 1e-6 * abs_sum);
+      alpha_grads.push_back(ga);
+    }
+    CHECK(alpha_grads[0] == alpha_grads[1]);
+  }
+  at::set_num_threads(threads_before);
+}

@@ -44,4 +44,12 @@ void dorefa_act_forward_kernel(const float* px, float* po, int64_t n, float r, f
 /// Its STE (Eq. 6): pgx[i] = pg[i] where lo <= px[i] / r <= 1, else 0.
 void dorefa_act_backward_kernel(const float* px, const float* pg, float* pgx, int64_t n, float r, float lo);
 
+/// APoT activations (Li et al. 2020: uniform levels with a learnable clip alpha):
+/// po[i] = (a * round_half_even(clamp(px[i] / a, lo, 1) * m)) / m, lo = 0 or -1.
+void apot_act_forward_kernel(const float* px, float* po, int64_t n, float a, float m, float lo);
+
+/// Its RCF gradients: pgx[i] = pg[i] where lo <= v <= 1 (v = px[i] / a) else 0; returns
+/// d/d alpha = sum pg * (q - v inside, the clipped bound outside), q = round(v m) / m.
+double apot_act_backward_kernel(const float* px, const float* pg, float* pgx, int64_t n, float a, float m, float lo);
+
 }  // namespace qbench::quant

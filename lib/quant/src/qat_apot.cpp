@@ -3,8 +3,11 @@
 #include "qbench/quant/qat_apot.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -12,6 +15,7 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/quant/qat.h"
+#include "lsq_kernels.h"
 
 namespace qbench::quant {
 
@@ -109,6 +113,48 @@ at::Tensor rcf(const at::Tensor& w_hat, const at::Tensor& alpha, const at::Tenso
   return alpha * q;
 }
 
+// Fused uniform APoT activation quantizer (float32, CPU): a * round(clip(x / a, lo, 1) m) / m in
+// one pass, dx and the RCF alpha gradient in another, instead of six autograd nodes.
+constexpr int64_t kApotGrain = 32768;
+
+struct ApotActPerTensorFn : public torch::autograd::Function<ApotActPerTensorFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& a, double m,
+                            double lo) {
+    auto xc = x.contiguous();
+    ctx->save_for_backward({xc, a});
+    ctx->saved_data["m"] = m;
+    ctx->saved_data["lo"] = lo;
+    auto out = at::empty_like(xc);
+    const float av = a.item<float>(), mf = static_cast<float>(m), lf = static_cast<float>(lo);
+    const float* px = xc.data_ptr<float>();
+    float* po = out.data_ptr<float>();
+    at::parallel_for(0, xc.numel(), kApotGrain,
+                     [&](int64_t b, int64_t e) { apot_act_forward_kernel(px + b, po + b, e - b, av, mf, lf); });
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto& xc = saved[0];
+    const auto& a = saved[1];
+    const float mf = static_cast<float>(ctx->saved_data["m"].toDouble());
+    const float lf = static_cast<float>(ctx->saved_data["lo"].toDouble());
+    auto gy = grads[0].contiguous();
+    auto gx = at::empty_like(xc);
+    const float av = a.item<float>();
+    const float* px = xc.data_ptr<float>();
+    const float* pg = gy.data_ptr<float>();
+    float* pgx = gx.data_ptr<float>();
+    const double ga = at::parallel_reduce(
+        0, xc.numel(), kApotGrain, 0.0,
+        [&](int64_t b, int64_t e, double acc) {
+          return acc + apot_act_backward_kernel(px + b, pg + b, pgx + b, e - b, av, mf, lf);
+        },
+        std::plus<double>());
+    return {gx, at::full(a.sizes(), ga, a.options()), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 
 std::vector<double> apot_weight_levels(int bits) {
@@ -201,6 +247,8 @@ at::Tensor ApotActivationQuantizer::forward(const at::Tensor& x) {
   if (!quantizing_) return x;
   const double m = static_cast<double>(positive_levels());
   auto a = at::clamp_min(alpha_, kAlphaFloor).to(x.scalar_type());
+  if (x.scalar_type() == at::kFloat && x.device().is_cpu() && a.numel() == 1)
+    return ApotActPerTensorFn::apply(x, a, m, signed_ ? -1.0 : 0.0);
   auto v = signed_ ? at::clamp(x / a, -1.0, 1.0) : at::clamp(x / a, 0.0, 1.0);
   // RCF with uniform levels: autograd through alpha * round_ste(v m) / m gives exactly the
   // authors' rule, d/d alpha = q - x/alpha inside and +-1 at the clip.
