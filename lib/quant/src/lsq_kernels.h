@@ -21,6 +21,11 @@ void lsq_plus_forward_kernel(const float* px, float* po, int64_t n, float s, flo
 struct LsqPlusGradSums {
   double ds = 0.0;     ///< sum dy * (round(u) - u inside, the clipped bound outside)
   double dbeta = 0.0;  ///< sum dy outside [lo, hi] (inside, d/dbeta = -1 + 1 = 0 under the STE)
+  LsqPlusGradSums& operator+=(const LsqPlusGradSums& o) {
+    ds += o.ds;
+    dbeta += o.dbeta;
+    return *this;
+  }
 };
 
 /// pgx[i] = pg[i] where lo <= u <= hi else 0, u = (px[i] - b) / s; returns the two sums.

@@ -3,11 +3,9 @@
 #include "qbench/quant/qat_apot.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
-#include <functional>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -15,6 +13,7 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/quant/qat.h"
+#include "fused.h"
 #include "lsq_kernels.h"
 
 namespace qbench::quant {
@@ -115,8 +114,6 @@ at::Tensor rcf(const at::Tensor& w_hat, const at::Tensor& alpha, const at::Tenso
 
 // Fused uniform APoT activation quantizer (float32, CPU): a * round(clip(x / a, lo, 1) m) / m in
 // one pass, dx and the RCF alpha gradient in another, instead of six autograd nodes.
-constexpr int64_t kApotGrain = 32768;
-
 struct ApotActPerTensorFn : public torch::autograd::Function<ApotActPerTensorFn> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& a, double m,
                             double lo) {
@@ -124,13 +121,8 @@ struct ApotActPerTensorFn : public torch::autograd::Function<ApotActPerTensorFn>
     ctx->save_for_backward({xc, a});
     ctx->saved_data["m"] = m;
     ctx->saved_data["lo"] = lo;
-    auto out = at::empty_like(xc);
     const float av = a.item<float>(), mf = static_cast<float>(m), lf = static_cast<float>(lo);
-    const float* px = xc.data_ptr<float>();
-    float* po = out.data_ptr<float>();
-    at::parallel_for(0, xc.numel(), kApotGrain,
-                     [&](int64_t b, int64_t e) { apot_act_forward_kernel(px + b, po + b, e - b, av, mf, lf); });
-    return out;
+    return fused::map(xc, [&](const float* in, float* out, int64_t n) { apot_act_forward_kernel(in, out, n, av, mf, lf); });
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
@@ -139,18 +131,10 @@ struct ApotActPerTensorFn : public torch::autograd::Function<ApotActPerTensorFn>
     const auto& a = saved[1];
     const float mf = static_cast<float>(ctx->saved_data["m"].toDouble());
     const float lf = static_cast<float>(ctx->saved_data["lo"].toDouble());
-    auto gy = grads[0].contiguous();
-    auto gx = at::empty_like(xc);
     const float av = a.item<float>();
-    const float* px = xc.data_ptr<float>();
-    const float* pg = gy.data_ptr<float>();
-    float* pgx = gx.data_ptr<float>();
-    const double ga = at::parallel_reduce(
-        0, xc.numel(), kApotGrain, 0.0,
-        [&](int64_t b, int64_t e, double acc) {
-          return acc + apot_act_backward_kernel(px + b, pg + b, pgx + b, e - b, av, mf, lf);
-        },
-        std::plus<double>());
+    auto [gx, ga] = fused::grad<double>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t n) {
+      return apot_act_backward_kernel(x, dy, dx, n, av, mf, lf);
+    });
     return {gx, at::full(a.sizes(), ga, a.options()), at::Tensor(), at::Tensor()};
   }
 };

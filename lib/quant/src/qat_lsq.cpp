@@ -5,10 +5,8 @@
 // finite differences and LibTorch's built-in LSQ kernel.
 #include "qbench/quant/qat_lsq.h"
 
-#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <functional>
 
 #include <ATen/ATen.h>
 
@@ -19,6 +17,7 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/quant/qat.h"
+#include "fused.h"
 #include "lsq_kernels.h"
 
 namespace qbench::quant {
@@ -86,9 +85,6 @@ double lsq_grad_scale(const at::Tensor& x, QatRole role, int64_t ch_axis, int64_
 }
 
 namespace {
-// Elements per parallel chunk of the fused LSQ loops.
-constexpr int64_t kLsqGrain = 32768;
-
 // Fused per-tensor LSQ (float32, CPU): one pass forward, one pass backward, instead of the ~6
 // elementwise autograd nodes of the composed form below. Same math: v = x / s, forward
 // round(clip(v, qmin, qmax)) * s; backward dx = dy inside [qmin, qmax] (boundary inside) else 0,
@@ -101,13 +97,8 @@ struct LsqPerTensorFn : public torch::autograd::Function<LsqPerTensorFn> {
     ctx->saved_data["qmin"] = qmin;
     ctx->saved_data["qmax"] = qmax;
     ctx->saved_data["g"] = g;
-    auto out = at::empty_like(xc);
     const float sv = s.item<float>(), lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
-    const float* px = xc.data_ptr<float>();
-    float* po = out.data_ptr<float>();
-    at::parallel_for(0, xc.numel(), kLsqGrain,
-                     [&](int64_t b, int64_t e) { lsq_forward_kernel(px + b, po + b, e - b, sv, lo, hi); });
-    return out;
+    return fused::map(xc, [&](const float* in, float* out, int64_t n) { lsq_forward_kernel(in, out, n, sv, lo, hi); });
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
@@ -117,21 +108,11 @@ struct LsqPerTensorFn : public torch::autograd::Function<LsqPerTensorFn> {
     const float lo = static_cast<float>(ctx->saved_data["qmin"].toInt());
     const float hi = static_cast<float>(ctx->saved_data["qmax"].toInt());
     const double g = ctx->saved_data["g"].toDouble();
-    auto gy = grads[0].contiguous();
-    auto gx = at::empty_like(xc);
     const float sv = s.item<float>();
-    const float* px = xc.data_ptr<float>();
-    const float* pg = gy.data_ptr<float>();
-    float* pgx = gx.data_ptr<float>();
-    // Per-chunk sums added in double, in chunk order whatever the thread count.
-    const double gs = at::parallel_reduce(
-        0, xc.numel(), kLsqGrain, 0.0,
-        [&](int64_t b, int64_t e, double acc) {
-          return acc + lsq_backward_kernel(px + b, pg + b, pgx + b, e - b, sv, lo, hi);
-        },
-        std::plus<double>());
-    auto grad_s = at::full(s.sizes(), gs * g, s.options());
-    return {gx, grad_s, at::Tensor(), at::Tensor(), at::Tensor()};
+    auto [gx, gs] = fused::grad<double>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t n) {
+      return lsq_backward_kernel(x, dy, dx, n, sv, lo, hi);
+    });
+    return {gx, at::full(s.sizes(), gs * g, s.options()), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -146,14 +127,11 @@ struct LsqPlusPerTensorFn : public torch::autograd::Function<LsqPlusPerTensorFn>
     ctx->saved_data["qmin"] = qmin;
     ctx->saved_data["qmax"] = qmax;
     ctx->saved_data["g"] = g;
-    auto out = at::empty_like(xc);
     const float sv = s.item<float>(), bv = beta.item<float>();
     const float lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
-    const float* px = xc.data_ptr<float>();
-    float* po = out.data_ptr<float>();
-    at::parallel_for(0, xc.numel(), kLsqGrain,
-                     [&](int64_t b, int64_t e) { lsq_plus_forward_kernel(px + b, po + b, e - b, sv, bv, lo, hi); });
-    return out;
+    return fused::map(xc, [&](const float* in, float* out, int64_t n) {
+      lsq_plus_forward_kernel(in, out, n, sv, bv, lo, hi);
+    });
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
@@ -164,24 +142,10 @@ struct LsqPlusPerTensorFn : public torch::autograd::Function<LsqPlusPerTensorFn>
     const float lo = static_cast<float>(ctx->saved_data["qmin"].toInt());
     const float hi = static_cast<float>(ctx->saved_data["qmax"].toInt());
     const double g = ctx->saved_data["g"].toDouble();
-    auto gy = grads[0].contiguous();
-    auto gx = at::empty_like(xc);
     const float sv = s.item<float>(), bv = beta.item<float>();
-    const float* px = xc.data_ptr<float>();
-    const float* pg = gy.data_ptr<float>();
-    float* pgx = gx.data_ptr<float>();
-    const LsqPlusGradSums sums = at::parallel_reduce(
-        0, xc.numel(), kLsqGrain, LsqPlusGradSums{},
-        [&](int64_t b, int64_t e, LsqPlusGradSums acc) {
-          const LsqPlusGradSums part = lsq_plus_backward_kernel(px + b, pg + b, pgx + b, e - b, sv, bv, lo, hi);
-          acc.ds += part.ds;
-          acc.dbeta += part.dbeta;
-          return acc;
-        },
-        [](LsqPlusGradSums a, const LsqPlusGradSums& b) {
-          a.ds += b.ds;
-          a.dbeta += b.dbeta;
-          return a;
+    auto [gx, sums] =
+        fused::grad<LsqPlusGradSums>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t n) {
+          return lsq_plus_backward_kernel(x, dy, dx, n, sv, bv, lo, hi);
         });
     return {gx, at::full(s.sizes(), sums.ds * g, s.options()), at::full(beta.sizes(), sums.dbeta * g, beta.options()),
             at::Tensor(), at::Tensor(), at::Tensor()};

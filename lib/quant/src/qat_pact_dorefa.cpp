@@ -7,17 +7,16 @@
 #include "qbench/quant/qat_pact_dorefa.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
-#include <functional>
 #include <cmath>
 #include <limits>
 #include <sstream>
 
 #include "qbench/common/errors.h"
 #include "qbench/quant/qat.h"
+#include "fused.h"
 #include "lsq_kernels.h"
 
 namespace qbench::quant {
@@ -55,8 +54,6 @@ std::string fmt(double v) {
 // gives the same values bit for bit (the scalars n / alpha and alpha / n come from the same
 // tensor ops as there, the per-element ops are the same); the backward gives the same input
 // gradient and the same alpha gradient up to the order of the sum.
-constexpr int64_t kPactGrain = 32768;
-
 struct PactPerTensorFn : public torch::autograd::Function<PactPerTensorFn> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& alpha,
                             double n, bool is_signed) {
@@ -65,12 +62,9 @@ struct PactPerTensorFn : public torch::autograd::Function<PactPerTensorFn> {
     ctx->saved_data["signed"] = is_signed;
     auto ad = alpha.detach().reshape({});
     const float a = ad.item<float>(), inv = (n / ad).item<float>(), step = (ad / n).item<float>();
-    auto out = at::empty_like(xc);
-    const float* px = xc.data_ptr<float>();
-    float* po = out.data_ptr<float>();
-    at::parallel_for(0, xc.numel(), kPactGrain,
-                     [&](int64_t b, int64_t e) { pact_forward_kernel(px + b, po + b, e - b, a, inv, step, is_signed); });
-    return out;
+    return fused::map(xc, [&](const float* in, float* out, int64_t n) {
+      pact_forward_kernel(in, out, n, a, inv, step, is_signed);
+    });
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
@@ -78,18 +72,10 @@ struct PactPerTensorFn : public torch::autograd::Function<PactPerTensorFn> {
     const auto& xc = saved[0];
     const auto& alpha = saved[1];
     const bool is_signed = ctx->saved_data["signed"].toBool();
-    auto gy = grads[0].contiguous();
-    auto gx = at::empty_like(xc);
     const float a = alpha.item<float>();
-    const float* px = xc.data_ptr<float>();
-    const float* pg = gy.data_ptr<float>();
-    float* pgx = gx.data_ptr<float>();
-    const double ga = at::parallel_reduce(
-        0, xc.numel(), kPactGrain, 0.0,
-        [&](int64_t b, int64_t e, double acc) {
-          return acc + pact_backward_kernel(px + b, pg + b, pgx + b, e - b, a, is_signed);
-        },
-        std::plus<double>());
+    auto [gx, ga] = fused::grad<double>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t n) {
+      return pact_backward_kernel(x, dy, dx, n, a, is_signed);
+    });
     return {gx, at::full(alpha.sizes(), ga, alpha.options()), at::Tensor(), at::Tensor()};
   }
 };
@@ -98,8 +84,6 @@ struct PactPerTensorFn : public torch::autograd::Function<PactPerTensorFn> {
 // STE in another, instead of the div / clamp / mul / round / div / mul nodes of the composed
 // form. Same math; the input gradient is exactly dy inside (the composed form's ((dy r) / n) n / r
 // can be an ulp off), the values can differ from it by an ulp where x / r rounds differently.
-constexpr int64_t kDorefaGrain = 32768;
-
 struct DorefaActPerTensorFn : public torch::autograd::Function<DorefaActPerTensorFn> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, double range, double levels,
                             double lo) {
@@ -107,26 +91,18 @@ struct DorefaActPerTensorFn : public torch::autograd::Function<DorefaActPerTenso
     ctx->save_for_backward({xc});
     ctx->saved_data["range"] = range;
     ctx->saved_data["lo"] = lo;
-    auto out = at::empty_like(xc);
     const float r = static_cast<float>(range), n = static_cast<float>(levels), l = static_cast<float>(lo);
-    const float* px = xc.data_ptr<float>();
-    float* po = out.data_ptr<float>();
-    at::parallel_for(0, xc.numel(), kDorefaGrain,
-                     [&](int64_t b, int64_t e) { dorefa_act_forward_kernel(px + b, po + b, e - b, r, n, l); });
-    return out;
+    return fused::map(xc, [&](const float* in, float* out, int64_t k) { dorefa_act_forward_kernel(in, out, k, r, n, l); });
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto xc = ctx->get_saved_variables()[0];
     const float r = static_cast<float>(ctx->saved_data["range"].toDouble());
     const float l = static_cast<float>(ctx->saved_data["lo"].toDouble());
-    auto gy = grads[0].contiguous();
-    auto gx = at::empty_like(xc);
-    const float* px = xc.data_ptr<float>();
-    const float* pg = gy.data_ptr<float>();
-    float* pgx = gx.data_ptr<float>();
-    at::parallel_for(0, xc.numel(), kDorefaGrain,
-                     [&](int64_t b, int64_t e) { dorefa_act_backward_kernel(px + b, pg + b, pgx + b, e - b, r, l); });
+    auto gx = fused::grad<double>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t n) {
+                dorefa_act_backward_kernel(x, dy, dx, n, r, l);
+                return 0.0;
+              }).first;
     return {gx, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
