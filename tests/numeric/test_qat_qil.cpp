@@ -289,3 +289,60 @@ TEST_CASE("qil: registered as a QAT method", "[qil][numeric]") {
   CHECK(dynamic_cast<QilQuantizer*>(a.get())->role() == QilQuantizer::Role::Activation);
   CHECK_FALSE(w->affine_qparams().has_value());
 }
+
+TEST_CASE("qil: the fused CPU activation kernel over many parallel chunks is the closed form, at any thread count",
+          "[qil][numeric]") {
+  // 210,003 non-negative floats (several parallel chunks, a ragged tail), unsigned 4-bit QIL
+  // with rescaling: pruned below c - d = 0.4, clipped above c + d = 1.6.
+  at::manual_seed(29);
+  auto x = at::relu(at::randn({3, 70001}) * 1.2);
+  auto r = at::randn(x.sizes());
+  auto q = ready(x, QilQuantizer::Role::Activation, 4);
+  REQUIRE_FALSE(q->is_signed());
+  set_params(*q, 1.0, 0.6);
+  const QilRef ref{1.0f, 0.6f, 1.0f, false};
+  const double K = double(1.0f) + double(0.6f);
+  const double g = 1.0 / std::sqrt(70001.0 * 15.0);  // LSQ's scale: N per sample, Qp = 15
+  const auto xv = as_vector(x), rv = as_vector(r);
+  double gc = 0, gd = 0, abs_sum = 0;
+  for (size_t k = 0; k < xv.size(); ++k) {
+    const auto cf = ref.grad(xv[k]);
+    gc += rv[k] * K * cf.c;
+    gd += rv[k] * K * cf.d;
+    abs_sum += std::fabs(rv[k]) * K * (std::fabs(cf.c) + std::fabs(cf.d));
+  }
+  const int threads_before = at::get_num_threads();
+  std::vector<std::pair<double, double>> grads;
+  for (int threads : {1, 2}) {
+    INFO("threads " << threads);
+    at::set_num_threads(threads);
+    q->center().mutable_grad() = at::Tensor();
+    q->distance().mutable_grad() = at::Tensor();
+    auto xg = x.clone().set_requires_grad(true);
+    auto y = q->forward(xg);
+    (y * r).sum().backward();
+    const auto yv = as_vector(y.detach()), gx = as_vector(xg.grad());
+    int64_t bad_y = 0, bad_dx = 0, skipped = 0, inside = 0;
+    for (size_t k = 0; k < xv.size(); ++k) {
+      const double t = ref.T(xv[k]);
+      const auto cf = ref.grad(xv[k]);
+      inside += cf.x != 0.0;
+      if (std::fabs(gx[k] - rv[k] * K * cf.x) > 1e-5 * (1 + std::fabs(rv[k] * K * cf.x))) ++bad_dx;
+      if (std::fabs(t * 15 - std::floor(t * 15) - 0.5) < 1e-4) {
+        ++skipped;
+        continue;
+      }
+      if (std::fabs(yv[k] - K * discretize(t, 15)) > 1e-6 * K) ++bad_y;
+    }
+    CHECK(bad_y == 0);
+    CHECK(bad_dx == 0);
+    CHECK(skipped < static_cast<int64_t>(xv.size()) / 100);
+    CHECK(inside > static_cast<int64_t>(xv.size()) / 4);
+    const double dc = q->center().grad().item<double>(), dd = q->distance().grad().item<double>();
+    CHECK(std::fabs(dc - g * gc) <= 1e-5 * g * abs_sum);
+    CHECK(std::fabs(dd - g * gd) <= 1e-5 * g * abs_sum);
+    grads.emplace_back(dc, dd);
+  }
+  at::set_num_threads(threads_before);
+  CHECK(grads[0] == grads[1]);
+}

@@ -3,6 +3,7 @@
 #include "qbench/quant/qat_qil.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +11,8 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/quant/qat.h"
+#include "fused.h"
+#include "lsq_kernels.h"
 
 namespace qbench::quant {
 
@@ -23,6 +26,44 @@ at::Tensor interval_position(const at::Tensor& mag, const at::Tensor& c, const a
   auto dd = at::clamp_min(d, kDistanceFloor);
   return (mag - (c - dd)) / (2.0 * dd);
 }
+
+// Fused unsigned QIL activation quantizer (float32, CPU): T_X, the discretiser and the rescale
+// in one pass; the input, c and d gradients in another (instead of about ten autograd nodes).
+// Inputs: c (gradient-scaled centre) and dd (the floored, gradient-scaled half-width); the
+// detached rescale factor and the level count are constants.
+struct QilActPerTensorFn : public torch::autograd::Function<QilActPerTensorFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& c,
+                            const at::Tensor& dd, double q, double scale) {
+    auto xc = x.contiguous();
+    // The interval's lower edge and width as the composed form computes them.
+    const float edge = (c - dd).item<float>(), width = (2.0 * dd).item<float>();
+    ctx->save_for_backward({xc, c, dd});
+    ctx->saved_data["edge"] = static_cast<double>(edge);
+    ctx->saved_data["width"] = static_cast<double>(width);
+    ctx->saved_data["scale"] = scale;
+    const float qf = static_cast<float>(q), sf = static_cast<float>(scale);
+    return fused::map(xc, [&](const float* in, float* out, int64_t n) {
+      qil_act_forward_kernel(in, out, n, edge, width, qf, sf);
+    });
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto& xc = saved[0];
+    const auto& c = saved[1];
+    const auto& dd = saved[2];
+    const float edge = static_cast<float>(ctx->saved_data["edge"].toDouble());
+    const float width = static_cast<float>(ctx->saved_data["width"].toDouble());
+    const float sf = static_cast<float>(ctx->saved_data["scale"].toDouble());
+    auto [gx, sums] = fused::grad<QilGradSums>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t n) {
+      return qil_act_backward_kernel(x, dy, dx, n, edge, width, sf);
+    });
+    // t = (x - c + d) / (2d): dt/dc = -1 / (2d), dt/dd = (1 - 2t) / (2d).
+    const double w = static_cast<double>(width);
+    return {gx, at::full(c.sizes(), -sums.sum_gp / w, c.options()), at::full(dd.sizes(), sums.sum_gp_pos / w, dd.options()),
+            at::Tensor(), at::Tensor()};
+  }
+};
 }  // namespace
 
 at::Tensor qil_transform_weight(const at::Tensor& w, const at::Tensor& c, const at::Tensor& d,
@@ -87,8 +128,13 @@ at::Tensor QilQuantizer::forward(const at::Tensor& x) {
     t = qil_transform_weight(x, c, d, grad_scale(gamma_, g).to(dt));
   else if (signed_)
     t = qil_transform_weight(x, c, d, at::ones({}, x.options()));  // symmetric T, gamma = 1
-  else
+  else if (x.scalar_type() == at::kFloat && x.device().is_cpu() && c.numel() == 1 && d.numel() == 1) {
+    const double scale =
+        rescale_ ? at::clamp_min(c + at::clamp_min(d, kDistanceFloor), kDistanceFloor).item<double>() : 1.0;
+    return QilActPerTensorFn::apply(x, c, at::clamp_min(d, kDistanceFloor), static_cast<double>(levels_q()), scale);
+  } else {
     t = qil_transform_activation(x, c, d);
+  }
   auto out = qil_discretize(t, levels_q());
   if (!rescale_) return out;
   // Back to the input's units: multiply by the clipping threshold c + d (a constant here).
