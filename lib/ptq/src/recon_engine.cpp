@@ -504,11 +504,13 @@ std::vector<UnitResult> reconstruct(quant::QuantModel& model, quant::AlgorithmCo
         const double lr = rp.act_lr * 0.5 * (1.0 + std::cos(kPi * static_cast<double>(it + 1) / iters));
         for (auto& g : opt_a->param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
       }
-      last_rec = rec.item<double>();
-      if (ctx.progress && (it % 50 == 0 || it + 1 == iters))
+      // Read back only when shown: on a GPU each read is a host sync.
+      if (ctx.progress && (it % 50 == 0 || it + 1 == iters)) {
+        last_rec = rec.item<double>();
         ctx.progress((static_cast<double>(ui) + static_cast<double>(it + 1) / iters) / n_units,
                      std::string(recon_mode_name(mode)) + " " + where + " iter " + std::to_string(it + 1) + "/" +
                          std::to_string(iters) + " loss " + fmt(last_rec));
+      }
     }
 
     // How much rounding was still undecided (0.01 < h < 0.99) when it is made hard: a sign that

@@ -138,7 +138,9 @@ at::Tensor ReconActQuantizer::forward(const at::Tensor& x) {
     {
       // Keep the step positive (MQBench's LearnableFakeQuantize does the same before each forward).
       torch::NoGradGuard ng;
-      if ((scale_ < quant::kLsqMinStep).any().item<bool>()) scale_.data().abs_().clamp_min_(quant::kLsqMinStep);
+      // On a GPU always (no host sync; a no-op on a step already >= kLsqMinStep).
+      if (!scale_.device().is_cpu() || (scale_ < quant::kLsqMinStep).any().item<bool>())
+        scale_.data().abs_().clamp_min_(quant::kLsqMinStep);
     }
     const int64_t z = qp_.zero_point.item<int64_t>();
     const int64_t qmin = qp_.range.qmin - z, qmax = qp_.range.qmax - z;

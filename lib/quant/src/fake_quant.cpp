@@ -49,6 +49,11 @@ at::Tensor fake_quantize(const at::Tensor& x, const QParams& qp) {
     return at::fake_quantize_per_channel_affine(x, qp.scale, qp.zero_point, qp.ch_axis, qp.range.qmin,
                                                 qp.range.qmax);
   }
+  // Off the CPU, the tensor-qparams overload keeps scale and zero point on the device (no host
+  // sync per forward); the CPU keeps the scalar overload it has always used.
+  if (!x.device().is_cpu() && qp.scale.device() == x.device())
+    return at::fake_quantize_per_tensor_affine(x, qp.scale.reshape({}), qp.zero_point.reshape({}), qp.range.qmin,
+                                               qp.range.qmax);
   return at::fake_quantize_per_tensor_affine(x, qp.scale.item<float>(), qp.zero_point.item<int>(), qp.range.qmin,
                                              qp.range.qmax);
 }

@@ -263,9 +263,10 @@ at::Tensor PactQuantizer::forward(const at::Tensor& x) {
   if (!ready_) throw Error("pact: forward with quantization on before compute_qparams()");
   {
     // The paper does not say what happens if SGD and the L2 penalty push alpha through zero;
-    // like LSQ's step we keep |alpha| >= float epsilon, touching it only when needed.
+    // like LSQ's step we keep |alpha| >= float epsilon, touching it only when needed on the CPU
+    // and always on a GPU (no host sync; a no-op on values already >= kMinAlpha).
     at::NoGradGuard no_grad;
-    if ((alpha_ < kMinAlpha).any().item<bool>()) alpha_.data().abs_().clamp_min_(kMinAlpha);
+    if (!alpha_.device().is_cpu() || (alpha_ < kMinAlpha).any().item<bool>()) alpha_.data().abs_().clamp_min_(kMinAlpha);
   }
   return pact_fake_quantize(x, alpha_, scheme_.bits, signed_);
 }
