@@ -1,6 +1,7 @@
 // Device placement (`qbench run --device`): resolution against this LibTorch, the provenance it
 // records, device-independent checkpoints, and on a GPU (skipped without one) the pipeline's
 // pieces on CUDA against the CPU.
+#include <cstdlib>
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <catch2/catch.hpp>
@@ -28,8 +29,11 @@ using namespace qbench;
 
 namespace {
 
+// Skips without a GPU, except where QBENCH_EXPECT_CUDA is set (the GPU machine's runs), so a
+// build that cannot see CUDA there fails instead of passing by skipping.
 bool have_cuda() {
   if (torch::cuda::is_available()) return true;
+  if (std::getenv("QBENCH_EXPECT_CUDA")) FAIL("QBENCH_EXPECT_CUDA is set but LibTorch sees no CUDA device");
   WARN("no CUDA device visible to LibTorch: CUDA check skipped");
   return false;
 }
@@ -186,8 +190,10 @@ TEST_CASE("CUDA: a model, its quantizers and a training step on the GPU match th
   cpu->eval();
   {
     at::NoGradGuard ng;
-    const auto d = (gpu->forward(x.to(cuda)).to(at::kCPU) - cpu->forward(x)).abs().max().item<double>();
-    CHECK(d < 1e-4);
+    const auto ref = cpu->forward(x);
+    const auto d = (gpu->forward(x.to(cuda)).to(at::kCPU) - ref).abs().max().item<double>();
+    // Relative: cuDNN may pick Winograd/FFT convolutions (about 1e-5 relative).
+    CHECK(d <= 1e-4 * std::max(1.0, ref.abs().max().item<double>()));
   }
   // Quantizers attach on the model's device; calibration takes CPU images.
   quant::PrepareOptions opt;
