@@ -16,20 +16,14 @@
 #include "qbench/quant/qat.h"
 #include "qbench/quant/quantizer.h"
 
+#include "cuda_util.h"
 #include "scheme_util.h"
 
 using namespace qbench::quant;
 
 namespace {
 
-// Skips without a GPU, except where QBENCH_EXPECT_CUDA is set (the GPU machine's runs), so a
-// build that cannot see CUDA there fails instead of passing by skipping.
-bool have_cuda() {
-  if (torch::cuda::is_available()) return true;
-  if (std::getenv("QBENCH_EXPECT_CUDA")) FAIL("QBENCH_EXPECT_CUDA is set but LibTorch sees no CUDA device");
-  WARN("no CUDA device visible to LibTorch: CUDA check skipped");
-  return false;
-}
+using qbench::test::have_cuda;
 
 /// max |a - b| <= atol + rtol * max |b|, both brought to the CPU.
 void check_close(const at::Tensor& got, const at::Tensor& want, double rtol, double atol, const std::string& what) {

@@ -23,20 +23,14 @@
 #include "qbench/runner/device.h"
 #include "qbench/runner/runner.h"
 #include "qbench/train/train.h"
+#include "cuda_util.h"
 #include "test_util.h"
 
 using namespace qbench;
 
 namespace {
 
-// Skips without a GPU, except where QBENCH_EXPECT_CUDA is set (the GPU machine's runs), so a
-// build that cannot see CUDA there fails instead of passing by skipping.
-bool have_cuda() {
-  if (torch::cuda::is_available()) return true;
-  if (std::getenv("QBENCH_EXPECT_CUDA")) FAIL("QBENCH_EXPECT_CUDA is set but LibTorch sees no CUDA device");
-  WARN("no CUDA device visible to LibTorch: CUDA check skipped");
-  return false;
-}
+using qbench::test::have_cuda;
 
 /// A learnable toy problem (class = which quadrant is bright), as the training test uses.
 data::TensorDataset toy_data(int64_t n) {
