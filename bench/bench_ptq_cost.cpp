@@ -21,7 +21,7 @@
 #include "qbench/ptq/recon.h"
 #include "qbench/qat/qat.h"
 #include "qbench/quant/profile.h"
-#include "qbench/quant/qat.h"
+#include "qbench/qat/method.h"
 #include "qbench/train/train.h"
 
 namespace {
@@ -88,7 +88,9 @@ int main(int argc, char** argv) {
   ctx.a_bits = a_bits;
   ctx.calib_images = data.images.narrow(0, 0, std::min<int64_t>(1024, train_n));
   ctx.calib_batch_size = 256;
-  ctx.recon.iters = iters;
+  ptq::ReconParams recon = ptq::recon_options().defaults();
+  recon.iters = iters;
+  ctx.settings = ptq::recon_options().to_json(recon);
   double t0 = now_s();
   ptq::ReconAlgorithm(ptq::ReconMode::QDrop).apply(*q, ctx);
   const double t_qdrop = now_s() - t0;
@@ -99,7 +101,7 @@ int main(int argc, char** argv) {
   auto l = fresh();
   const config::QatRecipe qr;
   t0 = now_s();
-  qat::attach_qat_quantizers(*l, quant::qat_method_registry().get("lsq"), prof, w_bits, a_bits);
+  qat::attach_qat_quantizers(*l, qat::qat_method_registry().get("lsq"), prof, w_bits, a_bits);
   qat::init_quantizers(*l, data.images.narrow(0, 0, std::min<int64_t>(qr.init_images, train_n)), 256);
   train::TrainHooks hooks;
   hooks.tag = "qat-lsq";
@@ -108,7 +110,7 @@ int main(int argc, char** argv) {
 
   std::printf("%s w%da%d, %d thread(s), synthetic 1x28x28 data\n", arch.c_str(), w_bits, a_bits, threads);
   std::printf("  qdrop: %lld units x %lld iters (batch %d), 1024 calibration images: %.1f s\n",
-              static_cast<long long>(units), static_cast<long long>(iters), ctx.recon.batch_size, t_qdrop);
+              static_cast<long long>(units), static_cast<long long>(iters), recon.batch_size, t_qdrop);
   std::printf("  lsq QAT: 1 epoch of %lld images (batch %d): %.1f s\n", static_cast<long long>(train_n),
               qr.train.batch_size, t_lsq);
   std::printf("  ratio qdrop / lsq-epoch: %.2f\n", t_qdrop / t_lsq);

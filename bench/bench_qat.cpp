@@ -19,7 +19,7 @@
 #include "qbench/models/models.h"
 #include "qbench/qat/qat.h"
 #include "qbench/quant/profile.h"
-#include "qbench/quant/qat.h"
+#include "qbench/qat/method.h"
 #include "qbench/train/train.h"
 
 namespace {
@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   auto fp32 = qbench::models::make_model(arch, {1, 10, 28});
   auto quantized = qbench::models::make_model(arch, {1, 10, 28});
   const auto& prof = qbench::quant::profile_registry().get("academic");
-  qbench::qat::attach_qat_quantizers(*quantized, qbench::quant::qat_method_registry().get(method), prof, 4, 4);
+  qbench::qat::attach_qat_quantizers(*quantized, qbench::qat::qat_method_registry().get(method), prof, 4, 4);
   qbench::qat::init_quantizers(*quantized, x, batch);
   if (!profile.empty()) {
     // Chrome traces of 3 steps each (PREFIX-fp32.json, PREFIX-<method>.json): where the time goes.
@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
   auto scale = at::tensor({0.1f}).requires_grad_(true);
   auto zp = at::tensor({0.0f});
   auto gout = at::ones_like(a);
-  auto q = qbench::quant::qat_method_registry().get(method).make_activation([] {
+  auto q = qbench::qat::qat_method_registry().get(method).make_activation([] {
     qbench::quant::QuantScheme s;
     s.bits = 4;
     s.signedness = qbench::quant::Signedness::Auto;

@@ -60,7 +60,7 @@ int cmd_run(RunArgs& a) {
     int i = 0;
     for (const auto& c : cells) {
       const bool done = !a.opt.force && st && st->finished_result(c.key).has_value();
-      std::printf("%-4d %-12s %-5s %-14s %-10s %-6s %-10s %-6llu %s\n", ++i, c.short_key().c_str(), c.kind.c_str(),
+      std::printf("%-4d %-12s %-5s %-14s %-10s %-6s %-10s %-6llu %s\n", ++i, c.short_key().c_str(), qbench::to_string(c.kind),
                   c.arch.c_str(), c.algorithm.c_str(), c.bits.label().c_str(), c.profile.c_str(),
                   static_cast<unsigned long long>(c.seed), done ? "finished (skip)" : "to run");
     }
@@ -156,7 +156,7 @@ int cmd_baseline_write(const CompareArgs& a) {
   return 0;
 }
 
-int cmd_list(const std::string& what) {
+int cmd_list(const std::string& what, bool verbose) {
   std::vector<std::string> kinds = what.empty() ? qbench::runner::list_kinds() : std::vector<std::string>{what};
   for (const auto& k : kinds) {
     auto entries = qbench::runner::list_registry(k);
@@ -166,15 +166,8 @@ int cmd_list(const std::string& what) {
         std::printf("  %-16s %s\n", e.name.c_str(), e.description.c_str());
       else
         std::printf("  %-16s %-5s %s\n", e.name.c_str(), e.kind.c_str(), e.description.c_str());
-    }
-    if (k == "algorithms") {
-      auto cat = qbench::runner::build_catalog();
-      for (const auto& p : cat.planned_algorithms) {
-        // zeroq/dsg are listed so a user looking for them finds where they live.
-        const bool source = p.second.rfind("a calibration source", 0) == 0;
-        std::printf("  %-16s %-5s %s%s\n", p.first.c_str(), "-", source ? "" : "not implemented yet: ",
-                    p.second.c_str());
-      }
+      if (verbose)
+        for (const auto& d : e.details) std::printf("      %s\n", d.c_str());
     }
   }
   return 0;
@@ -247,8 +240,10 @@ int main(int argc, char** argv) {
   base_write->add_flag("--allow-incomplete", ba.allow_incomplete, "leave out failed and pending cells instead of refusing");
 
   std::string list_what;
+  bool list_verbose = false;
   auto* list = app.add_subcommand("list", "show the registered algorithms, archs, datasets, profiles, observers");
   list->add_option("what", list_what, "algorithms | archs | datasets | profiles | observers");
+  list->add_flag("--verbose", list_verbose, "also each algorithm's settings: range, default, the papers' value");
 
   try {
     app.parse(argc, argv);
@@ -265,7 +260,7 @@ int main(int argc, char** argv) {
     if (*rep) return cmd_report(rp);
     if (*cmp) return cmd_compare(ca);
     if (*base_write) return cmd_baseline_write(ba);
-    if (*list) return cmd_list(list_what);
+    if (*list) return cmd_list(list_what, list_verbose || verbose);
   } catch (const qbench::ConfigError& e) {
     qbench::Progress::global().clear();
     std::fprintf(stderr, "qbench: error: %s\n", e.what());

@@ -14,7 +14,7 @@
 #include "qbench/models/models.h"
 #include "qbench/quant/prepare.h"
 #include "qbench/quant/profile.h"
-#include "qbench/quant/qat.h"
+#include "qbench/qat/method.h"
 
 using namespace qbench;
 
@@ -66,7 +66,7 @@ std::shared_ptr<quant::QuantModel> calibrated(const std::string& arch, const std
     o.a_bits = a_bits;
     quant::prepare_model(*m, prof, o);
   } else {
-    const auto& meth = quant::qat_method_registry().get(qat_method);
+    const auto& meth = qat::qat_method_registry().get(qat_method);
     quant::attach_quantizers(*m, prof, w_bits, a_bits, {meth.make_weight, meth.make_activation});
   }
   quant::calibrate(*m, calib, calib.size(0));

@@ -1,8 +1,20 @@
 #pragma once
-// The quantizer tests' one way to spell a scheme: bits, signedness, optional per-channel.
+// What the quantizer tests share: one way to spell a scheme, the plain reference of affine fake
+// quantization, and the observe -> freeze -> quantize protocol that readies a quantizer.
+#include <ATen/core/Tensor.h>
+
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
 #include "qbench/quant/scheme.h"
 
 namespace qbench::test {
+
+/// bits, signedness, optional per-channel; symmetric, no narrow range, channel axis 0.
 inline quant::QuantScheme test_scheme(int bits, quant::Signedness sg = quant::Signedness::Signed,
                                       bool per_channel = false) {
   quant::QuantScheme s;
@@ -11,4 +23,47 @@ inline quant::QuantScheme test_scheme(int bits, quant::Signedness sg = quant::Si
   s.granularity = per_channel ? quant::Granularity::PerChannel : quant::Granularity::PerTensor;
   return s;
 }
+
+/// Every field the affine tests vary.
+inline quant::QuantScheme scheme(int bits, bool sym, quant::Signedness sg, bool per_channel = false,
+                                 bool narrow = false, int64_t ch_axis = 0) {
+  quant::QuantScheme s = test_scheme(bits, sg, per_channel);
+  s.symmetric = sym;
+  s.narrow_range = narrow;
+  s.ch_axis = ch_axis;
+  return s;
+}
+
+/// The reference: q = clamp(nearbyint(x * (1/s)) + z, qmin, qmax); x' = (q - z) * s, round half
+/// to even (the C default rounding mode), written as a loop over floats. PyTorch multiplies by
+/// the float inverse scale rather than dividing; so does this, so that ties round identically.
+inline float ref_fq(float x, float s, int z, int64_t qmin, int64_t qmax) {
+  const float inv_s = 1.0f / s;
+  float q = std::nearbyint(x * inv_s) + static_cast<float>(z);
+  q = std::min<float>(std::max<float>(q, static_cast<float>(qmin)), static_cast<float>(qmax));
+  return (q - static_cast<float>(z)) * s;
+}
+
+/// Observes `batches` (an observing quantizer passes its input through unchanged), computes the
+/// qparams and turns quantization on: the protocol of quant::calibrate on one quantizer.
+template <typename Q>
+void observe_and_init(Q& q, const std::vector<at::Tensor>& batches) {
+  q.set_observing(true);
+  for (const auto& b : batches) REQUIRE(q.forward(b).is_same(b));
+  q.set_observing(false);
+  q.compute_qparams();
+  q.set_quantizing(true);
+}
+
+/// `q`, readied on `x` (the same protocol, without checking what observing returns).
+template <typename Q>
+std::shared_ptr<Q> ready(std::shared_ptr<Q> q, const at::Tensor& x) {
+  q->set_observing(true);
+  q->forward(x);
+  q->set_observing(false);
+  q->compute_qparams();
+  q->set_quantizing(true);
+  return q;
+}
+
 }  // namespace qbench::test

@@ -107,8 +107,8 @@ Gap average(const std::vector<Gap>& gaps) {
   return a;
 }
 
-quant::CalibrationParams params(int64_t iters, int batch, double lr = 0.5) {
-  quant::CalibrationParams p;
+config::CalibrationRecipe params(int64_t iters, int batch, double lr = 0.5) {
+  config::CalibrationRecipe p;
   p.iters = iters;
   p.batch_size = batch;
   p.lr = lr;
@@ -373,94 +373,4 @@ TEST_CASE("data-free: shapes, batches, progress and bad arguments", "[datafree]"
   // A conv whose BN was merged away has no BN input statistics left.
   quant::apply_bn_fold(*m, 0);
   CHECK_THROWS_AS(ptq::synthesize_calibration(*m, "zeroq", params(1, 1), 1, {3, 8, 8}, 0, {}), Error);
-}
-
-// Cost and loss at the reference settings (500 steps, lr 0.5, 32 images) on the quick-start
-// input (1 x 28 x 28). Hidden: run with `qbench_datafree_tests "[.datafree-bench]"`.
-TEST_CASE("data-free: cost per 32 images at the reference settings", "[.datafree-bench]") {
-  for (const std::string arch : {"resnet8", "resnet20"}) {
-    auto m = model_with_known_stats(arch, 1, 28);
-    for (const std::string method : {"zeroq", "dsg"}) {
-      const std::clock_t c0 = std::clock();
-      auto r = ptq::synthesize_calibration(*m, method, params(500, 32), 32, {1, 28, 28}, 0, {});
-      const double cpu = static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC;
-      const auto gaps = batch_gaps(*m, r.images);
-      const auto gap = worst(gaps), avg = average(gaps);
-      std::printf("%-8s %-5s  %.1f s wall, %.1f s CPU / 32 images  BN loss %.4g -> %.4g  batch-stat gap mean %.3f "
-                  "std %.3f (worst layer), %.3f %.3f (average)\n",
-                  arch.c_str(), method.c_str(), r.seconds, cpu, r.initial_bn_loss, r.final_bn_loss, gap.mean, gap.std,
-                  avg.mean, avg.std);
-      std::fflush(stdout);
-      CHECK(r.final_bn_loss < r.initial_bn_loss);
-    }
-  }
-}
-
-// The standalone accuracy check: minmax PTQ calibrated on real training images versus ZeroQ and
-// DSG images, on a trained FP32 checkpoint. Hidden; needs QBENCH_DFQ_WEIGHTS (safetensors of a
-// model trained on Fashion-MNIST, e.g. a cached quick-start baseline), QBENCH_DFQ_ARCH (default
-// resnet20), QBENCH_DFQ_DATA (default /usr/share/datasets/fashion-mnist), QBENCH_DFQ_IMAGES
-// (calibration images, default 64) and QBENCH_DFQ_TEST (test images, default all).
-TEST_CASE("data-free: minmax calibrated on synthetic vs real images", "[.datafree-accuracy]") {
-  const char* weights = std::getenv("QBENCH_DFQ_WEIGHTS");
-  if (!weights) {
-    WARN("QBENCH_DFQ_WEIGHTS not set: skipped");
-    return;
-  }
-  auto env = [](const char* k, const char* d) { const char* v = std::getenv(k); return std::string(v ? v : d); };
-  const std::string arch = env("QBENCH_DFQ_ARCH", "resnet20");
-  const std::string root = env("QBENCH_DFQ_DATA", "/usr/share/datasets/fashion-mnist");
-  const int64_t n_calib = std::stoll(env("QBENCH_DFQ_IMAGES", "64"));
-  const int64_t n_test = std::stoll(env("QBENCH_DFQ_TEST", "0"));
-  auto test = data::load_dataset("fashion-mnist", root, data::Split::Test);
-  if (n_test > 0) test = data::seeded_subset(test, n_test, 1);
-  const auto train = data::load_dataset("fashion-mnist", root, data::Split::Train);
-  auto load = [&] {
-    auto m = models::make_model(arch, {1, 10, 28});
-    models::import_weights(*m, weights);
-    m->eval();
-    return m;
-  };
-  auto accuracy = [&](quant::QuantModel& m) {
-    torch::NoGradGuard ng;
-    int64_t right = 0;
-    for (int64_t s = 0; s < test.size(); s += 500) {
-      const int64_t len = std::min<int64_t>(500, test.size() - s);
-      auto pred = m.forward(test.images.narrow(0, s, len)).argmax(1);
-      right += pred.eq(test.labels.narrow(0, s, len)).sum().item<int64_t>();
-    }
-    return 100.0 * static_cast<double>(right) / static_cast<double>(test.size());
-  };
-  auto fp32 = load();
-  std::printf("%s: FP32 top-1 %.2f%% on %lld test images; %lld calibration images\n", arch.c_str(), accuracy(*fp32),
-              static_cast<long long>(test.size()), static_cast<long long>(n_calib));
-  std::map<std::string, at::Tensor> sources;
-  sources["data"] = data::seeded_subset(train, n_calib, 0).images;
-  for (const std::string method : {"zeroq", "dsg"}) {
-    auto r = ptq::synthesize_calibration(*fp32, method, params(500, 32), n_calib, {1, 28, 28}, 0, {});
-    std::printf("  %-5s synthesis %.1f s (%.1f s / 32 images), BN loss %.4g -> %.4g\n", method.c_str(), r.seconds,
-                r.seconds * 32.0 / static_cast<double>(n_calib), r.initial_bn_loss, r.final_bn_loss);
-    sources[method] = r.images;
-  }
-  {
-    torch::NoGradGuard ng;
-    const auto& d = sources["data"];
-    std::printf("  data  BN loss of the real images %.4g\n",
-                ptq::zeroq_loss(ptq::bn_input_statistics(*fp32, d), d).item<double>());
-  }
-  const auto& profile = quant::profile_registry().get("academic");
-  for (const auto& [wb, ab] : std::vector<std::pair<int, int>>{{8, 8}, {4, 4}}) {
-    for (const std::string src : {"data", "zeroq", "dsg"}) {
-      auto m = load();
-      if (profile.bn_fold >= 0) quant::apply_bn_fold(*m, profile.bn_fold);
-      quant::AlgorithmContext ctx;
-      ctx.profile = &profile;
-      ctx.w_bits = wb;
-      ctx.a_bits = ab;
-      ctx.calib_images = sources[src];
-      ctx.calib_batch_size = 256;
-      ptq::MinMaxCalibration().apply(*m, ctx);
-      std::printf("  w%da%d minmax calibrated on %-5s: top-1 %.2f%%\n", wb, ab, src.c_str(), accuracy(*m));
-    }
-  }
 }

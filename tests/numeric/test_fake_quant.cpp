@@ -7,32 +7,16 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/quant/fake_quant.h"
+#include "scheme_util.h"
 #include "qbench/quant/observer.h"
 #include "qbench/quant/quantizer.h"
 
 using namespace qbench::quant;
+using qbench::test::ref_fq;
+using qbench::test::scheme;
 
 namespace {
 
-// The reference: q = clamp(nearbyint(x * (1/s)) + z, qmin, qmax); x' = (q - z) * s, round half
-// to even (the C default rounding mode), written as a loop over floats. PyTorch multiplies by
-// the float inverse scale rather than dividing; we do the same so ties round identically.
-float ref_fq(float x, float s, int z, int64_t qmin, int64_t qmax) {
-  const float inv_s = 1.0f / s;
-  float q = std::nearbyint(x * inv_s) + static_cast<float>(z);
-  q = std::min<float>(std::max<float>(q, static_cast<float>(qmin)), static_cast<float>(qmax));
-  return (q - static_cast<float>(z)) * s;
-}
-
-QuantScheme scheme(int bits, bool sym, Signedness sg, bool per_channel = false, bool narrow = false) {
-  QuantScheme s;
-  s.bits = bits;
-  s.symmetric = sym;
-  s.signedness = sg;
-  s.granularity = per_channel ? Granularity::PerChannel : Granularity::PerTensor;
-  s.narrow_range = narrow;
-  return s;
-}
 
 }  // namespace
 

@@ -15,18 +15,14 @@
 #include "qbench/quant/fake_quant.h"
 #include "qbench/quant/observer.h"
 #include "qbench/quant/observers_extra.h"
+#include "scheme_util.h"
 
 using namespace qbench::quant;
+using qbench::test::ref_fq;
+using qbench::test::scheme;
 
 namespace {
 
-// Same reference as test_fake_quant.cpp: multiply by the float inverse scale, round half to even.
-float ref_fq(float x, float s, int z, int64_t qmin, int64_t qmax) {
-  const float inv_s = 1.0f / s;
-  float q = std::nearbyint(x * inv_s) + static_cast<float>(z);
-  q = std::min<float>(std::max<float>(q, static_cast<float>(qmin)), static_cast<float>(qmax));
-  return (q - static_cast<float>(z)) * s;
-}
 
 /// mean |fq(x) - x|^p over `xs`.
 double lp_error(const std::vector<float>& xs, float s, int z, int64_t qmin, int64_t qmax, double p = 2.0) {
@@ -40,17 +36,6 @@ std::vector<float> values(const at::Tensor& t) {
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
 
-QuantScheme scheme(int bits, bool sym, Signedness sg, bool per_channel = false, bool narrow = false,
-                   int64_t ch_axis = 0) {
-  QuantScheme s;
-  s.bits = bits;
-  s.symmetric = sym;
-  s.signedness = sg;
-  s.granularity = per_channel ? Granularity::PerChannel : Granularity::PerTensor;
-  s.narrow_range = narrow;
-  s.ch_axis = ch_axis;
-  return s;
-}
 
 std::unique_ptr<Observer> make(const std::string& name, const QuantScheme& s) {
   return observer_registry().get(name).make(s);

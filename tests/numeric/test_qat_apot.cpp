@@ -13,12 +13,13 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/quant/fake_quant.h"
-#include "qbench/quant/qat.h"
-#include "qbench/quant/qat_apot.h"
+#include "qbench/qat/method.h"
+#include "qbench/qat/apot.h"
 
 #include "scheme_util.h"
 
 using namespace qbench::quant;
+using namespace qbench::qat;
 
 namespace {
 
@@ -77,23 +78,12 @@ std::vector<double> as_vector(const at::Tensor& t) {
 at::Tensor scalar(double v, bool grad = true) { return at::full({}, v, at::kFloat).set_requires_grad(grad); }
 
 std::shared_ptr<ApotWeightQuantizer> ready_weight(const at::Tensor& w, int bits, bool restore = true) {
-  auto q = std::make_shared<ApotWeightQuantizer>(qbench::test::test_scheme(bits), 3.0, restore);
-  q->set_observing(true);
-  q->forward(w);
-  q->set_observing(false);
-  q->compute_qparams();
-  q->set_quantizing(true);
-  return q;
+  return qbench::test::ready(std::make_shared<ApotWeightQuantizer>(qbench::test::test_scheme(bits), 3.0, restore), w);
 }
 
 std::shared_ptr<ApotActivationQuantizer> ready_act(const at::Tensor& x, int bits) {
-  auto q = std::make_shared<ApotActivationQuantizer>(qbench::test::test_scheme(bits, Signedness::Auto));
-  q->set_observing(true);
-  q->forward(x);
-  q->set_observing(false);
-  q->compute_qparams();
-  q->set_quantizing(true);
-  return q;
+  return qbench::test::ready(std::make_shared<ApotActivationQuantizer>(qbench::test::test_scheme(bits, Signedness::Auto)),
+                             x);
 }
 
 }  // namespace

@@ -10,12 +10,13 @@
 #include <vector>
 
 #include "qbench/common/errors.h"
-#include "qbench/quant/qat.h"
-#include "qbench/quant/qat_dsq.h"
+#include "qbench/qat/method.h"
+#include "qbench/qat/dsq.h"
 
 #include "scheme_util.h"
 
 using namespace qbench::quant;
+using namespace qbench::qat;
 
 namespace {
 

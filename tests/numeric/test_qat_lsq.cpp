@@ -10,12 +10,13 @@
 #include <vector>
 
 #include "qbench/common/errors.h"
-#include "qbench/quant/qat.h"
-#include "qbench/quant/qat_lsq.h"
+#include "qbench/qat/method.h"
+#include "qbench/qat/lsq.h"
 
 #include "scheme_util.h"
 
 using namespace qbench::quant;
+using namespace qbench::qat;
 
 namespace {
 
@@ -466,8 +467,7 @@ TEST_CASE("lsq: parameters, affine equivalent, description and registry entries"
   CHECK(q.step().item<float>() == 0.25f);
   CHECK(at::allclose(y, lsq_fake_quantize(a, at::full({1}, 0.25), 0, 15, 1.0)));
 
-  qbench::Registry<QatMethod> reg("QAT method");
-  register_qat_lsq(reg);
+  const auto& reg = qat_method_registry();  // filled from lib/qat's generated table
   REQUIRE(reg.contains("lsq"));
   REQUIRE(reg.contains("lsq+"));
   CHECK(reg.get("lsq").paper.find("1902.08153") != std::string::npos);

@@ -11,12 +11,14 @@
 #include <vector>
 
 #include "qbench/common/errors.h"
-#include "qbench/quant/qat.h"
-#include "qbench/quant/qat_pact_dorefa.h"
+#include "qbench/qat/method.h"
+#include "qbench/qat/pact_dorefa.h"
 
 #include "scheme_util.h"
 
 using namespace qbench::quant;
+using namespace qbench::qat;
+using qbench::test::observe_and_init;
 
 namespace {
 
@@ -29,14 +31,6 @@ double clip(double v, double lo, double hi) { return std::min(std::max(v, lo), h
 
 bool close_to_tie(double u, double margin = 1e-4) { return std::fabs(u - std::floor(u) - 0.5) < margin; }
 
-template <typename Q>
-void observe_and_init(Q& q, const std::vector<at::Tensor>& batches) {
-  q.set_observing(true);
-  for (const auto& b : batches) REQUIRE(q.forward(b).is_same(b));
-  q.set_observing(false);
-  q.compute_qparams();
-  q.set_quantizing(true);
-}
 
 // PACT, Eqs. 1-2, as a float loop: y = clip(x, 0, alpha) (signed: clip(x, -alpha, alpha)),
 // y_q = round(y n / alpha) alpha / n.
@@ -319,8 +313,7 @@ TEST_CASE("pact: parameters, options, affine equivalent and registry entries", "
   pc.granularity = Granularity::PerChannel;
   CHECK_THROWS_AS(PactQuantizer(pc), qbench::Error);
 
-  qbench::Registry<QatMethod> reg("QAT method");
-  register_qat_pact_dorefa(reg);
+  const auto& reg = qat_method_registry();  // filled from lib/qat's generated table
   REQUIRE(reg.contains("pact"));
   REQUIRE(reg.contains("dorefa"));
   CHECK(reg.get("pact").paper.find("1805.06085") != std::string::npos);

@@ -10,12 +10,13 @@
 #include <vector>
 
 #include "qbench/common/errors.h"
-#include "qbench/quant/qat.h"
-#include "qbench/quant/qat_qil.h"
+#include "qbench/qat/method.h"
+#include "qbench/qat/qil.h"
 
 #include "scheme_util.h"
 
 using namespace qbench::quant;
+using namespace qbench::qat;
 
 namespace {
 
@@ -58,13 +59,7 @@ at::Tensor scalar(double v, bool grad = true) { return at::full({}, v, at::kFloa
 
 std::shared_ptr<QilQuantizer> ready(const at::Tensor& x, QilQuantizer::Role role, int bits,
                                     Signedness sg = Signedness::Auto, bool rescale = true) {
-  auto q = std::make_shared<QilQuantizer>(qbench::test::test_scheme(bits, sg), role, rescale);
-  q->set_observing(true);
-  q->forward(x);
-  q->set_observing(false);
-  q->compute_qparams();
-  q->set_quantizing(true);
-  return q;
+  return qbench::test::ready(std::make_shared<QilQuantizer>(qbench::test::test_scheme(bits, sg), role, rescale), x);
 }
 
 void set_params(QilQuantizer& q, double c, double d, double gamma = 1.0) {
@@ -208,7 +203,7 @@ TEST_CASE("qil: the module's gradients: pruned and clipped points give zeros, no
     if (std::fabs(wv[k]) < 0.3) CHECK(yv[k] == 0.0);                                   // pruned
     if (std::fabs(wv[k]) > 0.9) CHECK(std::fabs(yv[k]) == Approx(K).epsilon(1e-6));  // clipped
   }
-  // The interval parameters' gradients carry LSQ's scale g = 1 / sqrt(N * Qp) (algorithms.md:
+  // The interval parameters' gradients carry LSQ's scale g = 1 / sqrt(N * Qp) (docs/algorithms.md:
   // "gradient scale as lsq"): N = 9 weights, Qp = 2^(4-1) - 1 = 7 levels.
   const double gscale = 1.0 / std::sqrt(9.0 * 7.0);
   CHECK(q->center().grad().item<double>() == Approx(gscale * gc).epsilon(1e-4).margin(1e-6));

@@ -13,13 +13,14 @@
 
 #include "qbench/quant/fake_quant.h"
 #include "qbench/quant/observer.h"
-#include "qbench/quant/qat.h"
+#include "qbench/qat/method.h"
 #include "qbench/quant/quantizer.h"
 
 #include "cuda_util.h"
 #include "scheme_util.h"
 
 using namespace qbench::quant;
+using namespace qbench::qat;
 
 namespace {
 

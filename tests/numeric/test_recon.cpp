@@ -1,5 +1,5 @@
 // Reconstruction PTQ (AdaRound, BRECQ, QDrop; lib/ptq/src/recon_*.cpp) against the formulas of
-// /work/shared/reference/algorithms.md ("Post-training reconstruction"), written out here as
+// docs/algorithms.md ("Post-training reconstruction"), written out here as
 // scalar loops, central finite differences of the rounding loss, and end-to-end properties of the
 // engine on a tiny ResNet: every unit's output error drops from the MSE-observer start, the baked
 // weights sit on the quantization grid, QDrop's drop rate is p, and one seed gives one result.
@@ -57,12 +57,22 @@ quant::AlgorithmContext tiny_ctx(uint64_t seed, int64_t iters, int w_bits = 4, i
   at::manual_seed(1234);  // the images do not depend on the cell's seed here
   ctx.calib_images = at::randn({96, 1, 28, 28});
   ctx.calib_batch_size = 32;
-  ctx.recon.iters = iters;
-  ctx.recon.batch_size = 16;
+  ReconParams p = recon_options().defaults();
+  p.iters = iters;
+  p.batch_size = 16;
   // The papers' lr 1e-3 is for 20,000 steps: V (|V| <= 2.4 decides h) cannot travel far enough in
   // a few hundred, so these shortened schedules scale it up.
-  ctx.recon.lr = 1e-2;
+  p.lr = 1e-2;
+  ctx.settings = recon_options().to_json(p);  // what the runner hands the algorithm
   return ctx;
+}
+
+/// The engine's two steps with the settings the context carries, as ReconAlgorithm::apply runs them.
+void prepare(quant::QuantModel& m, quant::AlgorithmContext& ctx) {
+  prepare_for_reconstruction(m, ctx, recon_options().read(ctx.settings).mse_p);
+}
+std::vector<UnitResult> recon(quant::QuantModel& m, quant::AlgorithmContext& ctx, ReconMode mode) {
+  return reconstruct(m, ctx, mode, recon_options().read(ctx.settings));
 }
 
 /// Mean squared difference of the logits of `q` and `fp` on `x`.
@@ -139,7 +149,7 @@ TEST_CASE("recon: V's initialisation reproduces frac(W/s), and the soft weight t
 }
 
 TEST_CASE("recon: the beta schedule holds beta_start through the warm-up, then falls linearly to beta_end", "[recon]") {
-  quant::ReconParams p;  // 20 -> 2, warm-up 0.2
+  const ReconParams p = recon_options().defaults();  // 20 -> 2, warm-up 0.2
   const int64_t T = 1001;
   CHECK(anneal_beta(0, T, p) == 20.0);
   CHECK_FALSE(regularizer_on(0, T, p));
@@ -224,7 +234,7 @@ TEST_CASE("recon: units are layers (adaround) or blocks plus the layers outside 
   CHECK(block_units[4].name == "fc");
 }
 
-TEST_CASE("recon: reconstruction lowers every unit's output error from the observer-only start", "[recon][slow]") {
+TEST_CASE("recon: reconstruction lowers every unit's output error from the observer-only start", "[recon][.slow]") {
   at::set_num_threads(1);
   for (auto mode : {ReconMode::AdaRound, ReconMode::Brecq, ReconMode::QDrop}) {
     DYNAMIC_SECTION(recon_mode_name(mode)) {
@@ -232,9 +242,9 @@ TEST_CASE("recon: reconstruction lowers every unit's output error from the obser
       auto fp = tiny_model(7);
       auto observer_only = tiny_model(7);
       auto ctx = tiny_ctx(0, 300, /*w_bits=*/3, /*a_bits=*/4);
-      prepare_for_reconstruction(*observer_only, ctx);
-      prepare_for_reconstruction(*model, ctx);
-      auto res = reconstruct(*model, ctx, mode);
+      prepare(*observer_only, ctx);
+      prepare(*model, ctx);
+      auto res = recon(*model, ctx, mode);
       REQUIRE_FALSE(res.empty());
       for (const auto& r : res) {
         INFO(r.name);
@@ -269,12 +279,12 @@ TEST_CASE("recon: reconstruction lowers every unit's output error from the obser
   }
 }
 
-TEST_CASE("recon: BN folded on the fly (strategy 1) bakes to the same grid as a merged BN", "[recon][slow]") {
+TEST_CASE("recon: BN folded on the fly (strategy 1) bakes to the same grid as a merged BN", "[recon][.slow]") {
   at::set_num_threads(1);
   auto model = tiny_model(3, /*bn_fold=*/1);
   auto ctx = tiny_ctx(0, 200);
-  prepare_for_reconstruction(*model, ctx);
-  auto res = reconstruct(*model, ctx, ReconMode::Brecq);
+  prepare(*model, ctx);
+  auto res = recon(*model, ctx, ReconMode::Brecq);
   for (const auto& r : res) CHECK(r.final_loss < r.initial_loss);
   // What the weight quantizer sees (W * gamma / sigma) is on its grid after baking.
   for (auto& l : model->quant_layers()) {
@@ -286,13 +296,13 @@ TEST_CASE("recon: BN folded on the fly (strategy 1) bakes to the same grid as a 
   }
 }
 
-TEST_CASE("recon: the same seed gives the same result, another seed another", "[recon][slow]") {
+TEST_CASE("recon: the same seed gives the same result, another seed another", "[recon][.slow]") {
   at::set_num_threads(1);
   auto run = [](uint64_t seed) {
     auto model = tiny_model(5);
     auto ctx = tiny_ctx(seed, 60);
-    prepare_for_reconstruction(*model, ctx);
-    reconstruct(*model, ctx, ReconMode::QDrop);
+    prepare(*model, ctx);
+    recon(*model, ctx, ReconMode::QDrop);
     return params_of(*model);
   };
   auto a = run(0), b = run(0), c = run(1);
@@ -306,14 +316,14 @@ TEST_CASE("recon: the same seed gives the same result, another seed another", "[
   CHECK(any_diff);
 }
 
-TEST_CASE("recon: caches above cache_mb go to disk and give the same result", "[recon][slow]") {
+TEST_CASE("recon: caches above cache_mb go to disk and give the same result", "[recon][.slow]") {
   at::set_num_threads(1);
   auto run = [](int64_t cache_mb) {
     auto model = tiny_model(8);
     auto ctx = tiny_ctx(2, 30);
-    ctx.recon.cache_mb = cache_mb;
-    prepare_for_reconstruction(*model, ctx);
-    auto res = reconstruct(*model, ctx, ReconMode::QDrop);
+    ctx.settings["cache_mb"] = cache_mb;
+    prepare(*model, ctx);
+    auto res = recon(*model, ctx, ReconMode::QDrop);
     return std::make_pair(params_of(*model), res);
   };
   auto [mem, rm] = run(1024);

@@ -180,7 +180,7 @@ TEST_CASE("vitis: every scale is a power of two that covers the observed range",
   for (auto& a : c.model->adds()) CHECK(a.add->output_quantizer() != nullptr);
   // QAT quantizers learn free scales: refused under a power-of-two profile.
   auto m = models::make_model("resnet8", {1, 10, 28});
-  CHECK_THROWS_WITH(qat::attach_qat_quantizers(*m, quant::qat_method_registry().get("lsq"),
+  CHECK_THROWS_WITH(qat::attach_qat_quantizers(*m, qat::qat_method_registry().get("lsq"),
                                                quant::profile_registry().get("vitis"), 4, 4),
                     Catch::Contains("power-of-two"));
 }

@@ -46,20 +46,25 @@ json fp32_json(const TrainRecipe& r) {
           {"augment", r.augment}};
 }
 
-/// The PTQ recipe as it applies to one algorithm: reconstruction settings only for algorithms that
-/// reconstruct, the calibration source only when it is not the training data (so the keys of
-/// cells that neither reconstruct nor synthesise stay what they were).
-json ptq_json(const PtqRecipe& r, bool reconstruction) {
+/// The algorithm's own settings (its declared section, the options that can change a result) go
+/// into its cells' configuration under the section's name; algorithms without settings add
+/// nothing, so their cells keep the keys they always had.
+void add_settings(json& stage_json, const Matrix& m, const AlgorithmInfo* info, const std::string& stage) {
+  if (!info || info->settings.empty() || info->settings.stage != stage) return;
+  auto it = m.settings.find(info->settings.id());
+  const json resolved = it != m.settings.end() ? it->second : info->settings.defaults();
+  stage_json[info->settings.section] = info->settings.key_json(resolved);
+}
+
+/// The PTQ recipe as it applies to one algorithm: its own settings only for algorithms that declare
+/// them, the calibration source only when it is not the training data (so the keys of cells that
+/// have neither stay what they were).
+json ptq_json(const Matrix& m, const AlgorithmInfo* info) {
+  const PtqRecipe& r = m.ptq;
   json j = {{"calib_images", r.calib_images},
             {"calib_batch_size", r.calib_batch_size},
             {"observer", {{"weight", r.observer.weight}, {"activation", r.observer.activation}}}};
-  if (reconstruction) {
-    const ReconRecipe& c = r.reconstruction;
-    j["reconstruction"] = {{"iters", c.iters},   {"batch_size", c.batch_size}, {"lambda", c.lambda},
-                           {"beta_start", c.beta_start}, {"beta_end", c.beta_end}, {"warmup", c.warmup},
-                           {"lr", c.lr},         {"act_lr", c.act_lr},         {"drop_prob", c.drop_prob},
-                           {"mse_p", c.mse_p}};
-  }
+  add_settings(j, m, info, "ptq");
   if (r.calibration.source != "data") {
     const CalibrationRecipe& c = r.calibration;
     j["calibration"] = {{"source", c.source}, {"iters", c.iters}, {"lr", c.lr}, {"batch_size", c.batch_size}};
@@ -69,8 +74,9 @@ json ptq_json(const PtqRecipe& r, bool reconstruction) {
 
 /// The recipe after the algorithm's overrides, its init size and the overrides themselves (so two
 /// routes to the same numbers stay distinguishable in the store and the report).
-json qat_json(const Matrix& m, const std::string& algorithm) {
+json qat_json(const Matrix& m, const std::string& algorithm, const AlgorithmInfo* info) {
   json j = fp32_json(qat_recipe_for(m, algorithm));
+  add_settings(j, m, info, "qat");
   j["init_images"] = m.qat.init_images;
   j["train_images"] = m.qat.train_images;
   auto it = m.qat.overrides.find(algorithm);
@@ -100,7 +106,7 @@ void add_arch_options(json& j, const Matrix& m, const std::string& arch) {
 }
 
 Cell make_cell(const Matrix& m, const Catalog& catalog, const std::string& arch, uint64_t seed,
-               const std::string& algorithm, const std::string& kind, const std::string& profile, BitWidth bits,
+               const std::string& algorithm, CellKind kind, const std::string& profile, BitWidth bits,
                const std::string& baseline_key, int bn_fold = -1, bool bn_fold_from_matrix = false) {
   const bool baseline = algorithm == kBaselineAlgorithm;
   Cell c;
@@ -115,7 +121,7 @@ Cell make_cell(const Matrix& m, const Catalog& catalog, const std::string& arch,
             {"dataset", dataset_json(m.dataset)},
             {"arch", arch},
             {"algorithm", algorithm},
-            {"kind", kind},
+            {"kind", to_string(kind)},
             {"profile", profile},
             {"w_bits", bits.w},
             {"a_bits", bits.a},
@@ -124,11 +130,11 @@ Cell make_cell(const Matrix& m, const Catalog& catalog, const std::string& arch,
             {"eval", eval_json(m.eval)},
             {"latency", latency_json(m.latency)}};
   add_arch_options(j, m, arch);
-  if (kind == "qat") {
-    j["qat"] = qat_json(m, algorithm);
+  const AlgorithmInfo* info = catalog.find_algorithm(algorithm);
+  if (kind == CellKind::Qat) {
+    j["qat"] = qat_json(m, algorithm, info);
   } else if (!baseline) {
-    const AlgorithmInfo* info = catalog.find_algorithm(algorithm);
-    j["ptq"] = ptq_json(m.ptq, info && info->reconstruction);
+    j["ptq"] = ptq_json(m, info);
   }
   if (!baseline) {
     c.bn_fold = bn_fold;
@@ -160,7 +166,7 @@ bool matches(const AxisAssignment& e, const std::string& algorithm, const BitWid
     if (axis == "bits") {
       try {
         if (!(parse_bits_label(value) == bits)) return false;
-      } catch (const std::invalid_argument&) {
+      } catch (const ConfigError&) {
         return false;
       }
     }
@@ -190,7 +196,7 @@ class Expander {
         Group& g = group(arch, seed);
         for (const auto& algorithm : m_.algorithms) {
           if (algorithm == kBaselineAlgorithm) continue;
-          const std::string kind = kind_of(algorithm, "matrix.algorithm", SourceMark{});
+          const CellKind kind = kind_of(algorithm, "matrix.algorithm", SourceMark{});
           for (const auto& bits : m_.bits) {
             if (bits.is_float()) continue;  // a quantizer at 32/32 bits is the baseline again
             for (const auto& profile : m_.profiles)
@@ -216,7 +222,7 @@ class Expander {
     throw ConfigError(m_.file, at.line, at.column, path, msg);
   }
 
-  std::string kind_of(const std::string& algorithm, const std::string& path, SourceMark at) const {
+  CellKind kind_of(const std::string& algorithm, const std::string& path, SourceMark at) const {
     const AlgorithmInfo* info = cat_.find_algorithm(algorithm);
     if (!info) {
       std::vector<std::string> names;
@@ -234,14 +240,14 @@ class Expander {
     g.arch = arch;
     g.seed = seed;
     g.baseline_key = sha256_hex(baseline_config(m_, arch, seed).dump());
-    g.cells.push_back(make_cell(m_, cat_, arch, seed, kBaselineAlgorithm, "fp32", kBaselineProfile, BitWidth{32, 32},
+    g.cells.push_back(make_cell(m_, cat_, arch, seed, kBaselineAlgorithm, CellKind::Fp32, kBaselineProfile, BitWidth{32, 32},
                                 g.baseline_key));
     groups_.push_back(std::move(g));
     return groups_.back();
   }
 
   /// `fold` is "profile" (the profile's strategy) or "-1".."4" (the bn_fold axis).
-  void add(Group& g, const std::string& algorithm, const std::string& kind, const BitWidth& bits,
+  void add(Group& g, const std::string& algorithm, CellKind kind, const BitWidth& bits,
            const std::string& profile, const std::string& fold) {
     auto pf = cat_.profile_bn_fold.find(profile);
     const int profile_fold = pf != cat_.profile_bn_fold.end() ? pf->second : -1;
@@ -295,12 +301,12 @@ class Expander {
       group(arch, seed);
       return;
     }
-    const std::string kind = kind_of(algorithm, path + ".algorithm", at);
+    const CellKind kind = kind_of(algorithm, path + ".algorithm", at);
     const std::string bits_text = value("bits", bits_labels);
     BitWidth bits;
     try {
       bits = parse_bits_label(bits_text);
-    } catch (const std::invalid_argument& ex) {
+    } catch (const ConfigError& ex) {
       fail(at, path + ".bits", ex.what());
     }
     if (bits.is_float())

@@ -34,6 +34,30 @@ const AlgorithmInfo* Catalog::find_algorithm(const std::string& name) const {
   return nullptr;
 }
 
+std::vector<const SettingsSection*> Catalog::settings_sections() const {
+  std::vector<const SettingsSection*> out;
+  std::map<std::string, const AlgorithmInfo*> owner;
+  for (const auto& a : algorithms) {
+    if (a.settings.empty()) continue;
+    auto [it, fresh] = owner.emplace(a.settings.id(), &a);
+    if (fresh) {
+      out.push_back(&a.settings);
+      continue;
+    }
+    // A shared section is one table: the same options, types and defaults for every algorithm.
+    const SettingsSection& first = it->second->settings;
+    bool same = first.options.size() == a.settings.options.size();
+    for (std::size_t i = 0; same && i < first.options.size(); ++i) {
+      const auto &x = first.options[i], &y = a.settings.options[i];
+      same = x.name == y.name && x.type == y.type && x.def == y.def && x.in_key == y.in_key;
+    }
+    if (!same)
+      throw Error("algorithms '" + it->second->name + "' and '" + a.name + "' declare different settings for pipeline." +
+                  a.settings.id());
+  }
+  return out;
+}
+
 namespace {
 
 bool valid_width(int64_t b) { return (b >= 2 && b <= 8) || b == 32; }
@@ -109,10 +133,10 @@ class Parser : public yaml::Reader {
   std::string algorithm(const Item& it) const {
     std::string s = string_value(it);
     if (cat_.find_algorithm(s)) return s;
-    auto planned = cat_.planned_algorithms.find(s);
-    if (planned != cat_.planned_algorithms.end()) {
-      if (planned->second.rfind("a calibration source", 0) == 0) fail(it, "'" + s + "' is " + planned->second);
-      fail(it, "algorithm '" + s + "' is not implemented yet: " + planned->second);
+    auto refused = cat_.refused_algorithms.find(s);
+    if (refused != cat_.refused_algorithms.end()) {
+      if (refused->second.why == Refusal::Why::ElsewhereInFile) fail(it, "'" + s + "' is " + refused->second.message);
+      fail(it, "algorithm '" + s + "' is not implemented yet: " + refused->second.message);
     }
     std::vector<std::string> names;
     for (const auto& a : cat_.algorithms) names.push_back(a.name);
@@ -192,7 +216,12 @@ class Parser : public yaml::Reader {
   void train_recipe(const MapView& f, TrainRecipe& r) const;
   void check_warmup(const MapView& f, const TrainRecipe& r) const;
   void parse_observer(const Item& it, ObserverChoice& o) const;
-  void parse_qat(const Item& it, QatRecipe& q) const;
+  void parse_qat(const Item& it, Matrix& m) const;
+  /// The keys of pipeline.<stage> that are settings sections of algorithms.
+  std::vector<std::string> section_keys(const std::string& stage) const;
+  /// Reads the declared sections of pipeline.<stage> present in `f` into m.settings.
+  void parse_sections(const MapView& f, const std::string& stage, Matrix& m) const;
+  void parse_settings(const Item& it, const SettingsSection& sec, nlohmann::json& out) const;
   void parse_pipeline(const Item& it, Matrix& m) const;
   void parse_axes(const Item& it, Matrix& m) const;
   void parse_architectures(const Item& it, Matrix& m) const;
@@ -331,12 +360,15 @@ void Parser::parse_observer(const Item& it, ObserverChoice& o) const {
   if (m.has("activation")) o.activation = known_name(m.get("activation"), "observer", cat_.observers);
 }
 
-void Parser::parse_qat(const Item& it, QatRecipe& q) const {
+void Parser::parse_qat(const Item& it, Matrix& m) const {
+  QatRecipe& q = m.qat;
   std::vector<std::string> allowed = train_keys();
   allowed.push_back("init_images");
   allowed.push_back("train_images");
   allowed.push_back("overrides");
+  for (const auto& k : section_keys("qat")) allowed.push_back(k);
   MapView f(*this, it, allowed, "");
+  parse_sections(f, "qat", m);
   train_recipe(f, q.train);
   check_warmup(f, q.train);
   if (f.has("init_images")) q.init_images = integer(f.get("init_images"), 1);
@@ -359,8 +391,8 @@ void Parser::parse_qat(const Item& it, QatRecipe& q) const {
       fail(key, "duplicate key (first given on line " + std::to_string(seen[name].line) + ")");
     seen[name] = key.mark;
     const AlgorithmInfo* info = cat_.find_algorithm(name);
-    if (info->kind != "qat")
-      fail(key, "algorithm '" + name + "' is of kind " + info->kind +
+    if (info->kind != CellKind::Qat)
+      fail(key, "algorithm '" + name + "' is of kind " + to_string(info->kind) +
                     ", not qat (overrides apply to QAT algorithms only)");
     SourceMark vm = v.IsNull() ? key.mark : mark_of(v);
     if (vm.line == 0) vm = key.mark;
@@ -384,6 +416,40 @@ void Parser::parse_qat(const Item& it, QatRecipe& q) const {
   }
 }
 
+std::vector<std::string> Parser::section_keys(const std::string& stage) const {
+  std::vector<std::string> out;
+  for (const SettingsSection* sec : cat_.settings_sections())
+    if (sec->stage == stage) out.push_back(sec->section);
+  return out;
+}
+
+void Parser::parse_sections(const MapView& f, const std::string& stage, Matrix& m) const {
+  for (const SettingsSection* sec : cat_.settings_sections())
+    if (sec->stage == stage && f.has(sec->section)) parse_settings(f.get(sec->section), *sec, m.settings[sec->id()]);
+}
+
+/// One algorithm's settings, checked against its declared table: every option typed and bounded
+/// as declared, unknown keys with the closest names; options left out take their defaults.
+void Parser::parse_settings(const Item& it, const SettingsSection& sec, nlohmann::json& out) const {
+  MapView f(*this, it, sec.names(), "a map of settings such as {" + sec.options.front().name + ": ...}");
+  out = sec.defaults();
+  for (const auto& o : sec.options) {
+    if (!f.has(o.name)) continue;
+    const Item v = f.get(o.name);
+    switch (o.type) {
+      case OptionSpec::Type::Bool: out[o.name] = boolean(v); break;
+      case OptionSpec::Type::Choice: out[o.name] = choice(v, o.name, o.choices); break;
+      case OptionSpec::Type::Int: {
+        const double top = static_cast<double>(std::numeric_limits<int64_t>::max());
+        out[o.name] = integer(v, static_cast<int64_t>(o.lo), o.hi >= top ? std::numeric_limits<int64_t>::max()
+                                                                          : static_cast<int64_t>(o.hi));
+        break;
+      }
+      case OptionSpec::Type::Number: out[o.name] = number(v, o.lo, !o.lo_open, o.hi, !o.hi_open); break;
+    }
+  }
+}
+
 void Parser::parse_pipeline(const Item& it, Matrix& m) const {
   MapView p(*this, it, {"threads", "fp32", "ptq", "qat", "eval", "latency"}, "");
   if (p.has("threads")) m.threads = int32(p.get("threads"), 1, 256);
@@ -394,28 +460,13 @@ void Parser::parse_pipeline(const Item& it, Matrix& m) const {
     check_warmup(f, m.fp32);
   }
   if (p.has("ptq")) {
-    MapView q(*this, p.get("ptq"), {"calib_images", "calib_batch_size", "observer", "reconstruction", "calibration"}, "");
+    std::vector<std::string> keys = {"calib_images", "calib_batch_size", "observer", "calibration"};
+    for (const auto& k : section_keys("ptq")) keys.push_back(k);
+    MapView q(*this, p.get("ptq"), keys, "");
     if (q.has("calib_images")) m.ptq.calib_images = integer(q.get("calib_images"), 1);
     if (q.has("calib_batch_size")) m.ptq.calib_batch_size = int32(q.get("calib_batch_size"), 1);
     if (q.has("observer")) parse_observer(q.get("observer"), m.ptq.observer);
-    if (q.has("reconstruction")) {
-      MapView r(*this, q.get("reconstruction"),
-                {"iters", "batch_size", "lambda", "beta_start", "beta_end", "warmup", "lr", "act_lr", "drop_prob",
-                 "mse_p", "cache_mb"},
-                "");
-      auto& rc = m.ptq.reconstruction;
-      if (r.has("iters")) rc.iters = integer(r.get("iters"), 1);
-      if (r.has("batch_size")) rc.batch_size = int32(r.get("batch_size"), 1);
-      if (r.has("lambda")) rc.lambda = number(r.get("lambda"), 0.0, true);
-      if (r.has("beta_start")) rc.beta_start = number(r.get("beta_start"), 0.0, false);
-      if (r.has("beta_end")) rc.beta_end = number(r.get("beta_end"), 0.0, false);
-      if (r.has("warmup")) rc.warmup = number(r.get("warmup"), 0.0, true, 1.0, false);
-      if (r.has("lr")) rc.lr = number(r.get("lr"), 0.0, false);
-      if (r.has("act_lr")) rc.act_lr = number(r.get("act_lr"), 0.0, true);
-      if (r.has("drop_prob")) rc.drop_prob = number(r.get("drop_prob"), 0.0, true, 1.0, true);
-      if (r.has("mse_p")) rc.mse_p = number(r.get("mse_p"), 0.0, false);
-      if (r.has("cache_mb")) rc.cache_mb = integer(r.get("cache_mb"), 1);
-    }
+    parse_sections(q, "ptq", m);
     if (q.has("calibration")) {
       MapView c(*this, q.get("calibration"), {"source", "iters", "lr", "batch_size"}, "");
       auto& cr = m.ptq.calibration;
@@ -425,7 +476,7 @@ void Parser::parse_pipeline(const Item& it, Matrix& m) const {
       if (c.has("batch_size")) cr.batch_size = int32(c.get("batch_size"), 1);
     }
   }
-  if (p.has("qat")) parse_qat(p.get("qat"), m.qat);
+  if (p.has("qat")) parse_qat(p.get("qat"), m);
   if (p.has("eval")) {
     MapView e(*this, p.get("eval"), {"batch_size"}, "");
     if (e.has("batch_size")) m.eval.batch_size = int32(e.get("batch_size"), 1);
@@ -447,7 +498,7 @@ void Parser::parse_axes(const Item& it, Matrix& m) const {
 
   bool only_fp32 = std::all_of(m.algorithms.begin(), m.algorithms.end(), [&](const std::string& a) {
     const AlgorithmInfo* info = cat_.find_algorithm(a);
-    return a == "fp32" || (info && info->kind == "fp32");
+    return a == "fp32" || (info && info->kind == CellKind::Fp32);
   });
   if (x.has("bits") || !only_fp32)
     for (const auto& b : axis_items(x.require("bits", " (required unless algorithm is only fp32)")))
@@ -559,6 +610,7 @@ Matrix Parser::parse(const std::string& text, const std::string& size) {
     m.description = d.node.Scalar();
   }
   parse_dataset(top.require("dataset"), m.dataset);
+  for (const SettingsSection* sec : cat_.settings_sections()) m.settings[sec->id()] = sec->defaults();
   if (top.has("pipeline")) parse_pipeline(top.get("pipeline"), m);
   parse_axes(top.require("matrix"), m);
   if (top.has("architectures")) parse_architectures(top.get("architectures"), m);
@@ -584,9 +636,9 @@ const std::vector<DatasetOptionField>& dataset_option_fields() {
 
 BitWidth parse_bits_label(const std::string& s) {
   auto b = split_bits_label(s);
-  if (!b) throw std::invalid_argument("invalid bits label '" + s + "' (expected wXaY such as w4a8, or fp32)");
-  if (!valid_width(b->w)) throw std::invalid_argument(width_error(b->w) + " (in '" + s + "')");
-  if (!valid_width(b->a)) throw std::invalid_argument(width_error(b->a) + " (in '" + s + "')");
+  if (!b) throw ConfigError("invalid bits label '" + s + "' (expected wXaY such as w4a8, or fp32)");
+  if (!valid_width(b->w)) throw ConfigError(width_error(b->w) + " (in '" + s + "')");
+  if (!valid_width(b->a)) throw ConfigError(width_error(b->a) + " (in '" + s + "')");
   return *b;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
-// Registration functions of the built-in dataset formats, one per source file.
+// Helpers the built-in dataset formats share (each format registers itself from its own file,
+// listed in lib/data/CMakeLists.txt).
 #include <memory>
 
 #include "qbench/data/dataset.h"
@@ -7,10 +8,6 @@
 
 namespace qbench::data::detail {
 
-void register_idx_datasets(Registry<DatasetEntry>& r);          // fashion-mnist, mnist (idx_dataset.cpp)
-void register_cifar_datasets(Registry<DatasetEntry>& r);        // cifar10, cifar100 (cifar.cpp)
-void register_imagefolder_dataset(Registry<DatasetEntry>& r);   // imagefolder (imagefolder.cpp)
-void register_synthetic_dataset(Registry<DatasetEntry>& r);     // synthetic (synthetic.cpp)
 
 /// One decoding pool per worker count, shared by every streaming dataset that asks for it.
 std::shared_ptr<ThreadPool> shared_pool(int workers);

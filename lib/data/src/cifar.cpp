@@ -96,7 +96,7 @@ DatasetEntry cifar_entry(CifarFormat f, const std::string& description) {
 
 }  // namespace
 
-void register_cifar_datasets(Registry<DatasetEntry>& r) {
+void register_cifar(Registry<DatasetEntry>& r) {
   CifarFormat c10{"cifar10",
                   "cifar-10-batches-bin",
                   {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"},

@@ -182,13 +182,19 @@ std::vector<uint8_t> read_file(const std::string& path) {
 
 }  // namespace detail
 
+namespace detail {
+// The table generated from the qbench_registry_entry(datasets ...) lines of lib/data/CMakeLists.txt.
+#define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<DatasetEntry>&);
+#include "qbench/registry/datasets.inc"
+#undef QBENCH_REGISTRY_ENTRY
+}  // namespace detail
+
 Registry<DatasetEntry>& dataset_registry() {
   static Registry<DatasetEntry> reg = [] {
     Registry<DatasetEntry> r("dataset");
-    detail::register_idx_datasets(r);
-    detail::register_cifar_datasets(r);
-    detail::register_imagefolder_dataset(r);
-    detail::register_synthetic_dataset(r);
+#define QBENCH_REGISTRY_ENTRY(fn) detail::fn(r);
+#include "qbench/registry/datasets.inc"
+#undef QBENCH_REGISTRY_ENTRY
     return r;
   }();
   return reg;

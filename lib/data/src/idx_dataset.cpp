@@ -62,7 +62,7 @@ DatasetEntry mnist_entry(const std::string& name, const std::string& description
 
 }  // namespace
 
-void register_idx_datasets(Registry<DatasetEntry>& r) {
+void register_idx_dataset(Registry<DatasetEntry>& r) {
   r.add("fashion-mnist",
         mnist_entry("fashion-mnist",
                     "Fashion-MNIST (Zalando): 60k/10k 28x28 grey clothing images, 10 classes; IDX, gzip or plain",

@@ -334,7 +334,7 @@ class ImageFolderDataset : public Dataset {
 
 }  // namespace
 
-void register_imagefolder_dataset(Registry<DatasetEntry>& r) {
+void register_imagefolder(Registry<DatasetEntry>& r) {
   DatasetEntry e;
   e.description =
       "ImageNet-style class folders root/{train,val}/<class>/*.{jpg,png,...} decoded with OpenCV on demand; "

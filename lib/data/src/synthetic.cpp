@@ -84,7 +84,7 @@ class SyntheticDataset : public Dataset {
 
 }  // namespace
 
-void register_synthetic_dataset(Registry<DatasetEntry>& r) {
+void register_synthetic(Registry<DatasetEntry>& r) {
   DatasetEntry e;
   e.description =
       "seeded random images generated on demand (class pattern + unit noise, label = index % classes); options "

@@ -81,7 +81,7 @@ class EfficientNetLite : public quant::QuantModel {
 
 }  // namespace
 
-void register_efficientnets(Registry<ArchEntry>& r) {
+void register_efficientnet_lite(Registry<ArchEntry>& r) {
   r.add("efficientnet-lite0", {"EfficientNet-Lite0 (timm): MBConv, ReLU6, no SE, fixed stem/head",
                                [](const ModelSpec& s) { return std::make_shared<EfficientNetLite>(s); }, 4652008,
                                0.3856, "timm efficientnet_lite0 (state-dict names and shapes)"});

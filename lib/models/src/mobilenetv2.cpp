@@ -92,7 +92,7 @@ void detail::init_bn_and_linear(torch::nn::Module& m, double linear_std) {
   }
 }
 
-void register_mobilenets(Registry<ArchEntry>& r) {
+void register_mobilenetv2(Registry<ArchEntry>& r) {
   r.add("mobilenetv2", {"MobileNetV2 1.0 (torchvision): inverted residuals, ReLU6, 1280-d head",
                         [](const ModelSpec& s) { return std::make_shared<MobileNetV2>(s); }, 3504872, 0.3007,
                         "torchvision.models.mobilenet_v2 (state-dict names and shapes)"});

@@ -8,20 +8,18 @@
 
 namespace qbench::models {
 
-void register_cifar_resnets(Registry<ArchEntry>& r);
-void register_resnets(Registry<ArchEntry>& r);
-void register_mobilenets(Registry<ArchEntry>& r);
-void register_efficientnets(Registry<ArchEntry>& r);
-void register_regnets(Registry<ArchEntry>& r);
+// The table generated from the qbench_registry_entry(archs ...) lines of lib/models/CMakeLists.txt:
+// an architecture is its own file plus that line.
+#define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<ArchEntry>&);
+#include "qbench/registry/archs.inc"
+#undef QBENCH_REGISTRY_ENTRY
 
 Registry<ArchEntry>& arch_registry() {
   static Registry<ArchEntry> reg = [] {
     Registry<ArchEntry> r("architecture");
-    register_cifar_resnets(r);
-    register_resnets(r);
-    register_mobilenets(r);
-    register_efficientnets(r);
-    register_regnets(r);
+#define QBENCH_REGISTRY_ENTRY(fn) fn(r);
+#include "qbench/registry/archs.inc"
+#undef QBENCH_REGISTRY_ENTRY
     return r;
   }();
   return reg;

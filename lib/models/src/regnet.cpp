@@ -70,7 +70,7 @@ class RegNetX : public quant::QuantModel {
 
 }  // namespace
 
-void register_regnets(Registry<ArchEntry>& r) {
+void register_regnet(Registry<ArchEntry>& r) {
   r.add("regnetx-600mf", {"RegNetX-600MF (pycls/timm regnetx_006): X blocks, depths [1,3,5,7], widths [48,96,240,528]",
                           [](const ModelSpec& s) {
                             return std::make_shared<RegNetX>(std::vector<int64_t>{1, 3, 5, 7},

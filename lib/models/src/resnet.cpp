@@ -80,7 +80,7 @@ class ResNet : public quant::QuantModel {
 
 }  // namespace
 
-void register_resnets(Registry<ArchEntry>& r) {
+void register_resnet(Registry<ArchEntry>& r) {
   const std::string src = "torchvision.models.resnet (state-dict names and shapes)";
   r.add("resnet18", {"ResNet-18 (torchvision): basic blocks [2,2,2,2]",
                      [](const ModelSpec& s) { return std::make_shared<ResNet>(false, std::vector<int>{2, 2, 2, 2}, s); },

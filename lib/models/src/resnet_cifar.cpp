@@ -68,7 +68,7 @@ class CifarResNet : public quant::QuantModel {
 
 }  // namespace
 
-void register_cifar_resnets(Registry<ArchEntry>& r) {
+void register_resnet_cifar(Registry<ArchEntry>& r) {
   r.add("resnet20", {"CIFAR-style ResNet-20 (3x3 basic blocks, 16/32/64 channels, ~0.27M params)",
                      [](const ModelSpec& s) { return std::make_shared<CifarResNet>(3, 1.0, s); }});
   r.add("resnet8", {"CIFAR-style ResNet-8 (one basic block per stage, ~0.08M params): fast runs and tests",

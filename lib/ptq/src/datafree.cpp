@@ -238,7 +238,7 @@ SlackMargins dsg_margins(const std::vector<BnLayerStats>& layers, double q, uint
 }
 
 Synthesis synthesize_calibration(quant::QuantModel& fp32_model, const std::string& method,
-                                 const quant::CalibrationParams& p, int64_t n, std::vector<int64_t> item_shape,
+                                 const config::CalibrationRecipe& p, int64_t n, std::vector<int64_t> item_shape,
                                  uint64_t seed, std::function<void(double, const std::string&)> progress) {
   const auto t0 = std::chrono::steady_clock::now();
   const bool dsg = method == "dsg";

@@ -40,14 +40,13 @@ void ObserverCalibration::apply(quant::QuantModel& model, quant::AlgorithmContex
   calibrate_observers(model, ctx);
 }
 
-void register_algorithms(Registry<quant::AlgorithmEntry>& r) {
-  r.add("minmax", {"ptq",
+void register_minmax(Registry<quant::AlgorithmEntry>& r) {
+  r.add("minmax", {CellKind::Ptq,
                    "PTQ observer calibration: min/max ranges of weights and activations on N training images",
                    [] { return std::make_unique<MinMaxCalibration>(); }});
-  r.add("calibrate", {"ptq",
+  r.add("calibrate", {CellKind::Ptq,
                       "PTQ observer calibration with the observers named in pipeline.ptq.observer (mse, kl, percentile...)",
                       [] { return std::make_unique<ObserverCalibration>(); }});
-  register_recon_algorithms(r);  // adaround, brecq, qdrop (src/recon_engine.cpp)
 }
 
 }  // namespace qbench::ptq

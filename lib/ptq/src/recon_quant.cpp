@@ -1,6 +1,6 @@
 // AdaRound's rounding (Nagel et al. 2020, arXiv:2004.10568, Sec. 3.3-3.4) and the learnable,
 // droppable activation quantizer of BRECQ / QDrop reconstruction. The formulas are the ones in
-// /work/shared/reference/algorithms.md ("Post-training reconstruction"); the engine is in
+// docs/algorithms.md ("Post-training reconstruction"); the engine is in
 // recon_engine.cpp.
 #include <ATen/ATen.h>
 #include <torch/utils.h>
@@ -10,7 +10,7 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/ptq/recon.h"
-#include "qbench/quant/qat_lsq.h"
+#include "qbench/qat/lsq.h"
 
 namespace qbench::ptq {
 
@@ -36,7 +36,7 @@ at::Tensor adaround_weight(const at::Tensor& w, const at::Tensor& h, const at::T
   return (q - zero_point) * scale;
 }
 
-double anneal_beta(int64_t it, int64_t iters, const quant::ReconParams& p) {
+double anneal_beta(int64_t it, int64_t iters, const ReconParams& p) {
   const double start = p.warmup * static_cast<double>(iters);
   const double t = static_cast<double>(it);
   if (t < start) return p.beta_start;
@@ -45,7 +45,7 @@ double anneal_beta(int64_t it, int64_t iters, const quant::ReconParams& p) {
   return p.beta_end + (p.beta_start - p.beta_end) * std::max(0.0, 1.0 - rel);
 }
 
-bool regularizer_on(int64_t it, int64_t iters, const quant::ReconParams& p) {
+bool regularizer_on(int64_t it, int64_t iters, const ReconParams& p) {
   return static_cast<double>(it) >= p.warmup * static_cast<double>(iters);
 }
 
@@ -139,14 +139,14 @@ at::Tensor ReconActQuantizer::forward(const at::Tensor& x) {
       // Keep the step positive (MQBench's LearnableFakeQuantize does the same before each forward).
       torch::NoGradGuard ng;
       // On a GPU always (no host sync; a no-op on a step already >= kLsqMinStep).
-      if (!scale_.device().is_cpu() || (scale_ < quant::kLsqMinStep).any().item<bool>())
-        scale_.data().abs_().clamp_min_(quant::kLsqMinStep);
+      if (!scale_.device().is_cpu() || (scale_ < qat::kLsqMinStep).any().item<bool>())
+        scale_.data().abs_().clamp_min_(qat::kLsqMinStep);
     }
     const int64_t z = qp_.zero_point.item<int64_t>();
     const int64_t qmin = qp_.range.qmin - z, qmax = qp_.range.qmax - z;
-    const double g = quant::lsq_grad_scale(x, quant::QatRole::Activation, -1, std::max<int64_t>(qmax, 1));
+    const double g = qat::lsq_grad_scale(x, qat::QatRole::Activation, -1, std::max<int64_t>(qmax, 1));
     // round(clip(x/s, qmin - z, qmax - z)) * s = (clamp(round(x/s) + z, qmin, qmax) - z) * s.
-    q = quant::lsq_fake_quantize(x, scale_, qmin, qmax, g);
+    q = qat::lsq_fake_quantize(x, scale_, qmin, qmax, g);
   } else {
     q = quant::fake_quantize(x, qp_);
   }

@@ -40,12 +40,22 @@ QParams MinMaxObserver::compute() const {
                              scheme_.granularity == Granularity::PerChannel ? scheme_.ch_axis : -1);
 }
 
+void register_observer(Registry<ObserverEntry>& r) {
+  r.add("minmax", {"running minimum and maximum (per tensor or per channel)",
+                   [](const QuantScheme& s) { return std::make_unique<MinMaxObserver>(s); }});
+}
+
+// The table generated from the qbench_registry_entry(observers ...) lines of lib/quant/CMakeLists.txt.
+#define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<ObserverEntry>&);
+#include "qbench/registry/observers.inc"
+#undef QBENCH_REGISTRY_ENTRY
+
 Registry<ObserverEntry>& observer_registry() {
   static Registry<ObserverEntry> reg = [] {
     Registry<ObserverEntry> r("observer");
-    r.add("minmax", {"running minimum and maximum (per tensor or per channel)",
-                     [](const QuantScheme& s) { return std::make_unique<MinMaxObserver>(s); }});
-    register_extra_observers(r);
+#define QBENCH_REGISTRY_ENTRY(fn) fn(r);
+#include "qbench/registry/observers.inc"
+#undef QBENCH_REGISTRY_ENTRY
     return r;
   }();
   return reg;

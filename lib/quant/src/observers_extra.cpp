@@ -1,5 +1,5 @@
 // The range observers beyond running min/max; the rules are in
-// /work/shared/reference/algorithms.md ("Observers") and the class comments in observers_extra.h.
+// docs/algorithms.md ("Observers") and the class comments in observers_extra.h.
 //
 // Every observer reshapes its input to rows, one per channel along scheme.ch_axis (per-channel)
 // or a single row (per-tensor), and keeps its statistics per row; compute() turns the rows' clip
@@ -547,7 +547,7 @@ QParams PotObserver::compute() const {
 
 // ---------------------------------------------------------------- registry
 
-void register_extra_observers(Registry<ObserverEntry>& r) {
+void register_observers_extra(Registry<ObserverEntry>& r) {
   r.add("ema-minmax", {"exponential moving average of batch min / max (ratio 0.9)",
                        [](const QuantScheme& s) { return std::make_unique<EmaMinMaxObserver>(s); }});
   r.add("mse", {"range shrunk in 1% steps to the lowest L2 fake-quantization error (p = 2)",

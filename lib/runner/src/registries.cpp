@@ -1,6 +1,7 @@
 #include "qbench/runner/registries.h"
 
 #include <cstdio>
+#include <map>
 #include <mutex>
 
 #include "qbench/common/errors.h"
@@ -18,7 +19,7 @@ void ensure_registered() {
   static std::once_flag once;
   std::call_once(once, [] {
     auto& r = quant::algorithm_registry();
-    r.add("fp32", {"fp32", "the FP32 baseline (trained once per arch, dataset, recipe and seed)", nullptr});
+    r.add("fp32", {CellKind::Fp32, "the FP32 baseline (trained once per arch, dataset, recipe and seed)", nullptr});
     ptq::register_algorithms(r);
     qat::register_algorithms(r);
   });
@@ -28,7 +29,7 @@ config::Catalog build_catalog() {
   ensure_registered();
   config::Catalog c;
   for (const auto& e : quant::algorithm_registry().entries())
-    c.algorithms.push_back({e.first, e.second.kind, e.second.reconstruction});
+    c.algorithms.push_back({e.first, e.second.kind, e.second.settings});
   c.archs = models::arch_registry().names();
   c.datasets = data::dataset_registry().names();
   for (const auto& e : data::dataset_registry().entries()) c.dataset_options[e.first] = e.second.options;
@@ -40,12 +41,13 @@ config::Catalog build_catalog() {
   for (const auto& e : quant::profile_registry().entries())
     if (!e.second.spec.not_implemented.empty())
       c.unrunnable_profiles[e.first] = join(e.second.spec.not_implemented, "; ");
+  using config::Refusal;
   const std::string qat = "planned QAT method (not in the quantizer library yet)";
   for (const char* n : {"lsq", "lsq+", "pact", "dsq", "dorefa", "apot", "qil", "tqt", "binary"})
-    if (!quant::algorithm_registry().contains(n)) c.planned_algorithms[n] = qat;
+    if (!quant::algorithm_registry().contains(n)) c.refused_algorithms[n] = {Refusal::Why::NotImplemented, qat};
   for (const auto& e : quant::observer_registry().entries()) c.observers.push_back(e.first);
   const std::string src = "a calibration source, not an algorithm: set pipeline.ptq.calibration.source";
-  for (const char* n : {"zeroq", "dsg"}) c.planned_algorithms[n] = src;
+  for (const char* n : {"zeroq", "dsg"}) c.refused_algorithms[n] = {Refusal::Why::ElsewhereInFile, src};
   return c;
 }
 
@@ -55,7 +57,41 @@ std::vector<ListEntry> list_registry(const std::string& what) {
   ensure_registered();
   std::vector<ListEntry> out;
   if (what == "algorithms") {
-    for (const auto& e : quant::algorithm_registry().entries()) out.push_back({e.first, e.second.kind, e.second.description});
+    const auto& entries = quant::algorithm_registry().entries();
+    // A shared settings table (adaround, brecq and qdrop read pipeline.ptq.reconstruction) is
+    // printed once, under the first algorithm that reads it.
+    std::map<std::string, std::vector<std::string>> readers;
+    for (const auto& e : entries)
+      if (!e.second.settings.empty()) readers[e.second.settings.id()].push_back(e.first);
+    for (const auto& e : entries) {
+      ListEntry l{e.first, to_string(e.second.kind), e.second.description, {}};
+      const SettingsSection& sec = e.second.settings;
+      if (sec.empty()) {
+        l.details.push_back("settings: none");
+        out.push_back(std::move(l));
+        continue;
+      }
+      const auto& names = readers[sec.id()];
+      std::string line = "settings: pipeline." + sec.id();
+      if (names.size() > 1) line += " (read by " + join(names, ", ") + ")";
+      if (names.front() != e.first) {
+        l.details.push_back(line + "; listed under " + names.front());
+        out.push_back(std::move(l));
+        continue;
+      }
+      l.details.push_back(line);
+      for (const auto& o : sec.options) {
+        char buf[512];
+        std::snprintf(buf, sizeof buf, "  %-12s %-18s default %-7s %s%s%s%s", o.name.c_str(), o.range_text().c_str(),
+                      o.def.dump().c_str(), o.help.c_str(), o.paper.empty() ? "" : "; papers: ", o.paper.c_str(),
+                      o.in_key ? "" : " (not in the cell key: cannot change a result)");
+        l.details.push_back(buf);
+      }
+      out.push_back(std::move(l));
+    }
+    for (const auto& [name, why] : build_catalog().refused_algorithms)
+      out.push_back({name, "-",
+                     (why.why == config::Refusal::Why::NotImplemented ? "not implemented yet: " : "") + why.message, {}});
   } else if (what == "archs") {
     // Sizes are measured on the built network (one forward pass at the reference input), next to
     // the published figures they are tested against.
@@ -72,15 +108,15 @@ std::vector<ListEntry> list_registry(const std::string& what) {
                       e.second.published_gmacs);
         d += buf;
       }
-      out.push_back({e.first, "", e.second.description + "\n      " + d});
+      out.push_back({e.first, "", e.second.description + "\n      " + d, {}});
     }
   } else if (what == "datasets") {
-    for (const auto& e : data::dataset_registry().entries()) out.push_back({e.first, "", e.second.description});
+    for (const auto& e : data::dataset_registry().entries()) out.push_back({e.first, "", e.second.description, {}});
   } else if (what == "profiles") {
     for (const auto& e : quant::profile_registry().entries())
-      out.push_back({e.first, "", e.second.description + "\n      " + e.second.spec.summary()});
+      out.push_back({e.first, "", e.second.description + "\n      " + e.second.spec.summary(), {}});
   } else if (what == "observers") {
-    for (const auto& e : quant::observer_registry().entries()) out.push_back({e.first, "", e.second.description});
+    for (const auto& e : quant::observer_registry().entries()) out.push_back({e.first, "", e.second.description, {}});
   } else {
     throw UnknownNameError("unknown list '" + what + "'" + did_you_mean(what, list_kinds()));
   }

@@ -100,7 +100,7 @@ TEST_CASE("a profile's content hash joins the quantized cells' keys, not the bas
   REQUIRE(a.size() == b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     INFO(a[i].algorithm);
-    if (a[i].kind == "fp32") {
+    if (a[i].kind == CellKind::Fp32) {
       CHECK(a[i].key == b[i].key);
       CHECK(a[i].key == before[i].key);
     } else {

@@ -56,7 +56,7 @@ TEST_CASE("the bn_fold axis crosses quantized cells and dedups the profile's own
   auto cs = cells(head("  bn_fold: [profile, 4, 0]\n"));
   std::set<std::string> seen;
   for (const auto& c : cs)
-    if (c.kind != "fp32") seen.insert(c.profile + ":" + std::to_string(c.bn_fold) + (c.bn_fold_from_matrix ? "m" : ""));
+    if (c.kind != CellKind::Fp32) seen.insert(c.profile + ":" + std::to_string(c.bn_fold) + (c.bn_fold_from_matrix ? "m" : ""));
   CHECK(seen == std::set<std::string>{"academic:-1", "academic:4m", "academic:0m", "tensorrt:4", "tensorrt:0m"});
   std::set<std::string> keys;
   for (const auto& c : cs) keys.insert(c.key);
@@ -78,14 +78,21 @@ TEST_CASE("reconstruction settings join only reconstructing cells; the calibrati
       "pipeline:\n  ptq:\n    reconstruction: {iters: 500, lambda: 0.1, drop_prob: 0.25}\n";
   auto cat = qbench::config::test::fake_catalog();
   Matrix m = parse_matrix(text, "m.yaml", cat);
-  CHECK(m.ptq.reconstruction.iters == 500);
-  CHECK(m.ptq.reconstruction.lambda == Approx(0.1));
-  CHECK(m.ptq.reconstruction.batch_size == 32);  // paper default kept
+  const auto& rc = m.settings.at("ptq.reconstruction");
+  CHECK(rc.at("iters") == 500);
+  CHECK(rc.at("lambda").get<double>() == Approx(0.1));
+  CHECK(rc.at("batch_size") == 32);  // the declared default kept
+  CHECK(rc.at("cache_mb") == 1024);  // resolved, though it stays out of the key
   auto cs = expand_cells(m, cat);
   REQUIRE(cs.size() == 3);
   CHECK_FALSE(cs[1].resolved.at("ptq").contains("reconstruction"));  // minmax
   CHECK(cs[2].resolved.at("ptq").at("reconstruction").at("iters") == 500);
   CHECK(cs[2].resolved.at("ptq").at("reconstruction").at("drop_prob") == Approx(0.25));
+  CHECK_FALSE(cs[2].resolved.at("ptq").at("reconstruction").contains("cache_mb"));
+  // The types are the declared ones: an integer option stays an integer even when written 500.0
+  // would not parse, and a number written as an integer is a float in the key's JSON.
+  CHECK(cs[2].resolved.at("ptq").at("reconstruction").at("iters").is_number_integer());
+  CHECK(cs[2].resolved.at("ptq").at("reconstruction").at("lambda").is_number_float());
   CHECK_FALSE(cs[2].resolved.at("ptq").contains("calibration"));
 
   // A synthetic calibration source changes every PTQ cell's key.
@@ -106,4 +113,12 @@ TEST_CASE("PTQ sub-recipe errors name the key", "[config][ptq][errors]") {
         std::string::npos);
   CHECK(error_of(base + "    reconstruction: {iterations: 5}\n").find("pipeline.ptq.reconstruction") !=
         std::string::npos);
+  CHECK(error_of(base + "    reconstruction: {iters: 0}\n") ==
+        "m.yaml:9:29: pipeline.ptq.reconstruction.iters: expected an integer >= 1, got 0");
+  CHECK(error_of(base + "    reconstruction: {iters: 2.5}\n").find("pipeline.ptq.reconstruction.iters: expected an integer") !=
+        std::string::npos);
+  CHECK(error_of(base + "    reconstruction: {mode: blok}\n") ==
+        "m.yaml:9:28: pipeline.ptq.reconstruction.mode: unknown mode 'blok' (did you mean: block?)");
+  CHECK(error_of(base + "    bias_correction: {images: 5}\n").find("pipeline.ptq.bias_correction: unknown key") !=
+        std::string::npos);  // no algorithm of this catalog declares that section
 }

@@ -65,13 +65,13 @@ TEST_CASE("the minimal matrix expands to its baseline and one quantized cell", "
   CHECK(b.dataset == "fashion-mnist");
   CHECK(b.arch == "resnet20");
   CHECK(b.algorithm == "fp32");
-  CHECK(b.kind == "fp32");
+  CHECK(b.kind == CellKind::Fp32);
   CHECK(b.profile == "none");
   CHECK(b.bits == BitWidth{32, 32});
   CHECK(b.seed == 0);
   const Cell& q = cells[1];
   CHECK(q.algorithm == "minmax");
-  CHECK(q.kind == "ptq");
+  CHECK(q.kind == CellKind::Ptq);
   CHECK(q.profile == "academic");
   CHECK(q.bits == BitWidth{8, 8});
   CHECK(q.baseline_key == b.key);
@@ -106,9 +106,9 @@ TEST_CASE("cells come per arch x seed, baseline first, then algorithm x bits x p
   CHECK(all[18] == "resnet20/7/fp32/fp32/none");
   CHECK(all[27] == "resnet20/3/fp32/fp32/none");
   for (const auto& c : cells) {
-    if (c.algorithm == "lsq") CHECK(c.kind == "qat");
-    if (c.algorithm == "minmax") CHECK(c.kind == "ptq");
-    if (c.algorithm == "fp32") CHECK((c.kind == "fp32" && c.profile == "none" && c.bits.is_float()));
+    if (c.algorithm == "lsq") CHECK(c.kind == CellKind::Qat);
+    if (c.algorithm == "minmax") CHECK(c.kind == CellKind::Ptq);
+    if (c.algorithm == "fp32") CHECK((c.kind == CellKind::Fp32 && c.profile == "none" && c.bits.is_float()));
     if (c.algorithm != "fp32") CHECK_FALSE(c.bits.is_float());
   }
   std::set<std::string> keys;
@@ -180,7 +180,7 @@ TEST_CASE("include appends to its arch x seed group, once, and fills one-valued 
                           "resnet8/5/fp32/fp32/none",
                           "resnet8/5/minmax/w4a4/academic",
                       });
-  CHECK(cells[2].kind == "qat");
+  CHECK(cells[2].kind == CellKind::Qat);
   CHECK(cells[6].baseline_key == cells[5].key);
 
   // algorithm fp32 in an include asks for a baseline.
@@ -213,7 +213,7 @@ TEST_CASE("resolved holds the whole configuration and the key is its sha256", "[
     CHECK(r.at("dataset") == nlohmann::json{{"name", "mnist"}, {"train_subset", 5000}, {"test_subset", 1000}});
     CHECK(r.at("arch") == c.arch);
     CHECK(r.at("algorithm") == c.algorithm);
-    CHECK(r.at("kind") == c.kind);
+    CHECK(r.at("kind") == qbench::to_string(c.kind));
     CHECK(r.at("profile") == c.profile);
     CHECK(r.at("w_bits") == c.bits.w);
     CHECK(r.at("a_bits") == c.bits.a);
@@ -232,7 +232,7 @@ TEST_CASE("resolved holds the whole configuration and the key is its sha256", "[
       CHECK_FALSE(r.contains("ptq"));
       CHECK_FALSE(r.contains("qat"));
       CHECK(c.key == c.baseline_key);
-    } else if (c.kind == "qat") {
+    } else if (c.kind == CellKind::Qat) {
       CHECK_FALSE(r.contains("ptq"));  // QAT initialises from pipeline.qat.init_images, not calibration
       REQUIRE(r.contains("qat"));
       CHECK(r.at("qat").size() == 13);  // 10 recipe keys + init_images + train_images + overrides_applied
@@ -311,7 +311,7 @@ TEST_CASE("cell keys are stable and change exactly when a result could change", 
       REQUIRE(other.size() == base.size());
       for (const auto& c : other) {
         std::string id = c.arch + "/" + std::to_string(c.seed) + "/" + c.algorithm + "/" + c.bits.label() + "/" + c.profile;
-        if (c.kind == "ptq")
+        if (c.kind == CellKind::Ptq)
           CHECK(base.at(id) != c.key);
         else
           CHECK(base.at(id) == c.key);
@@ -322,7 +322,7 @@ TEST_CASE("cell keys are stable and change exactly when a result could change", 
       REQUIRE(other.size() == base.size());
       for (const auto& c : other) {
         std::string id = c.arch + "/" + std::to_string(c.seed) + "/" + c.algorithm + "/" + c.bits.label() + "/" + c.profile;
-        if (c.kind == "qat")
+        if (c.kind == CellKind::Qat)
           CHECK(base.at(id) != c.key);
         else
           CHECK(base.at(id) == c.key);

@@ -128,7 +128,7 @@ TEST_CASE("pipeline.qat reads every recipe key, init_images and the overrides", 
     auto cells = expand_cells(m, fake_catalog());
     int qat_cells = 0;
     for (const auto& c : cells) {
-      if (c.kind != "qat") continue;
+      if (c.kind != CellKind::Qat) continue;
       ++qat_cells;
       const json& q = c.resolved.at("qat");
       CHECK_FALSE(c.resolved.contains("ptq"));
@@ -179,10 +179,10 @@ TEST_CASE("pipeline.ptq.observer is one name for both or a weight/activation map
   CHECK(act.ptq.observer.activation == "mse");
 
   for (const auto& c : expand_cells(split, fake_catalog())) {
-    if (c.kind == "ptq")
+    if (c.kind == CellKind::Ptq)
       CHECK(c.resolved.at("ptq").at("observer") == json{{"weight", "mse"}, {"activation", "minmax"}});
-    if (c.kind == "qat") CHECK_FALSE(c.resolved.contains("ptq"));
-    if (c.kind == "fp32") CHECK_FALSE(c.resolved.contains("ptq"));
+    if (c.kind == CellKind::Qat) CHECK_FALSE(c.resolved.contains("ptq"));
+    if (c.kind == CellKind::Fp32) CHECK_FALSE(c.resolved.contains("ptq"));
   }
 }
 
@@ -276,7 +276,7 @@ TEST_CASE("QAT settings change only QAT keys; an override only its algorithm's k
     auto other = cells_by_id(head + "  qat: {lr: 0.02}\n" + axes);
     REQUIRE(other.size() == base.size());
     for (const auto& [id, c] : other) {
-      if (c.kind == "qat")
+      if (c.kind == CellKind::Qat)
         CHECK(base.at(id).key != c.key);
       else
         CHECK(base.at(id).key == c.key);
@@ -301,7 +301,7 @@ TEST_CASE("QAT settings change only QAT keys; an override only its algorithm's k
   SECTION("an observer changes only the PTQ cells' keys") {
     auto other = cells_by_id(head + "  ptq: {observer: {weight: mse}}\n" + axes);
     for (const auto& [id, c] : other) {
-      if (c.kind == "ptq")
+      if (c.kind == CellKind::Ptq)
         CHECK(base.at(id).key != c.key);
       else
         CHECK(base.at(id).key == c.key);
@@ -312,7 +312,7 @@ TEST_CASE("QAT settings change only QAT keys; an override only its algorithm's k
     Matrix b = parse(head + "  qat: {lr: 0.5, epochs: 7, overrides: {lsq: {lr: 0.2}}}\n  ptq: {observer: mse}\n" + axes);
     CHECK(baseline_config(a, "resnet20", 0) == baseline_config(b, "resnet20", 0));
     for (const auto& c : expand_cells(b, fake_catalog()))
-      if (c.kind == "fp32") {
+      if (c.kind == CellKind::Fp32) {
         CHECK_FALSE(c.resolved.contains("qat"));
         CHECK_FALSE(c.resolved.contains("ptq"));
       }

@@ -9,9 +9,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "qbench/common/cell.h"
+#include "qbench/common/options.h"
 #include "qbench/common/source_mark.h"
 
 namespace qbench::config {
+
+using qbench::CellKind;
+using qbench::CellStatus;
 
 /// Weight and activation bit widths; 32 means "stays float".
 struct BitWidth {
@@ -70,23 +75,6 @@ struct ObserverChoice {
   std::string activation = "minmax";
 };
 
-/// Layer/block reconstruction (AdaRound, BRECQ, QDrop): the papers' defaults (BRECQ / QDrop code,
-/// MQBench configs; /work/shared/reference/algorithms.md). YAML: pipeline.ptq.reconstruction.
-/// Joins the key of cells whose algorithm reconstructs (AlgorithmInfo::reconstruction).
-struct ReconRecipe {
-  int64_t iters = 20000;     ///< optimisation steps per unit
-  int batch_size = 32;
-  double lambda = 0.01;      ///< rounding regulariser weight
-  double beta_start = 20.0;  ///< annealed linearly to beta_end after the warm-up
-  double beta_end = 2.0;
-  double warmup = 0.2;       ///< fraction of iters without the regulariser
-  double lr = 1e-3;          ///< Adam on the rounding variables
-  double act_lr = 4e-5;      ///< Adam (cosine) on LSQ activation step sizes
-  double drop_prob = 0.5;    ///< QDrop: probability an input element is quantized
-  double mse_p = 2.4;        ///< Lp norm of the MSE observers that initialise the scales
-  int64_t cache_mb = 1024;   ///< unit caches above this size go to disk (not in the key)
-};
-
 /// Where calibration images come from. YAML: pipeline.ptq.calibration. `data` (the default) keeps
 /// the key of existing cells; zeroq/dsg synthesise images from the FP32 model's BN statistics.
 struct CalibrationRecipe {
@@ -101,7 +89,6 @@ struct PtqRecipe {
   int64_t calib_images = 1024;  ///< drawn reproducibly (per seed) from the training split
   int calib_batch_size = 256;
   ObserverChoice observer;      ///< YAML: `observer: NAME` (both) or `{weight: NAME, activation: NAME}`
-  ReconRecipe reconstruction;
   CalibrationRecipe calibration;
 };
 
@@ -159,6 +146,10 @@ struct Matrix {
   QatRecipe qat;
   EvalRecipe eval;
   LatencyRecipe latency;
+  /// The algorithms' own settings, per declared section ("ptq.reconstruction" -> every option of
+  /// that section, defaults filled in, typed): what the file gave, validated against the section's
+  /// OptionTable (see Catalog, AlgorithmInfo::settings). Every section the catalog declares is present.
+  std::map<std::string, nlohmann::json> settings;
   std::map<std::string, ArchOptions> arch_options;  ///< arch name -> options (absent = defaults)
   // Axes (deduplicated, in file order).
   std::vector<std::string> algorithms;
@@ -180,8 +171,17 @@ struct Matrix {
 /// component stays torch-free and its tests can pass a small fake catalog.
 struct AlgorithmInfo {
   std::string name;
-  std::string kind;  ///< "fp32", "ptq" or "qat"
-  bool reconstruction = false;  ///< reads pipeline.ptq.reconstruction (joins its cells' keys)
+  CellKind kind = CellKind::Ptq;
+  /// The algorithm's settings (YAML pipeline.<stage>.<section>; empty when it has none). Their
+  /// options with in_key join the key of this algorithm's cells, and only of those.
+  SettingsSection settings;
+};
+/// A name that is not an algorithm of the registry, and why: a method not implemented yet, or a
+/// name that belongs somewhere else in the file (zeroq and dsg are calibration sources).
+struct Refusal {
+  enum class Why { NotImplemented, ElsewhereInFile };
+  Why why = Why::NotImplemented;
+  std::string message;  ///< "planned QAT method ...", "a calibration source, not an algorithm: set ..."
 };
 struct Catalog {
   std::vector<AlgorithmInfo> algorithms;
@@ -199,9 +199,12 @@ struct Catalog {
   /// Profile -> its BN folding strategy (-1..4); a profile without an entry counts as -1.
   std::map<std::string, int> profile_bn_fold;
   std::vector<std::string> observers;  ///< range observers usable in pipeline.ptq.observer
-  /// Names that are known methods but not implemented yet -> message shown to the user.
-  std::map<std::string, std::string> planned_algorithms;
+  /// Names that are not algorithms but that a user may write in the algorithm axis -> why not.
+  std::map<std::string, Refusal> refused_algorithms;
   const AlgorithmInfo* find_algorithm(const std::string& name) const;
+  /// The distinct settings sections the algorithms declare (one per stage.section; two algorithms
+  /// that share a section declare the same table). Throws qbench::Error when they disagree.
+  std::vector<const SettingsSection*> settings_sections() const;
 };
 
 /// Parses and validates a matrix file. Throws qbench::ConfigError naming file:line:column and the
@@ -218,7 +221,8 @@ Matrix parse_matrix(const std::string& yaml_text, const std::string& file, const
 /// (unchanged when there is none).
 TrainRecipe qat_recipe_for(const Matrix& m, const std::string& algorithm);
 
-/// Parses "w4a4", "w8a8", "w2a4", "fp32", "32" forms. Throws std::invalid_argument.
+/// Parses "w4a4", "w8a8", "w2a4", "fp32", "32" forms. Throws qbench::ConfigError (no file; the
+/// caller that knows where the text came from rethrows with file:line).
 BitWidth parse_bits_label(const std::string& s);
 
 /// One unit of work: a fully resolved configuration with a stable key.
@@ -226,7 +230,7 @@ struct Cell {
   std::string dataset;
   std::string arch;
   std::string algorithm;  ///< "fp32" for the baseline cell
-  std::string kind;       ///< fp32 | ptq | qat
+  CellKind kind = CellKind::Fp32;
   std::string profile;    ///< "none" for the baseline cell
   BitWidth bits;
   uint64_t seed = 0;

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "qbench/config/matrix.h"
 #include "qbench/quant/algorithm.h"
 #include "qbench/quant/qmodules.h"
 
@@ -41,7 +42,7 @@ struct Synthesis {
 /// Throws qbench::Error on an unknown method, a bad shape, or a model with no BN partner or a
 /// conv whose BN is merged away (fold 0) or that is deployed.
 Synthesis synthesize_calibration(quant::QuantModel& fp32_model, const std::string& method,
-                                 const quant::CalibrationParams& p, int64_t n,
+                                 const config::CalibrationRecipe& p, int64_t n,
                                  std::vector<int64_t> item_shape, uint64_t seed,
                                  std::function<void(double, const std::string&)> progress);
 

@@ -30,10 +30,31 @@
 #include <string>
 #include <vector>
 
+#include "qbench/common/options.h"
 #include "qbench/quant/algorithm.h"
 #include "qbench/quant/quantizer.h"
 
 namespace qbench::ptq {
+
+/// Layer/block reconstruction settings of adaround, brecq and qdrop (YAML
+/// pipeline.ptq.reconstruction). No defaults here: they are declared once, with their bounds and
+/// the papers' values, in recon_options() (docs/algorithms.md, "Post-training reconstruction").
+struct ReconParams {
+  int64_t iters;      ///< optimisation steps per unit
+  int batch_size;
+  double lambda;      ///< rounding regulariser weight
+  double beta_start;  ///< annealed linearly to beta_end after the warm-up
+  double beta_end;
+  double warmup;      ///< fraction of iters without the regulariser
+  double lr;          ///< Adam on the rounding variables
+  double act_lr;      ///< Adam (cosine) on LSQ activation step sizes
+  double drop_prob;   ///< QDrop: probability an input element is quantized
+  double mse_p;       ///< Lp norm of the MSE observers that initialise the scales
+  int64_t cache_mb;   ///< unit caches above this size go to disk (not in the key)
+};
+/// The table that declares ReconParams: validation, key, `qbench list algorithms --verbose` and
+/// the values reconstruct() receives all come from it.
+const OptionTable<ReconParams>& recon_options();
 
 // ---------------------------------------------------------------------------------------------
 // AdaRound's pieces (exposed for the numeric tests)
@@ -60,9 +81,9 @@ at::Tensor adaround_weight(const at::Tensor& w, const at::Tensor& h, const at::T
 /// The beta of the annealing at step `it` (0-based) of `iters`: beta_start during the warm-up
 /// (the first warmup * iters steps), then linear to beta_end at the last step (BRECQ's
 /// LinearTempDecay).
-double anneal_beta(int64_t it, int64_t iters, const quant::ReconParams& p);
+double anneal_beta(int64_t it, int64_t iters, const ReconParams& p);
 /// Whether the rounding regulariser is on at step `it` (after the warm-up).
-bool regularizer_on(int64_t it, int64_t iters, const quant::ReconParams& p);
+bool regularizer_on(int64_t it, int64_t iters, const ReconParams& p);
 
 /// The learnable weight quantizer of AdaRound: holds V (one per weight element) and the frozen
 /// scale/zero point of the MSE-calibrated quantizer it replaces while a unit is reconstructed.
@@ -152,15 +173,16 @@ struct UnitResult {
   bool on_disk = false;  ///< its caches went to a temp file
 };
 
-/// Attaches MSE-calibrated quantizers (weights and activations, Lp norm ctx.recon.mse_p) under
+/// Attaches MSE-calibrated quantizers (weights and activations, Lp norm `mse_p`) under
 /// ctx.profile at ctx.w_bits/a_bits and calibrates them on ctx.calib_images: the start of
 /// every reconstruction (and what a "no learning" run returns).
-void prepare_for_reconstruction(quant::QuantModel& model, quant::AlgorithmContext& ctx);
+void prepare_for_reconstruction(quant::QuantModel& model, quant::AlgorithmContext& ctx, double mse_p);
 
 /// Reconstructs a prepared model (prepare_for_reconstruction) unit by unit in place; one detail row
 /// per unit goes to ctx.details (section "recon_units") and progress to ctx.progress. The result
-/// depends only on the model, the images, ctx.recon and ctx.seed (same seed, same result).
-std::vector<UnitResult> reconstruct(quant::QuantModel& model, quant::AlgorithmContext& ctx, ReconMode mode);
+/// depends only on the model, the images, `p` and ctx.seed (same seed, same result).
+std::vector<UnitResult> reconstruct(quant::QuantModel& model, quant::AlgorithmContext& ctx, ReconMode mode,
+                                    const ReconParams& p);
 
 class ReconAlgorithm : public quant::Algorithm {
  public:
@@ -171,7 +193,5 @@ class ReconAlgorithm : public quant::Algorithm {
   ReconMode mode_;
 };
 
-/// Adds adaround, brecq and qdrop (kind "ptq", reconstruction = true) to the registry.
-void register_recon_algorithms(Registry<quant::AlgorithmEntry>& r);
 
 }  // namespace qbench::ptq

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "qbench/quant/algorithm.h"
-#include "qbench/quant/qat.h"
+#include "qbench/qat/method.h"
 
 namespace qbench::qat {
 
@@ -19,14 +19,14 @@ class QatAlgorithm : public quant::Algorithm {
 
 /// Attaches the method's weight and activation quantizers to every conv/linear layer (first and
 /// last layer at 8 bits when the profile says so; 32 bits stays float). Returns how many.
-int attach_qat_quantizers(quant::QuantModel& model, const quant::QatMethod& method, const quant::Profile& profile,
+int attach_qat_quantizers(quant::QuantModel& model, const QatMethod& method, const quant::Profile& profile,
                           int w_bits, int a_bits);
 
 /// Initialises every quantizer from `images` (observe, then compute_qparams) and turns
 /// quantization on.
 void init_quantizers(quant::QuantModel& model, const at::Tensor& images, int64_t batch_size);
 
-/// Adds every QAT method of quant::qat_method_registry() to the algorithm registry (kind "qat").
+/// Adds every QAT method of qat_method_registry() to the algorithm registry (kind "qat").
 void register_algorithms(Registry<quant::AlgorithmEntry>& r);
 
 }  // namespace qbench::qat

@@ -7,18 +7,16 @@
 #include <memory>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "qbench/common/cell.h"
 #include "qbench/common/detail.h"
+#include "qbench/common/options.h"
 #include "qbench/common/registry.h"
-#include "qbench/config/matrix.h"
 #include "qbench/quant/profile.h"
 #include "qbench/quant/qmodules.h"
 
 namespace qbench::quant {
-
-/// Reconstruction settings (AdaRound, BRECQ, QDrop) and the calibration-image source, exactly as
-/// the matrix's pipeline.ptq.reconstruction / .calibration give them (defaults: the papers').
-using ReconParams = config::ReconRecipe;
-using CalibrationParams = config::CalibrationRecipe;
 
 struct AlgorithmContext {
   const Profile* profile = nullptr;
@@ -35,8 +33,10 @@ struct AlgorithmContext {
   /// The BN folding strategy in effect (-1..4, MQBench's ids), already applied to the model by
   /// the runner (quant::apply_bn_fold) before apply().
   int bn_fold = -1;
-  ReconParams recon;
-  CalibrationParams calibration;
+  /// The algorithm's own settings as the matrix resolved them (every option of its declared
+  /// section, typed; empty when it declares none): the algorithm reads them through its
+  /// OptionTable (e.g. ptq::recon_options().read(ctx.settings)).
+  nlohmann::json settings = nlohmann::json::object();
   /// Detail rows the algorithm wants stored with the cell (e.g. per-unit reconstruction loss).
   CellDetails details;
   /// Progress sink: fraction done in [0, 1] and a short label.
@@ -51,10 +51,12 @@ class Algorithm {
 };
 
 struct AlgorithmEntry {
-  std::string kind;  ///< "ptq" | "qat" | "fp32"
+  CellKind kind = CellKind::Ptq;
   std::string description;
   std::function<std::unique_ptr<Algorithm>()> make;  ///< null for fp32
-  bool reconstruction = false;  ///< reads AlgorithmContext::recon (pipeline.ptq.reconstruction)
+  /// The settings it reads (YAML pipeline.<stage>.<section>), declared by its OptionTable; empty
+  /// when it has none. They join its cells' keys and reach it as AlgorithmContext::settings.
+  SettingsSection settings;
 };
 
 /// Filled by the components that implement algorithms (see runner/registries.cpp).

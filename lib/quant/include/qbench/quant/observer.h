@@ -48,8 +48,6 @@ struct ObserverEntry {
   std::function<std::unique_ptr<Observer>(const QuantScheme&)> make;
 };
 Registry<ObserverEntry>& observer_registry();
-/// ema-minmax, mse, percentile, clip-std, kl, lsq-init, lsq+-init, pot (src/observers_extra.cpp).
-void register_extra_observers(Registry<ObserverEntry>& r);
 
 /// Throws qbench::Error when x holds a NaN or an infinity (a silent NaN scale is worse).
 void check_finite(const at::Tensor& x, const char* what);

@@ -1,5 +1,5 @@
 #pragma once
-// The range observers beyond running min/max (reference: /work/shared/reference/algorithms.md,
+// The range observers beyond running min/max (reference: docs/algorithms.md,
 // "Observers"). Each works per tensor or per channel along scheme.ch_axis; all but lsq-init,
 // lsq+-init and pot turn a clip range into scale/zero point through qparams_from_minmax, so they
 // honour scheme.symmetric, signedness and narrow_range exactly like minmax. Every update() throws

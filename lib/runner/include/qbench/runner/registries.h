@@ -16,10 +16,14 @@ config::Catalog build_catalog();
 
 struct ListEntry {
   std::string name;
-  std::string kind;  ///< algorithm kind, or "" for others
+  std::string kind;  ///< algorithm kind ("-" for a refused name), or "" for others
   std::string description;
+  /// Lines shown by `qbench list --verbose`: an algorithm's settings table (name, range, default,
+  /// the papers' value, what it does).
+  std::vector<std::string> details;
 };
 /// `what`: algorithms | archs | datasets | profiles | observers. Throws ConfigError otherwise.
+/// Algorithms end with the names the matrix refuses (planned methods, calibration sources).
 std::vector<ListEntry> list_registry(const std::string& what);
 std::vector<std::string> list_kinds();
 

@@ -1,6 +1,6 @@
 #pragma once
 // LSQ and LSQ+ learnable fake quantizers (registered as QAT methods "lsq" and "lsq+" by
-// register_qat_lsq in src/qat_lsq.cpp). The classes are public so the numeric tests can check
+// register_lsq in src/methods/lsq.cpp). The classes are public so the numeric tests can check
 // the forward pass, the gradients and the initialisation against the papers' formulas.
 #include <ATen/core/Tensor.h>
 
@@ -8,9 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "qbench/qat/method.h"
 #include "qbench/quant/quantizer.h"
 
-namespace qbench::quant {
+namespace qbench::qat {
 
 /// Which tensor a QAT quantizer sits on: the two papers treat weights and activations differently.
 enum class QatRole { Weight, Activation };
@@ -122,4 +123,4 @@ class LsqPlusQuantizer : public FakeQuantizer {
   double observed_min_ = 0.0, observed_max_ = 0.0;
 };
 
-}  // namespace qbench::quant
+}  // namespace qbench::qat

@@ -1,6 +1,6 @@
 // APoT (Li et al. 2020, arXiv:1909.13144): see qbench/quant/qat_apot.h for the equations and the
 // choices where the paper and the authors' code (yhhhli/APoT_Quantization) differ.
-#include "qbench/quant/qat_apot.h"
+#include "qbench/qat/apot.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -12,11 +12,13 @@
 #include <sstream>
 
 #include "qbench/common/errors.h"
-#include "qbench/quant/qat.h"
-#include "fused.h"
-#include "lsq_kernels.h"
+#include "qbench/qat/method.h"
+#include "../kernels/fused.h"
+#include "../kernels/apot.h"
 
-namespace qbench::quant {
+namespace qbench::qat {
+
+using namespace qbench::quant;  // the shared quantizer library these methods build on
 
 namespace {
 
@@ -122,7 +124,7 @@ struct ApotActPerTensorFn : public torch::autograd::Function<ApotActPerTensorFn>
     ctx->saved_data["m"] = m;
     ctx->saved_data["lo"] = lo;
     const float av = a.item<float>(), mf = static_cast<float>(m), lf = static_cast<float>(lo);
-    return fused::map(xc, [&](const float* in, float* out, int64_t n) { apot_act_forward_kernel(in, out, n, av, mf, lf); });
+    return fused::map(xc, [&](const float* in, float* out, int64_t n) { kernels::apot_act_forward_kernel(in, out, n, av, mf, lf); });
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
@@ -133,7 +135,7 @@ struct ApotActPerTensorFn : public torch::autograd::Function<ApotActPerTensorFn>
     const float lf = static_cast<float>(ctx->saved_data["lo"].toDouble());
     const float av = a.item<float>();
     auto [gx, ga] = fused::grad<double>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t n) {
-      return apot_act_backward_kernel(x, dy, dx, n, av, mf, lf);
+      return kernels::apot_act_backward_kernel(x, dy, dx, n, av, mf, lf);
     });
     return {gx, at::full(a.sizes(), ga, a.options()), at::Tensor(), at::Tensor()};
   }
@@ -272,7 +274,7 @@ std::string ApotActivationQuantizer::describe() const {
   return os.str();
 }
 
-void register_qat_apot(Registry<QatMethod>& r) {
+void register_apot(Registry<QatMethod>& r) {
   QatMethod m;
   m.description =
       "Additive Powers-of-Two: normalised weights projected onto sums of powers of two with a learnable "
@@ -283,4 +285,4 @@ void register_qat_apot(Registry<QatMethod>& r) {
   r.add("apot", std::move(m));
 }
 
-}  // namespace qbench::quant
+}  // namespace qbench::qat

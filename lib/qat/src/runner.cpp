@@ -10,7 +10,7 @@
 
 namespace qbench::qat {
 
-int attach_qat_quantizers(quant::QuantModel& model, const quant::QatMethod& method, const quant::Profile& profile,
+int attach_qat_quantizers(quant::QuantModel& model, const QatMethod& method, const quant::Profile& profile,
                           int w_bits, int a_bits) {
   // The QAT quantizers learn their scales freely: a profile that restricts scales to powers of
   // two (vitis) would be violated silently, so it is refused until a PoT-aware method (TQT) exists.
@@ -42,7 +42,7 @@ void init_quantizers(quant::QuantModel& model, const at::Tensor& images, int64_t
 void QatAlgorithm::apply(quant::QuantModel& model, quant::AlgorithmContext& ctx) {
   if (!ctx.profile) throw Error(method_ + ": no profile");
   if (!ctx.finetune) throw Error(method_ + ": the QAT runner needs a fine-tuning loop from the pipeline");
-  const auto& method = quant::qat_method_registry().get(method_);
+  const auto& method = qat_method_registry().get(method_);
   attach_qat_quantizers(model, method, *ctx.profile, ctx.w_bits, ctx.a_bits);
   if (ctx.progress) ctx.progress(0.0, "initialising quantizers");
   init_quantizers(model, ctx.init_images, ctx.calib_batch_size);
@@ -50,9 +50,9 @@ void QatAlgorithm::apply(quant::QuantModel& model, quant::AlgorithmContext& ctx)
 }
 
 void register_algorithms(Registry<quant::AlgorithmEntry>& r) {
-  for (const auto& e : quant::qat_method_registry().entries()) {
+  for (const auto& e : qat_method_registry().entries()) {
     const std::string name = e.first;
-    r.add(name, {"qat", "QAT: " + e.second.description + " [" + e.second.paper + "]",
+    r.add(name, {CellKind::Qat, "QAT: " + e.second.description + " [" + e.second.paper + "]",
                  [name] { return std::make_unique<QatAlgorithm>(name); }});
   }
 }

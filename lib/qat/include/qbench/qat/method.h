@@ -1,7 +1,10 @@
 #pragma once
 // QAT methods: each pairs the paper's weight quantizer with its activation quantizer. The
-// quantizers themselves are FakeQuantizer subclasses with the paper's forward, gradients
-// (custom autograd where the paper defines them), learnable parameters and initialisation.
+// quantizers themselves are quant::FakeQuantizer subclasses with the paper's forward, gradients
+// (custom autograd where the paper defines them), learnable parameters and initialisation, one
+// file per paper under src/methods/ (their fused CPU loops under src/kernels/). A method is
+// registered by a `qbench_qat_method(...)` line in lib/qat/CMakeLists.txt: the file defines
+// `void register_<file name>(Registry<QatMethod>&)`.
 #include <functional>
 #include <memory>
 #include <string>
@@ -9,7 +12,13 @@
 #include "qbench/common/registry.h"
 #include "qbench/quant/quantizer.h"
 
-namespace qbench::quant {
+namespace qbench::qat {
+
+// The shared quantizer library's types these quantizers are built from.
+using quant::FakeQuantizer;
+using quant::QParams;
+using quant::QRange;
+using quant::QuantScheme;
 
 struct QatMethod {
   std::string description;
@@ -23,17 +32,10 @@ struct QatMethod {
 /// lsq, lsq+, pact, dsq, dorefa, apot, qil.
 Registry<QatMethod>& qat_method_registry();
 
-// Registration functions, one per implementation file.
-void register_qat_lsq(Registry<QatMethod>& r);          // lsq, lsq+       (src/qat_lsq.cpp)
-void register_qat_pact_dorefa(Registry<QatMethod>& r);  // pact, dorefa    (src/qat_pact_dorefa.cpp)
-void register_qat_dsq(Registry<QatMethod>& r);          // dsq             (src/qat_dsq.cpp)
-void register_qat_apot(Registry<QatMethod>& r);         // apot            (src/qat_apot.cpp)
-void register_qat_qil(Registry<QatMethod>& r);          // qil             (src/qat_qil.cpp)
-
 /// STE helpers shared by the quantizers.
 /// round with a straight-through gradient: forward round(x) (half to even), backward identity.
 at::Tensor round_ste(const at::Tensor& x);
 /// LSQ's gradient scaling: forward returns x unchanged, backward multiplies the gradient by g.
 at::Tensor grad_scale(const at::Tensor& x, double g);
 
-}  // namespace qbench::quant
+}  // namespace qbench::qat

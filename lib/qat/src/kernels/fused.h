@@ -1,4 +1,4 @@
-// Chunked drivers for the fused elementwise quantizer kernels (lsq_kernels.h): they run a raw
+// Chunked drivers for the fused elementwise quantizer kernels (src/kernels/*.h): they run a raw
 // kernel over a contiguous float tensor in parallel chunks of kFusedGrain elements, so every
 // fused autograd function (LSQ, LSQ+, PACT, DoReFa, APoT) shares one way of splitting work and
 // one order of summing. Per-chunk sums are combined in chunk order, whatever the thread count.
@@ -9,7 +9,7 @@
 
 #include <utility>
 
-namespace qbench::quant::fused {
+namespace qbench::qat::fused {
 
 /// Elements per parallel chunk.
 constexpr int64_t kFusedGrain = 32768;
@@ -46,4 +46,4 @@ std::pair<at::Tensor, Sum> grad(const at::Tensor& xc, const at::Tensor& dy, Kern
   return {gx, total};
 }
 
-}  // namespace qbench::quant::fused
+}  // namespace qbench::qat::fused

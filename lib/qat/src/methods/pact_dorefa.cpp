@@ -4,7 +4,7 @@
 // unrounded one) and at::where for PACT's clip, which routes the gradient to alpha exactly where
 // the paper's Eq. 3 says; tests/numeric/test_qat_pact_dorefa.cpp checks both against closed forms
 // and finite differences.
-#include "qbench/quant/qat_pact_dorefa.h"
+#include "qbench/qat/pact_dorefa.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -15,11 +15,13 @@
 #include <sstream>
 
 #include "qbench/common/errors.h"
-#include "qbench/quant/qat.h"
-#include "fused.h"
-#include "lsq_kernels.h"
+#include "qbench/qat/method.h"
+#include "../kernels/fused.h"
+#include "../kernels/pact_dorefa.h"
 
-namespace qbench::quant {
+namespace qbench::qat {
+
+using namespace qbench::quant;  // the shared quantizer library these methods build on
 
 namespace {
 
@@ -63,7 +65,7 @@ struct PactPerTensorFn : public torch::autograd::Function<PactPerTensorFn> {
     auto ad = alpha.detach().reshape({});
     const float a = ad.item<float>(), inv = (n / ad).item<float>(), step = (ad / n).item<float>();
     return fused::map(xc, [&](const float* in, float* out, int64_t n) {
-      pact_forward_kernel(in, out, n, a, inv, step, is_signed);
+      kernels::pact_forward_kernel(in, out, n, a, inv, step, is_signed);
     });
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -74,7 +76,7 @@ struct PactPerTensorFn : public torch::autograd::Function<PactPerTensorFn> {
     const bool is_signed = ctx->saved_data["signed"].toBool();
     const float a = alpha.item<float>();
     auto [gx, ga] = fused::grad<double>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t n) {
-      return pact_backward_kernel(x, dy, dx, n, a, is_signed);
+      return kernels::pact_backward_kernel(x, dy, dx, n, a, is_signed);
     });
     return {gx, at::full(alpha.sizes(), ga, alpha.options()), at::Tensor(), at::Tensor()};
   }
@@ -92,7 +94,7 @@ struct DorefaActPerTensorFn : public torch::autograd::Function<DorefaActPerTenso
     ctx->saved_data["range"] = range;
     ctx->saved_data["lo"] = lo;
     const float r = static_cast<float>(range), n = static_cast<float>(levels), l = static_cast<float>(lo);
-    return fused::map(xc, [&](const float* in, float* out, int64_t k) { dorefa_act_forward_kernel(in, out, k, r, n, l); });
+    return fused::map(xc, [&](const float* in, float* out, int64_t k) { kernels::dorefa_act_forward_kernel(in, out, k, r, n, l); });
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
@@ -100,7 +102,7 @@ struct DorefaActPerTensorFn : public torch::autograd::Function<DorefaActPerTenso
     const float r = static_cast<float>(ctx->saved_data["range"].toDouble());
     const float l = static_cast<float>(ctx->saved_data["lo"].toDouble());
     auto gx = fused::grad<double>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t n) {
-                dorefa_act_backward_kernel(x, dy, dx, n, r, l);
+                kernels::dorefa_act_backward_kernel(x, dy, dx, n, r, l);
                 return 0.0;
               }).first;
     return {gx, at::Tensor(), at::Tensor(), at::Tensor()};
@@ -301,7 +303,7 @@ std::string PactQuantizer::describe() const {
 
 // ---------------------------------------------------------------------------------------------
 
-void register_qat_pact_dorefa(Registry<QatMethod>& r) {
+void register_pact_dorefa(Registry<QatMethod>& r) {
   r.add("pact", {"PACT: learnable activation clipping level alpha (init 10, L2 penalty), STE; weights "
                  "quantized with DoReFa",
                  "Choi et al. 2018, arXiv:1805.06085",
@@ -316,4 +318,4 @@ void register_qat_pact_dorefa(Registry<QatMethod>& r) {
                    [](const QuantScheme& s) { return std::make_shared<DorefaActivationQuantizer>(s, true); }});
 }
 
-}  // namespace qbench::quant
+}  // namespace qbench::qat

@@ -1,6 +1,6 @@
 #pragma once
 // PACT and DoReFa-Net fake quantizers (registered as QAT methods "pact" and "dorefa" by
-// register_qat_pact_dorefa in src/qat_pact_dorefa.cpp). Public so the numeric tests can check
+// register_pact_dorefa in src/methods/pact_dorefa.cpp). Public so the numeric tests can check
 // them against the papers' formulas.
 #include <ATen/core/Tensor.h>
 
@@ -8,9 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "qbench/qat/method.h"
 #include "qbench/quant/quantizer.h"
 
-namespace qbench::quant {
+namespace qbench::qat {
 
 /// DoReFa's quantize_k (Zhou et al. 2016, Eq. 5): round((2^k - 1) r) / (2^k - 1) for r in [0, 1],
 /// with the straight-through estimator (dq/dr = 1).
@@ -102,4 +103,4 @@ class PactQuantizer : public FakeQuantizer {
   double observed_min_ = 0.0;
 };
 
-}  // namespace qbench::quant
+}  // namespace qbench::qat

@@ -3,7 +3,7 @@
 // Both forwards are written with round_ste and grad_scale (qat.h), so autograd derives the
 // papers' gradients exactly; tests/numeric/test_qat_lsq.cpp checks them against the closed forms,
 // finite differences and LibTorch's built-in LSQ kernel.
-#include "qbench/quant/qat_lsq.h"
+#include "qbench/qat/lsq.h"
 
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -16,11 +16,13 @@
 #include <sstream>
 
 #include "qbench/common/errors.h"
-#include "qbench/quant/qat.h"
-#include "fused.h"
-#include "lsq_kernels.h"
+#include "qbench/qat/method.h"
+#include "../kernels/fused.h"
+#include "../kernels/lsq.h"
 
-namespace qbench::quant {
+namespace qbench::qat {
+
+using namespace qbench::quant;  // the shared quantizer library these methods build on
 
 namespace {
 
@@ -98,7 +100,7 @@ struct LsqPerTensorFn : public torch::autograd::Function<LsqPerTensorFn> {
     ctx->saved_data["qmax"] = qmax;
     ctx->saved_data["g"] = g;
     const float sv = s.item<float>(), lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
-    return fused::map(xc, [&](const float* in, float* out, int64_t n) { lsq_forward_kernel(in, out, n, sv, lo, hi); });
+    return fused::map(xc, [&](const float* in, float* out, int64_t n) { kernels::lsq_forward_kernel(in, out, n, sv, lo, hi); });
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
@@ -110,7 +112,7 @@ struct LsqPerTensorFn : public torch::autograd::Function<LsqPerTensorFn> {
     const double g = ctx->saved_data["g"].toDouble();
     const float sv = s.item<float>();
     auto [gx, gs] = fused::grad<double>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t n) {
-      return lsq_backward_kernel(x, dy, dx, n, sv, lo, hi);
+      return kernels::lsq_backward_kernel(x, dy, dx, n, sv, lo, hi);
     });
     return {gx, at::full(s.sizes(), gs * g, s.options()), at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -130,7 +132,7 @@ struct LsqPlusPerTensorFn : public torch::autograd::Function<LsqPlusPerTensorFn>
     const float sv = s.item<float>(), bv = beta.item<float>();
     const float lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
     return fused::map(xc, [&](const float* in, float* out, int64_t n) {
-      lsq_plus_forward_kernel(in, out, n, sv, bv, lo, hi);
+      kernels::lsq_plus_forward_kernel(in, out, n, sv, bv, lo, hi);
     });
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -144,8 +146,8 @@ struct LsqPlusPerTensorFn : public torch::autograd::Function<LsqPlusPerTensorFn>
     const double g = ctx->saved_data["g"].toDouble();
     const float sv = s.item<float>(), bv = beta.item<float>();
     auto [gx, sums] =
-        fused::grad<LsqPlusGradSums>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t n) {
-          return lsq_plus_backward_kernel(x, dy, dx, n, sv, bv, lo, hi);
+        fused::grad<kernels::LsqPlusGradSums>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t n) {
+          return kernels::lsq_plus_backward_kernel(x, dy, dx, n, sv, bv, lo, hi);
         });
     return {gx, at::full(s.sizes(), sums.ds * g, s.options()), at::full(beta.sizes(), sums.dbeta * g, beta.options()),
             at::Tensor(), at::Tensor(), at::Tensor()};
@@ -460,7 +462,7 @@ std::string LsqPlusQuantizer::describe() const {
 
 // ---------------------------------------------------------------------------------------------
 
-void register_qat_lsq(Registry<QatMethod>& r) {
+void register_lsq(Registry<QatMethod>& r) {
   r.add("lsq", {"LSQ: learned step size, gradient scaled by 1/sqrt(N Qp), init 2<|v|>/sqrt(Qp); symmetric "
                 "weights, activations unsigned when non-negative",
                 "Esser et al. 2019, arXiv:1902.08153",
@@ -473,4 +475,4 @@ void register_qat_lsq(Registry<QatMethod>& r) {
                  [](const QuantScheme& s) { return std::make_shared<LsqPlusQuantizer>(s, QatRole::Activation); }});
 }
 
-}  // namespace qbench::quant
+}  // namespace qbench::qat

@@ -1,6 +1,6 @@
 // QIL (Jung et al. 2019, arXiv:1808.05779): see qbench/quant/qat_qil.h for the equations and
 // the choices the paper leaves open.
-#include "qbench/quant/qat_qil.h"
+#include "qbench/qat/qil.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -10,11 +10,13 @@
 #include <sstream>
 
 #include "qbench/common/errors.h"
-#include "qbench/quant/qat.h"
-#include "fused.h"
-#include "lsq_kernels.h"
+#include "qbench/qat/method.h"
+#include "../kernels/fused.h"
+#include "../kernels/qil.h"
 
-namespace qbench::quant {
+namespace qbench::qat {
+
+using namespace qbench::quant;  // the shared quantizer library these methods build on
 
 namespace {
 // d is a half-width: floor it so a step that drives it to 0 or below cannot divide by zero.
@@ -43,7 +45,7 @@ struct QilActPerTensorFn : public torch::autograd::Function<QilActPerTensorFn> {
     ctx->saved_data["scale"] = scale;
     const float qf = static_cast<float>(q), sf = static_cast<float>(scale);
     return fused::map(xc, [&](const float* in, float* out, int64_t n) {
-      qil_act_forward_kernel(in, out, n, edge, width, qf, sf);
+      kernels::qil_act_forward_kernel(in, out, n, edge, width, qf, sf);
     });
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -55,8 +57,8 @@ struct QilActPerTensorFn : public torch::autograd::Function<QilActPerTensorFn> {
     const float edge = static_cast<float>(ctx->saved_data["edge"].toDouble());
     const float width = static_cast<float>(ctx->saved_data["width"].toDouble());
     const float sf = static_cast<float>(ctx->saved_data["scale"].toDouble());
-    auto [gx, sums] = fused::grad<QilGradSums>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t n) {
-      return qil_act_backward_kernel(x, dy, dx, n, edge, width, sf);
+    auto [gx, sums] = fused::grad<kernels::QilGradSums>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t n) {
+      return kernels::qil_act_backward_kernel(x, dy, dx, n, edge, width, sf);
     });
     // t = (x - c + d) / (2d): dt/dc = -1 / (2d), dt/dd = (1 - 2t) / (2d).
     const double w = static_cast<double>(width);
@@ -115,7 +117,7 @@ at::Tensor QilQuantizer::forward(const at::Tensor& x) {
   }
   if (!quantizing_) return x;
   const auto dt = x.scalar_type();
-  // Gradient scaling as in LSQ (algorithms.md: "gradient scale as lsq"; MQBench-style QIL
+  // Gradient scaling as in LSQ (docs/algorithms.md, QAT table: "gradient scale as lsq"; MQBench-style QIL
   // re-implementations do the same): c, d and gamma receive gradients summed over every element
   // of the tensor, which at lr 0.01 moves the interval by whole units per step and ends in a
   // collapsed network. g = 1 / sqrt(N * Qp), N = elements per sample (weights: all of them).
@@ -169,7 +171,7 @@ std::string QilQuantizer::describe() const {
   return os.str();
 }
 
-void register_qat_qil(Registry<QatMethod>& r) {
+void register_qil(Registry<QatMethod>& r) {
   QatMethod m;
   m.description =
       "Quantization Interval Learning: learnable interval centre/distance (pruning below, clipping above) "
@@ -183,4 +185,4 @@ void register_qat_qil(Registry<QatMethod>& r) {
   r.add("qil", std::move(m));
 }
 
-}  // namespace qbench::quant
+}  // namespace qbench::qat

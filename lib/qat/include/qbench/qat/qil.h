@@ -30,9 +30,10 @@
 #include <string>
 #include <vector>
 
+#include "qbench/qat/method.h"
 #include "qbench/quant/quantizer.h"
 
-namespace qbench::quant {
+namespace qbench::qat {
 
 /// T_W: sign(w) * clip((|w| - (c - d)) / (2d), 0, 1)^gamma; c, d, gamma 0-d tensors.
 at::Tensor qil_transform_weight(const at::Tensor& w, const at::Tensor& c, const at::Tensor& d,
@@ -70,4 +71,4 @@ class QilQuantizer : public FakeQuantizer {
   at::Tensor center_, distance_, gamma_;
 };
 
-}  // namespace qbench::quant
+}  // namespace qbench::qat

@@ -40,9 +40,10 @@
 #include <string>
 #include <vector>
 
+#include "qbench/qat/method.h"
 #include "qbench/quant/quantizer.h"
 
-namespace qbench::quant {
+namespace qbench::qat {
 
 /// The non-negative APoT magnitudes for a b-bit signed weight (b = 2..8), sorted ascending,
 /// normalised so the largest is 1 (0 included). See the header comment for the construction.
@@ -96,4 +97,4 @@ class ApotActivationQuantizer : public FakeQuantizer {
   at::Tensor alpha_;
 };
 
-}  // namespace qbench::quant
+}  // namespace qbench::qat

@@ -1,5 +1,5 @@
 // DSQ (Gong et al. 2019, arXiv:1908.05033): see qbench/quant/qat_dsq.h for the equations.
-#include "qbench/quant/qat_dsq.h"
+#include "qbench/qat/dsq.h"
 
 #include <ATen/ATen.h>
 
@@ -8,9 +8,11 @@
 #include <sstream>
 
 #include "qbench/common/errors.h"
-#include "qbench/quant/qat.h"
+#include "qbench/qat/method.h"
 
-namespace qbench::quant {
+namespace qbench::qat {
+
+using namespace qbench::quant;  // the shared quantizer library these methods build on
 
 namespace {
 // alpha lives in the open interval (0, 0.5): alpha -> 0 is the hard staircase (k -> inf),
@@ -113,7 +115,7 @@ std::string DsqQuantizer::describe() const {
   return os.str();
 }
 
-void register_qat_dsq(Registry<QatMethod>& r) {
+void register_dsq(Registry<QatMethod>& r) {
   QatMethod m;
   m.description =
       "Differentiable Soft Quantization: learnable clipping range [l, u] and tanh sharpness alpha; "
@@ -128,4 +130,4 @@ void register_qat_dsq(Registry<QatMethod>& r) {
   r.add("dsq", std::move(m));
 }
 
-}  // namespace qbench::quant
+}  // namespace qbench::qat

@@ -1,17 +1,21 @@
-#include "qbench/quant/qat.h"
+#include "qbench/qat/method.h"
 
 #include <ATen/ATen.h>
 
-namespace qbench::quant {
+namespace qbench::qat {
+
+using namespace qbench::quant;  // the shared quantizer library these methods build on
+
+#define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<QatMethod>&);
+#include "qbench/registry/qat_methods.inc"
+#undef QBENCH_REGISTRY_ENTRY
 
 Registry<QatMethod>& qat_method_registry() {
   static Registry<QatMethod> reg = [] {
     Registry<QatMethod> r("QAT method");
-    register_qat_lsq(r);
-    register_qat_pact_dorefa(r);
-    register_qat_dsq(r);
-    register_qat_apot(r);
-    register_qat_qil(r);
+#define QBENCH_REGISTRY_ENTRY(fn) fn(r);
+#include "qbench/registry/qat_methods.inc"
+#undef QBENCH_REGISTRY_ENTRY
     return r;
   }();
   return reg;
@@ -23,4 +27,4 @@ at::Tensor round_ste(const at::Tensor& x) { return (at::round(x) - x).detach() +
 // Esser et al. 2019 (LSQ), Sec. 2.2: y = (x - x*g).detach() + x*g has value x and gradient g.
 at::Tensor grad_scale(const at::Tensor& x, double g) { return (x - x * g).detach() + x * g; }
 
-}  // namespace qbench::quant
+}  // namespace qbench::qat

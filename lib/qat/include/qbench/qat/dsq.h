@@ -18,9 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "qbench/qat/method.h"
 #include "qbench/quant/quantizer.h"
 
-namespace qbench::quant {
+namespace qbench::qat {
 
 /// The DSQ quantizer as a plain function: value l + Delta*j (the hard level), gradient that of
 /// the soft curve Q_S. `lower`, `upper`, `alpha` are 0-d tensors; alpha must lie in (0, 0.5).
@@ -57,4 +58,4 @@ class DsqQuantizer : public FakeQuantizer {
   at::Tensor lower_, upper_, alpha_;
 };
 
-}  // namespace qbench::quant
+}  // namespace qbench::qat

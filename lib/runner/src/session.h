@@ -1,0 +1,73 @@
+#pragma once
+// What one run shares between its cells (internal to the runner): the dataset splits, the FP32
+// baselines (cached, imported or trained) and their evaluations, and the data-free calibration
+// images per baseline. Session::execute advances one cell through the stages of stages.h.
+#include <ATen/core/Tensor.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "qbench/config/matrix.h"
+#include "qbench/data/dataset.h"
+#include "qbench/models/models.h"
+#include "qbench/ptq/datafree.h"
+#include "qbench/quant/algorithm.h"
+#include "qbench/runner/device.h"
+#include "qbench/runner/runner.h"
+#include "qbench/store/store.h"
+#include "qbench/train/train.h"
+#include "stages.h"
+
+namespace qbench::runner::detail {
+
+class Session {
+ public:
+  Session(const config::Matrix& m, const RunOptions& opt, store::Store& st, at::Device device);
+
+  /// prepare -> quantize -> evaluate -> deploy -> measure -> record.
+  store::CellResult execute(const config::Cell& cell, int index, int total);
+
+ private:
+  // Stages that need what the session holds.
+  CellRun prepare(const config::Cell& cell);
+  void quantize(CellRun& run);
+  /// The algorithm's inputs: profile, bits, settings, and its images (calibration on data,
+  /// synthesised from BN statistics, or QAT initialisation images and the fine-tuning loop).
+  quant::AlgorithmContext algorithm_context(CellRun& run, const quant::AlgorithmEntry& entry);
+
+  config::DatasetSpec dataset_spec() const;
+  const data::Dataset& train_split(uint64_t seed);
+  const data::Dataset& test_split();
+  models::ModelSpec model_spec(const config::Cell& cell);
+  std::shared_ptr<quant::QuantModel> baseline_model(const config::Cell& cell, double* train_wall_s);
+  std::shared_ptr<quant::QuantModel> train_baseline(const config::Cell& cell, std::shared_ptr<quant::QuantModel> model,
+                                                    const std::filesystem::path& ckpt, double* train_wall_s);
+  train::EvalResult baseline_eval(const config::Cell& cell);
+  void finetune_qat(const config::Cell& cell, quant::QuantModel& model);
+  const ptq::Synthesis& synthesized(CellRun& run, const std::function<void(double, const std::string&)>& progress);
+  void report(const std::string& what) const;
+  /// Moves a model built (and initialised or loaded) on the CPU to the run's device.
+  void place(quant::QuantModel& model) const {
+    if (!device_.is_cpu()) model.to(device_);
+  }
+
+  const config::Matrix& m_;
+  const RunOptions& opt_;
+  store::Store& store_;
+  const at::Device device_;
+  const DeviceInfo device_info_;
+  const std::vector<LatencyPath> latency_paths_;
+  std::string status_;
+  data::DatasetPtr full_train_, test_;
+  std::map<uint64_t, data::DatasetPtr> train_by_seed_;
+  std::optional<std::pair<data::ItemShape, int64_t>> ds_shape_;  ///< item shape and classes of the dataset
+  std::map<std::string, train::EvalResult> baseline_evals_;
+  std::map<std::string, std::string> baseline_errors_;  ///< baselines that failed in this run
+  std::map<std::string, ptq::Synthesis> synthesized_;   ///< data-free calibration images per baseline and settings
+};
+
+}  // namespace qbench::runner::detail
