@@ -88,11 +88,15 @@ at::Tensor QConv2dImpl::forward(const at::Tensor& x) {
 
 at::Tensor QConv2dImpl::forward_fused(const at::Tensor& x) {
   if (deploy_) return deploy_(x);
+  at::Tensor pre;
   if (!bn_ || fold_ < 0) {
     auto y = forward(x);
-    return apply_act(bn_ ? bn_->forward(y) : y, act_);
+    pre = bn_ ? bn_->forward(y) : y;
+  } else {
+    pre = forward_folded(x);
   }
-  return apply_act(forward_folded(x), act_);
+  if (tap_) tap_(pre);
+  return apply_act(pre, act_);
 }
 
 namespace {
@@ -196,6 +200,7 @@ at::Tensor QLinearImpl::forward(const at::Tensor& x) {
   macs_ = weight.size(0) * weight.size(1);
   in_elems_ = weight.size(1);
   out_elems_ = weight.size(0);
+  if (tap_) tap_(y);
   return y;
 }
 

@@ -51,6 +51,13 @@ class QuantLayer {
   void set_deploy(DeployFn f) { deploy_ = std::move(f); }
   bool deployed() const { return static_cast<bool>(deploy_); }
 
+  /// Observes what the layer computes before its activation (after its BatchNorm, folded or not;
+  /// the linear output) on every float forward pass: how PTQ methods that correct a layer's
+  /// output statistics (bias correction) see it. May throw to stop the forward pass there. The
+  /// deploy path does not call it. Empty: nothing is observed.
+  using OutputTap = std::function<void(const at::Tensor&)>;
+  void set_output_tap(OutputTap f) { tap_ = std::move(f); }
+
  protected:
   at::Tensor quantized_input(const at::Tensor& x) { return input_q_ ? input_q_->forward(x) : x; }
   at::Tensor quantized_weight(const at::Tensor& w) { return weight_q_ ? weight_q_->forward(w) : w; }
@@ -60,6 +67,7 @@ class QuantLayer {
   torch::nn::BatchNorm2dImpl* bn_ = nullptr;
   Act act_ = Act::None;
   DeployFn deploy_;
+  OutputTap tap_;
 };
 
 struct QConv2dOptions {
