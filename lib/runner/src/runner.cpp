@@ -30,7 +30,9 @@
 #include "qbench/quant/algorithm.h"
 #include "qbench/quant/device.h"
 #include "qbench/quant/profile.h"
+#include "qbench/runner/baseline_cache.h"
 #include "qbench/runner/device.h"
+#include "qbench/runner/inputs.h"
 #include "qbench/runner/registries.h"
 #include "qbench/store/store.h"
 #include "qbench/train/train.h"
@@ -49,6 +51,11 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 void log_info(const std::string& msg) {
   Progress::global().clear();
   spdlog::info(msg);
+}
+
+void log_warning(const std::string& msg) {
+  Progress::global().clear();
+  spdlog::warn(msg);
 }
 
 std::string cell_label(const Cell& c) {
@@ -186,8 +193,10 @@ std::shared_ptr<quant::QuantModel> Session::baseline_model(const Cell& cell, dou
   // Baseline checkpoints are safetensors with torchvision / timm names: the cache doubles as the
   // export (PyTorch loads them with safetensors.torch.load_file).
   const fs::path ckpt = fs::path(opt_.cache_dir) / "baselines" / (cell.baseline_key + ".safetensors");
-  if (fs::exists(ckpt)) {
-    models::import_weights(*model, ckpt.string());
+  // One builder per baseline on this machine: waits while another run builds it, verifies what
+  // is cached (a damaged checkpoint is moved aside and built again), holds the lock until trained.
+  BaselineCheckpoint cached(ckpt.string(), log_info, log_warning);
+  if (cached.load_into(*model)) {
     model->eval();
     place(*model);
     if (train_wall_s) *train_wall_s = 0;
@@ -265,12 +274,7 @@ train::EvalResult Session::baseline_eval(const Cell& cell) {
 void Session::finetune_qat(const Cell& cell, quant::QuantModel& model) {
   const config::TrainRecipe recipe = config::qat_recipe_for(m_, cell.algorithm);
   const fs::path dir = fs::path(opt_.cache_dir) / "cells" / cell.key;
-  int last = 0;
-  if (fs::exists(dir))
-    for (const auto& f : fs::directory_iterator(dir)) {
-      const std::string n = f.path().filename().string();
-      if (n.rfind("epoch_", 0) == 0 && f.path().extension() == ".pt") last = std::max(last, std::stoi(n.substr(6)));
-    }
+  const int last = qat_resume_epoch(dir.string(), log_info, log_warning);  // the last checkpoint that verifies
   train::TrainHooks hooks;
   hooks.tag = "qat-" + cell.algorithm;
   hooks.start_epoch = last + 1;
@@ -300,7 +304,7 @@ void Session::finetune_qat(const Cell& cell, quant::QuantModel& model) {
                                           data::derive_seed(cell.seed, "qat-train"));
     train::train_model(model, *data, recipe, cell.seed, hooks);
   }
-  fs::remove_all(dir);  // the row is what persists; per-epoch checkpoints only serve resumption
+  remove_qat_checkpoints(dir.string());  // the row is what persists; checkpoints only serve resumption
 }
 
 std::string fixed2(double v) {
@@ -540,6 +544,8 @@ RunSummary run_matrix(const Matrix& m, const std::vector<Cell>& cells, const Run
   // The device first: a bad --device fails (ConfigError) before anything is run or written.
   const at::Device device = select_device(opt.device);
   ensure_registered();
+  // Every file the cells will read, checked before the store is opened (ConfigError: exit 2).
+  validate_inputs(m, cells, opt);
   configure_device(device);
   const int threads = opt.threads > 0 ? opt.threads : m.threads;
   at::set_num_threads(threads);
