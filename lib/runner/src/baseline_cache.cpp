@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <vector>
 
 #include "qbench/common/errors.h"
@@ -14,15 +15,24 @@ namespace fs = std::filesystem;
 
 namespace {
 
-FileLock take_lock(const std::string& path, const CacheLog& note) {
+std::optional<FileLock> take_lock(const std::string& path, const CacheLog& note) {
   const std::string lock = path + ".lock";
-  return FileLock::acquire(
-      lock,
-      [&] {
-        if (note)
-          note("waiting for another qbench process that is building this baseline (lock " + lock + ")");
-      },
-      [] { check_interrupt(); }, 100);
+  try {
+    return FileLock::acquire(
+        lock,
+        [&] {
+          if (note)
+            note("waiting for another qbench process that is building this baseline (lock " + lock + ")");
+        },
+        [] { check_interrupt(); }, 100);
+  } catch (const Interrupted&) {
+    throw;
+  } catch (const Error& e) {
+    // A cache this process cannot write (e.g. shared read-only): reading a verified checkpoint
+    // needs no lock; building one would fail at its write anyway, naming the file.
+    if (note) note(std::string("going on without the baseline's lock: ") + e.what());
+    return std::nullopt;
+  }
 }
 
 // epoch_N.pt -> N; 0 for any other name.

@@ -6,6 +6,7 @@
 // what it held is rebuilt. One process builds a baseline at a time on a machine: the others wait
 // on its lock and then reuse its checkpoint.
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "qbench/common/files.h"
@@ -20,7 +21,8 @@ using CacheLog = std::function<void(const std::string&)>;
 /// the baseline's lock (`<checkpoint>.lock`, flock), waiting while another process holds it (it
 /// says so once through `note`, and stops with qbench::Interrupted on Ctrl-C), then removes the
 /// temporaries killed writers left. The lock is held until the object goes, so whoever finds no
-/// usable checkpoint trains and writes the baseline before anyone else looks again.
+/// usable checkpoint trains and writes the baseline before anyone else looks again. Where the lock
+/// file cannot be created (a read-only cache) it goes on without the lock, with a note.
 class BaselineCheckpoint {
  public:
   BaselineCheckpoint(std::string path, CacheLog note, CacheLog warn);
@@ -39,7 +41,7 @@ class BaselineCheckpoint {
  private:
   std::string path_;
   CacheLog note_, warn_;
-  FileLock lock_;
+  std::optional<FileLock> lock_;  ///< empty only when the lock file cannot be created (read-only cache)
 };
 
 /// The epoch a QAT cell resumes after: the highest N whose `dir`/epoch_N.pt verifies
