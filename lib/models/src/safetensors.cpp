@@ -201,11 +201,22 @@ SafetensorsFile read_safetensors(const std::string& path) {
   const int64_t data_size = file_size - 8 - static_cast<int64_t>(hlen);
   std::vector<Entry> entries;
   if (auto why = parse_header(path, header, data_size, entries, out.metadata); !why.empty()) return corrupt(why);
-  std::vector<char> data(static_cast<std::size_t>(data_size));
-  f.read(data.data(), static_cast<std::streamsize>(data_size));
-  if (!f) return corrupt(path + ": read failed in the tensor data (file shrank while being read?)");
+  // The spans tile the data section, so reading the tensors in offset order reads it front to
+  // back once, straight into the tensors, hashing as it goes.
+  std::vector<at::Tensor> tensors(entries.size());
+  std::vector<std::size_t> order(entries.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return entries[a].begin < entries[b].begin; });
   Sha256 hash;
-  hash.update(data.data(), data.size());
+  for (const std::size_t i : order) {
+    const Entry& e = entries[i];
+    tensors[i] = at::empty(e.shape, at::TensorOptions().dtype(e.dtype->type));
+    const auto n = static_cast<std::size_t>(e.end - e.begin);
+    if (n == 0) continue;
+    f.read(static_cast<char*>(tensors[i].data_ptr()), static_cast<std::streamsize>(n));
+    if (!f) return corrupt(path + ": read failed in the tensor data (file shrank while being read?)");
+    hash.update(tensors[i].data_ptr(), n);
+  }
   out.check.sha256 = hash.hex_digest();
   out.check.bytes = data_size;
   const auto sha = out.metadata.find(kContentSha256Key);
@@ -224,11 +235,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
                      ", the header says " + sha->second + " (damaged tensor data)");
     out.check.status = Integrity::Verified;
   }
-  for (const auto& e : entries) {
-    auto t = at::empty(e.shape, at::TensorOptions().dtype(e.dtype->type));
-    if (e.end > e.begin) std::memcpy(t.data_ptr(), data.data() + e.begin, static_cast<std::size_t>(e.end - e.begin));
-    out.tensors.emplace_back(e.name, std::move(t));
-  }
+  for (std::size_t i = 0; i < entries.size(); ++i) out.tensors.emplace_back(entries[i].name, std::move(tensors[i]));
   return out;
 }
 

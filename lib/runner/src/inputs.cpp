@@ -138,7 +138,7 @@ InputsChecked validate_inputs(const config::Matrix& m, const std::vector<config:
       return s;
     } catch (const ConfigError&) {
       throw;
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {  // DataError, or a file system error while looking
       origin.fail(e.what());
     }
   };
