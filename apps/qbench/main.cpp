@@ -21,6 +21,7 @@
 #include "qbench/config/matrix.h"
 #include "qbench/report/report.h"
 #include "qbench/runner/device.h"
+#include "qbench/runner/inputs.h"
 #include "qbench/runner/registries.h"
 #include "qbench/runner/runner.h"
 #include "qbench/store/store.h"
@@ -51,6 +52,8 @@ int cmd_run(RunArgs& a) {
   auto m = qbench::config::load_matrix_file(a.matrix, catalog, a.size);
   auto cells = qbench::runner::select_cells(qbench::config::expand_cells(m, catalog), a.opt.cells);
   if (a.dry_run) {
+    // The same input checks a run makes (every dataset split and weights file the cells read).
+    qbench::runner::validate_inputs(m, cells, a.opt);
     std::unique_ptr<qbench::store::Store> st;
     if (std::filesystem::exists(a.opt.db_path)) st = std::make_unique<qbench::store::Store>(a.opt.db_path);
     std::printf("# %s%s: %zu cells (dataset %s)\n", m.name.c_str(), m.size.empty() ? "" : (" [size " + m.size + "]").c_str(),

@@ -51,8 +51,10 @@ imp8=$(sqlite3 imported.db "select top1 from results where algorithm='minmax' an
 check "and the same w8a8 top-1 ($imp8 vs $w8)" test "$imp8" = "$w8"
 sed "s#^matrix:#architectures:\n  resnet8: {weights: $ckpt}\nmatrix:#; s#arch: \[resnet8-w0.5\]#arch: [resnet8]#" "$HERE/tiny.yaml" > wrong_arch.yaml
 err=$("$QB" run wrong_arch.yaml --db wrong.db --cache-dir "$WORK/cache_wrong" --no-progress 2>&1); rc=$?
-check "weights of another width fail the cell (exit 1)" test $rc -eq 1
-check "and name the file and the tensor" grep -q "safetensors: tensor 'conv1.weight' has shape" <<<"$err"
+# Checked before any work (runner::validate_inputs): an input error, no store written.
+check "weights of another width are an input error (exit 2)" test $rc -eq 2
+check "and name the option, the file and the tensor" grep -q "wrong_arch.yaml:[0-9]*:[0-9]*: architectures.resnet8.weights: .*safetensors: tensor 'conv1.weight' has shape" <<<"$err"
+check "and write no store" test ! -e wrong.db
 
 # Second run: nothing to do, no new rows.
 run "$HERE/tiny.yaml" 2>run2.log; rc=$?
@@ -95,7 +97,8 @@ check "interrupted run marked" test "$(sql "select status from runs where id=$ri
 check "no partial rows (every row has its metrics or an error)" test "$(sql "select count(*) from results where status='ok' and top1 is null")" = 0
 check "the interrupted cell wrote nothing" test "$(sql "select count(*) from results")" = "$rows_before"
 check "its plan shows the cells as pending" test "$(sql "select count(*) from run_cells where run_id=$rid and result_id is null")" = 2
-check "no half-written checkpoint left" bash -c "! ls '$CACHE'/baselines/*.tmp 2>/dev/null"
+check "no half-written checkpoint left" bash -c "! ls '$CACHE'/baselines/*.tmp.* 2>/dev/null"
+check "and no lock held" bash -c "! ls '$CACHE'/baselines/*.lock 2>/dev/null"
 
 # QAT: two methods end to end, then an interrupted QAT cell resumes from its epoch checkpoint
 # and lands on exactly the top-1 of the uninterrupted run.

@@ -11,6 +11,9 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "qbench/common/errors.h"
@@ -138,10 +141,15 @@ TEST_CASE("save_checkpoint writes Module::save's layout with CPU tensors; load_c
   train::save_checkpoint(*m, opt, path);
   CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
 
-  // The "model" archive is what Module::save writes: Module::load reads it.
+  // After the 80-byte qbench header, the "model" archive is what Module::save writes: Module::load
+  // reads it.
   {
+    std::ifstream f(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    REQUIRE(bytes.size() > 80);
+    CHECK(bytes.compare(0, 8, "QBCKPT01") == 0);
     torch::serialize::InputArchive root, mod;
-    root.load_from(path);
+    root.load_from(bytes.data() + 80, bytes.size() - 80);
     root.read("model", mod);
     auto m2 = toy_model(99);
     m2->load(mod);

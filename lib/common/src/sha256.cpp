@@ -1,7 +1,9 @@
 // SHA-256 (FIPS 180-4), used for cell keys and YAML hashes: a stable, well-known digest that any
 // other tool (sha256sum, Python hashlib) reproduces, so a cell key can be checked by hand.
 #include <cstdint>
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "qbench/common/strings.h"
@@ -44,23 +46,52 @@ void compress(uint32_t h[8], const unsigned char* p) {
 }
 }  // namespace
 
-std::string sha256_hex(const std::string& data) {
-  uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
-  std::size_t n = data.size(), i = 0;
-  for (; i + 64 <= n; i += 64) compress(h, p + i);
+Sha256::Sha256() { reset(); }
+
+void Sha256::reset() {
+  static const uint32_t kInit[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  for (int i = 0; i < 8; ++i) h_[i] = kInit[i];
+  total_ = 0;
+  fill_ = 0;
+}
+
+void Sha256::update(const void* data, std::size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  total_ += n;
+  if (fill_ > 0) {
+    const std::size_t take = std::min<std::size_t>(64 - fill_, n);
+    std::memcpy(buf_ + fill_, p, take);
+    fill_ += take;
+    p += take;
+    n -= take;
+    if (fill_ < 64) return;
+    compress(h_, buf_);
+    fill_ = 0;
+  }
+  for (; n >= 64; p += 64, n -= 64) compress(h_, p);
+  std::memcpy(buf_, p, n);
+  fill_ = n;
+}
+
+std::string Sha256::hex_digest() {
   unsigned char block[128] = {0};
-  std::size_t rest = n - i;
-  for (std::size_t j = 0; j < rest; ++j) block[j] = p[i + j];
-  block[rest] = 0x80;
-  std::size_t blocks = (rest + 9 <= 64) ? 1 : 2;
-  uint64_t bits = uint64_t(n) * 8;
+  std::memcpy(block, buf_, fill_);
+  block[fill_] = 0x80;
+  const std::size_t blocks = (fill_ + 9 <= 64) ? 1 : 2;
+  const uint64_t bits = total_ * 8;
   for (int j = 0; j < 8; ++j) block[blocks * 64 - 1 - j] = static_cast<unsigned char>(bits >> (8 * j));
-  for (std::size_t b = 0; b < blocks; ++b) compress(h, block + 64 * b);
+  for (std::size_t b = 0; b < blocks; ++b) compress(h_, block + 64 * b);
   char out[65];
-  for (int j = 0; j < 8; ++j) std::snprintf(out + 8 * j, 9, "%08x", h[j]);
+  for (int j = 0; j < 8; ++j) std::snprintf(out + 8 * j, 9, "%08x", h_[j]);
+  reset();
   return std::string(out, 64);
+}
+
+std::string sha256_hex(const std::string& data) {
+  Sha256 h;
+  h.update(data.data(), data.size());
+  return h.hex_digest();
 }
 
 }  // namespace qbench

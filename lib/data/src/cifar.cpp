@@ -5,6 +5,11 @@
 //     bytes; the fine label (100 classes) is the one used.
 #include <ATen/ATen.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "builtin.h"
@@ -85,12 +90,56 @@ TensorDataset load_cifar(const CifarFormat& f, const std::string& root, Split sp
   return ds;
 }
 
+// The structural check: every batch file present, whole records, every label byte in range (read
+// with one small pread per record; the pixels are not read).
+SplitSummary validate_cifar(const CifarFormat& f, const std::string& root, Split split) {
+  const std::string dir = find_cifar_folder(f, root);
+  const int64_t record = f.label_bytes + kPixels;
+  SplitSummary out;
+  for (const auto& name : split == Split::Train ? f.train_files : f.test_files) {
+    const std::string path = (fs::path(dir) / name).string();
+    if (!fs::exists(path)) throw DataError(path + ": missing " + f.name + " batch file");
+    std::error_code ec;
+    const auto size = static_cast<int64_t>(fs::file_size(path, ec));
+    if (ec) throw DataError(path + ": cannot read " + f.name + " batch file: " + ec.message());
+    if (size == 0) throw DataError(path + ": empty " + f.name + " batch file");
+    if (size % record != 0)
+      throw DataError(path + ": truncated or malformed " + f.name + " batch file: " + std::to_string(size) +
+                      " bytes is not a whole number of " + std::to_string(record) + "-byte records");
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw DataError(path + ": cannot open " + f.name + " batch file: " + std::strerror(errno));
+    const int64_t records = size / record;
+    uint8_t labels[2];
+    for (int64_t r = 0; r < records; ++r) {
+      if (::pread(fd, labels, static_cast<std::size_t>(f.label_bytes), static_cast<off_t>(r * record)) != f.label_bytes) {
+        ::close(fd);
+        throw DataError(path + ": read error at record " + std::to_string(r));
+      }
+      for (int j = 0; j < f.label_bytes; ++j) {
+        const int64_t limit = j == f.label_index ? f.classes : (f.label_bytes == 2 ? 20 : f.classes);
+        if (labels[j] >= limit) {
+          ::close(fd);
+          throw DataError(path + ": record " + std::to_string(r) + " has label " + std::to_string(labels[j]) +
+                          " outside 0.." + std::to_string(limit - 1) + " (malformed batch file)");
+        }
+      }
+    }
+    ::close(fd);
+    out.items += records;
+    out.files.push_back(path);
+  }
+  out.classes = f.classes;
+  out.shape = {3, 32, 32};
+  return out;
+}
+
 DatasetEntry cifar_entry(CifarFormat f, const std::string& description) {
   DatasetEntry e;
   e.description = description;
   e.open = [f](const config::DatasetSpec& spec, Split split) -> std::shared_ptr<Dataset> {
     return std::make_shared<InMemoryDataset>(load_cifar(f, spec.root, split));
   };
+  e.validate = [f](const config::DatasetSpec& spec, Split split) { return validate_cifar(f, spec.root, split); };
   return e;
 }
 

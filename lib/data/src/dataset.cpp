@@ -213,8 +213,10 @@ config::DatasetSpec with_defaults(const config::DatasetSpec& spec) {
   return s;
 }
 
-DatasetPtr open_dataset(const config::DatasetSpec& spec, Split split) {
-  const auto& e = dataset_registry().get(spec.name);
+namespace {
+
+// The spec an entry opens: options defaulted, root resolved and present.
+config::DatasetSpec resolved_spec(const config::DatasetSpec& spec, const DatasetEntry& e) {
   config::DatasetSpec s = with_defaults(spec);
   if (e.uses_root) {
     if (s.root.empty()) s.root = e.default_root;
@@ -222,7 +224,26 @@ DatasetPtr open_dataset(const config::DatasetSpec& spec, Split split) {
       throw DataError("dataset '" + s.name + "' has no default location: set dataset.root or --data-root");
     if (!fs::is_directory(s.root)) throw DataError(s.root + ": dataset folder for '" + s.name + "' does not exist");
   }
-  return e.open(s, split);
+  return s;
+}
+
+}  // namespace
+
+DatasetPtr open_dataset(const config::DatasetSpec& spec, Split split) {
+  const auto& e = dataset_registry().get(spec.name);
+  return e.open(resolved_spec(spec, e), split);
+}
+
+SplitSummary validate_dataset(const config::DatasetSpec& spec, Split split) {
+  const auto& e = dataset_registry().get(spec.name);
+  const config::DatasetSpec s = resolved_spec(spec, e);
+  if (e.validate) return e.validate(s, split);
+  auto ds = e.open(s, split);
+  SplitSummary out;
+  out.items = ds->size();
+  out.classes = ds->num_classes();
+  out.shape = ds->item_shape();
+  return out;
 }
 
 TensorDataset load_dataset(const std::string& name, const std::string& root, Split split) {

@@ -49,6 +49,32 @@ TensorDataset load_mnist_like(const std::string& name, const std::string& root, 
   return ds;
 }
 
+// The structural check: both headers and lengths (check_idx), matching counts, and every label
+// in 0..9 (the label file is small, so it is read whole; the image payload is not).
+SplitSummary validate_mnist_like(const std::string& root, Split split) {
+  const std::string prefix = split == Split::Train ? "train" : "t10k";
+  const std::string img_path = find_idx_file(root, prefix + "-images-idx3-ubyte");
+  const std::string lbl_path = find_idx_file(root, prefix + "-labels-idx1-ubyte");
+  const IdxHeader img = check_idx(img_path);
+  if (img.dims.size() != 3) throw DataError(img_path + ": expected a 3-d image array, got " + std::to_string(img.dims.size()) + "-d");
+  const IdxHeader lh = check_idx(lbl_path);
+  if (lh.dims.size() != 1) throw DataError(lbl_path + ": expected a 1-d label array, got " + std::to_string(lh.dims.size()) + "-d");
+  if (img.dims[0] != lh.dims[0])
+    throw DataError(img_path + ": " + std::to_string(img.dims[0]) + " images but " + lbl_path + " has " +
+                    std::to_string(lh.dims[0]) + " labels");
+  const IdxArray lbl = read_idx(lbl_path);
+  for (std::size_t i = 0; i < lbl.bytes.size(); ++i)
+    if (lbl.bytes[i] >= 10)
+      throw DataError(lbl_path + ": label " + std::to_string(lbl.bytes[i]) + " of item " + std::to_string(i) +
+                      " outside 0..9");
+  SplitSummary out;
+  out.items = img.dims[0];
+  out.classes = 10;
+  out.shape = {1, img.dims[1], img.dims[2]};
+  out.files = {img_path, lbl_path};
+  return out;
+}
+
 DatasetEntry mnist_entry(const std::string& name, const std::string& description, const std::string& root,
                          double mean, double stdev) {
   DatasetEntry e;
@@ -57,6 +83,7 @@ DatasetEntry mnist_entry(const std::string& name, const std::string& description
   e.open = [name, mean, stdev](const config::DatasetSpec& spec, Split split) -> std::shared_ptr<Dataset> {
     return std::make_shared<InMemoryDataset>(load_mnist_like(name, spec.root, split, mean, stdev));
   };
+  e.validate = [](const config::DatasetSpec& spec, Split split) { return validate_mnist_like(spec.root, split); };
   return e;
 }
 

@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <filesystem>
 #include <mutex>
 #include <random>
@@ -86,6 +89,56 @@ ImageFolderIndex scan_image_folder(const std::string& split_dir, const std::vect
     if (count == 0) throw DataError(d.string() + ": empty class folder (no images)");
   }
   return idx;
+}
+
+ImageFolderIndex index_image_split(const std::string& root_dir, Split split) {
+  const fs::path root(root_dir);
+  const fs::path train = root / "train";
+  fs::path dir = train;
+  if (split == Split::Test) {
+    dir = root / "val";
+    if (!fs::is_directory(dir) && fs::is_directory(root / "test")) dir = root / "test";
+  }
+  if (!fs::is_directory(dir))
+    throw DataError(dir.string() + ": no such folder (imagefolder expects " + root_dir + "/{train,val}/<class>/<image>)");
+  // The training split's class folders define the labels of both splits.
+  std::vector<std::string> classes;
+  if (split == Split::Test && fs::is_directory(train))
+    for (const auto& p : sorted_entries(train))
+      if (fs::is_directory(p)) classes.push_back(p.filename().string());
+  return scan_image_folder(dir.string(), classes);
+}
+
+std::string image_format(const uint8_t* b, std::size_t n) {
+  auto starts = [&](const char* m, std::size_t k, std::size_t at = 0) {
+    return n >= at + k && std::memcmp(b + at, m, k) == 0;
+  };
+  if (starts("\xFF\xD8\xFF", 3)) return "JPEG";
+  if (starts("\x89PNG\r\n\x1A\n", 8)) return "PNG";
+  if (starts("BM", 2)) return "BMP";
+  if (n >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6') return "PPM/PGM/PBM";
+  if (starts("II*\0", 4) || starts("MM\0*", 4)) return "TIFF";
+  if (starts("RIFF", 4) && starts("WEBP", 4, 8)) return "WebP";
+  return "";
+}
+
+void check_image_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw DataError(path + ": cannot open image file");
+  uint8_t head[12] = {0};
+  f.read(reinterpret_cast<char*>(head), sizeof head);
+  const auto n = static_cast<std::size_t>(f.gcount());
+  if (n == 0) throw DataError(path + ": empty image file (0 bytes)");
+  if (image_format(head, n).empty()) {
+    std::string hex;
+    char buf[4];
+    for (std::size_t i = 0; i < std::min<std::size_t>(n, 8); ++i) {
+      std::snprintf(buf, sizeof buf, "%02x", head[i]);
+      hex += (i ? " " : "") + std::string(buf);
+    }
+    throw DataError(path + ": not an image file: its first bytes (" + hex +
+                    ") are the magic of no format qbench decodes (JPEG, PNG, BMP, PPM/PGM/PBM, TIFF, WebP)");
+  }
 }
 
 EvalGeometry eval_geometry(int64_t width, int64_t height, int64_t image_size) {
@@ -283,23 +336,7 @@ class ImageFolderDataset : public Dataset {
     static std::once_flag once;
     // We decode in our own pool; OpenCV's internal threads would only oversubscribe the cores.
     std::call_once(once, [] { cv::setNumThreads(0); });
-    const fs::path root(spec.root);
-    const fs::path train = root / "train";
-    fs::path dir = train;
-    if (split == Split::Test) {
-      dir = root / "val";
-      if (!fs::is_directory(dir) && fs::is_directory(root / "test")) dir = root / "test";
-      if (!fs::is_directory(dir))
-        throw DataError(dir.string() + ": no such folder (imagefolder expects " + spec.root + "/{train,val}/<class>/<image>)");
-    } else if (!fs::is_directory(dir)) {
-      throw DataError(dir.string() + ": no such folder (imagefolder expects " + spec.root + "/{train,val}/<class>/<image>)");
-    }
-    // The training split's class folders define the labels of both splits.
-    std::vector<std::string> classes;
-    if (split == Split::Test && fs::is_directory(train))
-      for (const auto& p : sorted_entries(train))
-        if (fs::is_directory(p)) classes.push_back(p.filename().string());
-    idx_ = scan_image_folder(dir.string(), classes);
+    idx_ = index_image_split(spec.root, split);
     pool_ = shared_pool(spec.workers);
   }
   std::string name() const override { return "imagefolder"; }
@@ -342,6 +379,21 @@ void register_imagefolder(Registry<DatasetEntry>& r) {
   e.options = {{"image_size", 224}};
   e.open = [](const config::DatasetSpec& spec, Split split) -> std::shared_ptr<Dataset> {
     return std::make_shared<ImageFolderDataset>(spec, split);
+  };
+  // The folder scan (classes, empty classes, stray files) and each file's size and magic bytes.
+  e.validate = [](const config::DatasetSpec& spec, Split split) {
+    const ImageFolderIndex idx = index_image_split(spec.root, split);
+    // In the decoding pool (an ImageNet split is a million files); the error reported is the
+    // first file's in sorted order, whatever the timing.
+    shared_pool(spec.workers)->parallel_for(static_cast<int64_t>(idx.files.size()), [&](int64_t i) {
+      check_image_file(idx.files[static_cast<std::size_t>(i)]);
+    });
+    SplitSummary out;
+    out.items = static_cast<int64_t>(idx.files.size());
+    out.classes = static_cast<int64_t>(idx.classes.size());
+    out.shape = {3, spec.image_size, spec.image_size};
+    out.files = idx.files;
+    return out;
   };
   r.add("imagefolder", std::move(e));
 }

@@ -30,7 +30,9 @@
 #include "qbench/quant/algorithm.h"
 #include "qbench/quant/device.h"
 #include "qbench/quant/profile.h"
+#include "qbench/runner/baseline_cache.h"
 #include "qbench/runner/device.h"
+#include "qbench/runner/inputs.h"
 #include "qbench/runner/registries.h"
 #include "qbench/store/store.h"
 #include "qbench/train/train.h"
@@ -112,6 +114,8 @@ RunSummary run_matrix(const Matrix& m, const std::vector<Cell>& cells, const Run
   // The device first: a bad --device fails (ConfigError) before anything is run or written.
   const at::Device device = select_device(opt.device);
   ensure_registered();
+  // Every file the cells will read, checked before the store is opened (ConfigError: exit 2).
+  validate_inputs(m, cells, opt);
   configure_device(device);
   const int threads = opt.threads > 0 ? opt.threads : m.threads;
   at::set_num_threads(threads);

@@ -17,6 +17,7 @@
 #include "qbench/models/safetensors.h"
 #include "qbench/quant/device.h"
 #include "qbench/quant/profile.h"
+#include "qbench/runner/baseline_cache.h"
 
 namespace qbench::runner::detail {
 namespace fs = std::filesystem;
@@ -101,8 +102,10 @@ std::shared_ptr<quant::QuantModel> Session::baseline_model(const Cell& cell, dou
   // Baseline checkpoints are safetensors with torchvision / timm names: the cache doubles as the
   // export (PyTorch loads them with safetensors.torch.load_file).
   const fs::path ckpt = fs::path(opt_.cache_dir) / "baselines" / (cell.baseline_key + ".safetensors");
-  if (fs::exists(ckpt)) {
-    models::import_weights(*model, ckpt.string());
+  // One builder per baseline on this machine: waits while another run builds it, verifies what
+  // is cached (a damaged checkpoint is moved aside and built again), holds the lock until trained.
+  BaselineCheckpoint cached(ckpt.string(), log_info, log_warning);
+  if (cached.load_into(*model)) {
     model->eval();
     place(*model);
     if (train_wall_s) *train_wall_s = 0;
@@ -179,12 +182,7 @@ train::EvalResult Session::baseline_eval(const Cell& cell) {
 void Session::finetune_qat(const Cell& cell, quant::QuantModel& model) {
   const config::TrainRecipe recipe = config::qat_recipe_for(m_, cell.algorithm);
   const fs::path dir = fs::path(opt_.cache_dir) / "cells" / cell.key;
-  int last = 0;
-  if (fs::exists(dir))
-    for (const auto& f : fs::directory_iterator(dir)) {
-      const std::string n = f.path().filename().string();
-      if (n.rfind("epoch_", 0) == 0 && f.path().extension() == ".pt") last = std::max(last, std::stoi(n.substr(6)));
-    }
+  const int last = qat_resume_epoch(dir.string(), log_info, log_warning);  // the last checkpoint that verifies
   train::TrainHooks hooks;
   hooks.tag = "qat-" + cell.algorithm;
   hooks.start_epoch = last + 1;
@@ -214,7 +212,7 @@ void Session::finetune_qat(const Cell& cell, quant::QuantModel& model) {
         data::seeded_subset(train_split(cell.seed), m_.qat.train_images, data::derive_seed(cell.seed, "qat-train"));
     train::train_model(model, *data, recipe, cell.seed, hooks);
   }
-  fs::remove_all(dir);  // the row is what persists; per-epoch checkpoints only serve resumption
+  remove_qat_checkpoints(dir.string());  // the row is what persists; checkpoints only serve resumption
 }
 
 CellRun Session::prepare(const Cell& cell) {

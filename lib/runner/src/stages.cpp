@@ -50,6 +50,11 @@ void log_info(const std::string& msg) {
   spdlog::info(msg);
 }
 
+void log_warning(const std::string& msg) {
+  Progress::global().clear();
+  spdlog::warn(msg);
+}
+
 std::string cell_label(const config::Cell& c) {
   if (c.kind == CellKind::Fp32) return c.arch + " fp32 seed" + std::to_string(c.seed);
   return c.arch + " " + c.algorithm + " " + c.bits.label() + " " + c.profile + " seed" + std::to_string(c.seed);

@@ -50,8 +50,9 @@ struct CellRun {
   const data::Dataset* test = nullptr;           ///< the test split evaluate() used
 };
 
-/// An info line on stderr that does not tear the progress line.
+/// An info / warning line on stderr that does not tear the progress line.
 void log_info(const std::string& msg);
+void log_warning(const std::string& msg);
 /// "resnet20 minmax w4a4 academic seed0" (and "resnet20 fp32 seed0").
 std::string cell_label(const config::Cell& c);
 /// A results row with the cell's identity filled in and no metrics yet.

@@ -1,6 +1,7 @@
 #include "qbench/train/train.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 #include <torch/cuda.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/optim/sgd.h>
@@ -12,11 +13,16 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <map>
 #include <random>
 #include <set>
 
 #include "qbench/common/errors.h"
+#include "qbench/common/files.h"
+#include "qbench/common/strings.h"
 #include "qbench/common/progress.h"
 #include "qbench/data/loader.h"
 #include "qbench/quant/device.h"
@@ -251,6 +257,79 @@ void save_module_on_cpu(const torch::nn::Module& m, torch::serialize::OutputArch
 }
 }  // namespace
 
+namespace {
+
+// The archive's bytes with the qbench header in front.
+std::string with_header(const std::string& archive) {
+  std::string h(kCheckpointMagic, 8);
+  const uint64_t n = archive.size();
+  for (int i = 0; i < 8; ++i) h.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  h += sha256_hex(archive);
+  return h;
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw DataError(path + ": cannot open checkpoint");
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (f.bad()) throw DataError(path + ": read error");
+  return bytes;
+}
+
+// What the checkpoint at `path` holds; `archive` gets the LibTorch archive's bytes when it is not
+// Corrupt.
+IntegrityCheck check_bytes(const std::string& path, const std::string& bytes, std::string* archive) {
+  IntegrityCheck c;
+  auto corrupt = [&](const std::string& why) {
+    c.status = Integrity::Corrupt;
+    c.problem = path + ": " + why;
+    return c;
+  };
+  const bool has_magic = bytes.size() >= 8 && bytes.compare(0, 8, kCheckpointMagic, 8) == 0;
+  if (has_magic) {
+    if (bytes.size() < kCheckpointHeaderBytes)
+      return corrupt("truncated checkpoint (" + std::to_string(bytes.size()) + " bytes, shorter than its " +
+                     std::to_string(kCheckpointHeaderBytes) + "-byte header)");
+    uint64_t n = 0;
+    for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
+    const std::string want = bytes.substr(16, 64);
+    const uint64_t have = bytes.size() - kCheckpointHeaderBytes;
+    c.bytes = static_cast<int64_t>(have);
+    if (have != n)
+      return corrupt("holds " + std::to_string(have) + " archive bytes, its header says " + std::to_string(n) +
+                     " (truncated or damaged checkpoint)");
+    Sha256 h;
+    h.update(bytes.data() + kCheckpointHeaderBytes, have);
+    c.sha256 = h.hex_digest();
+    if (c.sha256 != want)
+      return corrupt("content hash mismatch: the archive hashes to " + c.sha256 + ", the header says " + want +
+                     " (damaged checkpoint)");
+    c.status = Integrity::Verified;
+    if (archive) *archive = bytes.substr(kCheckpointHeaderBytes);
+    return c;
+  }
+  // Before checkpoints carried a hash they were the bare archive (a zip file): accepted when
+  // LibTorch reads it and it holds what load_checkpoint needs.
+  if (bytes.size() < 4 || bytes.compare(0, 4, "PK\x03\x04", 4) != 0)
+    return corrupt("not a qbench checkpoint (bad magic: expected " + std::string(kCheckpointMagic, 8) +
+                   " or a LibTorch archive)");
+  c.bytes = static_cast<int64_t>(bytes.size());
+  c.sha256 = sha256_hex(bytes);
+  try {
+    torch::serialize::InputArchive root, mod, op;
+    root.load_from(bytes.data(), bytes.size(), at::Device(at::kCPU));
+    root.read("model", mod);
+    root.read("optimizer", op);
+  } catch (const c10::Error& e) {
+    return corrupt(std::string("unreadable LibTorch archive (no qbench hash): ") + e.what_without_backtrace());
+  }
+  c.status = Integrity::Unhashed;
+  if (archive) *archive = bytes;
+  return c;
+}
+
+}  // namespace
+
 void save_checkpoint(const torch::nn::Module& model, torch::optim::Optimizer& opt, const std::string& path) {
   torch::serialize::OutputArchive root, mod, op;
   save_module_on_cpu(model, mod);
@@ -272,17 +351,47 @@ void save_checkpoint(const torch::nn::Module& model, torch::optim::Optimizer& op
   for (auto& [s, b] : swapped) s->momentum_buffer(b);
   root.write("model", mod);
   root.write("optimizer", op);
-  root.save_to(path + ".tmp");
-  std::filesystem::rename(path + ".tmp", path);
+  std::ostringstream os(std::ios::binary);
+  root.save_to(os);
+  const std::string archive = os.str();
+  const std::string header = with_header(archive);
+  try {
+    atomic_write_file(path, {{header.data(), header.size()}, {archive.data(), archive.size()}}, "checkpoint");
+  } catch (const DataError&) {
+    throw;
+  } catch (const Error& e) {
+    throw DataError(e.what());
+  }
 }
 
-void load_checkpoint(torch::nn::Module& model, torch::optim::Optimizer& opt, const std::string& path) {
+IntegrityCheck verify_checkpoint(const std::string& path) { return check_bytes(path, read_all(path), nullptr); }
+
+IntegrityCheck add_checkpoint_hash(const std::string& path) {
+  std::string archive;
+  const auto c = check_bytes(path, read_all(path), &archive);
+  if (c.status != Integrity::Unhashed)
+    throw DataError(path + ": add_checkpoint_hash needs an unhashed checkpoint, this one is " +
+                    integrity_name(c.status) + (c.problem.empty() ? "" : ": " + c.problem));
+  const std::string header = with_header(archive);
+  try {
+    atomic_write_file(path, {{header.data(), header.size()}, {archive.data(), archive.size()}}, "checkpoint");
+  } catch (const Error& e) {
+    throw DataError(e.what());
+  }
+  return verify_checkpoint(path);
+}
+
+Integrity load_checkpoint(torch::nn::Module& model, torch::optim::Optimizer& opt, const std::string& path) {
+  std::string archive;
+  const auto c = check_bytes(path, read_all(path), &archive);
+  if (c.status == Integrity::Corrupt) throw DataError(c.problem);
   torch::serialize::InputArchive root, mod, op;
-  root.load_from(path, quant::module_device(model));
+  root.load_from(archive.data(), archive.size(), quant::module_device(model));
   root.read("model", mod);
   root.read("optimizer", op);
   model.load(mod);
   opt.load(op);
+  return c.status;
 }
 
 }  // namespace qbench::train

@@ -88,6 +88,14 @@ class InMemoryDataset : public Dataset {
 /// mt19937_64(seed): dy = rng() % (2 pad + 1), dx likewise, flip = rng() & 1.
 void augment_pad_crop_flip(float* batch, int64_t n, int64_t c, int64_t h, int64_t w, uint64_t seed, int64_t pad = 2);
 
+/// What a structural check (validate_dataset) found in one split.
+struct SplitSummary {
+  int64_t items = 0;                ///< images in the split
+  int64_t classes = 0;              ///< classes of the dataset (for a test split, the training split's)
+  ItemShape shape;                  ///< of one loaded item
+  std::vector<std::string> files;   ///< every file that was checked (none for generated data)
+};
+
 /// How a registered dataset is opened. `spec` carries the resolved root and every option the
 /// entry declares (defaults filled in by open_dataset).
 struct DatasetEntry {
@@ -97,6 +105,11 @@ struct DatasetEntry {
   /// DatasetSpec option keys (config::dataset_option_fields) this dataset reads -> default.
   std::map<std::string, int64_t> options;
   std::function<std::shared_ptr<Dataset>(const config::DatasetSpec& spec, Split split)> open;
+  /// The structural check of a split's files, in milliseconds and without decoding or holding the
+  /// data: headers, sizes, counts and label range (IDX, CIFAR), the folder scan and each file's
+  /// size and magic bytes (imagefolder). Throws DataError naming the file and what is wrong.
+  /// Unset: opening the split is the check.
+  std::function<SplitSummary(const config::DatasetSpec& spec, Split split)> validate;
 };
 
 Registry<DatasetEntry>& dataset_registry();  ///< filled on first use by register_builtin_datasets
@@ -104,6 +117,13 @@ Registry<DatasetEntry>& dataset_registry();  ///< filled on first use by registe
 /// Opens a split. An empty spec.root means the entry's default_root; options left at 0 take the
 /// entry's defaults. Throws DataError for a missing folder or file, UnknownNameError for a name.
 DatasetPtr open_dataset(const config::DatasetSpec& spec, Split split);
+
+/// Checks a split before any work reads it (the entry's `validate`, after the same root
+/// resolution and missing-folder check as open_dataset). Throws DataError naming the file or
+/// folder and what is wrong, UnknownNameError for a name. What it cannot see (bytes that only a
+/// decoder rejects, a gzip stream damaged inside with its length intact) still fails when the
+/// split is read, with the file named.
+SplitSummary validate_dataset(const config::DatasetSpec& spec, Split split);
 
 /// `spec` with every option the dataset declares set (0 -> its default) and the others zeroed.
 config::DatasetSpec with_defaults(const config::DatasetSpec& spec);

@@ -34,6 +34,19 @@ const std::vector<std::string>& image_extensions();
 /// Hidden entries (names starting with '.') are skipped.
 ImageFolderIndex scan_image_folder(const std::string& split_dir, const std::vector<std::string>& classes = {});
 
+/// The index of one split of an imagefolder root (root/train, or root/val, else root/test), with
+/// the training split's class folders as the labels of both: scan_image_folder of that folder.
+ImageFolderIndex index_image_split(const std::string& root, Split split);
+
+/// The format an image file's first bytes announce ("JPEG", "PNG", "BMP", "PPM/PGM/PBM", "TIFF",
+/// "WebP"), or "" when they announce none of the formats decode_image reads.
+std::string image_format(const uint8_t* bytes, std::size_t n);
+
+/// The structural check of one image file, without decoding it: it must not be empty and its
+/// first bytes must be the magic of a format decode_image reads. Throws DataError naming the file.
+/// (A file whose bytes fail only in the decoder passes; decode_image names it when it is read.)
+void check_image_file(const std::string& path);
+
 /// Where the evaluation transform resizes to and crops: shorter side to
 /// floor(image_size / 0.875), the longer one scaled alike (truncated, as torchvision does), then
 /// a centred image_size square at (round((W - S) / 2), round((H - S) / 2)), halves to even.

@@ -3,10 +3,12 @@
 // baseline, PTQ and QAT.
 #include <ATen/core/Tensor.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
 
+#include "qbench/common/files.h"
 #include "qbench/config/matrix.h"
 #include "qbench/data/dataset.h"
 #include "qbench/quant/qmodules.h"
@@ -85,13 +87,35 @@ struct LatencyResult {
 /// pass (torch::cuda::synchronize), so the time covers the kernels, not their launch.
 LatencyResult measure_latency(quant::QuantModel& model, const at::Tensor& batch, int warmup, int repeats);
 
-/// Writes a training checkpoint: root archive with "model" (Module::save's layout) and
-/// "optimizer" (Optimizer::save), to `path` via a temporary file and a rename (whole or absent).
-/// Every tensor is copied to the CPU first (SGD momentum buffers included), so a checkpoint
-/// written on a GPU reads on any machine.
+/// Training checkpoints (QAT epoch checkpoints, results/cache/cells/<key>/epoch_N.pt) are a
+/// 80-byte qbench header and a LibTorch archive: bytes 0-7 kCheckpointMagic, 8-15 the archive's
+/// length (little-endian), 16-79 the archive's SHA-256 (64 lowercase hex digits), then the
+/// archive, whose root holds "model" (Module::save's layout) and "optimizer" (Optimizer::save).
+/// `tail -c +81 FILE | sha256sum` reproduces the hash.
+inline constexpr char kCheckpointMagic[9] = "QBCKPT01";
+inline constexpr std::size_t kCheckpointHeaderBytes = 80;
+
+/// Writes a training checkpoint atomically (common::atomic_write_file: temporary file in the same
+/// folder, fsync, rename, fsync of the folder; the "checkpoint" of the test-only fault hook): a
+/// reader finds the old file or the whole new one. Every tensor is copied to the CPU first (SGD
+/// momentum buffers included), so a checkpoint written on a GPU reads on any machine.
 void save_checkpoint(const torch::nn::Module& model, torch::optim::Optimizer& opt, const std::string& path);
-/// Reads save_checkpoint's file into `model` and `opt`, its tensors placed on the model's device.
-void load_checkpoint(torch::nn::Module& model, torch::optim::Optimizer& opt, const std::string& path);
+
+/// Checks a checkpoint without loading it into a model. Verified: the qbench header's length and
+/// SHA-256 match the archive. Unhashed: a bare LibTorch archive (written before checkpoints carried
+/// a hash) that LibTorch reads and that holds "model" and "optimizer". Corrupt: check.problem names
+/// the file and what is wrong (bad magic, truncated, length or hash mismatch, unreadable archive).
+/// Throws qbench::DataError only when the file cannot be opened.
+IntegrityCheck verify_checkpoint(const std::string& path);
+
+/// Gives an Unhashed checkpoint its qbench header (the same archive bytes, rewritten atomically)
+/// and returns the check of the result. Throws qbench::DataError when the file is not Unhashed.
+IntegrityCheck add_checkpoint_hash(const std::string& path);
+
+/// Reads save_checkpoint's file into `model` and `opt`, its tensors placed on the model's device,
+/// after verifying it (an Unhashed one is accepted as it is). Throws qbench::DataError naming the
+/// file for a Corrupt one, before anything is loaded. Returns what the check found.
+Integrity load_checkpoint(torch::nn::Module& model, torch::optim::Optimizer& opt, const std::string& path);
 
 /// Applies the training augmentation in place of a copy: random crop with 2-pixel padding (pad
 /// value = the batch minimum, i.e. the background) and a horizontal flip with p = 0.5

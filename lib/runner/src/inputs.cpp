@@ -1,0 +1,185 @@
+#include "qbench/runner/inputs.h"
+
+#include <spdlog/spdlog.h>
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <set>
+
+#include "qbench/common/errors.h"
+#include "qbench/common/progress.h"
+#include "qbench/common/strings.h"
+#include "qbench/common/yaml_reader.h"
+#include "qbench/data/dataset.h"
+#include "qbench/models/models.h"
+#include "qbench/models/safetensors.h"
+
+namespace qbench::runner {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Located {
+  std::string key;  ///< key path as the user wrote it (e.g. sizes.cpu.dataset.root)
+  SourceMark mark;
+};
+
+std::optional<Located> find_key(const YAML::Node& node, const std::vector<std::string>& keys, std::size_t i,
+                                const std::string& prefix) {
+  if (i == keys.size()) return Located{prefix, yaml::mark_of(node)};
+  if (!node.IsMap()) return std::nullopt;
+  const YAML::Node child = node[keys[i]];
+  if (!child) return std::nullopt;
+  return find_key(child, keys, i + 1, yaml::child_path(prefix, keys[i]));
+}
+
+// Where `keys` is set in the matrix text: in the applied `sizes` entry if it sets it, else at the
+// top level. Unknown position (0:0) when the text does not have it (a Matrix built in code).
+Located locate(const config::Matrix& m, const std::vector<std::string>& keys) {
+  try {
+    const YAML::Node root = YAML::Load(m.yaml_text);
+    if (!m.size.empty() && root.IsMap() && root["sizes"] && root["sizes"].IsMap())
+      if (auto l = find_key(root["sizes"][m.size], keys, 0, "sizes." + m.size)) return *l;
+    if (auto l = find_key(root, keys, 0, "")) return *l;
+  } catch (const YAML::Exception&) {
+  }
+  return {join(keys, "."), {}};
+}
+
+// Says which option points at the dataset files, and turns a data problem into a usage error.
+class DataOrigin {
+ public:
+  DataOrigin(const config::Matrix& m, const RunOptions& opt, const data::DatasetEntry& entry) : m_(m) {
+    if (!entry.uses_root) {
+      kind_ = Kind::Generated;
+      where_ = locate(m, {"dataset"});
+    } else if (!opt.data_root.empty()) {
+      kind_ = Kind::Flag;
+      root_ = opt.data_root;
+    } else if (!m.dataset.root.empty()) {
+      kind_ = Kind::Matrix;
+      root_ = m.dataset.root;
+      where_ = locate(m, {"dataset", "root"});
+    } else {
+      kind_ = Kind::Default;
+      root_ = entry.default_root;
+      where_ = locate(m, {"dataset"});
+      if (where_.key.empty()) where_.key = "dataset";
+    }
+  }
+  const std::string& root() const { return root_; }
+  bool from_flag() const { return kind_ == Kind::Flag; }
+
+  [[noreturn]] void fail(const std::string& what) const {
+    switch (kind_) {
+      case Kind::Flag:
+        throw ConfigError("--data-root " + root_ + ": " + what);
+      case Kind::Matrix:
+        throw ConfigError(m_.file, where_.mark.line, where_.mark.column, where_.key, what);
+      case Kind::Default:
+        if (root_.empty()) break;
+        throw ConfigError(m_.file, where_.mark.line, where_.mark.column, where_.key,
+                          "dataset '" + m_.dataset.name + "' is read from its default location " + root_ +
+                              " (set dataset.root or --data-root): " + what);
+      case Kind::Generated:
+        break;
+    }
+    throw ConfigError(m_.file, where_.mark.line, where_.mark.column, where_.key, what);
+  }
+
+ private:
+  enum class Kind { Generated, Flag, Matrix, Default };
+  const config::Matrix& m_;
+  Kind kind_ = Kind::Generated;
+  std::string root_;
+  Located where_;
+};
+
+bool is_imported(const config::Matrix& m, const std::string& arch) {
+  auto it = m.arch_options.find(arch);
+  return it != m.arch_options.end() && !it->second.weights.empty();
+}
+
+}  // namespace
+
+InputsChecked validate_inputs(const config::Matrix& m, const std::vector<config::Cell>& cells, const RunOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  InputsChecked out;
+  if (cells.empty()) return out;
+  const auto& entry = data::dataset_registry().get(m.dataset.name);
+  const DataOrigin origin(m, opt, entry);
+  config::DatasetSpec spec = m.dataset;
+  if (!opt.data_root.empty()) spec.root = opt.data_root;
+
+  // The dataset folder first: its absence is the most common mistake, and says the most plainly.
+  if (entry.uses_root) {
+    if (origin.root().empty())
+      origin.fail("dataset '" + m.dataset.name + "' has no default location: set dataset.root or --data-root");
+    if (!fs::is_directory(origin.root()))
+      origin.fail((origin.from_flag() ? std::string() : origin.root() + ": ") + "no such folder (the " +
+                  m.dataset.name + " dataset folder)");
+  }
+
+  bool needs_train = false;
+  std::set<std::string> archs;
+  for (const auto& c : cells) {
+    archs.insert(c.arch);
+    if (!is_imported(m, c.arch)) needs_train = true;  // its baseline may be trained (or rebuilt)
+    if (c.kind == CellKind::Qat) needs_train = true;
+    if (c.kind == CellKind::Ptq && m.ptq.calibration.source == "data") needs_train = true;
+  }
+  auto check_split = [&](data::Split split) {
+    try {
+      auto s = data::validate_dataset(spec, split);
+      out.splits.push_back(data::split_name(split));
+      out.files.insert(out.files.end(), s.files.begin(), s.files.end());
+      return s;
+    } catch (const ConfigError&) {
+      throw;
+    } catch (const std::exception& e) {  // DataError, or a file system error while looking
+      origin.fail(e.what());
+    }
+  };
+  const data::SplitSummary test = check_split(data::Split::Test);
+  std::optional<data::SplitSummary> train;
+  if (needs_train) train = check_split(data::Split::Train);
+
+  // Imported weights: the file on its own, then against the network it is for.
+  for (const auto& arch : archs) {
+    if (!is_imported(m, arch)) continue;
+    const auto& o = m.arch_options.at(arch);
+    const Located where = locate(m, {"architectures", arch, "weights"});
+    auto fail = [&](const std::string& what) {
+      throw ConfigError(m.file, where.mark.line, where.mark.column, where.key, what);
+    };
+    models::SafetensorsFile file;
+    try {
+      file = models::read_safetensors(o.weights);
+    } catch (const Error& e) {
+      fail(e.what());
+    }
+    if (file.check.status == Integrity::Corrupt) fail(file.check.problem);
+    models::ModelSpec ms{test.shape.channels, test.classes, test.shape.height};
+    ms.width = o.width;
+    ms.stem = models::resolve_stem(o.stem, test.shape.height);
+    auto model = models::make_model(arch, ms);
+    try {
+      models::import_weights(*model, file.tensors, o.weights);
+    } catch (const DataError& e) {
+      fail(e.what());
+    }
+    out.weights.push_back(o.weights);
+  }
+
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::string what = m.dataset.name + " test split (" + std::to_string(test.items) + " images)";
+  if (train) what += ", train split (" + std::to_string(train->items) + " images)";
+  if (!out.weights.empty()) what += ", " + std::to_string(out.weights.size()) + " weights file(s)";
+  Progress::global().clear();
+  spdlog::info("inputs checked in {:.0f} ms: {}, {} files", out.seconds * 1000, what, out.files.size() + out.weights.size());
+  return out;
+}
+
+}  // namespace qbench::runner
