@@ -1,7 +1,22 @@
 #pragma once
-// A registry per kind of thing (algorithm, architecture, dataset, profile, observer). Entries are
-// added by explicit registration functions (no static initialisers), so the order is
-// deterministic and `qbench list` prints them in registration order.
+// A registry per kind of thing (algorithm, architecture, dataset, profile, observer, QAT method,
+// report format and table). Entries are added by explicit registration functions, never by static
+// initialisers (the linker drops those from static libraries), so the order is deterministic and
+// `qbench list` prints them in registration order.
+//
+// Each registry's list of registration functions is a table generated at configure time from the
+// `qbench_registry_entry(<table> <source>)` lines of its component's CMakeLists.txt
+// (lib/common/cmake/registry.cmake): adding an entry is its own source file plus that one line.
+// The function that fills the registry includes the table twice:
+//
+//   #define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<ArchEntry>&);
+//   #include "qbench/registry/archs.inc"   // declares every register_<file>()
+//   #undef QBENCH_REGISTRY_ENTRY
+//   ...
+//     Registry<ArchEntry> r("architecture");
+//   #define QBENCH_REGISTRY_ENTRY(fn) fn(r);
+//   #include "qbench/registry/archs.inc"   // calls them, in the CMake lines' order
+//   #undef QBENCH_REGISTRY_ENTRY
 #include <functional>
 #include <map>
 #include <string>
