@@ -1,11 +1,14 @@
-// The report's public entry points: the format registry, option parsing and loading a run.
+// The report's public entry points: the table list, the format registry, option parsing and
+// loading a run.
 #include "qbench/report/report.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include "model.h"
 #include "qbench/common/errors.h"
 #include "qbench/common/strings.h"
+#include "table.h"
 
 namespace qbench::report {
 
@@ -14,6 +17,14 @@ namespace {
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
+}
+
+/// "<option>: unknown <what> 'x' (did you mean: ...)" for the first of `names` not in `valid`.
+void check_known(const char* option, const char* what, const std::vector<std::string>& names,
+                 const std::vector<std::string>& valid) {
+  for (const auto& n : names)
+    if (std::find(valid.begin(), valid.end(), n) == valid.end())
+      throw ConfigError(std::string(option) + ": unknown " + what + " '" + n + "'" + did_you_mean(n, valid));
 }
 
 }  // namespace
@@ -34,25 +45,23 @@ Filter parse_filter(const std::string& text) {
   return f;
 }
 
-void check_group_by(const std::vector<std::string>& axes) {
-  const auto& names = axis_names();
-  for (const auto& a : axes)
-    if (std::find(names.begin(), names.end(), a) == names.end())
-      throw ConfigError("--group-by: unknown axis '" + a + "'" + did_you_mean(a, names));
+void check_group_by(const std::vector<std::string>& axes) { check_known("--group-by", "axis", axes, axis_names()); }
+
+const std::vector<TableInfo>& tables() {
+  static const std::vector<TableInfo> list = [] {
+    std::vector<TableInfo> out;
+    for (const auto& [id, entry] : detail::table_registry().entries()) out.push_back({id, entry.help});
+    return out;
+  }();
+  return list;
 }
 
 const std::vector<std::string>& table_ids() {
-  static const std::vector<std::string> ids{"accuracy", "hardware",     "latency",     "deploy",
-                                            "deploy_layers", "cost", "cost_by_kind", "failures"};
+  static const std::vector<std::string> ids = detail::table_registry().names();
   return ids;
 }
 
-void check_tables(const std::vector<std::string>& ids) {
-  const auto& valid = table_ids();
-  for (const auto& id : ids)
-    if (std::find(valid.begin(), valid.end(), id) == valid.end())
-      throw ConfigError("--table: unknown table '" + id + "'" + did_you_mean(id, valid));
-}
+void check_tables(const std::vector<std::string>& ids) { check_known("--table", "table", ids, table_ids()); }
 
 const std::vector<FormatInfo>& formats() {
   static const std::vector<FormatInfo> registry{
