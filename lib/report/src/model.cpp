@@ -316,6 +316,10 @@ Json run_json(const store::RunInfo& run) {
   return j;
 }
 
+bool is_code_label(const std::string& label) {
+  return label == "git revision" || label == "matrix file" || label == "matrix sha256" || label == "command line";
+}
+
 // The table generated from the qbench_registry_entry(report_tables ...) lines of
 // lib/report/CMakeLists.txt: a table is its own file in src/tables/ plus that line.
 #define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<TableEntry>&);

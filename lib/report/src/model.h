@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "qbench/common/registry.h"
 #include "qbench/report/report.h"
 
 namespace qbench::report::detail {
@@ -116,6 +117,9 @@ struct Model {
 };
 
 Model build_model(const ReportInput& in, const ReportOptions& opt);
+
+/// Provenance lines whose value is shown as code (revision, file, hash, command line).
+bool is_code_label(const std::string& label);
 
 template <class T>
 void push_unique(std::vector<T>& v, const T& x) {

@@ -1,5 +1,5 @@
-// The report's public entry points: the table list, the format registry, option parsing and
-// loading a run.
+// The report's public entry points: the table and format registries, option parsing and loading
+// a run.
 #include "qbench/report/report.h"
 
 #include <algorithm>
@@ -63,15 +63,32 @@ const std::vector<std::string>& table_ids() {
 
 void check_tables(const std::vector<std::string>& ids) { check_known("--table", "table", ids, table_ids()); }
 
+// The table generated from the qbench_registry_entry(report_formats ...) lines of
+// lib/report/CMakeLists.txt: a format is its own file in src/formats/ plus that line.
+#define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<FormatInfo>&);
+#include "qbench/registry/report_formats.inc"
+#undef QBENCH_REGISTRY_ENTRY
+
 const std::vector<FormatInfo>& formats() {
-  static const std::vector<FormatInfo> registry{
-      {"markdown", {"md"}, "tables in GitHub-flavoured markdown", &render_markdown},
-      {"html", {"htm"}, "one self-contained page with tables and interactive charts (works offline)", &render_html},
-      {"latex", {"tex"}, "a standalone LaTeX document, booktabs tables (pdflatex)", &render_latex},
-      {"csv", {}, "one line per cell, RFC 4180", &render_csv},
-      {"json", {}, "the rows and the aggregated tables", &render_json},
-  };
-  return registry;
+  static const std::vector<FormatInfo> list = [] {
+    Registry<FormatInfo> r("report format");
+#define QBENCH_REGISTRY_ENTRY(fn) fn(r);
+#include "qbench/registry/report_formats.inc"
+#undef QBENCH_REGISTRY_ENTRY
+    std::vector<FormatInfo> out;
+    std::vector<std::string> spellings;  // names and aliases: each must mean one format
+    for (const auto& [name, f] : r.entries()) {
+      spellings.push_back(name);
+      for (const auto& a : f.aliases) {
+        if (std::find(spellings.begin(), spellings.end(), a) != spellings.end() || r.contains(a))
+          throw Error("report format alias '" + a + "' is already a format's name or alias");
+        spellings.push_back(a);
+      }
+      out.push_back(f);
+    }
+    return out;
+  }();
+  return list;
 }
 
 const FormatInfo& find_format(const std::string& name) {

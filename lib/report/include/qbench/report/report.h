@@ -65,7 +65,8 @@ struct FormatInfo {
   std::string description;
   Renderer render;
 };
-/// Every format, in the order --help lists them (markdown, html, latex, csv, json).
+/// Every format, in the order --help lists them (markdown, html, latex, csv, json): the entries
+/// of the format registry (src/formats/, one file each).
 const std::vector<FormatInfo>& formats();
 /// The format called `name` (case-insensitive, aliases included); throws ConfigError naming the
 /// valid ones otherwise.
