@@ -61,6 +61,17 @@ const std::vector<std::string>& table_ids() {
   return ids;
 }
 
+std::string table_help() {
+  std::size_t width = 0;
+  for (const auto& t : tables()) width = std::max(width, t.id.size());
+  std::string out;
+  for (const auto& t : tables()) {
+    if (!out.empty()) out += '\n';
+    out += "  " + t.id + std::string(width - t.id.size() + 2, ' ') + t.help;
+  }
+  return out;
+}
+
 void check_tables(const std::vector<std::string>& ids) { check_known("--table", "table", ids, table_ids()); }
 
 // The table generated from the qbench_registry_entry(report_formats ...) lines of

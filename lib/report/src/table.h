@@ -34,7 +34,7 @@ struct TableInput {
 using TableBuilder = std::vector<Table> (*)(const TableInput&);
 
 struct TableEntry {
-  std::string help;  ///< one line saying what the table shows (tables())
+  std::string help;  ///< one line for `--table`'s help (tables(), table_help())
   TableBuilder build;
   /// Optional: the id of an earlier table; each of this entry's tables then goes right after
   /// that table's table of the same group (cost by kind beside the cost of its dataset).

@@ -54,6 +54,8 @@ struct TableInfo {
 const std::vector<TableInfo>& tables();
 /// The table ids --table accepts, in report order (tables()' ids).
 const std::vector<std::string>& table_ids();
+/// One line per table, "  id  help", for --table's help.
+std::string table_help();
 /// Checks --table ids; throws ConfigError with the valid ids otherwise.
 void check_tables(const std::vector<std::string>& ids);
 
