@@ -219,8 +219,7 @@ int main(int argc, char** argv) {
   rep->add_option("--filter", rp.filters, "keep cells with KEY=VALUE (repeatable; dataset, arch, algorithm, profile, bits, seed, kind, status)");
   rep->add_option("--group-by", rp.group_by, "one table per value of these axes (comma-separated or repeated)")
       ->delimiter(',');
-  rep->add_option("--table", rp.tables, "only these tables: accuracy, hardware, latency, deploy, deploy_layers, cost, cost_by_kind, failures "
-                                        "(csv: exactly one, instead of the rows)")
+  rep->add_option("--table", rp.tables, "only these tables (csv: exactly one, instead of the rows):\n" + qbench::report::table_help())
       ->delimiter(',');
 
   CompareArgs ca;

@@ -1,7 +1,8 @@
+// The report as data: rows resolved and filtered, then the registry's tables, the provenance and
+// the chart points.
 #include "model.h"
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -14,6 +15,7 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/common/strings.h"
+#include "table.h"
 
 namespace qbench::report::detail {
 
@@ -84,239 +86,6 @@ void fill_from_config(const std::string& config_json, Row& row) {
     }
   }
   if (auto it = j.find("seed"); it != j.end()) row.seed = json_seed(*it);
-}
-
-template <class T>
-void push_unique(std::vector<T>& v, const T& x) {
-  if (std::find(v.begin(), v.end(), x) == v.end()) v.push_back(x);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Cell text
-
-/// What the rows of one pivot cell hold.
-struct CellStats {
-  Stat top1;
-  Stat delta;  ///< top-1 - FP32 top-1 of each ok seed with a known baseline
-  int failed = 0;
-  int pending = 0;
-};
-
-void add_to_stats(const Row& r, CellStats& s) {
-  if (auto t = r.top1()) {
-    s.top1.values.push_back(*t);
-    if (auto d = r.delta()) s.delta.values.push_back(*d);
-  } else if (r.status == "failed") {
-    ++s.failed;
-  } else if (r.status == "pending") {
-    ++s.pending;
-  }
-}
-
-/// Rounded to 1e-9 for JSON, so that a mean of 91.23 and 91.43 reads 91.33, not 91.33000000000001.
-double round9(double v) { return std::round(v * 1e9) / 1e9; }
-
-/// "91.23 (-0.12)", "91.23 ± 0.10 (-0.12, n=3)", "failed", "—".
-Cell stats_cell(const CellStats& s, bool with_delta) {
-  Cell c;
-  if (s.top1.empty()) {
-    c.text = s.failed ? "failed" : kDash;
-    if (s.failed || s.pending) c.value = Json{{"failed", s.failed}, {"pending", s.pending}};
-    return c;
-  }
-  c.text = fixed(s.top1.mean(), 2);
-  std::vector<std::string> notes;
-  if (s.top1.n() >= 2) c.text += std::string(" ") + kPlusMinus + " " + fixed(s.top1.std(), 2);
-  if (with_delta && !s.delta.empty()) notes.push_back(signed2(s.delta.mean()));
-  if (s.top1.n() >= 2) notes.push_back("n=" + std::to_string(s.top1.n()));
-  if (s.failed) notes.push_back(std::to_string(s.failed) + " failed");
-  if (s.pending) notes.push_back(std::to_string(s.pending) + " pending");
-  if (!notes.empty()) c.text += " (" + join(notes, ", ") + ")";
-  c.value = Json{{"mean", round9(s.top1.mean())}, {"std", s.top1.n() >= 2 ? Json(round9(s.top1.std())) : Json(nullptr)},
-                 {"n", s.top1.n()}};
-  if (with_delta) c.value["delta"] = s.delta.empty() ? Json(nullptr) : Json(round9(s.delta.mean()));
-  c.value["failed"] = s.failed;
-  c.value["pending"] = s.pending;
-  return c;
-}
-
-/// "1.234" or "1.234 ± 0.010" (n >= 2); "—" when empty.
-Cell stat_cell(const Stat& s, int decimals) {
-  Cell c;
-  if (s.empty()) {
-    c.text = kDash;
-    return c;
-  }
-  c.text = fixed(s.mean(), decimals);
-  if (s.n() >= 2) c.text += std::string(" ") + kPlusMinus + " " + fixed(s.std(), decimals);
-  c.value = Json{{"mean", round9(s.mean())}, {"std", s.n() >= 2 ? Json(round9(s.std())) : Json(nullptr)}, {"n", s.n()}};
-  return c;
-}
-
-Cell text_cell(const std::string& s) { return Cell{s.empty() ? std::string(kDash) : one_line(s), json_string(s)}; }
-Cell int_cell(long long v) { return Cell{std::to_string(v), Json(v)}; }
-Cell num_cell(double v, int decimals) { return Cell{fixed(v, decimals), Json(round9(v))}; }
-
-// ---------------------------------------------------------------------------------------------
-// Groups
-
-using Group = std::vector<std::pair<std::string, std::string>>;
-
-/// The group of a row: the table's own axes, then the --group-by axes it does not already have.
-Group group_of(const Row& r, const std::vector<std::string>& base, const std::vector<std::string>& extra) {
-  Group g;
-  for (const auto& a : base) g.emplace_back(a, axis_value(r, a));
-  for (const auto& a : extra)
-    if (std::find(base.begin(), base.end(), a) == base.end()) g.emplace_back(a, axis_value(r, a));
-  return g;
-}
-
-std::string group_label(const Group& g, std::size_t n_base) {
-  std::vector<std::string> parts;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const std::string v = g[i].second.empty() ? "?" : one_line(g[i].second);
-    parts.push_back(i < n_base ? v : g[i].first + "=" + v);
-  }
-  return join(parts, " / ");
-}
-
-/// Rows split by group, groups in first-appearance order.
-template <class Pred>
-std::vector<std::pair<Group, std::vector<const Row*>>> split(const std::vector<Row>& rows, const std::vector<std::string>& base,
-                                                             const std::vector<std::string>& extra, Pred keep) {
-  std::vector<std::pair<Group, std::vector<const Row*>>> out;
-  std::vector<std::string> axes = base;
-  for (const auto& a : extra)
-    if (std::find(base.begin(), base.end(), a) == base.end()) axes.push_back(a);
-  std::unordered_map<std::string, std::size_t> index;
-  std::string k;
-  for (const auto& r : rows) {
-    if (!keep(r)) continue;
-    k.clear();
-    for (const auto& a : axes) (k += axis_value(r, a)) += '\x1f';
-    auto [it, inserted] = index.emplace(k, out.size());
-    if (inserted) out.emplace_back(group_of(r, base, extra), std::vector<const Row*>{});
-    out[it->second].second.push_back(&r);
-  }
-  return out;
-}
-
-int kind_rank(const std::string& kind) {
-  if (kind == "fp32") return 0;
-  if (kind == "ptq") return 1;
-  if (kind == "qat") return 2;
-  return 3;
-}
-
-int source_rank(const std::string& s) {
-  static const char* const order[] = {"measured-fp32",      "measured-fakequant",      "measured-int8", "modeled",
-                                      "measured-fp32-cuda", "measured-fakequant-cuda"};
-  constexpr int n = static_cast<int>(sizeof(order) / sizeof(order[0]));
-  for (int i = 0; i < n; ++i)
-    if (s == order[i]) return i;
-  return n;
-}
-
-/// Bit-width columns: widest first (fp32, w8a8, w4a8, w4a4, ...), then unknown ones.
-bool bits_before(const Row* a, const Row* b) {
-  auto key = [](const Row* r) { return std::make_pair(-r->w_bits.value_or(-1), -r->a_bits.value_or(-1)); };
-  return key(a) < key(b);
-}
-
-/// The FP32 column: one baseline value per seed among a table row's members (stored with the
-/// cell, else the baseline row's own result, which may have failed).
-CellStats fp32_stats(const std::vector<const Row*>& members,
-                     const std::map<std::tuple<std::string, std::string, std::optional<uint64_t>>, const Row*>& baselines) {
-  std::vector<std::optional<uint64_t>> seeds;
-  for (const Row* r : members) push_unique(seeds, r->seed);
-  CellStats fp32;
-  for (const auto& seed : seeds) {
-    std::optional<double> v;
-    const Row* any = nullptr;
-    for (const Row* r : members) {
-      if (r->seed != seed) continue;
-      any = r;
-      if (r->fp32_top1 && !v) v = r->fp32_top1;
-    }
-    if (v) {
-      fp32.top1.values.push_back(*v);
-      continue;
-    }
-    auto b = baselines.find(std::make_tuple(any->dataset, any->arch, seed));
-    if (b != baselines.end()) add_to_stats(*b->second, fp32);
-  }
-  return fp32;
-}
-
-using BaselineMap = std::map<std::tuple<std::string, std::string, std::optional<uint64_t>>, const Row*>;
-
-/// Pivot: rows arch x algorithm, columns FP32 then the values of `column_axis`.
-Table pivot(const std::string& id, const std::string& title, const Group& group, const std::vector<const Row*>& members,
-            const std::string& column_axis, bool baselines_only, const BaselineMap& baselines) {
-  Table t;
-  t.id = id;
-  t.title = title;
-  t.group = group;
-  t.caption = "Top-1 accuracy in percent (delta vs FP32 in points); mean " + std::string(kPlusMinus) +
-              " sample std over seeds, with n when more than one seed.";
-  // One pass: each member goes to its (arch, algorithm) row and its column, both in order of
-  // first appearance (then bit widths widest first).
-  std::vector<std::pair<std::string, std::string>> keys;
-  std::unordered_map<std::string, std::size_t> key_index, col_index;
-  std::vector<std::vector<const Row*>> by_key;
-  std::vector<std::vector<std::pair<std::size_t, const Row*>>> by_key_col;  // (column, row)
-  std::vector<std::string> cols;
-  std::vector<const Row*> col_rep;  // a row per column, for ordering bit widths
-  std::string k;
-  for (const Row* r : members) {
-    k.clear();
-    (k += r->arch) += '\x1f';
-    k += r->algorithm;
-    auto [kit, knew] = key_index.emplace(k, keys.size());
-    if (knew) {
-      keys.emplace_back(r->arch, r->algorithm);
-      by_key.emplace_back();
-      by_key_col.emplace_back();
-    }
-    by_key[kit->second].push_back(r);
-    if (baselines_only) continue;
-    const std::string& c = axis_value(*r, column_axis);
-    auto [cit, cnew] = col_index.emplace(c, cols.size());
-    if (cnew) {
-      cols.push_back(c);
-      col_rep.push_back(r);
-    }
-    by_key_col[kit->second].emplace_back(cit->second, r);
-  }
-  std::vector<std::size_t> order(cols.size());
-  std::iota(order.begin(), order.end(), 0);
-  if (column_axis == "bits")
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return bits_before(col_rep[a], col_rep[b]); });
-  t.columns = {{"arch"}, {"algorithm"}, {"FP32", true}};
-  for (auto i : order) t.columns.push_back({cols[i].empty() ? "?" : cols[i], true});
-  for (std::size_t ki = 0; ki < keys.size(); ++ki) {
-    std::vector<Cell> cells{text_cell(keys[ki].first), text_cell(keys[ki].second),
-                            stats_cell(fp32_stats(by_key[ki], baselines), false)};
-    std::vector<CellStats> stats(cols.size());
-    for (const auto& [ci, r] : by_key_col[ki]) add_to_stats(*r, stats[ci]);
-    for (auto i : order) cells.push_back(stats_cell(stats[i], true));
-    t.rows.push_back(std::move(cells));
-  }
-  return t;
-}
-
-std::string describe_source(const std::string& s) {
-  if (s == "measured-fp32") return "measured-fp32: the FP32 model, timed";
-  if (s == "measured-fakequant")
-    return "measured-fakequant: the simulated (fake-quantized) model timed in float, not the speed of an integer "
-           "deployment";
-  if (s == "measured-int8") return "measured-int8: the model run and timed on an integer backend";
-  if (s == "measured-fp32-cuda") return "measured-fp32-cuda: the FP32 model, timed on a CUDA GPU (not comparable with CPU times)";
-  if (s == "measured-fakequant-cuda")
-    return "measured-fakequant-cuda: the simulated (fake-quantized) model timed in float on a CUDA GPU, not the speed "
-           "of an integer deployment";
-  if (s == "modeled") return "modeled: estimated by a cost model, not measured";
-  return s + ": unknown source";
 }
 
 std::string opt_label(const std::string& s) { return s.empty() ? std::string("?") : s; }
@@ -425,17 +194,19 @@ std::vector<Row> resolve(const ReportInput& in) {
   return rows;
 }
 
-const std::string& axis_value(const Row& r, const std::string& axis) {
-  if (axis == "dataset") return r.dataset;
-  if (axis == "arch") return r.arch;
-  if (axis == "algorithm") return r.algorithm;
-  if (axis == "profile") return r.profile;
-  if (axis == "bits") return r.bits_text;
-  if (axis == "seed") return r.seed_text;
-  if (axis == "kind") return r.kind;
-  if (axis == "status") return r.status;
+const std::string Row::*axis_member(const std::string& axis) {
+  if (axis == "dataset") return &Row::dataset;
+  if (axis == "arch") return &Row::arch;
+  if (axis == "algorithm") return &Row::algorithm;
+  if (axis == "profile") return &Row::profile;
+  if (axis == "bits") return &Row::bits_text;
+  if (axis == "seed") return &Row::seed_text;
+  if (axis == "kind") return &Row::kind;
+  if (axis == "status") return &Row::status;
   throw ConfigError("unknown report axis '" + axis + "'" + did_you_mean(axis, axis_names()));
 }
+
+const std::string& axis_value(const Row& r, const std::string& axis) { return r.*axis_member(axis); }
 
 std::vector<Row> apply_filters(const std::vector<Row>& rows, const std::vector<Filter>& filters) {
   if (filters.empty()) return rows;
@@ -545,6 +316,27 @@ Json run_json(const store::RunInfo& run) {
   return j;
 }
 
+bool is_code_label(const std::string& label) {
+  return label == "git revision" || label == "matrix file" || label == "matrix sha256" || label == "command line";
+}
+
+// The table generated from the qbench_registry_entry(report_tables ...) lines of
+// lib/report/CMakeLists.txt: a table is its own file in src/tables/ plus that line.
+#define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<TableEntry>&);
+#include "qbench/registry/report_tables.inc"
+#undef QBENCH_REGISTRY_ENTRY
+
+const Registry<TableEntry>& table_registry() {
+  static const Registry<TableEntry> reg = [] {
+    Registry<TableEntry> r("report table");
+#define QBENCH_REGISTRY_ENTRY(fn) fn(r);
+#include "qbench/registry/report_tables.inc"
+#undef QBENCH_REGISTRY_ENTRY
+    return r;
+  }();
+  return reg;
+}
+
 Model build_model(const ReportInput& in, const ReportOptions& opt) {
   check_group_by(opt.group_by);
   check_tables(opt.tables);
@@ -591,327 +383,49 @@ Model build_model(const ReportInput& in, const ReportOptions& opt) {
   for (const auto& r : all)
     if (r.is_baseline()) baselines.emplace(std::make_tuple(r.dataset, r.arch, r.seed), &r);
 
-  // Academic track: per (dataset, profile), rows arch x algorithm, columns bit widths. Baselines
-  // are the FP32 column; they get a table of their own only when their dataset has no other.
-  std::set<std::string> datasets_with_cells;
-  for (const auto& r : rows)
-    if (!r.dataset.empty() && !r.is_baseline()) datasets_with_cells.insert(r.dataset);
-  const std::vector<std::string> acc_base{"dataset", "profile"};
-  for (const auto& [g, members] : split(rows, acc_base, extra, [](const Row& r) { return !r.dataset.empty() && !r.is_baseline(); }))
-    m.tables.push_back(pivot("accuracy", "Academic track: " + group_label(g, 2), g, members, "bits", false, baselines));
-  for (const auto& [g, members] : split(rows, acc_base, extra, [&](const Row& r) {
-         return !r.dataset.empty() && r.is_baseline() && !datasets_with_cells.count(r.dataset);
-       }))
-    m.tables.push_back(pivot("accuracy", "Academic track: " + group_label(g, 2), g, members, "bits", true, baselines));
-
-  // Hardware track: per (dataset, bits), columns profile; only where a dataset has two or more
-  // profiles (with one, it would repeat the academic track).
-  std::map<std::string, std::set<std::string>> profiles_of;
-  for (const auto& r : rows)
-    if (!r.is_baseline() && !r.dataset.empty()) profiles_of[r.dataset].insert(r.profile);
-  const std::vector<std::string> hw_base{"dataset", "bits"};
-  for (const auto& [g, members] : split(rows, hw_base, extra, [&](const Row& r) {
-         return !r.dataset.empty() && !r.is_baseline() && profiles_of[r.dataset].size() >= 2;
-       })) {
-    auto t = pivot("hardware", "Hardware track: " + group_label(g, 2), g, members, "profile", false, baselines);
-    m.tables.push_back(std::move(t));
-  }
-  if (!datasets_with_cells.empty() &&
-      std::none_of(profiles_of.begin(), profiles_of.end(), [](const auto& p) { return p.second.size() >= 2; })) {
-    Table t;
-    t.id = "hardware";
-    t.title = "Hardware track";
-    std::set<std::string> profiles;
-    for (const auto& [dataset, ps] : profiles_of) profiles.insert(ps.begin(), ps.end());
-    std::vector<std::string> names(profiles.begin(), profiles.end());
-    t.empty_text = "The hardware track compares profiles side by side; this run has one profile per dataset (" +
-                   join(names, ", ") + "), shown in the academic track above.";
-    m.tables.push_back(std::move(t));
-  }
-
-  // Latency, with its source on every row; rows of one source together.
-  const std::vector<std::string> ds_base{"dataset"};
-  bool any_latency = false;
-  for (const auto& [g, members] : split(rows, ds_base, extra, [](const Row& r) {
-         return r.result && (r.result->latency_ms_p50 || r.result->latency_ms_p90);
-       })) {
-    any_latency = true;
-    Table t;
-    t.id = "latency";
-    t.title = "Latency: " + group_label(g, 1);
-    t.group = g;
-    t.caption = "Forward-pass latency in milliseconds at the batch size shown; mean " + std::string(kPlusMinus) +
-                " std over seeds. The source says what was timed.";
-    t.columns = {{"arch"}, {"algorithm"}, {"profile"}, {"bits"}, {"batch", true}, {"p50 ms", true}, {"p90 ms", true},
-                 {"n", true}, {"source"}};
-    // Rows of one (source, arch, algorithm, profile, bits, batch), sources in canonical order.
-    struct LatencyRow {
-      int rank;
-      const Row* first;
-      Stat p50, p90;
-    };
-    std::vector<LatencyRow> lrows;
-    std::unordered_map<std::string, std::size_t> index;
-    std::vector<std::string> sources;
-    std::string k;
-    for (const Row* r : members) {
-      const auto& res = *r->result;
-      k.clear();
-      for (const std::string* part : {&res.latency_source, &r->arch, &r->algorithm, &r->profile, &r->bits_text}) (k += *part) += '\x1f';
-      k += res.latency_batch ? std::to_string(*res.latency_batch) : std::string("-");
-      auto [it, inserted] = index.emplace(k, lrows.size());
-      if (inserted) {
-        lrows.push_back({source_rank(res.latency_source), r, {}, {}});
-        push_unique(sources, res.latency_source);
+  // The tables, in the registry's order (only those --table names).
+  const TableInput table_input{in, opt, rows, baselines};
+  for (const auto& [id, entry] : table_registry().entries()) {
+    if (!opt.tables.empty() && std::find(opt.tables.begin(), opt.tables.end(), id) == opt.tables.end()) continue;
+    for (auto& t : entry.build(table_input)) {
+      t.id = id;
+      auto at = m.tables.end();
+      if (!entry.beside.empty()) {
+        auto it = std::find_if(m.tables.rbegin(), m.tables.rend(),
+                               [&](const Table& x) { return x.id == entry.beside && x.group == t.group; });
+        if (it != m.tables.rend()) at = it.base();
       }
-      auto& lr = lrows[it->second];
-      if (res.latency_ms_p50) lr.p50.values.push_back(*res.latency_ms_p50);
-      if (res.latency_ms_p90) lr.p90.values.push_back(*res.latency_ms_p90);
+      m.tables.insert(at, std::move(t));
     }
-    std::stable_sort(lrows.begin(), lrows.end(), [](const LatencyRow& a, const LatencyRow& b) { return a.rank < b.rank; });
-    for (const auto& lr : lrows) {
-      const Row& r = *lr.first;
-      t.rows.push_back({text_cell(r.arch), text_cell(r.algorithm), text_cell(r.profile), text_cell(r.bits_text),
-                        r.result->latency_batch ? int_cell(*r.result->latency_batch) : text_cell(""), stat_cell(lr.p50, 3),
-                        stat_cell(lr.p90, 3), int_cell(static_cast<long long>(std::max(lr.p50.n(), lr.p90.n()))),
-                        text_cell(r.result->latency_source)});
-    }
-    std::sort(sources.begin(), sources.end(), [](const std::string& a, const std::string& b) {
-      return std::make_pair(source_rank(a), a) < std::make_pair(source_rank(b), b);
-    });
-    if (sources.size() > 1) {
-      t.notes.push_back("This table mixes latency sources (" + join(sources, ", ") +
-                        "): compare numbers only between rows of one source.");
-    }
-    for (const auto& s : sources) t.notes.push_back(describe_source(s.empty() ? "?" : s) + ".");
-    m.tables.push_back(std::move(t));
   }
-  if (!any_latency) {
-    Table t;
-    t.id = "latency";
-    t.title = "Latency";
-    t.empty_text = "No cell has a latency measurement.";
-    m.tables.push_back(std::move(t));
-  }
-
-  // Simulated vs deployed, where a cell was also run on an integer backend.
-  bool any_deploy = false;
-  for (const auto& [g, members] : split(rows, ds_base, extra, [](const Row& r) {
-         return r.ok_metric(&CellResult::deploy_top1) || r.ok_metric(&CellResult::deploy_agreement) ||
-                r.ok_metric(&CellResult::logit_cosine) || r.ok_metric(&CellResult::sqnr_db);
-       })) {
-    any_deploy = true;
-    Table t;
-    t.id = "deploy";
-    t.title = "Simulated vs deployed: " + group_label(g, 1);
-    t.group = g;
-    t.caption = "Top-1 in percent of the simulated (fake-quantized) model and of the same model deployed on an integer "
-                "backend; gap = deployed - simulated; agreement = share of test images with the same predicted class "
-                "(percent); logit cosine similarity and SQNR (dB) of the deployed logits against the simulated ones. "
-                "Means over seeds.";
-    t.columns = {{"arch"},           {"algorithm"},        {"profile"},        {"bits"},
-                 {"simulated", true}, {"deployed", true},   {"gap", true},      {"agreement %", true},
-                 {"logit cosine", true}, {"SQNR dB", true}, {"n", true}};
-    std::vector<const Row*> keys;  // the first row of each (arch, algorithm, profile, bits)
-    std::vector<std::array<Stat, 6>> stats;  // sim, deploy, gap, agreement, cosine, sqnr
-    std::unordered_map<std::string, std::size_t> index;
-    std::string key;
-    for (const Row* r : members) {
-      key.clear();
-      for (const std::string* part : {&r->arch, &r->algorithm, &r->profile, &r->bits_text}) (key += *part) += '\x1f';
-      auto [it, inserted] = index.emplace(key, keys.size());
-      if (inserted) {
-        keys.push_back(r);
-        stats.emplace_back();
-      }
-      auto& s = stats[it->second];
-      auto add = [](Stat& st, std::optional<double> v) {
-        if (v) st.values.push_back(*v);
-      };
-      auto sim = r->top1(), dep = r->ok_metric(&CellResult::deploy_top1);
-      add(s[0], sim);
-      add(s[1], dep);
-      if (sim && dep) s[2].values.push_back(*dep - *sim);
-      add(s[3], r->ok_metric(&CellResult::deploy_agreement));
-      add(s[4], r->ok_metric(&CellResult::logit_cosine));
-      add(s[5], r->ok_metric(&CellResult::sqnr_db));
-    }
-    for (std::size_t ki = 0; ki < keys.size(); ++ki) {
-      const Row& k = *keys[ki];
-      const auto& s = stats[ki];
-      auto mean_cell = [](const Stat& st, int d, bool sign) {
-        if (st.empty()) return Cell{kDash, nullptr};
-        return Cell{sign ? signed2(st.mean()) : fixed(st.mean(), d), Json(round9(st.mean()))};
-      };
-      std::size_t n = 0;
-      for (const auto& st : s) n = std::max(n, st.n());
-      t.rows.push_back({text_cell(k.arch), text_cell(k.algorithm), text_cell(k.profile), text_cell(k.bits_text),
-                        mean_cell(s[0], 2, false), mean_cell(s[1], 2, false),
-                        mean_cell(s[2], 2, true), mean_cell(s[3], 2, false), mean_cell(s[4], 4, false),
-                        mean_cell(s[5], 1, false), int_cell(static_cast<long long>(n))});
-    }
-    m.tables.push_back(std::move(t));
-  }
-  // Where each deployed cell departs from its simulation: the first layer (in execution order)
-  // whose deployed output differs anywhere, and the layer with the lowest output SQNR.
-  {
-    Table t;
-    t.id = "deploy_layers";
-    t.title = "Where deployment departs from simulation";
-    t.caption = "Per deployed cell, from its per-layer rows (first test batch): the first layer whose integer output "
-                "differs from the simulation's on any value (share of values differing, the op's own largest error "
-                "in output steps when fed the simulation's input, the operator), and the layer with the lowest "
-                "output SQNR (dB) with errors accumulated from earlier layers. Full rows: table cell_details.";
-    t.columns = {{"arch"}, {"algorithm"}, {"profile"}, {"bits"}, {"seed", true}, {"agreement %", true},
-                 {"first differing layer"}, {"differing %", true}, {"op error steps", true}, {"op"},
-                 {"lowest-SQNR layer"}, {"SQNR dB", true}};
-    for (const auto& r : rows) {
-      if (!r.result) continue;
-      auto it = in.deploy_layers.find(r.result->id);
-      if (it == in.deploy_layers.end() || it->second.empty()) continue;
-      auto value = [](const CellDetail& d, const char* k) -> std::optional<double> {
-        auto v = d.values.find(k);
-        if (v == d.values.end() || !std::isfinite(v->second)) return std::nullopt;
-        return v->second;
-      };
-      const CellDetail* first = nullptr;
-      const CellDetail* worst = nullptr;
-      for (const auto& d : it->second) {
-        if (!first && value(d, "mismatch_pct").value_or(0) > 0) first = &d;
-        auto sq = value(d, "sqnr_db");
-        if (sq && (!worst || *sq < *value(*worst, "sqnr_db"))) worst = &d;
-      }
-      auto opt_cell = [](std::optional<double> v, int dec) { return v ? num_cell(*v, dec) : Cell{kDash, nullptr}; };
-      t.rows.push_back({text_cell(r.arch), text_cell(r.algorithm), text_cell(r.profile), text_cell(r.bits_text),
-                        text_cell(r.seed_text), opt_cell(r.result->deploy_agreement, 2),
-                        text_cell(first ? first->name : "none (bit-exact on this batch)"),
-                        opt_cell(first ? value(*first, "mismatch_pct") : std::nullopt, 3),
-                        opt_cell(first ? value(*first, "op_max_err_steps") : std::nullopt, 0),
-                        text_cell(first ? first->text : ""), text_cell(worst ? worst->name : ""),
-                        opt_cell(worst ? value(*worst, "sqnr_db") : std::nullopt, 1)});
-    }
-    if (!t.rows.empty()) m.tables.push_back(std::move(t));
-  }
-  if (!any_deploy) {
-    Table t;
-    t.id = "deploy";
-    t.title = "Simulated vs deployed";
-    t.empty_text = "No cell of this run was deployed to an integer backend, so there is no simulated-vs-deployed gap to show.";
-    m.tables.push_back(std::move(t));
-  }
-
-  // Cost: wall time per cell by kind, arch and algorithm, then totals per kind (PTQ vs QAT).
-  for (const auto& [g, members] : split(rows, ds_base, extra, [](const Row& r) { return r.result && r.result->wall_s; })) {
-    Table t;
-    t.id = "cost";
-    t.title = "Cost: " + group_label(g, 1);
-    t.group = g;
-    t.caption = "Seconds per cell (mean " + std::string(kPlusMinus) +
-                " std over its cells, failed ones included): train/calibrate = FP32 training, PTQ calibration or QAT "
-                "fine-tuning; eval = the test set; wall = the whole cell.";
-    t.columns = {{"kind"}, {"arch"}, {"algorithm"}, {"cells", true}, {"train/calibrate s", true}, {"eval s", true},
-                 {"wall s", true}, {"total wall s", true}};
-    struct CostRow {
-      int rank;
-      const Row* first;
-      std::array<Stat, 3> s;  // train/calibrate, eval, wall
-    };
-    std::vector<CostRow> crows;
-    std::unordered_map<std::string, std::size_t> index;
-    std::map<std::pair<int, std::string>, Stat> by_kind;
-    double total = 0;
-    std::string key;
-    for (const Row* r : members) {
-      const auto& res = *r->result;
-      key.clear();
-      for (const std::string* part : {&r->kind, &r->arch, &r->algorithm}) (key += *part) += '\x1f';
-      auto [it, inserted] = index.emplace(key, crows.size());
-      if (inserted) crows.push_back({kind_rank(r->kind), r, {}});
-      auto& s = crows[it->second].s;
-      if (res.quant_wall_s) s[0].values.push_back(*res.quant_wall_s);
-      if (res.eval_wall_s) s[1].values.push_back(*res.eval_wall_s);
-      s[2].values.push_back(*res.wall_s);
-      by_kind[{kind_rank(r->kind), r->kind}].values.push_back(*res.wall_s);
-      total += *res.wall_s;
-    }
-    std::stable_sort(crows.begin(), crows.end(), [](const CostRow& a, const CostRow& b) { return a.rank < b.rank; });
-    for (const auto& c : crows) {
-      const auto& s = c.s;
-      double sum = std::accumulate(s[2].values.begin(), s[2].values.end(), 0.0);
-      t.rows.push_back({text_cell(c.first->kind), text_cell(c.first->arch), text_cell(c.first->algorithm),
-                        int_cell(static_cast<long long>(s[2].n())), stat_cell(s[0], 1), stat_cell(s[1], 1),
-                        stat_cell(s[2], 1), num_cell(sum, 1)});
-    }
-    m.tables.push_back(std::move(t));
-
-    Table k;
-    k.id = "cost_by_kind";
-    k.title = "Cost by kind: " + group_label(g, 1);
-    k.group = g;
-    k.caption = "Wall time of the cells of each kind (fp32 baselines, PTQ, QAT).";
-    k.columns = {{"kind"}, {"cells", true}, {"wall s per cell", true}, {"total wall s", true}, {"share %", true}};
-    for (const auto& [kk, st] : by_kind) {
-      double sum = std::accumulate(st.values.begin(), st.values.end(), 0.0);
-      k.rows.push_back({text_cell(kk.second), int_cell(static_cast<long long>(st.n())), stat_cell(st, 1), num_cell(sum, 1),
-                        num_cell(total > 0 ? 100.0 * sum / total : 0.0, 1)});
-    }
-    m.tables.push_back(std::move(k));
-  }
-
-  // Failures with their errors.
-  if (m.failed) {
-    Table t;
-    t.id = "failures";
-    t.title = "Failed cells";
-    t.caption = "Every failed cell with its error message.";
-    t.columns = {{"cell"}, {"dataset"}, {"arch"}, {"algorithm"}, {"profile"}, {"bits"}, {"seed", true}, {"error", false, true}};
-    for (const auto& r : rows) {
-      if (r.status != "failed") continue;
-      t.rows.push_back({text_cell(r.cell_key.substr(0, 12)), text_cell(r.dataset), text_cell(r.arch), text_cell(r.algorithm),
-                        text_cell(r.profile), text_cell(r.bits()),
-                        r.seed ? Cell{std::to_string(*r.seed), Json(*r.seed)} : text_cell(""),
-                        text_cell(r.result ? r.result->error : std::string())});
-    }
-    m.tables.push_back(std::move(t));
-  }
-
-  if (!opt.tables.empty())
-    m.tables.erase(std::remove_if(m.tables.begin(), m.tables.end(),
-                                  [&](const Table& t) {
-                                    return std::find(opt.tables.begin(), opt.tables.end(), t.id) == opt.tables.end();
-                                  }),
-                   m.tables.end());
 
   // Chart points: per (dataset, profile, group-by axes, arch, algorithm, bits, latency source).
-  std::unordered_map<std::string, std::size_t> point_index;
-  std::string key;
   static const std::string kNoSource;
-  for (const auto& r : rows) {
-    if (r.dataset.empty()) continue;
-    const std::string& source = r.result ? r.result->latency_source : kNoSource;
-    key.clear();
-    for (const std::string* part : {&r.dataset, &r.profile, &r.arch, &r.algorithm, &r.bits_text, &source}) (key += *part) += '\x1f';
-    for (const auto& a : extra) (key += axis_value(r, a)) += '\x1f';
-    auto [it, inserted] = point_index.emplace(key, m.points.size());
-    if (inserted) {
-      const std::string label = group_label(group_of(r, {}, extra), 0);
-      Point pt;
-      pt.dataset = r.dataset;
-      pt.arch = opt_label(r.arch);
-      pt.algorithm = opt_label(r.algorithm);
-      pt.profile = opt_label(r.profile);
-      pt.bits = opt_label(r.bits());
-      pt.w_bits = r.w_bits.value_or(32);
-      pt.a_bits = r.a_bits.value_or(32);
-      pt.group_label = label;
-      pt.latency_source = source;
-      m.points.push_back(pt);
+  auto source_of = [](const Row& r) -> const std::string& { return r.result ? r.result->latency_source : kNoSource; };
+  const auto with_dataset = rows_where(rows, [](const Row& r) { return !r.dataset.empty(); });
+  for (const auto& g : group_rows(with_dataset, [&](const Row& r, std::string& key) {
+         for (const std::string* part : {&r.dataset, &r.profile, &r.arch, &r.algorithm, &r.bits_text, &source_of(r)})
+           add_key(key, *part);
+         for (const auto& a : extra) add_key(key, axis_value(r, a));
+       })) {
+    const Row& r = *g.first;
+    Point pt;
+    pt.dataset = r.dataset;
+    pt.arch = opt_label(r.arch);
+    pt.algorithm = opt_label(r.algorithm);
+    pt.profile = opt_label(r.profile);
+    pt.bits = opt_label(r.bits());
+    pt.w_bits = r.w_bits.value_or(32);
+    pt.a_bits = r.a_bits.value_or(32);
+    pt.group_label = group_label(group_of(r, {}, extra), 0);
+    pt.latency_source = source_of(r);
+    for (const Row* x : g.rows) {
+      if (auto t = x->top1()) pt.top1.values.push_back(*t);
+      if (x->fp32_top1 && x->top1()) pt.fp32_top1.values.push_back(*x->fp32_top1);
+      if (auto l = x->ok_metric(&CellResult::latency_ms_p50)) pt.latency_p50.values.push_back(*l);
+      if (auto d = x->ok_metric(&CellResult::deploy_top1)) pt.deploy_top1.values.push_back(*d);
     }
-    Point& pt = m.points[it->second];
-    if (auto t = r.top1()) pt.top1.values.push_back(*t);
-    if (r.fp32_top1 && r.top1()) pt.fp32_top1.values.push_back(*r.fp32_top1);
-    if (auto l = r.ok_metric(&CellResult::latency_ms_p50)) pt.latency_p50.values.push_back(*l);
-    if (auto d = r.ok_metric(&CellResult::deploy_top1)) pt.deploy_top1.values.push_back(*d);
+    m.points.push_back(std::move(pt));
   }
   return m;
 }

@@ -1,5 +1,6 @@
 #pragma once
 // The report as data: resolved rows and the tables every format renders. Internal to report.
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -9,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "qbench/common/registry.h"
 #include "qbench/report/report.h"
 
 namespace qbench::report::detail {
@@ -60,6 +62,8 @@ struct Row {
 std::vector<Row> resolve(const ReportInput& in);
 /// The value of `axis` (one of axis_names()) for a row, as text ("" when unknown).
 const std::string& axis_value(const Row& r, const std::string& axis);
+/// The Row member that holds `axis`'s text (for loops over many rows); throws on an unknown axis.
+const std::string Row::*axis_member(const std::string& axis);
 /// Keeps the rows that pass every filter. FP32 baselines are the reference column: filters on
 /// algorithm, profile, bits and kind keep the baselines of the cells they keep. A filter value
 /// that matches no row of the run is a ConfigError (a typo should not give an empty report).
@@ -85,7 +89,7 @@ struct Cell {
 };
 /// One table of the report. Every format renders the same tables.
 struct Table {
-  std::string id;     ///< accuracy | hardware | latency | deploy | cost | cost_by_kind | failures
+  std::string id;     ///< the name of its entry in the table registry (table.h): accuracy, hardware, ...
   std::string title;  ///< "Academic track: fashion-mnist / academic"
   std::vector<std::pair<std::string, std::string>> group;  ///< axis -> value of this table's group
   std::string caption;                                     ///< what a cell holds
@@ -113,6 +117,14 @@ struct Model {
 };
 
 Model build_model(const ReportInput& in, const ReportOptions& opt);
+
+/// Provenance lines whose value is shown as code (revision, file, hash, command line).
+bool is_code_label(const std::string& label);
+
+template <class T>
+void push_unique(std::vector<T>& v, const T& x) {
+  if (std::find(v.begin(), v.end(), x) == v.end()) v.push_back(x);
+}
 
 /// Formatting shared by the renderers.
 std::string fixed(double v, int decimals);

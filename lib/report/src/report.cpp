@@ -1,11 +1,14 @@
-// The report's public entry points: the format registry, option parsing and loading a run.
+// The report's public entry points: the table and format registries, option parsing and loading
+// a run.
 #include "qbench/report/report.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include "model.h"
 #include "qbench/common/errors.h"
 #include "qbench/common/strings.h"
+#include "table.h"
 
 namespace qbench::report {
 
@@ -14,6 +17,14 @@ namespace {
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
+}
+
+/// "<option>: unknown <what> 'x' (did you mean: ...)" for the first of `names` not in `valid`.
+void check_known(const char* option, const char* what, const std::vector<std::string>& names,
+                 const std::vector<std::string>& valid) {
+  for (const auto& n : names)
+    if (std::find(valid.begin(), valid.end(), n) == valid.end())
+      throw ConfigError(std::string(option) + ": unknown " + what + " '" + n + "'" + did_you_mean(n, valid));
 }
 
 }  // namespace
@@ -34,35 +45,61 @@ Filter parse_filter(const std::string& text) {
   return f;
 }
 
-void check_group_by(const std::vector<std::string>& axes) {
-  const auto& names = axis_names();
-  for (const auto& a : axes)
-    if (std::find(names.begin(), names.end(), a) == names.end())
-      throw ConfigError("--group-by: unknown axis '" + a + "'" + did_you_mean(a, names));
+void check_group_by(const std::vector<std::string>& axes) { check_known("--group-by", "axis", axes, axis_names()); }
+
+const std::vector<TableInfo>& tables() {
+  static const std::vector<TableInfo> list = [] {
+    std::vector<TableInfo> out;
+    for (const auto& [id, entry] : detail::table_registry().entries()) out.push_back({id, entry.help});
+    return out;
+  }();
+  return list;
 }
 
 const std::vector<std::string>& table_ids() {
-  static const std::vector<std::string> ids{"accuracy", "hardware",     "latency",     "deploy",
-                                            "deploy_layers", "cost", "cost_by_kind", "failures"};
+  static const std::vector<std::string> ids = detail::table_registry().names();
   return ids;
 }
 
-void check_tables(const std::vector<std::string>& ids) {
-  const auto& valid = table_ids();
-  for (const auto& id : ids)
-    if (std::find(valid.begin(), valid.end(), id) == valid.end())
-      throw ConfigError("--table: unknown table '" + id + "'" + did_you_mean(id, valid));
+std::string table_help() {
+  std::size_t width = 0;
+  for (const auto& t : tables()) width = std::max(width, t.id.size());
+  std::string out;
+  for (const auto& t : tables()) {
+    if (!out.empty()) out += '\n';
+    out += "  " + t.id + std::string(width - t.id.size() + 2, ' ') + t.help;
+  }
+  return out;
 }
 
+void check_tables(const std::vector<std::string>& ids) { check_known("--table", "table", ids, table_ids()); }
+
+// The table generated from the qbench_registry_entry(report_formats ...) lines of
+// lib/report/CMakeLists.txt: a format is its own file in src/formats/ plus that line.
+#define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<FormatInfo>&);
+#include "qbench/registry/report_formats.inc"
+#undef QBENCH_REGISTRY_ENTRY
+
 const std::vector<FormatInfo>& formats() {
-  static const std::vector<FormatInfo> registry{
-      {"markdown", {"md"}, "tables in GitHub-flavoured markdown", &render_markdown},
-      {"html", {"htm"}, "one self-contained page with tables and interactive charts (works offline)", &render_html},
-      {"latex", {"tex"}, "a standalone LaTeX document, booktabs tables (pdflatex)", &render_latex},
-      {"csv", {}, "one line per cell, RFC 4180", &render_csv},
-      {"json", {}, "the rows and the aggregated tables", &render_json},
-  };
-  return registry;
+  static const std::vector<FormatInfo> list = [] {
+    Registry<FormatInfo> r("report format");
+#define QBENCH_REGISTRY_ENTRY(fn) fn(r);
+#include "qbench/registry/report_formats.inc"
+#undef QBENCH_REGISTRY_ENTRY
+    std::vector<FormatInfo> out;
+    std::vector<std::string> spellings;  // names and aliases: each must mean one format
+    for (const auto& [name, f] : r.entries()) {
+      spellings.push_back(name);
+      for (const auto& a : f.aliases) {
+        if (std::find(spellings.begin(), spellings.end(), a) != spellings.end() || r.contains(a))
+          throw Error("report format alias '" + a + "' is already a format's name or alias");
+        spellings.push_back(a);
+      }
+      out.push_back(f);
+    }
+    return out;
+  }();
+  return list;
 }
 
 const FormatInfo& find_format(const std::string& name) {

@@ -438,6 +438,49 @@ TEST_CASE("report: --table keeps the named tables; CSV writes one table at a tim
   CHECK_THROWS_WITH(report::render_markdown(in, opt), "--table: unknown table 'latncy' (did you mean: latency?)");
 }
 
+TEST_CASE("report: the table registry is the one list of tables, their help and the README's ids", "[report]") {
+  std::vector<std::string> ids;
+  for (const auto& t : report::tables()) {
+    ids.push_back(t.id);
+    CHECK_FALSE(t.help.empty());
+  }
+  // Report order: the order of the qbench_registry_entry(report_tables ...) lines.
+  CHECK(join(ids, ",") == "accuracy,hardware,latency,deploy,deploy_layers,cost,cost_by_kind,failures");
+  CHECK(report::table_ids() == ids);
+  // --table's help: one line per table, its id then its help.
+  const std::string help = report::table_help();
+  std::size_t lines = 1;
+  for (char c : help) lines += c == '\n';
+  CHECK(lines == ids.size());
+  for (const auto& t : report::tables()) CHECK_THAT(help, Catch::Contains("  " + t.id + " ") && Catch::Contains(t.help));
+  CHECK_NOTHROW(report::check_tables(ids));
+  CHECK_THROWS_WITH(report::check_tables({"x"}), "--table: unknown table 'x' (known: " + join(ids, ", ") + ")");
+  // The README's list of --table ids is this list, so that the two cannot drift apart.
+  const auto readme = std::filesystem::path(QBENCH_TEST_SOURCE_DIR).parent_path() / "README.md";
+  INFO(readme.string() << ": its --table list must read (" << join(ids, ", ") << ")");
+  CHECK_THAT(read_file(readme), Catch::Contains("(" + join(ids, ", ") + ")"));
+}
+
+TEST_CASE("report: tables come in registry order, each cost by kind beside the cost table of its group", "[report]") {
+  Fixture fx;
+  auto in = fx.input();
+  report::ReportOptions opt;
+  opt.group_by = {"arch"};
+  auto ids = [&] {  // "id(arch)" per table, in report order
+    std::vector<std::string> seen;
+    const auto j = nlohmann::json::parse(report::render_json(in, opt));
+    for (const auto& t : j["tables"]) seen.push_back(t["id"].get<std::string>() + "(" + t["group"].value("arch", "") + ")");
+    return join(seen, ",");
+  };
+  CHECK(ids() ==
+        "accuracy(resnet20),accuracy(mlp),accuracy(resnet20),hardware(resnet20),hardware(resnet20),hardware(mlp),"
+        "hardware(mlp),latency(resnet20),latency(mlp),deploy(resnet20),cost(resnet20),cost_by_kind(resnet20),cost(mlp),"
+        "cost_by_kind(mlp),failures()");
+  // Only cost by kind: its tables without their neighbours, in group order.
+  opt.tables = {"cost_by_kind"};
+  CHECK(ids() == "cost_by_kind(resnet20),cost_by_kind(mlp)");
+}
+
 TEST_CASE("report: run ids parse; anything else is a usage error", "[report]") {
   CHECK_FALSE(report::parse_run_id("latest"));
   CHECK(*report::parse_run_id("12") == 12);

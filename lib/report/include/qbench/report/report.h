@@ -30,9 +30,8 @@ struct ReportOptions {
   /// table per seed instead of mean ± std over seeds). Valid names: axis_names().
   std::vector<std::string> group_by;
   std::vector<Filter> filters;
-  /// Only these tables (ids from table_ids(): accuracy, hardware, latency, deploy, cost,
-  /// cost_by_kind, failures); empty = all. CSV renders the rows without it, and exactly one
-  /// table with it (its group axes as the first columns).
+  /// Only these tables (ids from table_ids()); empty = all. CSV renders the rows without it, and
+  /// exactly one table with it (its group axes as the first columns).
   std::vector<std::string> tables;
   /// HTML only: false writes a placeholder comment instead of each vendored charting library
   /// (for golden files and reviewing diffs); the page then draws no charts.
@@ -46,8 +45,17 @@ const std::vector<std::string>& axis_names();
 Filter parse_filter(const std::string& text);
 /// Checks --group-by names; throws ConfigError with the valid names otherwise.
 void check_group_by(const std::vector<std::string>& axes);
-/// The table ids --table accepts, in report order.
+/// One table of the report: the id --table accepts and a line saying what it shows.
+struct TableInfo {
+  std::string id;
+  std::string help;
+};
+/// Every table, in report order: the entries of the table registry (src/tables/, one file each).
+const std::vector<TableInfo>& tables();
+/// The table ids --table accepts, in report order (tables()' ids).
 const std::vector<std::string>& table_ids();
+/// One line per table, "  id  help", for --table's help.
+std::string table_help();
 /// Checks --table ids; throws ConfigError with the valid ids otherwise.
 void check_tables(const std::vector<std::string>& ids);
 
@@ -59,7 +67,8 @@ struct FormatInfo {
   std::string description;
   Renderer render;
 };
-/// Every format, in the order --help lists them (markdown, html, latex, csv, json).
+/// Every format, in the order --help lists them (markdown, html, latex, csv, json): the entries
+/// of the format registry (src/formats/, one file each).
 const std::vector<FormatInfo>& formats();
 /// The format called `name` (case-insensitive, aliases included); throws ConfigError naming the
 /// valid ones otherwise.

@@ -1,4 +1,5 @@
-// CSV and JSON: the per-cell rows (and, in JSON, the aggregated tables) for programs.
+// CSV: the per-cell rows (the JSON row fields as header), or with one --table that table's cells,
+// its group axes first. RFC 4180 quoting, "\n" line ends, empty for null.
 #include <algorithm>
 #include <string>
 
@@ -11,8 +12,6 @@ namespace qbench::report {
 using namespace detail;
 
 namespace {
-
-constexpr int kJsonSchemaVersion = 2;
 
 /// RFC 4180: quote a field holding a comma, quote, CR or LF, and double its quotes.
 std::string csv_field(const Json& v) {
@@ -27,34 +26,6 @@ std::string csv_field(const Json& v) {
   }
   return out + "\"";
 }
-
-Json table_json(const Table& t) {
-  Json j;
-  j["id"] = t.id;
-  j["title"] = t.title;
-  Json g = Json::object();
-  for (const auto& [k, v] : t.group) g[k] = v;
-  j["group"] = g;
-  j["caption"] = json_string(t.caption);
-  j["columns"] = Json::array();
-  for (const auto& c : t.columns) j["columns"].push_back(c.name);
-  j["rows"] = Json::array();
-  j["values"] = Json::array();
-  for (const auto& row : t.rows) {
-    Json texts = Json::array(), values = Json::array();
-    for (const auto& cell : row) {
-      texts.push_back(cell.text);
-      values.push_back(cell.value);
-    }
-    j["rows"].push_back(std::move(texts));
-    j["values"].push_back(std::move(values));
-  }
-  j["notes"] = t.notes;
-  j["empty_text"] = json_string(t.empty_text);
-  return j;
-}
-
-}  // namespace
 
 /// One table kind as CSV: its group axes, then the union of its tables' columns (a pivot's bit
 /// widths differ between groups), one line per table row; empty where a group lacks a column.
@@ -89,6 +60,8 @@ std::string table_csv(const Model& m, const std::string& id) {
   return out;
 }
 
+}  // namespace
+
 std::string render_csv(const ReportInput& in, const ReportOptions& opt) {
   check_group_by(opt.group_by);
   if (opt.tables.size() > 1)
@@ -115,41 +88,9 @@ std::string render_csv(const ReportInput& in, const ReportOptions& opt) {
   return out;
 }
 
-std::string render_json(const ReportInput& in, const ReportOptions& opt) {
-  const Model m = build_model(in, opt);
-  // Written by hand around nlohmann's dumps: the header indented, then one row and one table per
-  // line (a 100,000-row report stays a few seconds and greppable by line).
-  auto indented = [](const std::string& text) {
-    std::string out;
-    for (char c : text) {
-      out += c;
-      if (c == '\n') out += "  ";
-    }
-    return out;
-  };
-  std::string out = "{\n  \"schema_version\": " + std::to_string(kJsonSchemaVersion) + ",\n";
-  out += "  \"run\": " + indented(dump(run_json(in.run), 2)) + ",\n";
-  Json filters = Json::array();
-  for (const auto& f : opt.filters) filters.push_back(Json{{"key", f.key}, {"value", f.value}});
-  out += "  \"filters\": " + dump(filters) + ",\n";
-  out += "  \"group_by\": " + dump(Json(opt.group_by)) + ",\n";
-  out += "  \"rows\": [";
-  for (std::size_t i = 0; i < m.rows.size(); ++i) {
-    out += i ? ",\n    {" : "\n    {";
-    bool first = true;
-    for (const auto& [name, value] : row_fields(m.rows[i])) {
-      if (!first) out += ',';
-      ((out += '"') += name) += "\":";
-      out += dump(value);
-      first = false;
-    }
-    out += '}';
-  }
-  out += m.rows.empty() ? "],\n" : "\n  ],\n";
-  out += "  \"tables\": [";
-  for (std::size_t i = 0; i < m.tables.size(); ++i) out += (i ? ",\n    " : "\n    ") + dump(table_json(m.tables[i]));
-  out += m.tables.empty() ? "]\n}\n" : "\n  ]\n}\n";
-  return out;
+void register_csv(Registry<FormatInfo>& r) {
+  const FormatInfo f{"csv", {}, "one line per cell, RFC 4180", &render_csv};
+  r.add(f.name, f);
 }
 
 }  // namespace qbench::report

@@ -352,4 +352,10 @@ std::string render_html(const ReportInput& in, const ReportOptions& opt) {
   return out;
 }
 
+void register_html(Registry<FormatInfo>& r) {
+  const FormatInfo f{"html", {"htm"}, "one self-contained page with tables and interactive charts (works offline)",
+                    &render_html};
+  r.add(f.name, f);
+}
+
 }  // namespace qbench::report
