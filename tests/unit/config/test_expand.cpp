@@ -20,7 +20,7 @@ using qbench::config::test::fake_catalog;
 
 namespace {
 
-const std::filesystem::path kFixtures = std::filesystem::path(__FILE__).parent_path() / "../../fixtures/config";
+const std::filesystem::path kFixtures = std::filesystem::path(QBENCH_TEST_SOURCE_DIR) / "fixtures/config";
 
 Matrix parse(const std::string& yaml) { return parse_matrix(yaml, "m.yaml", fake_catalog()); }
 

@@ -22,7 +22,7 @@ using Catch::Matchers::StartsWith;
 
 namespace {
 
-const std::filesystem::path kFixtures = std::filesystem::path(__FILE__).parent_path() / "../../fixtures/config";
+const std::filesystem::path kFixtures = std::filesystem::path(QBENCH_TEST_SOURCE_DIR) / "fixtures/config";
 
 /// The message of the ConfigError that parsing `yaml` throws, or "<no error>".
 std::string error_of(const std::string& yaml) {

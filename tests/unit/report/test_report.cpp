@@ -21,7 +21,7 @@ namespace {
 
 using namespace qbench::report_test;
 
-const std::filesystem::path kFixtures = std::filesystem::path(__FILE__).parent_path() / "../../fixtures/report";
+const std::filesystem::path kFixtures = std::filesystem::path(QBENCH_TEST_SOURCE_DIR) / "fixtures/report";
 
 std::string read_file(const std::filesystem::path& p) {
   std::ifstream f(p, std::ios::binary);
