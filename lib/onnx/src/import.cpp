@@ -94,8 +94,18 @@ at::Tensor to_tensor(const op::TensorProto& t) {
     throw std::runtime_error("tensor '" + t.name() + "' keeps its data in an external file (not supported)");
   std::vector<int64_t> dims(t.dims().begin(), t.dims().end());
   int64_t n = 1;
-  for (auto d : dims) n *= d;
+  for (auto d : dims) {
+    if (d < 0 || (d > 0 && n > (int64_t{1} << 40) / d)) throw std::runtime_error("tensor '" + t.name() + "' has an invalid shape");
+    n *= d;
+  }
   const bool raw = t.has_raw_data();
+  {  // the data must be there before anything is allocated (a corrupt file can claim any shape)
+    int64_t have = raw ? static_cast<int64_t>(t.raw_data().size())
+                       : std::max<int64_t>({t.float_data_size(), t.double_data_size(), t.int64_data_size(),
+                                            t.int32_data_size()}) * 8;
+    if (n > have && !(n == 0))
+      throw std::runtime_error("tensor '" + t.name() + "' holds fewer values than its shape needs");
+  }
   auto check_raw = [&](size_t elem) {
     if (t.raw_data().size() != static_cast<size_t>(n) * elem)
       throw std::runtime_error("tensor '" + t.name() + "' holds " + std::to_string(t.raw_data().size()) +
@@ -311,6 +321,25 @@ at::Tensor read_tensor_pb(const std::string& path) {
   }
 }
 
+FileSummary peek_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw OnnxError(base_name(path) + ": cannot open the file (" + std::strerror(errno) + ")");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  op::ModelProto m;
+  if (!m.ParseFromString(ss.str())) throw OnnxError(base_name(path) + ": not an ONNX model: the protobuf does not parse");
+  FileSummary s;
+  for (const auto& o : m.opset_import())
+    if (o.domain().empty() || o.domain() == "ai.onnx") s.opset = o.version();
+  std::set<std::string> inits;
+  for (const auto& t : m.graph().initializer()) inits.insert(t.name());
+  for (const auto& i : m.graph().input())
+    if (!inits.count(i.name())) s.inputs.push_back(i.name());
+  for (const auto& o : m.graph().output()) s.outputs.push_back(o.name());
+  for (const auto& n : m.graph().node()) s.ops.push_back(n.op_type());
+  return s;
+}
+
 ImportedGraph import_file(const std::string& path, const ImportOptions& options) {
   ImportedGraph g;
   g.path = path;
@@ -361,7 +390,6 @@ ImportedGraph import_file(const std::string& path, const ImportOptions& options)
     for (const auto& in : graph->input()) found = found || in.name() == name;
     if (!found) throw fail("bind: the graph has no input '" + name + "'");
   }
-  if (runtime_inputs.empty()) throw fail("the graph has no runtime input");
   std::vector<std::string> problems;  // every offending node / value, one a line
   for (size_t k = 0; k < runtime_inputs.size(); ++k) {
     auto* in = graph->mutable_input(runtime_inputs[k]);
@@ -749,15 +777,17 @@ ImportedGraph import_file(const std::string& path, const ImportOptions& options)
         problems.push_back("node " + n.label() + ": unresolvable dynamic shape: input '" + n.inputs[i] +
                            "' depends on the batch size");
   for (const auto& o : g.outputs)
-    if (g.constants.count(o) || g.sym_values.count(o)) problems.push_back("output '" + o + "' is a constant");
+    if (g.sym_values.count(o)) problems.push_back("output '" + o + "' is a shape that depends on the batch");
 
   if (!problems.empty()) {
     const bool any_op = std::any_of(problems.begin(), problems.end(), [](const std::string& p) {
       return p.find("operator not supported") != std::string::npos;
     });
-    std::string msg = std::to_string(problems.size()) + " problem" + (problems.size() > 1 ? "s" : "") + ":\n  " +
-                      g.file_name + ": " + join(problems, ("\n  " + g.file_name + ": ").c_str());
-    if (any_op) msg += "\n  (supported: " + join(supported_ops(), ", ") + ")";
+    const std::string sup_list = any_op ? " (supported: " + join(supported_ops(), ", ") + ")" : "";
+    if (problems.size() == 1) throw fail(problems[0] + sup_list);
+    std::string msg = std::to_string(problems.size()) + " problems:\n  " + g.file_name + ": " +
+                      join(problems, ("\n  " + g.file_name + ": ").c_str());
+    if (any_op) msg += "\n  " + sup_list.substr(1);
     throw fail(msg);
   }
   return g;

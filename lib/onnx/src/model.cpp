@@ -1214,7 +1214,7 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
       s.info.module = prefix + nm;
     }
   }
-  if (layer_count == 0) throw g.error("the graph has no conv, Gemm or MatMul layer with constant weights to quantize");
+  (void)layer_count;
   for (auto& s : P.steps) {
     if (s.conv)
       for (auto& p : s.conv->parameters(true)) s.info.params += p.numel();
@@ -1269,7 +1269,7 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
     }
   };
   probe(1, true);
-  if (g.shapes.count(g.inputs[0]) && !g.shapes.at(g.inputs[0]).empty() && g.shapes.at(g.inputs[0])[0].pow == 1)
+  if (!g.inputs.empty() && g.shapes.count(g.inputs[0]) && !g.shapes.at(g.inputs[0]).empty() && g.shapes.at(g.inputs[0])[0].pow == 1)
     probe(2, false);
   train(was_training);
   for (const auto& s : P.steps) P.infos.push_back(s.info);
@@ -1299,7 +1299,13 @@ std::vector<at::Tensor> OnnxModel::run(const std::vector<at::Tensor>& inputs) {
 }
 
 std::shared_ptr<OnnxModel> make_model(const ImportedGraph& g, bool use_initializers) {
-  return std::make_shared<OnnxModel>(g, use_initializers);
+  auto m = std::make_shared<OnnxModel>(g, use_initializers);
+  if (g.inputs.size() != 1 || g.outputs.size() != 1)
+    throw g.error("a classifier has one input and one output; this graph has " + std::to_string(g.inputs.size()) +
+                  " inputs and " + std::to_string(g.outputs.size()) + " outputs");
+  if (m->quant_layers().empty())
+    throw g.error("the graph has no Conv, Gemm or MatMul with constant weights: nothing to quantize");
+  return m;
 }
 
 }  // namespace qbench::onnx

@@ -104,6 +104,16 @@ const std::vector<std::string>& supported_ops();
 /// resolve.
 ImportedGraph import_file(const std::string& path, const ImportOptions& options = {});
 
+/// What a file declares, without checking it: the default-domain opset and the graph's inputs
+/// (initializers that are also inputs included) and outputs, in file order. Throws OnnxError when
+/// the file cannot be read or parsed.
+struct FileSummary {
+  int64_t opset = 0;
+  std::vector<std::string> inputs, outputs;
+  std::vector<std::string> ops;  ///< op_type of every node, in file order
+};
+FileSummary peek_file(const std::string& path);
+
 /// Reads a serialized onnx TensorProto (the conformance data's input_*.pb / output_*.pb) into a
 /// tensor (float32, float64, int32, int64, bool, uint8, int8 data). Throws DataError.
 at::Tensor read_tensor_pb(const std::string& path);

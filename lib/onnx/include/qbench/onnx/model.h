@@ -54,7 +54,9 @@ class OnnxModel : public quant::QuantModel {
 /// draw fresh ones from torch's global generator with the zoo's rules (convs Kaiming-normal
 /// fan_out, biases zero; linear layers nn.Linear's uniform; BN weight 1, bias 0; PReLU 0.25), so
 /// `train: true` trains the structure. Throws OnnxError listing every node whose attributes the
-/// executor cannot honour exactly, and when the probe pass (batch 2) fails.
+/// executor cannot honour exactly, when the probe pass (batch 2) fails, and for graphs that are
+/// no classifier to quantize (not one input and one output, or no quantizable layer; the
+/// OnnxModel constructor itself executes any graph, which run() serves).
 std::shared_ptr<OnnxModel> make_model(const ImportedGraph& g, bool use_initializers);
 
 }  // namespace qbench::onnx
