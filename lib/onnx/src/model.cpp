@@ -491,13 +491,13 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
   for (const auto& n : g.nodes) {
     if (fused.count(&n)) continue;
     auto problem = [&](const std::string& why) { problems.push_back("node " + n.label() + ": " + why); };
-    bool missing = false;
+    // An input an earlier refused node would have made: a placeholder, so that this node's own
+    // problems are listed too (nothing runs once there is a problem).
     for (const auto& in : n.inputs)
-      if (!in.empty() && !ref.count(in) && !g.sym_values.count(in)) missing = true;
-    if (missing) {  // an input an earlier refused node would have made
-      if (problems.empty()) problem("an input is not produced by any supported node");
-      continue;
-    }
+      if (!in.empty() && !ref.count(in) && !g.sym_values.count(in)) {
+        if (problems.empty()) problem("input '" + in + "' is not produced by any node");
+        ref[in] = new_slot();
+      }
     Step s;
     s.info.node = n.name;
     s.info.op = n.op;
@@ -1032,7 +1032,7 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
     P.steps.push_back(std::move(s));
   }
   for (const auto& o : g.outputs)
-    if (!ref.count(o)) problems.push_back("output '" + o + "' is not produced by a supported node");
+    if (!ref.count(o) && problems.empty()) problems.push_back("output '" + o + "' is not produced by any node");
   if (!problems.empty()) {
     std::string msg = problems.size() == 1 ? problems[0] : std::to_string(problems.size()) + " problems:\n  " + g.file_name + ": ";
     if (problems.size() > 1)
@@ -1250,10 +1250,11 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
       auto& s = P.steps[i];
       try {
         P.exec(s, v);
-      } catch (const c10::Error& e) {
+      } catch (const std::exception& e) {
+        const auto* ce = dynamic_cast<const c10::Error*>(&e);
         throw g.error("node " + s.info.node + " (" + s.info.op + ") fails on a batch of " + std::to_string(batch) +
                       (batch > 1 ? " (is the batch dimension fixed in the file? export with a dynamic batch axis)" : "") +
-                      ": " + e.what_without_backtrace());
+                      ": " + (ce ? ce->what_without_backtrace() : e.what()));
       }
       if (record) {
         const auto& y = v[static_cast<size_t>(s.out[0])];
