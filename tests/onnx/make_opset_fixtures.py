@@ -203,6 +203,56 @@ a = xm @ W + bias
 hs = a * np.clip(a + 3, 0, 6) / 6
 case("matmul_add_elementwise_opset14", m, xm, 1 / (1 + np.exp(-np.tanh(np.abs(hs) ** 1.5))) / 0.5)
 
+# A tiny residual CNN (8/16 channels, 16x16 input) exported with BatchNormalization kept: the
+# quantization tests' fast stand-in for ResNet-18 (reconstruction, lowering, training).
+class Block(torch.nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(cout)
+        self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                                  torch.nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(y + (self.downsample(x) if self.downsample is not None else x))
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 8, 3, 1, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(8)
+        self.layer1 = torch.nn.Sequential(Block(8, 8, 1), Block(8, 16, 2))
+        self.fc = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        y = self.layer1(torch.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+torch.manual_seed(0)
+tiny = Tiny()
+with torch.no_grad():
+    for mod in tiny.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.weight.uniform_(0.5, 1.5)
+            mod.bias.normal_(0, 0.1)
+            mod.running_mean.normal_(0, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+tiny.eval()
+xt = torch.randn(8, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+with torch.no_grad():
+    np.save(os.path.join(OUT, "tiny_resnet.logits.npy"), tiny(xt).numpy())
+np.save(os.path.join(OUT, "tiny_resnet.input.npy"), xt.numpy())
+torch.onnx.export(tiny, xt, os.path.join(OUT, "tiny_resnet.onnx"), opset_version=13, input_names=["input"],
+                  output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+                  training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+
 with open(os.path.join(OUT, "cases.txt"), "w") as f:
     f.write("\n".join(cases) + "\n")
 
