@@ -253,6 +253,31 @@ torch.onnx.export(tiny, xt, os.path.join(OUT, "tiny_resnet.onnx"), opset_version
                   output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
                   training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
 
+# ResNet-20 as lib/models builds it (CIFAR-style, 16/32/64 channels, 1x1 conv + BN shortcuts where
+# the shape changes), for bench_onnx_executor: the same network hand-written and imported.
+class Resnet20(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 16, 3, 1, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(16)
+        blocks, cin = [], 16
+        for s, w in enumerate((16, 32, 64)):
+            for b in range(3):
+                blocks.append(Block(cin, w, 2 if s > 0 and b == 0 else 1))
+                cin = w
+        self.layers = torch.nn.Sequential(*blocks)
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        y = self.layers(torch.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+r20 = Resnet20().eval()
+torch.onnx.export(r20, torch.randn(2, 1, 28, 28), os.path.join(OUT, "resnet20.onnx"), opset_version=13,
+                  input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+                  training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+
 with open(os.path.join(OUT, "cases.txt"), "w") as f:
     f.write("\n".join(cases) + "\n")
 

@@ -59,7 +59,7 @@ TEST_CASE("older opset forms match numpy / PyTorch", "[onnx][opsets]") {
   CHECK(n >= 30);
 }
 
-TEST_CASE("opset 9 Clip(0, 6) after a conv fuses as ReLU6; opset 9 BN becomes the conv's partner", "[onnx][opsets]") {
+TEST_CASE("opset 9 Clip(0, 6) after a conv fuses as ReLU6 and an opset 9 BN becomes the conv partner", "[onnx][opsets]") {
   const std::string dir = opset_dir();
   {
     auto m = qo::make_model(qo::import_file(dir + "/conv_relu6_attr_opset9.onnx"), true);

@@ -210,7 +210,7 @@ TEST_CASE("tiny residual net: integer lowering on oneDNN agrees with the simulat
   CHECK(cos > 0.99);
 }
 
-TEST_CASE("resnet18: weights round-trip through safetensors; train: true draws fresh weights that train",
+TEST_CASE("weights round-trip through safetensors and train: true draws fresh weights that train",
           "[onnx][quantize]") {
   const std::string dir = QBENCH_TEST_TMP;
   std::system(("mkdir -p " + dir).c_str());

@@ -1,0 +1,66 @@
+// The ONNX executor's cost next to the hand-written zoo network: ResNet-20 (lib/models) against the
+// same structure exported by PyTorch (make_opset_fixtures.py -> resnet20.onnx) and imported, FP32
+// inference in eval mode, batch 1 and 32, 2 threads, the two timed in alternating blocks in one
+// run (so machine noise hits both). Prints the median time per forward and the ratio.
+//
+// usage: qbench_bench_onnx_executor FIXTURE_DIR/opsets/resnet20.onnx [repeats] [threads]
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "qbench/models/models.h"
+#include "qbench/onnx/import.h"
+#include "qbench/onnx/model.h"
+
+namespace {
+
+double time_ms(qbench::quant::QuantModel& m, const at::Tensor& x, int n) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) m.forward(x);
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / n;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s resnet20.onnx [repeats]\n", argv[0]);
+    return 2;
+  }
+  const int repeats = argc > 2 ? std::stoi(argv[2]) : 15;
+  const int threads = argc > 3 ? std::stoi(argv[3]) : 2;
+  at::set_num_threads(threads);
+  at::NoGradGuard ng;
+  qbench::onnx::ImportOptions opt;
+  opt.input_shape = {1, 28, 28};
+  auto onnx_model = qbench::onnx::make_model(qbench::onnx::import_file(argv[1], opt), true);
+  auto zoo = qbench::models::make_model("resnet20", {1, 10, 28});
+  onnx_model->eval();
+  zoo->eval();
+  std::printf("ResNet-20, 28x28, FP32 eval, %d threads: %zu ONNX steps, %zu zoo layers / %zu ONNX layers\n",
+              threads, onnx_model->steps().size(), zoo->quant_layers().size(), onnx_model->quant_layers().size());
+  for (int64_t batch : {1, 32}) {
+    const auto x = at::randn({batch, 1, 28, 28});
+    const int per_block = batch == 1 ? 50 : 5;
+    time_ms(*zoo, x, per_block);
+    time_ms(*onnx_model, x, per_block);
+    std::vector<double> tz, to;
+    for (int r = 0; r < repeats; ++r) {
+      tz.push_back(time_ms(*zoo, x, per_block));
+      to.push_back(time_ms(*onnx_model, x, per_block));
+    }
+    const double mz = median(tz), mo = median(to);
+    std::printf("batch %3lld: zoo %.3f ms  onnx %.3f ms  ratio onnx/zoo %.3f\n", static_cast<long long>(batch), mz, mo,
+                mo / mz);
+  }
+  return 0;
+}
