@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <map>
 #include <set>
@@ -1274,6 +1275,30 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
     probe(2, false);
   train(was_training);
   for (const auto& s : P.steps) P.infos.push_back(s.info);
+}
+
+namespace {
+// Constants other than registered parameters (PReLU slopes are parameters: Module::to moves them
+// in place, which the step's handle sees).
+void move_constants(OnnxModel::Plan& P, const std::function<at::Tensor(const at::Tensor&)>& mv) {
+  for (auto& c : P.consts)
+    if (c.is_floating_point()) c = mv(c);
+  for (auto& s : P.steps)
+    if (s.c0.defined() && s.kind != Kind::PRelu) s.c0 = mv(s.c0);
+}
+}  // namespace
+
+void OnnxModel::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
+  torch::nn::Module::to(device, dtype, non_blocking);
+  move_constants(*plan_, [&](const at::Tensor& t) { return t.to(device, dtype, non_blocking); });
+}
+void OnnxModel::to(torch::Dtype dtype, bool non_blocking) {
+  torch::nn::Module::to(dtype, non_blocking);
+  move_constants(*plan_, [&](const at::Tensor& t) { return t.to(dtype, non_blocking); });
+}
+void OnnxModel::to(torch::Device device, bool non_blocking) {
+  torch::nn::Module::to(device, non_blocking);
+  move_constants(*plan_, [&](const at::Tensor& t) { return t.to(device, /*dtype=*/t.scalar_type(), non_blocking); });
 }
 
 at::Tensor OnnxModel::forward(const at::Tensor& x) {

@@ -39,6 +39,11 @@ class OnnxModel : public quant::QuantModel {
   bool has_bn() const { return has_bn_; }
   const std::vector<StepInfo>& steps() const;
   const std::string& file_name() const { return file_name_; }
+  /// Module::to, and the graph's constant operands (Gemm matrix biases, constant Mul/Add operands,
+  /// pool divisors) go along, so the executor runs on any device.
+  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Device device, bool non_blocking = false) override;
   const std::vector<int64_t>& sample_shape() const { return sample_shape_; }
 
   struct Plan;  // in model.cpp
