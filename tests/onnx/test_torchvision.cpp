@@ -29,7 +29,9 @@ int count_op(const onnx::ImportedGraph& g, const std::string& op) {
   return n;
 }
 
-void check_model(const std::string& name) {
+/// `blocks`: the architecture's residual blocks (adds with a skip) or multi-branch modules that
+/// concatenate (Inception, Fire, ShuffleNet's stride-2 units), from torchvision's definitions.
+void check_model(const std::string& name, size_t blocks) {
   const std::string dir = fixture_dir();
   const auto x = test::read_npy(dir + "/" + name + ".input.npy");
   const auto ref = test::read_npy(dir + "/" + name + ".logits.npy");
@@ -60,6 +62,9 @@ void check_model(const std::string& name) {
     CHECK(std::string(layers.front().layer->layer_type()) == "conv2d");
     CHECK(layers.front().is_first);
     CHECK(layers.back().is_last);
+    const auto bl = m->blocks();
+    CHECK(bl.size() == blocks);
+    for (const auto& b : bl) CHECK(!b.layers.empty());
     // Another batch size runs too (the batch is dynamic), and each sample's logits do not depend on
     // the others in the batch (eval-mode BN).
     const auto y1 = m->forward(x.narrow(0, 1, 1));
@@ -69,11 +74,11 @@ void check_model(const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("torchvision resnet18 matches PyTorch", "[onnx][torchvision]") { check_model("resnet18"); }
-TEST_CASE("torchvision mobilenet_v2 matches PyTorch", "[onnx][torchvision]") { check_model("mobilenet_v2"); }
-TEST_CASE("torchvision mobilenet_v3_small matches PyTorch", "[onnx][torchvision]") { check_model("mobilenet_v3_small"); }
-TEST_CASE("torchvision shufflenet_v2_x0_5 matches PyTorch", "[onnx][torchvision]") { check_model("shufflenet_v2_x0_5"); }
-TEST_CASE("torchvision squeezenet1_1 matches PyTorch", "[onnx][torchvision]") { check_model("squeezenet1_1"); }
-TEST_CASE("torchvision efficientnet_b0 matches PyTorch", "[onnx][torchvision]") { check_model("efficientnet_b0"); }
-TEST_CASE("torchvision regnet_x_400mf matches PyTorch", "[onnx][torchvision]") { check_model("regnet_x_400mf"); }
-TEST_CASE("torchvision googlenet matches PyTorch", "[onnx][torchvision]") { check_model("googlenet"); }
+TEST_CASE("torchvision resnet18 matches PyTorch", "[onnx][torchvision]") { check_model("resnet18", 8); }
+TEST_CASE("torchvision mobilenet_v2 matches PyTorch", "[onnx][torchvision]") { check_model("mobilenet_v2", 10); }
+TEST_CASE("torchvision mobilenet_v3_small matches PyTorch", "[onnx][torchvision]") { check_model("mobilenet_v3_small", 6); }
+TEST_CASE("torchvision shufflenet_v2_x0_5 matches PyTorch", "[onnx][torchvision]") { check_model("shufflenet_v2_x0_5", 3); }
+TEST_CASE("torchvision squeezenet1_1 matches PyTorch", "[onnx][torchvision]") { check_model("squeezenet1_1", 8); }
+TEST_CASE("torchvision efficientnet_b0 matches PyTorch", "[onnx][torchvision]") { check_model("efficientnet_b0", 9); }
+TEST_CASE("torchvision regnet_x_400mf matches PyTorch", "[onnx][torchvision]") { check_model("regnet_x_400mf", 22); }
+TEST_CASE("torchvision googlenet matches PyTorch", "[onnx][torchvision]") { check_model("googlenet", 9); }
