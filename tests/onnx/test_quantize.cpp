@@ -8,6 +8,7 @@
 #include <torch/optim/sgd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <map>
 #include <set>
@@ -19,6 +20,8 @@
 #include "qbench/onnx/import.h"
 #include "qbench/onnx/model.h"
 #include "qbench/ptq/ptq.h"
+#include "qbench/qat/qat.h"
+#include "qbench/quant/qat.h"
 #include "qbench/ptq/recon.h"
 #include "qbench/quant/prepare.h"
 #include "qbench/quant/profile.h"
@@ -250,4 +253,34 @@ TEST_CASE("weights round-trip through safetensors and train: true draws fresh we
     (i == 0 ? first : last) = loss.item<double>();
   }
   CHECK(last < first);
+}
+
+TEST_CASE("tiny residual net: every QAT method attaches, initialises and takes a training step", "[onnx][quantize]") {
+  const auto& reg = quant::qat_method_registry();
+  const auto x = images(32, 11, 16);
+  const auto labels = at::randint(0, 10, {32}, at::make_generator<at::CPUGeneratorImpl>(12));
+  int methods = 0;
+  for (const auto& name : reg.names()) {
+    INFO(name);
+    auto m = tiny();
+    quant::apply_bn_fold(*m, 1);  // folded on the fly, gamma and beta train
+    const auto& profile = quant::profile_registry().get("academic");
+    CHECK(qbench::qat::attach_qat_quantizers(*m, reg.get(name), profile, 4, 4) == 14);  // 7 layers x (weight, input)
+    qbench::qat::init_quantizers(*m, x, 32);
+    m->train();
+    std::vector<at::Tensor> params = m->parameters();
+    for (auto* q : m->quantizers())
+      for (auto& p : q->quant_parameters()) params.push_back(p);
+    torch::optim::SGD opt(params, torch::optim::SGDOptions(0.01));
+    auto loss = at::cross_entropy_loss(m->forward(x), labels);
+    opt.zero_grad();
+    loss.backward();
+    const auto& w = m->quant_layers()[1].layer->weight_tensor();
+    REQUIRE(w.grad().defined());
+    CHECK(w.grad().abs().sum().item<double>() > 0);
+    opt.step();
+    CHECK(std::isfinite(loss.item<double>()));
+    ++methods;
+  }
+  CHECK(methods == 7);  // lsq, lsq+, pact, dsq, dorefa, apot, qil
 }
