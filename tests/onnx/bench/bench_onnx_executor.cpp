@@ -46,6 +46,30 @@ int main(int argc, char** argv) {
   auto zoo = qbench::models::make_model("resnet20", {1, 10, 28});
   onnx_model->eval();
   zoo->eval();
+  // The same weights in both (the layers come in the same order with the same shapes), so that the
+  // values, not only the structure, match: activations of other magnitudes (denormals) would time
+  // differently.
+  {
+    const auto a = zoo->quant_layers(), b = onnx_model->quant_layers();
+    if (a.size() != b.size()) {
+      std::fprintf(stderr, "layer counts differ\n");
+      return 1;
+    }
+    for (size_t i = 0; i < a.size(); ++i) {
+      b[i].layer->weight_tensor().copy_(a[i].layer->weight_tensor());
+      auto* ca = dynamic_cast<qbench::quant::QLinearImpl*>(a[i].layer);
+      auto* cb = dynamic_cast<qbench::quant::QLinearImpl*>(b[i].layer);
+      if (ca && cb) cb->bias.copy_(ca->bias);
+      if (a[i].bn && b[i].bn) {
+        b[i].bn->weight.copy_(a[i].bn->weight);
+        b[i].bn->bias.copy_(a[i].bn->bias);
+        b[i].bn->running_mean.copy_(a[i].bn->running_mean);
+        b[i].bn->running_var.copy_(a[i].bn->running_var);
+      }
+    }
+    const auto x = at::randn({8, 1, 28, 28});
+    std::printf("same weights: max |zoo - onnx| logits = %.3g\n", (zoo->forward(x) - onnx_model->forward(x)).abs().max().item<double>());
+  }
   std::printf("ResNet-20, 28x28, FP32 eval, %d threads: %zu ONNX steps, %zu zoo layers / %zu ONNX layers\n",
               threads, onnx_model->steps().size(), zoo->quant_layers().size(), onnx_model->quant_layers().size());
   for (int64_t batch : {1, 32}) {
