@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -37,6 +38,15 @@ TEST_CASE("the good fixture imports (the refusals below are not the harness fail
   opt.input_shape = {4, 6, 6};
   auto m = qo::make_model(qo::import_file(dir() + "/good.onnx", opt), true);
   CHECK(m->forward(at::ones({3, 4, 6, 6})).sizes() == at::IntArrayRef({3, 8, 6, 6}));
+  // The file's SHA-256 (the baseline key's name for the architecture), as sha256sum computes it.
+  const auto g = qo::import_file(dir() + "/good.onnx", opt);
+  std::string cmd = "sha256sum " + dir() + "/good.onnx";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[65] = {0};
+  REQUIRE(std::fread(buf, 1, 64, p) == 64);
+  pclose(p);
+  CHECK(g.sha256 == std::string(buf));
   // and is an OnnxError a ConfigError (exit code 2 in qbench's main)
   CHECK_THROWS_AS(qo::import_file(dir() + "/missing.onnx"), qbench::ConfigError);
 }

@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include "qbench/common/strings.h"
+
 namespace qbench::onnx {
 
 namespace op = ::onnx;
@@ -353,6 +355,7 @@ ImportedGraph import_file(const std::string& path, const ImportOptions& options)
   ss << f.rdbuf();
   const std::string bytes = ss.str();
   if (bytes.empty()) throw fail("the file is empty");
+  g.sha256 = sha256_hex(bytes);
   op::ModelProto m;
   if (!m.ParseFromString(bytes))
     throw fail("not an ONNX model: the protobuf does not parse (truncated or corrupt file, " +

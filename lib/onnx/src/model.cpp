@@ -75,7 +75,7 @@ struct OnnxModel::Plan {
   std::vector<int> input_slots;   ///< runtime graph inputs
   std::vector<int> output_refs;   ///< graph outputs (slot or constant)
   std::vector<StepInfo> infos;
-  bool training = false;
+  mutable bool training = false;  ///< Dropout's mode, set by whoever starts a forward pass
   const at::Tensor& get(const std::vector<at::Tensor>& v, int r) const { return r >= 0 ? v[r] : consts[-1 - r]; }
   void exec(const Step& s, std::vector<at::Tensor>& v) const;
   void run_range(size_t begin, size_t end, std::vector<at::Tensor>& v) const {
@@ -96,6 +96,7 @@ class OnnxBlockImpl : public torch::nn::Module, public quant::BlockModule {
   const char* block_kind() const override { return kind_; }
   at::Tensor forward_block(const at::Tensor& x) override {
     std::vector<at::Tensor> v(static_cast<size_t>(plan_->n_slots));
+    plan_->training = is_training();
     v[entry_] = x;
     plan_->run_range(begin_, end_, v);
     return v[exit_];

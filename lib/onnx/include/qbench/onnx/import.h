@@ -77,6 +77,7 @@ struct ImportedGraph {
   int64_t opset = 0;      ///< default-domain opset
   int64_t ir_version = 0;
   std::string producer;   ///< producer_name producer_version
+  std::string sha256;     ///< of the file's bytes (what a baseline key names the architecture by)
   std::vector<std::string> inputs, outputs;  ///< runtime graph inputs / outputs, in file order
   /// Shapes (batch symbolic) of the runtime inputs and of every value shape inference resolved.
   std::map<std::string, std::vector<SymInt>> shapes;
