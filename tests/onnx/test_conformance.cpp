@@ -59,10 +59,6 @@ const std::map<std::string, std::string> kRefusedFloat{
     {"test_batchnorm_example_training_mode", "training_mode"},
 };
 
-struct Outcome {
-  int matched = 0, refused = 0;
-};
-
 bool is_float(const at::Tensor& t) { return t.scalar_type() == at::kFloat; }
 
 /// Cases older than opset 9 (the importer's floor) whose operator ONNX has not changed since their

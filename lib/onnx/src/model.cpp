@@ -63,8 +63,7 @@ struct Step {
   quant::QLinearImpl* lin = nullptr;
   quant::QAddImpl* add = nullptr;
   torch::nn::BatchNorm2dImpl* bn = nullptr;
-  torch::nn::Module* owner = nullptr;  ///< where a PRelu slope parameter lives
-  std::string slope_key;
+  torch::nn::Module* owner = nullptr;  ///< where a PRelu slope parameter (c0) is registered
   std::vector<int> release;  ///< runtime slots dead after this step
 };
 
@@ -1147,7 +1146,6 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
     std::string nm = join_sanitized(sc, std::min(skip_of_step[i], sc.size()));
     return nm.empty() ? fallback : nm;
   };
-  int64_t layer_count = 0;
   for (size_t i = 0; i < S; ++i) {
     auto& s = P.steps[i];
     if (auto it = block_at.find(i); it != block_at.end()) register_module(it->second.first, it->second.second);
@@ -1187,7 +1185,6 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
       } else {
         conv->set_partner(nullptr, m.act);
       }
-      ++layer_count;
     } else if (s.kind == Kind::Linear) {
       const std::string nm = unique(parent, local_name(i, m.name, "linear"));
       auto lin = parent->register_module(nm, quant::QLinear(m.in_features, m.out_features, m.bias.defined()));
@@ -1198,7 +1195,6 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
       }
       s.lin = lin.get();
       s.info.module = prefix + nm;
-      ++layer_count;
     } else if (s.kind == Kind::QAdd) {
       const std::string nm = unique(parent, local_name(i, m.name, "add"));
       s.add = parent->register_module(nm, quant::QAdd(m.relu_after)).get();
@@ -1212,11 +1208,9 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
       at::Tensor slope = use_initializers ? s.c0.clone() : at::full(s.c0.sizes(), 0.25, s.c0.options());
       s.c0 = parent->register_parameter(nm, slope);
       s.owner = parent;
-      s.slope_key = nm;
       s.info.module = prefix + nm;
     }
   }
-  (void)layer_count;
   for (auto& s : P.steps) {
     if (s.conv)
       for (auto& p : s.conv->parameters(true)) s.info.params += p.numel();
