@@ -13,6 +13,9 @@ PKGS=(
   libopencv-dev   # lib/data decodes the imagefolder dataset's JPEG/PNG (core, imgproc, imgcodecs)
   dataset-fashion-mnist
   chromium texlive-latex-base texlive-latex-recommended
+  libonnx-dev libprotobuf-dev protobuf-compiler   # lib/onnx parses, checks and shape-infers ONNX files
+  libonnx-testdata                                # ONNX operator conformance cases (tests/onnx)
+  python3-torch python3-torchvision python3-onnx  # tests/onnx fixtures and cross-checks only, never at run time
 )
 missing=()
 for p in "${PKGS[@]}"; do
