@@ -12,12 +12,16 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "qbench/buildinfo.h"
 #include "qbench/common/errors.h"
 #include "qbench/common/memory.h"
 #include "qbench/common/progress.h"
 #include "qbench/compare/compare.h"
+#include "qbench/onnx/import.h"
+#include "qbench/onnx/inspect.h"
+#include "qbench/quant/profile.h"
 #include "qbench/config/matrix.h"
 #include "qbench/report/report.h"
 #include "qbench/runner/device.h"
@@ -159,6 +163,38 @@ int cmd_baseline_write(const CompareArgs& a) {
   return 0;
 }
 
+struct InspectArgs {
+  std::string file;
+  std::string profile;
+  std::string input;  ///< C,H,W for dynamic dimensions
+};
+
+/// `qbench inspect FILE.onnx`: what the importer makes of a file (every offending node when it
+/// cannot use it: exit 2).
+int cmd_inspect(const InspectArgs& a) {
+  qbench::onnx::ImportOptions opt;
+  if (!a.input.empty()) {
+    std::string part;
+    std::istringstream in(a.input);
+    while (std::getline(in, part, a.input.find('x') != std::string::npos ? 'x' : ',')) {
+      try {
+        opt.input_shape.push_back(std::stoll(part));
+      } catch (const std::exception&) {
+        throw qbench::ConfigError("--input " + a.input + ": expected C,H,W such as 1,28,28");
+      }
+    }
+    if (opt.input_shape.empty()) throw qbench::ConfigError("--input " + a.input + ": expected C,H,W such as 1,28,28");
+  }
+  const qbench::quant::Profile* profile = nullptr;
+  if (!a.profile.empty()) {
+    qbench::runner::ensure_registered();
+    profile = &qbench::quant::profile_registry().get(a.profile);
+  }
+  const std::string text = qbench::onnx::inspect(qbench::onnx::import_file(a.file, opt), profile);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  return 0;
+}
+
 int cmd_list(const std::string& what, bool verbose) {
   std::vector<std::string> kinds = what.empty() ? qbench::runner::list_kinds() : std::vector<std::string>{what};
   for (const auto& k : kinds) {
@@ -241,6 +277,12 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   base_write->add_flag("--allow-incomplete", ba.allow_incomplete, "leave out failed and pending cells instead of refusing");
 
+  InspectArgs ia;
+  auto* insp = app.add_subcommand("inspect", "show how an ONNX file imports: nodes, layers, BN partners, quantizers, blocks");
+  insp->add_option("file", ia.file, "ONNX model file")->required();
+  insp->add_option("--profile", ia.profile, "also where this profile puts the quantizers");
+  insp->add_option("--input", ia.input, "C,H,W of one input sample, for files whose dimensions are dynamic");
+
   std::string list_what;
   bool list_verbose = false;
   auto* list = app.add_subcommand("list", "show the registered algorithms, archs, datasets, profiles, observers");
@@ -263,6 +305,7 @@ int main(int argc, char** argv) {
     if (*cmp) return cmd_compare(ca);
     if (*base_write) return cmd_baseline_write(ba);
     if (*list) return cmd_list(list_what, list_verbose || verbose);
+    if (*insp) return cmd_inspect(ia);
   } catch (const qbench::ConfigError& e) {
     qbench::Progress::global().clear();
     std::fprintf(stderr, "qbench: error: %s\n", e.what());

@@ -97,6 +97,13 @@ void add_arch_options(json& j, const Matrix& m, const std::string& arch) {
   auto it = m.arch_options.find(arch);
   if (it == m.arch_options.end() || it->second.is_default()) return;
   const ArchOptions& o = it->second;
+  if (o.is_onnx()) {
+    // The graph is named by its bytes; with the file's own weights the baseline is a function of
+    // the file alone, so the training recipe stays out.
+    j["arch_options"] = {{"onnx_sha256", o.onnx_sha256}, {"train", o.train}};
+    if (!o.train) j.erase("fp32_recipe");
+    return;
+  }
   json a = {{"width", o.width}, {"stem", o.stem}};
   if (!o.weights.empty()) {
     a["weights_sha256"] = o.weights_sha256;

@@ -110,7 +110,8 @@ using yaml::parse_int64;
 
 class Parser : public yaml::Reader {
  public:
-  Parser(const std::string& file, const Catalog& catalog) : Reader(file, key_aliases()), cat_(catalog) {}
+  Parser(const std::string& file, const Catalog& catalog)
+      : Reader(file, key_aliases()), cat_(catalog), archs_(catalog.archs) {}
   using Reader::fail;
 
   Matrix parse(const std::string& text, const std::string& size);
@@ -192,7 +193,7 @@ class Parser : public yaml::Reader {
     AxisAssignment a;
     if (m.has("algorithm")) a["algorithm"] = algorithm(m.get("algorithm"));
     if (m.has("bits")) a["bits"] = bits(m.get("bits")).label();
-    if (m.has("arch")) a["arch"] = known_name(m.get("arch"), "arch", cat_.archs);
+    if (m.has("arch")) a["arch"] = known_name(m.get("arch"), "arch", archs_);
     if (m.has("profile")) a["profile"] = profile(m.get("profile"));
     if (m.has("seed")) a["seed"] = std::to_string(unsigned_integer(m.get("seed")));
     if (m.has("bn_fold")) a["bn_fold"] = bn_fold(m.get("bn_fold"));
@@ -227,6 +228,8 @@ class Parser : public yaml::Reader {
   void parse_architectures(const Item& it, Matrix& m) const;
 
   const Catalog& cat_;
+  /// The catalog's architectures plus those the file's `architectures:` map defines (onnx).
+  mutable std::vector<std::string> archs_;
 };
 
 template <typename T>
@@ -234,10 +237,21 @@ void push_unique(std::vector<T>& v, const T& x) {
   if (std::find(v.begin(), v.end(), x) == v.end()) v.push_back(x);
 }
 
+/// Reads a file named in the matrix (relative to the matrix file, so a matrix and its models
+/// travel together): the resolved path and the SHA-256 of its bytes.
+std::pair<std::string, std::string> read_named_file(const Parser& p, const Item& it, const std::string& what) {
+  std::filesystem::path path = p.string_value(it);
+  if (path.is_relative() && p.file() != "<string>") path = std::filesystem::path(p.file()).parent_path() / path;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) p.fail(it, "cannot read " + what + " " + path.string());
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return {path.string(), sha256_hex(bytes)};
+}
+
 void Parser::parse_architectures(const Item& it, Matrix& m) const {
   if (it.node.IsNull()) return;
   if (!it.node.IsMap())
-    fail(it, "expected a map {<arch>: {width, stem, weights}}, got " + found(it.node));
+    fail(it, "expected a map {<arch>: {width, stem, weights} or {onnx, train}}, got " + found(it.node));
   std::vector<std::string> names;
   std::map<std::string, SourceMark> key_marks;
   for (const auto& kv : it.node) {
@@ -247,9 +261,28 @@ void Parser::parse_architectures(const Item& it, Matrix& m) const {
   MapView archs(*this, it, names, "");
   for (const auto& name : names) {
     const Item a = archs.get(name);
-    known_name(Item{YAML::Node(name), a.path, key_marks[name]}, "arch", cat_.archs);
-    MapView f(*this, a, {"width", "stem", "weights"}, "a map {width, stem, weights}");
+    const Item key{YAML::Node(name), a.path, key_marks[name]};
+    const bool builtin = std::find(cat_.archs.begin(), cat_.archs.end(), name) != cat_.archs.end();
+    const bool onnx = a.node.IsMap() && a.node["onnx"];
     ArchOptions o;
+    o.mark = key.mark;
+    if (onnx) {
+      // An ONNX file is a new architecture, named by this key.
+      if (builtin)
+        fail(key, "'" + name + "' is a built-in architecture; give the ONNX model a name of its own");
+      MapView f(*this, a, {"onnx", "train"}, "a map {onnx: FILE, train: false}");
+      const auto [path, sha] = read_named_file(*this, f.get("onnx"), "ONNX file");
+      o.onnx = path;
+      o.onnx_sha256 = sha;
+      if (f.has("train")) o.train = boolean(f.get("train"));
+      m.arch_options[name] = o;
+      archs_.push_back(name);
+      continue;
+    }
+    if (!builtin)
+      fail(key, "unknown arch '" + name + "'" + did_you_mean(name, cat_.archs) +
+                    " (a new architecture needs `onnx: FILE`)");
+    MapView f(*this, a, {"width", "stem", "weights"}, "a map {width, stem, weights}");
     if (f.has("width")) o.width = number(f.get("width"), 0, false, 16, true);
     if (f.has("stem")) {
       const Item st = f.get("stem");
@@ -258,15 +291,9 @@ void Parser::parse_architectures(const Item& it, Matrix& m) const {
         fail(st, "expected auto, small or imagenet, got '" + o.stem + "'" + did_you_mean(o.stem, {"auto", "small", "imagenet"}));
     }
     if (f.has("weights")) {
-      const Item w = f.get("weights");
-      std::filesystem::path p = string_value(w);
-      // Relative paths are relative to the matrix file, so a matrix and its weights travel together.
-      if (p.is_relative() && file() != "<string>") p = std::filesystem::path(file()).parent_path() / p;
-      std::ifstream in(p, std::ios::binary);
-      if (!in) fail(w, "cannot read weights file " + p.string());
-      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      o.weights = p.string();
-      o.weights_sha256 = sha256_hex(bytes);
+      const auto [path, sha] = read_named_file(*this, f.get("weights"), "weights file");
+      o.weights = path;
+      o.weights_sha256 = sha;
     }
     m.arch_options[name] = o;
   }
@@ -504,7 +531,7 @@ void Parser::parse_axes(const Item& it, Matrix& m) const {
     for (const auto& b : axis_items(x.require("bits", " (required unless algorithm is only fp32)")))
       push_unique(m.bits, bits(b));
 
-  for (const auto& a : axis_items(x.require("arch"))) push_unique(m.archs, known_name(a, "arch", cat_.archs));
+  for (const auto& a : axis_items(x.require("arch"))) push_unique(m.archs, known_name(a, "arch", archs_));
 
   if (x.has("profile")) {
     for (const auto& p : axis_items(x.get("profile")))
@@ -612,8 +639,9 @@ Matrix Parser::parse(const std::string& text, const std::string& size) {
   parse_dataset(top.require("dataset"), m.dataset);
   for (const SettingsSection* sec : cat_.settings_sections()) m.settings[sec->id()] = sec->defaults();
   if (top.has("pipeline")) parse_pipeline(top.get("pipeline"), m);
-  parse_axes(top.require("matrix"), m);
+  // Architectures first: an `onnx:` entry defines a name the axes may use.
   if (top.has("architectures")) parse_architectures(top.get("architectures"), m);
+  parse_axes(top.require("matrix"), m);
 
   // Expanding is cheap and is the only complete check of `include` (an omitted key is an error
   // only when its axis has several values), so the file is rejected now rather than at run time.

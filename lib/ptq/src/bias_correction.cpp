@@ -5,10 +5,12 @@
 // the calibration images, per output channel before the activation, and subtracted from the
 // layer's bias: y~ - E[y~ - y] has the float layer's expected output.
 //
-// With `sequential` (the default, as in AIMET's empirical bias correction) the layers are
-// corrected in execution order, each measured on the model whose earlier layers are already
-// corrected, so a correction also absorbs the shift that reaches the layer through its quantized
-// input. Without it every shift is measured in one pass of the uncorrected model.
+// The layers are corrected in execution order, each measured on the model whose earlier layers
+// are already corrected (as AIMET's empirical bias correction does), so a correction also absorbs
+// the shift that reaches the layer through its quantized input. Measuring every shift in one pass
+// of the uncorrected model instead over-corrects: a layer's shift then includes what its
+// upstream layers' corrections remove, and the errors compound (ResNet-20 at w4a8: 58.63% against
+// 91.06% sequential; at w3a8: chance). So there is no such mode.
 //
 // Where the correction goes, so that every BN folding strategy and the integer lowering see it:
 // a conv with a BatchNorm partner that is not merged (strategies -1 and 1..4) gets it in the BN's
@@ -33,8 +35,7 @@ namespace qbench::ptq {
 namespace {
 
 struct BiasCorrectionParams {
-  int64_t images;   ///< calibration images that estimate the shift (0: all of them)
-  bool sequential;  ///< correct in execution order on the partially corrected model
+  int64_t images;  ///< calibration images that estimate the shift (0: all of them)
 };
 
 const OptionTable<BiasCorrectionParams>& options() {
@@ -43,10 +44,7 @@ const OptionTable<BiasCorrectionParams>& options() {
       T("ptq", "bias_correction")
           .integer("images", &BiasCorrectionParams::images, 0, 0, T::kInf,
                    "calibration images that estimate each layer's output shift (0: every calibration image)",
-                   "the calibration set")
-          .boolean("sequential", &BiasCorrectionParams::sequential, true,
-                   "correct layer by layer in execution order, each measured with the earlier layers corrected",
-                   "true (AIMET's empirical bias correction)");
+                   "the calibration set");
   return table;
 }
 
@@ -144,12 +142,9 @@ class BiasCorrection : public quant::Algorithm {
 
     // The float model's expected outputs do not change while the quantized one is corrected.
     const auto fp = output_means(model, layers, all, images, bs, /*quantizing=*/false, /*stop=*/false);
-    std::vector<at::Tensor> q;
-    if (!p.sequential) q = output_means(model, layers, all, images, bs, /*quantizing=*/true, /*stop=*/false);
     for (std::size_t k = 0; k < all.size(); ++k) {
       const auto& l = layers[all[k]];
-      const at::Tensor qk =
-          p.sequential ? output_means(model, layers, {all[k]}, images, bs, true, /*stop=*/true)[0] : q[k];
+      const at::Tensor qk = output_means(model, layers, {all[k]}, images, bs, /*quantizing=*/true, /*stop=*/true)[0];
       const at::Tensor shift = qk - fp[k];
       correct(l, shift);
       const at::Tensor a = shift.abs();
@@ -159,7 +154,7 @@ class BiasCorrection : public quant::Algorithm {
                               {"max_abs_shift", a.max().item<double>()},
                               {"channels", static_cast<double>(shift.numel())},
                               {"images", static_cast<double>(images.size(0))}},
-                             p.sequential ? "sequential" : "one pass"});
+                             "measured with the earlier layers corrected"});
       if (ctx.progress) ctx.progress(static_cast<double>(k + 1) / static_cast<double>(all.size()), "bias correction");
     }
   }

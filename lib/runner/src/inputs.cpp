@@ -15,6 +15,7 @@
 #include "qbench/data/dataset.h"
 #include "qbench/models/models.h"
 #include "qbench/models/safetensors.h"
+#include "archs.h"
 
 namespace qbench::runner {
 namespace fs = std::filesystem;
@@ -97,10 +98,6 @@ class DataOrigin {
   Located where_;
 };
 
-bool is_imported(const config::Matrix& m, const std::string& arch) {
-  auto it = m.arch_options.find(arch);
-  return it != m.arch_options.end() && !it->second.weights.empty();
-}
 
 }  // namespace
 
@@ -126,7 +123,7 @@ InputsChecked validate_inputs(const config::Matrix& m, const std::vector<config:
   std::set<std::string> archs;
   for (const auto& c : cells) {
     archs.insert(c.arch);
-    if (!is_imported(m, c.arch)) needs_train = true;  // its baseline may be trained (or rebuilt)
+    if (!detail::weights_from_file(m, c.arch)) needs_train = true;  // its baseline may be trained (or rebuilt)
     if (c.kind == CellKind::Qat) needs_train = true;
     if (c.kind == CellKind::Ptq && m.ptq.calibration.source == "data") needs_train = true;
   }
@@ -148,8 +145,16 @@ InputsChecked validate_inputs(const config::Matrix& m, const std::vector<config:
 
   // Imported weights: the file on its own, then against the network it is for.
   for (const auto& arch : archs) {
-    if (!is_imported(m, arch)) continue;
-    const auto& o = m.arch_options.at(arch);
+    auto oi = m.arch_options.find(arch);
+    if (oi != m.arch_options.end() && oi->second.is_onnx()) {
+      // The graph against the dataset: imported, shape-inferred for its images, its output against
+      // its classes, and run once (errors at the matrix entry, exit 2).
+      (void)detail::import_onnx_arch(m, arch, test.shape, test.classes);
+      out.weights.push_back(oi->second.onnx);
+      continue;
+    }
+    if (oi == m.arch_options.end() || oi->second.weights.empty()) continue;
+    const auto& o = oi->second;
     const Located where = locate(m, {"architectures", arch, "weights"});
     auto fail = [&](const std::string& what) {
       throw ConfigError(m.file, where.mark.line, where.mark.column, where.key, what);

@@ -18,6 +18,7 @@
 #include "qbench/quant/device.h"
 #include "qbench/quant/profile.h"
 #include "qbench/runner/baseline_cache.h"
+#include "archs.h"
 
 namespace qbench::runner::detail {
 namespace fs = std::filesystem;
@@ -69,31 +70,34 @@ const data::Dataset& Session::train_split(uint64_t seed) {
   return *it->second;
 }
 
-models::ModelSpec Session::model_spec(const Cell& cell) {
+std::shared_ptr<quant::QuantModel> Session::make_arch(const Cell& cell) {
   if (!ds_shape_) {
     const auto& ds = test_split();
     ds_shape_ = std::make_pair(ds.item_shape(), ds.num_classes());
   }
   const auto& [shape, classes] = *ds_shape_;
-  models::ModelSpec spec{shape.channels, classes, shape.height};
-  if (auto it = m_.arch_options.find(cell.arch); it != m_.arch_options.end()) {
-    spec.width = it->second.width;
-    spec.stem = models::resolve_stem(it->second.stem, shape.height);
-  } else {
-    spec.stem = models::resolve_stem("auto", shape.height);
+  const onnx::ImportedGraph* graph = nullptr;
+  if (auto it = m_.arch_options.find(cell.arch); it != m_.arch_options.end() && it->second.is_onnx()) {
+    auto g = onnx_graphs_.find(cell.arch);
+    if (g == onnx_graphs_.end()) g = onnx_graphs_.emplace(cell.arch, import_onnx_arch(m_, cell.arch, shape, classes)).first;
+    graph = &g->second;
   }
-  return spec;
+  return build_arch(m_, cell.arch, shape, classes, graph);
 }
 
 std::shared_ptr<quant::QuantModel> Session::baseline_model(const Cell& cell, double* train_wall_s) {
   // Same seed, same initial weights: the baseline is a pure function of (dataset, recipe, seed).
   // Built, initialised and loaded on the CPU (the same weights for every device), then placed.
   at::manual_seed(cell.seed);
-  auto model = models::make_model(cell.arch, model_spec(cell));
-  if (auto it = m_.arch_options.find(cell.arch); it != m_.arch_options.end() && !it->second.weights.empty()) {
-    // Imported FP32 weights stand in for training; the key holds the file's sha256.
-    auto res = models::import_weights(*model, it->second.weights);
-    log_info("imported " + std::to_string(res.tensors) + " tensors for " + cell.arch + " from " + it->second.weights);
+  auto model = make_arch(cell);
+  if (weights_from_file(m_, cell.arch)) {
+    // Imported FP32 weights (a safetensors file, or an ONNX file's own initializers) stand in for
+    // training; the key holds the file's sha256.
+    const auto& o = m_.arch_options.at(cell.arch);
+    if (!o.weights.empty()) {
+      auto res = models::import_weights(*model, o.weights);
+      log_info("imported " + std::to_string(res.tensors) + " tensors for " + cell.arch + " from " + o.weights);
+    }
     model->eval();
     place(*model);
     if (train_wall_s) *train_wall_s = 0;
@@ -300,7 +304,17 @@ void Session::quantize(CellRun& run) {
   // BN folding (the profile's strategy, or the matrix's bn_fold axis) before any quantizer sees
   // a weight: strategy 0 merges the BN into the conv once, 1..4 fold on the fly.
   ctx.bn_fold = run.cell.bn_fold;
-  if (run.cell.bn_fold >= 0) quant::apply_bn_fold(*run.model, run.cell.bn_fold);
+  if (run.cell.bn_fold >= 0 && quant::apply_bn_fold(*run.model, run.cell.bn_fold) == 0) {
+    // A graph without BatchNorm (PyTorch's default export folds BN into the convs): the profile's
+    // strategy has nothing to fold, which the row says; a strategy asked for by the bn_fold axis
+    // is refused, since the cell would not be what it claims.
+    if (run.cell.bn_fold_from_matrix)
+      throw Error("bn_fold " + std::to_string(run.cell.bn_fold) + " needs BatchNorm layers, and " + run.cell.arch +
+                  " has none (BN folded into its convs at export; export with "
+                  "training=torch.onnx.TrainingMode.PRESERVE to keep them)");
+    run.row.details.push_back({"bn_fold", run.cell.arch, {{"strategy", static_cast<double>(run.cell.bn_fold)}},
+                               "no BatchNorm layers: the profile's folding strategy has nothing to fold"});
+  }
   algo->apply(*run.model, ctx);
   run.row.quant_wall_s = seconds_since(t0);  // synthesis of data-free calibration images included
   run.deploy_calib = ctx.calib_images.defined() ? ctx.calib_images : ctx.init_images;

@@ -14,6 +14,7 @@
 #include "qbench/config/matrix.h"
 #include "qbench/data/dataset.h"
 #include "qbench/models/models.h"
+#include "qbench/onnx/import.h"
 #include "qbench/ptq/datafree.h"
 #include "qbench/quant/algorithm.h"
 #include "qbench/runner/device.h"
@@ -42,7 +43,8 @@ class Session {
   config::DatasetSpec dataset_spec() const;
   const data::Dataset& train_split(uint64_t seed);
   const data::Dataset& test_split();
-  models::ModelSpec model_spec(const config::Cell& cell);
+  /// The cell's network, freshly built (seed torch first): a zoo model or its ONNX graph.
+  std::shared_ptr<quant::QuantModel> make_arch(const config::Cell& cell);
   std::shared_ptr<quant::QuantModel> baseline_model(const config::Cell& cell, double* train_wall_s);
   std::shared_ptr<quant::QuantModel> train_baseline(const config::Cell& cell, std::shared_ptr<quant::QuantModel> model,
                                                     const std::filesystem::path& ckpt, double* train_wall_s);
@@ -68,6 +70,7 @@ class Session {
   std::map<std::string, train::EvalResult> baseline_evals_;
   std::map<std::string, std::string> baseline_errors_;  ///< baselines that failed in this run
   std::map<std::string, ptq::Synthesis> synthesized_;   ///< data-free calibration images per baseline and settings
+  std::map<std::string, onnx::ImportedGraph> onnx_graphs_;  ///< ONNX architectures, imported once per run
 };
 
 }  // namespace qbench::runner::detail

@@ -77,6 +77,61 @@ TEST_CASE("architectures: a weights file is hashed into the key and replaces the
   CHECK(baseline_config(m2, "resnet8", 0) != j);  // new bytes, new key
 }
 
+TEST_CASE("architectures: an onnx file defines a new architecture, named by its key and keyed by its bytes",
+          "[config][arch][keys][onnx]") {
+  const auto dir = qbench::test::scratch_dir("arch_onnx");
+  {
+    std::ofstream(dir / "net.onnx") << "graph bytes";
+    std::ofstream(dir / "m.yaml") << "x";
+  }
+  const std::string file = (dir / "m.yaml").string();
+  const auto cat = qbench::config::test::fake_catalog();
+  const std::string head =
+      "name: t\ndataset: fashion-mnist\nmatrix:\n  algorithm: [minmax]\n  bits: [w8a8]\n  arch: [mynet, resnet8]\n";
+  Matrix m = parse_matrix(head + "architectures:\n  mynet: {onnx: net.onnx}\n", file, cat);
+  const ArchOptions& o = m.arch_options.at("mynet");
+  CHECK(o.is_onnx());
+  CHECK(o.onnx == (dir / "net.onnx").string());  // relative to the matrix
+  CHECK(o.onnx_sha256 == qbench::sha256_hex("graph bytes"));
+  CHECK_FALSE(o.train);
+  CHECK(o.mark.line == 8);
+  CHECK(m.archs == std::vector<std::string>{"mynet", "resnet8"});
+  // The file's own weights: the baseline is the file's, with no training recipe in its key.
+  auto j = baseline_config(m, "mynet", 0);
+  CHECK_FALSE(j.contains("fp32_recipe"));
+  CHECK(j["arch_options"] == nlohmann::json({{"onnx_sha256", qbench::sha256_hex("graph bytes")}, {"train", false}}));
+  // train: true trains the structure with the recipe, which joins the key.
+  Matrix t = parse_matrix(head + "architectures:\n  mynet: {onnx: net.onnx, train: true}\n", file, cat);
+  auto jt = baseline_config(t, "mynet", 0);
+  CHECK(jt.contains("fp32_recipe"));
+  CHECK(jt["arch_options"]["train"] == true);
+  CHECK(jt != j);
+  // Every cell of the arch moves with the file's bytes; resnet8's do not.
+  { std::ofstream(dir / "net.onnx") << "other bytes"; }
+  Matrix e = parse_matrix(head + "architectures:\n  mynet: {onnx: net.onnx}\n", file, cat);
+  auto a = expand_cells(m, cat), b = expand_cells(e, cat);
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) CHECK((a[i].key == b[i].key) == (a[i].arch == "resnet8"));
+  // Errors: a built-in name, options of the zoo's nets, a missing file, the name unknown elsewhere.
+  auto err = [&](const std::string& text) {
+    try {
+      parse_matrix(text, file, cat);
+    } catch (const qbench::ConfigError& ex) {
+      return std::string(ex.what());
+    }
+    return std::string("<no error>");
+  };
+  CHECK_THAT(err(kHead + "architectures:\n  resnet8: {onnx: net.onnx}\n"),
+             Catch::Contains(":8:3: architectures.resnet8: 'resnet8' is a built-in architecture"));
+  CHECK_THAT(err(head + "architectures:\n  mynet: {onnx: net.onnx, width: 0.5}\n"),
+             Catch::Contains("architectures.mynet.width: unknown key"));
+  CHECK_THAT(err(head + "architectures:\n  mynet: {onnx: nothere.onnx}\n"),
+             Catch::Contains("architectures.mynet.onnx: cannot read ONNX file"));
+  CHECK_THAT(err(head + "architectures:\n  mynet: {onnx: net.onnx, train: maybe}\n"),
+             Catch::Contains("architectures.mynet.train"));
+  CHECK_THAT(err(head), Catch::Contains("matrix.arch[0]: unknown arch 'mynet'"));
+}
+
 TEST_CASE("architectures: errors name file, line, column and key", "[config][arch][errors]") {
   CHECK_THAT(error_of("architectures:\n  resnet9: {width: 0.5}\n"),
              Catch::Contains("m.yaml:8:3") && Catch::Contains("architectures.resnet9") && Catch::Contains("resnet8"));

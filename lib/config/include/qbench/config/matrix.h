@@ -117,12 +117,20 @@ struct LatencyRecipe {
 
 /// Per-architecture options from the matrix file's `architectures:` map. They change the
 /// network, so they are part of the baseline key (only when set, so existing keys stay valid).
+/// An entry with `onnx:` defines a new architecture, named by its key: the ONNX file's graph.
 struct ArchOptions {
   double width = 1.0;         ///< width multiplier
   std::string stem = "auto";  ///< auto | small | imagenet (see models::Stem)
   std::string weights;        ///< safetensors file: import FP32 weights instead of training
   std::string weights_sha256; ///< of the file's bytes, read when the matrix is parsed
-  bool is_default() const { return width == 1.0 && stem == "auto" && weights.empty(); }
+  std::string onnx;           ///< ONNX file (relative paths resolved against the matrix file)
+  std::string onnx_sha256;    ///< of its bytes: an edited file re-runs its cells
+  /// onnx: false (default) evaluates the file's weights as the FP32 model; true trains its
+  /// structure from a seeded initialisation with the FP32 recipe.
+  bool train = false;
+  SourceMark mark;            ///< where the entry starts, for errors found when the file is imported
+  bool is_onnx() const { return !onnx.empty(); }
+  bool is_default() const { return width == 1.0 && stem == "auto" && weights.empty() && onnx.empty(); }
 };
 
 /// One parsed `include`/`exclude` entry: axis name -> value as canonical string
