@@ -20,18 +20,10 @@
 
 using namespace qbench;
 namespace fs = std::filesystem;
+using qbench::test::slurp;
+using qbench::test::spit;
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
-void spit(const fs::path& p, const std::string& b) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f.write(b.data(), static_cast<std::streamsize>(b.size()));
-}
 
 uint64_t header_length(const std::string& bytes) {
   uint64_t n = 0;

@@ -1,7 +1,7 @@
 #pragma once
 // What the quantizer tests share: one way to spell a scheme, the plain reference of affine fake
 // quantization, and the observe -> freeze -> quantize protocol that readies a quantizer.
-#include <ATen/core/Tensor.h>
+#include <ATen/ATen.h>
 
 #include <catch2/catch.hpp>
 #include <algorithm>
@@ -43,6 +43,18 @@ inline float ref_fq(float x, float s, int z, int64_t qmin, int64_t qmax) {
   q = std::min<float>(std::max<float>(q, static_cast<float>(qmin)), static_cast<float>(qmax));
   return (q - static_cast<float>(z)) * s;
 }
+
+/// A tensor's values as floats, in order.
+inline std::vector<float> floats(const at::Tensor& t) {
+  auto c = t.detach().to(at::kFloat).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+inline double clampd(double u, double lo, double hi) { return std::min(std::max(u, lo), hi); }
+
+/// u within `margin` of a rounding tie (k + 0.5): float and double evaluations of x / s may round
+/// those differently, so exact comparisons skip them.
+inline bool near_tie(double u, double margin = 1e-4) { return std::fabs(u - std::floor(u) - 0.5) < margin; }
 
 /// Observes `batches` (an observing quantizer passes its input through unchanged), computes the
 /// qparams and turns quantization on: the protocol of quant::calibrate on one quantizer.

@@ -229,13 +229,7 @@ TEST_CASE("dsq: the module initialises l, u, alpha from observations (weights an
 
 TEST_CASE("dsq: edge cases", "[dsq][numeric]") {
   auto ready = [](const at::Tensor& x, DsqQuantizer::Role role) {
-    auto q = std::make_shared<DsqQuantizer>(qbench::test::test_scheme(4, Signedness::Auto), role);
-    q->set_observing(true);
-    q->forward(x);
-    q->set_observing(false);
-    q->compute_qparams();
-    q->set_quantizing(true);
-    return q;
+    return qbench::test::ready(std::make_shared<DsqQuantizer>(qbench::test::test_scheme(4, Signedness::Auto), role), x);
   };
   auto finite_params = [](DsqQuantizer& q) {
     for (auto& p : q.quant_parameters())

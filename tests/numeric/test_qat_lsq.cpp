@@ -18,20 +18,14 @@
 using namespace qbench::quant;
 using namespace qbench::qat;
 
+using qbench::test::clampd;
+using qbench::test::floats;
+using qbench::test::near_tie;
+
 namespace {
 
 constexpr float kFloatEps = std::numeric_limits<float>::epsilon();
 
-std::vector<float> vec(const at::Tensor& t) {
-  auto c = t.detach().to(at::kFloat).contiguous();
-  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-}
-
-double clampd(double u, double lo, double hi) { return std::min(std::max(u, lo), hi); }
-
-// u within `margin` of a rounding tie (k + 0.5): float and double evaluations of x / s may round
-// those differently, so exact comparisons skip them (and count how many were skipped).
-bool near_tie(double u, double margin = 1e-4) { return std::fabs(u - std::floor(u) - 0.5) < margin; }
 
 // The reference quantizer, Esser et al. Eqs. 1-2, as a loop over floats.
 float ref_lsq(float x, float s, int64_t qmin, int64_t qmax) {
@@ -104,7 +98,7 @@ TEST_CASE("lsq: weight init is 2 mean|w| / sqrt(Qp) and the forward is the scala
           "[lsq][numeric]") {
   at::manual_seed(11);
   auto w = at::randn({8, 4, 3, 3}) * 0.2;
-  const auto wv = vec(w);
+  const auto wv = floats(w);
   double mean_abs = 0;
   for (float v : wv) mean_abs += std::fabs(v);
   mean_abs /= static_cast<double>(wv.size());
@@ -122,7 +116,7 @@ TEST_CASE("lsq: weight init is 2 mean|w| / sqrt(Qp) and the forward is the scala
       y = q.forward(w);
     }
     const float s = q.step().item<float>();
-    const auto yv = vec(y);
+    const auto yv = floats(y);
     int64_t mismatches = 0, skipped = 0;
     for (size_t i = 0; i < wv.size(); ++i) {
       if (near_tie(clampd(static_cast<double>(wv[i]) / s, -qp - 1, qp))) {
@@ -189,7 +183,7 @@ TEST_CASE("lsq: autograd gives the paper's gradients (Eq. 3) with the step gradi
       auto r = at::randn(x.sizes());
       (q.forward(xr) * r).sum().backward();
       const float sf = static_cast<float>(s);
-      const auto cf = lsq_closed_form(vec(x), vec(r), sf, 0.0, qmin, qmax);
+      const auto cf = lsq_closed_form(floats(x), floats(r), sf, 0.0, qmin, qmax);
       // N: weights numel; activations numel per sample (the paper's N_F), here 3*5*5.
       const double n = role == QatRole::Weight ? 100.0 * 3.0 : 75.0;
       const double g = 1.0 / std::sqrt(n * static_cast<double>(qmax));
@@ -199,7 +193,7 @@ TEST_CASE("lsq: autograd gives the paper's gradients (Eq. 3) with the step gradi
       REQUIRE(g < 0.2);
       CHECK(std::fabs(ds - g * cf.ds) <= 1e-5 * g * cf.abs_terms);
       CHECK(std::fabs(ds - cf.ds) > 1e-3 * std::fabs(cf.ds));
-      const auto dx = vec(xr.grad());
+      const auto dx = floats(xr.grad());
       int64_t bad = 0, inside = 0;
       for (size_t i = 0; i < dx.size(); ++i) {
         inside += cf.dx[i] != 0.0;
@@ -230,7 +224,7 @@ TEST_CASE("lsq: the fused CPU kernel over many parallel chunks and a ragged tail
     auto s = at::full({1}, sf).set_requires_grad(true);
     auto y = lsq_fake_quantize(xr, s, qmin, qmax, 1.0, -1);
     (y * r).sum().backward();
-    const auto xv = vec(x), yv = vec(y), dx = vec(xr.grad()), rv = vec(r);
+    const auto xv = floats(x), yv = floats(y), dx = floats(xr.grad()), rv = floats(r);
     int64_t bad_y = 0, bad_dx = 0, skipped = 0;
     for (size_t i = 0; i < xv.size(); ++i) {
       const float v = xv[i] / sf;
@@ -272,7 +266,7 @@ TEST_CASE("lsq+: the fused CPU kernel over many parallel chunks and a ragged tai
     auto beta = at::full({1}, bf).set_requires_grad(true);
     auto y = lsq_plus_fake_quantize(xr, s, beta, qmin, qmax, 1.0);
     (y * r).sum().backward();
-    const auto xv = vec(x), yv = vec(y), dx = vec(xr.grad()), rv = vec(r);
+    const auto xv = floats(x), yv = floats(y), dx = floats(xr.grad()), rv = floats(r);
     int64_t bad_y = 0, bad_dx = 0, skipped = 0, clipped = 0;
     for (size_t i = 0; i < xv.size(); ++i) {
       const float u = (xv[i] - bf) / sf;
@@ -349,7 +343,7 @@ TEST_CASE("lsq: forward and gradients equal LibTorch's built-in LSQ (_fake_quant
       const float s_val = 0.037f;
       const double span = static_cast<double>(rg.qmax - rg.qmin + 6);
       auto u_all = at::rand({6000}, at::kDouble) * span + static_cast<double>(rg.qmin - 3);
-      auto uv = vec(u_all);
+      auto uv = floats(u_all);
       std::vector<float> keep;
       for (float uf : uv) {
         const double u = uf;
@@ -377,7 +371,7 @@ TEST_CASE("lsq: forward and gradients equal LibTorch's built-in LSQ (_fake_quant
       const double vmax = s_val * std::max<double>(std::abs(rg.qmin), std::abs(rg.qmax));
       CHECK((ya - yb).abs().max().item<double>() <= 2 * kFloatEps * vmax);
       CHECK((xa.grad() - xb.grad()).abs().max().item<double>() <= 1e-6);
-      const auto cf = lsq_closed_form(vec(x), vec(r), s_val, 0.0, rg.qmin, rg.qmax);
+      const auto cf = lsq_closed_form(floats(x), floats(r), s_val, 0.0, rg.qmin, rg.qmax);
       CHECK(std::fabs(sa.grad().item<double>() - sb.grad().item<double>()) <= 1e-5 * g * cf.abs_terms);
       CHECK(std::fabs(sa.grad().item<double>() - g * cf.ds) <= 1e-5 * g * cf.abs_terms);
     }
@@ -422,18 +416,18 @@ TEST_CASE("lsq: per-channel weights get one step per output channel and N = elem
     (y * r).sum().backward();
     const double g = 1.0 / std::sqrt(27.0 * static_cast<double>(qp));
     for (int64_t c = 0; c < 6; ++c) {
-      const auto wc = vec(w[c]);
+      const auto wc = floats(w[c]);
       double mean_abs = 0;
       for (float v : wc) mean_abs += std::fabs(v);
       mean_abs /= 27.0;
       CHECK(q.step()[c].item<double>() == Approx(2.0 * mean_abs / std::sqrt(static_cast<double>(qp))).epsilon(1e-6));
       const float s = q.step()[c].item<float>();
-      const auto yc = vec(y[c]);
+      const auto yc = floats(y[c]);
       for (size_t i = 0; i < wc.size(); ++i) {
         if (near_tie(clampd(wc[i] / static_cast<double>(s), -qp - 1, qp))) continue;
         CHECK(std::fabs(yc[i] - ref_lsq(wc[i], s, -qp - 1, qp)) <= 2 * kFloatEps * std::max(std::fabs(yc[i]), s));
       }
-      const auto cf = lsq_closed_form(wc, vec(r[c]), s, 0.0, -qp - 1, qp);
+      const auto cf = lsq_closed_form(wc, floats(r[c]), s, 0.0, -qp - 1, qp);
       CHECK(std::fabs(q.step().grad()[c].item<double>() - g * cf.ds) <= 1e-5 * g * cf.abs_terms);
     }
   }
@@ -559,7 +553,7 @@ TEST_CASE("lsq+: activation forward is the scalar reference on the unsigned grid
           "[lsq+][lsq][numeric]") {
   at::manual_seed(21);
   auto x = at::randn({4, 60}) * 1.5 + 0.3;  // negative values too (e.g. Swish outputs)
-  const auto xv = vec(x);
+  const auto xv = floats(x);
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
     LsqPlusQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
@@ -573,7 +567,7 @@ TEST_CASE("lsq+: activation forward is the scalar reference on the unsigned grid
       at::NoGradGuard no_grad;
       y = q.forward(x);
     }
-    const auto yv = vec(y);
+    const auto yv = floats(y);
     int64_t mismatches = 0, skipped = 0;
     for (size_t i = 0; i < xv.size(); ++i) {
       if (near_tie(clampd((static_cast<double>(xv[i]) - beta) / s, 0, qp_unsigned(bits)))) {
@@ -610,12 +604,12 @@ TEST_CASE("lsq+: gradients of s and beta are the paper's, both scaled by g", "[l
     auto xr = x.clone().set_requires_grad(true);
     auto r = at::randn(x.sizes());
     (q.forward(xr) * r).sum().backward();
-    const auto cf = lsq_closed_form(vec(x), vec(r), static_cast<float>(s), static_cast<float>(beta), 0, qmax);
+    const auto cf = lsq_closed_form(floats(x), floats(r), static_cast<float>(s), static_cast<float>(beta), 0, qmax);
     const double g = 1.0 / std::sqrt(50.0 * static_cast<double>(qmax));  // N = features per sample
     CHECK(std::fabs(q.step().grad().item<double>() - g * cf.ds) <= 1e-5 * g * cf.abs_terms);
     CHECK(q.offset().grad().item<double>() == Approx(g * cf.dbeta).epsilon(1e-5).margin(1e-7));
     CHECK(std::fabs(cf.dbeta) > 0.1);  // some elements are clipped
-    const auto dx = vec(xr.grad());
+    const auto dx = floats(xr.grad());
     int64_t bad = 0;
     for (size_t i = 0; i < dx.size(); ++i)
       if (std::fabs(dx[i] - cf.dx[i]) > 1e-6 * std::max(1.0, std::fabs(cf.dx[i]))) ++bad;
@@ -677,7 +671,7 @@ TEST_CASE("lsq+: weight init is max(|mu - 3 sigma|, |mu + 3 sigma|) / 2^(b-1), s
     CHECK(q.quant_parameters().size() == 1);  // no offset for weights
     CHECK_FALSE(q.offset().defined());
     CHECK(q.range().qmin == -qp_signed(bits) - 1);
-    CHECK(q.step().item<double>() == Approx(init_of(vec(w), bits)).epsilon(1e-5));
+    CHECK(q.step().item<double>() == Approx(init_of(floats(w), bits)).epsilon(1e-5));
     at::NoGradGuard no_grad;
     const double g = lsq_grad_scale(w, QatRole::Weight, -1, q.range().qmax);
     CHECK(at::equal(q.forward(w), lsq_fake_quantize(w, q.step(), q.range().qmin, q.range().qmax, g)));
@@ -686,7 +680,7 @@ TEST_CASE("lsq+: weight init is max(|mu - 3 sigma|, |mu + 3 sigma|) / 2^(b-1), s
     init_on(qc, {w});
     REQUIRE(qc.step().numel() == 5);
     for (int64_t c = 0; c < 5; ++c)
-      CHECK(qc.step()[c].item<double>() == Approx(init_of(vec(w[c]), bits)).epsilon(1e-5));
+      CHECK(qc.step()[c].item<double>() == Approx(init_of(floats(w[c]), bits)).epsilon(1e-5));
   }
 }
 
@@ -703,7 +697,7 @@ TEST_CASE("lsq+: activation init minimises the quantization MSE (better than min
   SECTION("offset data (all values far from zero): the refinement moves beta off the shrink family") {
     at::manual_seed(27);
     auto x = at::randn({4, 2500}) * 0.3 + 2.0;
-    const auto xv = vec(x);
+    const auto xv = floats(x);
     for (int bits : {2, 3}) {
       INFO("bits " << bits);
       LsqPlusQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
@@ -738,7 +732,7 @@ TEST_CASE("lsq+: activation init minimises the quantization MSE (better than min
         at::NoGradGuard no_grad;
         x[123] = 40.0;
       }
-      const auto xv = vec(x);
+      const auto xv = floats(x);
       LsqPlusQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
       init_on(q, {x.reshape({10, 2000})});
       const int64_t qmax = qp_unsigned(bits);

@@ -18,18 +18,13 @@
 
 using namespace qbench::quant;
 using namespace qbench::qat;
+using qbench::test::clampd;
+using qbench::test::floats;
+using qbench::test::near_tie;
 using qbench::test::observe_and_init;
 
 namespace {
 
-std::vector<float> fvec(const at::Tensor& t) {
-  auto c = t.detach().to(at::kFloat).contiguous();
-  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-}
-
-double clip(double v, double lo, double hi) { return std::min(std::max(v, lo), hi); }
-
-bool close_to_tie(double u, double margin = 1e-4) { return std::fabs(u - std::floor(u) - 0.5) < margin; }
 
 
 // PACT, Eqs. 1-2, as a float loop: y = clip(x, 0, alpha) (signed: clip(x, -alpha, alpha)),
@@ -64,7 +59,7 @@ TEST_CASE("pact: alpha starts at 10, L2 penalty 5e-4, forward is the scalar refe
           "[pact][numeric]") {
   at::manual_seed(31);
   auto x = at::randn({4, 3, 6, 6}) * 4.0;  // negatives (clipped to 0) and values above alpha
-  const auto xv = fvec(x);
+  const auto xv = floats(x);
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
     PactQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto));
@@ -83,11 +78,11 @@ TEST_CASE("pact: alpha starts at 10, L2 penalty 5e-4, forward is the scalar refe
         at::NoGradGuard no_grad;
         y = q.forward(x);
       }
-      const auto yv = fvec(y);
+      const auto yv = floats(y);
       const double n = std::ldexp(1.0, bits) - 1;
       int64_t bad = 0, skipped = 0;
       for (size_t i = 0; i < xv.size(); ++i) {
-        if (close_to_tie(clip(xv[i], 0, alpha) * n / alpha)) {
+        if (near_tie(clampd(xv[i], 0, alpha) * n / alpha)) {
           ++skipped;
           continue;
         }
@@ -119,7 +114,7 @@ TEST_CASE("pact: gradients are Eq. 3 - d/dalpha = 1 where x >= alpha, STE for x 
       auto xr = x.clone().set_requires_grad(true);
       auto r = at::randn(x.sizes());
       (q.forward(xr) * r).sum().backward();
-      const auto xv = fvec(x), rv = fvec(r), dx = fvec(xr.grad());
+      const auto xv = floats(x), rv = floats(r), dx = floats(xr.grad());
       double dalpha = 0;
       int64_t bad = 0, above = 0;
       for (size_t i = 0; i < xv.size(); ++i) {
@@ -160,7 +155,7 @@ TEST_CASE("pact: the fused CPU kernel over many parallel chunks and a ragged tai
       auto a = at::full({1}, alpha).set_requires_grad(true);
       auto y = pact_fake_quantize(xr, a, 4, is_signed);
       (y * r).sum().backward();
-      const auto xv = fvec(x), yv = fvec(y), dx = fvec(xr.grad()), rv = fvec(r);
+      const auto xv = floats(x), yv = floats(y), dx = floats(xr.grad()), rv = floats(r);
       double dalpha = 0, abs_sum = 0;
       int64_t bad_y = 0, bad_dx = 0, skipped = 0;
       const double n = is_signed ? 7.0 : 15.0;
@@ -175,7 +170,7 @@ TEST_CASE("pact: the fused CPU kernel over many parallel chunks and a ragged tai
         }
         abs_sum += std::fabs(rv[i]);
         if (dx[i] != expect_dx) ++bad_dx;
-        if (close_to_tie(clip(xv[i], is_signed ? -alpha : 0.0, alpha) * n / alpha)) {
+        if (near_tie(clampd(xv[i], is_signed ? -alpha : 0.0, alpha) * n / alpha)) {
           ++skipped;
           continue;
         }
@@ -205,7 +200,7 @@ TEST_CASE("pact: gradients equal central finite differences of the clip with the
       const double lo = is_signed ? -a0 : 0.0;
       auto f = [&](double x, double a) {
         const double l = is_signed ? -a : 0.0;
-        return clip(x, l, a);  // + c, which cancels in the differences
+        return clampd(x, l, a);  // + c, which cancels in the differences
       };
       REQUIRE(std::fabs(x0 - a0) > 10 * h);
       REQUIRE(std::fabs(x0 - lo) > 10 * h);
@@ -243,11 +238,11 @@ TEST_CASE("pact: at x = alpha exactly Eq. 3 gives d/dalpha = 1 and d/dx = 0 (x i
   }
 }
 
-TEST_CASE("pact: signed inputs (Auto with a negative minimum) use clip(x, -alpha, alpha) on the narrow grid",
+TEST_CASE("pact: signed inputs (Auto with a negative minimum) use clampd(x, -alpha, alpha) on the narrow grid",
           "[pact][numeric]") {
   at::manual_seed(33);
   auto x = at::randn({2, 3, 8, 8}) * 2.0;
-  const auto xv = fvec(x);
+  const auto xv = floats(x);
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
     PactQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto));
@@ -259,10 +254,10 @@ TEST_CASE("pact: signed inputs (Auto with a negative minimum) use clip(x, -alpha
     }
     at::NoGradGuard no_grad;
     auto y = q.forward(x);
-    const auto yv = fvec(y);
+    const auto yv = floats(y);
     const double n = std::ldexp(1.0, bits - 1) - 1;
     for (size_t i = 0; i < xv.size(); ++i) {
-      if (close_to_tie(clip(xv[i], -1.5, 1.5) * n / 1.5)) continue;
+      if (near_tie(clampd(xv[i], -1.5, 1.5) * n / 1.5)) continue;
       CHECK(std::fabs(yv[i] - ref_pact(xv[i], 1.5f, bits, true)) <= 1e-6f * 1.5f);
     }
     CHECK(y.max().item<float>() == 1.5f);
@@ -373,14 +368,14 @@ TEST_CASE("pact: edge cases - zeros, constants, one element, huge and tiny magni
 TEST_CASE("dorefa: weights follow Eq. 9 (levels between -1 and 1), bits 2..8", "[dorefa][numeric]") {
   at::manual_seed(41);
   auto w = at::randn({8, 4, 3, 3}) * 0.1;
-  const auto wv = fvec(w);
+  const auto wv = floats(w);
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
     DorefaWeightQuantizer q(qbench::test::test_scheme(bits, Signedness::Signed));
     observe_and_init(q, {w});
     at::NoGradGuard no_grad;
     auto y = q.forward(w);
-    const auto yv = fvec(y);
+    const auto yv = floats(y);
     std::vector<double> zn;
     const auto ref = ref_dorefa_weight(wv, bits, &zn);
     const double n = std::ldexp(1.0, bits) - 1;
@@ -389,7 +384,7 @@ TEST_CASE("dorefa: weights follow Eq. 9 (levels between -1 and 1), bits 2..8", "
       // Every output is one of the 2^b levels (2k - n) / n.
       const double k = (yv[i] * n + n) / 2;
       if (std::fabs(k - std::nearbyint(k)) > 1e-3) ++off_grid;
-      if (close_to_tie(zn[i])) {
+      if (near_tie(zn[i])) {
         ++skipped;
         continue;
       }
@@ -418,7 +413,7 @@ TEST_CASE("dorefa: weight gradients are the STE through round, exact through tan
     auto r = at::randn({3, 5});
     auto wr = w.clone().set_requires_grad(true);
     (dorefa_weight(wr, bits) * r).sum().backward();
-    const auto wv = fvec(w), rv = fvec(r), g = fvec(wr.grad());
+    const auto wv = floats(w), rv = floats(r), g = floats(wr.grad());
     std::vector<double> zn;
     ref_dorefa_weight(wv, bits, &zn);
     const double n = std::ldexp(1.0, bits) - 1;
@@ -453,11 +448,11 @@ TEST_CASE("dorefa: weight gradients are the STE through round, exact through tan
   }
 }
 
-TEST_CASE("dorefa: activations are quantize_k(clip(a, 0, 1)) (Eq. 11) with the STE inside 0..1",
+TEST_CASE("dorefa: activations are quantize_k(clampd(a, 0, 1)) (Eq. 11) with the STE inside 0..1",
           "[dorefa][numeric]") {
   at::manual_seed(43);
   auto a = at::randn({4, 3, 6, 6}) * 0.8 + 0.4;  // below 0, inside, above 1
-  const auto av = fvec(a);
+  const auto av = floats(a);
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
     DorefaActivationQuantizer q(qbench::test::test_scheme(bits, Signedness::Unsigned));
@@ -467,12 +462,12 @@ TEST_CASE("dorefa: activations are quantize_k(clip(a, 0, 1)) (Eq. 11) with the S
     auto r = at::randn(a.sizes());
     auto y = q.forward(ar);
     (y * r).sum().backward();
-    const auto yv = fvec(y), rv = fvec(r), dx = fvec(ar.grad());
+    const auto yv = floats(y), rv = floats(r), dx = floats(ar.grad());
     const double n = std::ldexp(1.0, bits) - 1;
     int64_t bad = 0, bad_grad = 0, skipped = 0;
     for (size_t i = 0; i < av.size(); ++i) {
-      const double c = clip(av[i], 0, 1);
-      if (!close_to_tie(c * n)) {
+      const double c = clampd(av[i], 0, 1);
+      if (!near_tie(c * n)) {
         if (std::fabs(yv[i] - std::nearbyint(c * n) / n) > 1e-6) ++bad;
       } else {
         ++skipped;
@@ -483,7 +478,7 @@ TEST_CASE("dorefa: activations are quantize_k(clip(a, 0, 1)) (Eq. 11) with the S
       if (std::fabs(dx[i] - expect) > 1e-6 * (1 + std::fabs(rv[i]))) ++bad_grad;
       if (std::fabs(av[i]) > 1e-4 && std::fabs(av[i] - 1) > 1e-4) {
         const double h = 1e-5;
-        const double fd = (clip(av[i] + h, 0, 1) - clip(av[i] - h, 0, 1)) / (2 * h);
+        const double fd = (clampd(av[i] + h, 0, 1) - clampd(av[i] - h, 0, 1)) / (2 * h);
         if (std::fabs(fd * rv[i] - expect) > 1e-6 * (1 + std::fabs(rv[i]))) ++bad_grad;
       }
     }
@@ -506,10 +501,10 @@ TEST_CASE("dorefa: activations are quantize_k(clip(a, 0, 1)) (Eq. 11) with the S
   REQUIRE(qs.is_signed());
   at::NoGradGuard no_grad;
   auto ys = qs.forward(a);
-  const auto ysv = fvec(ys);
+  const auto ysv = floats(ys);
   for (size_t i = 0; i < av.size(); ++i) {
-    if (close_to_tie(clip(av[i], -1, 1) * 7)) continue;
-    CHECK(ysv[i] == Approx(std::nearbyint(clip(av[i], -1, 1) * 7) / 7).margin(1e-6));
+    if (near_tie(clampd(av[i], -1, 1) * 7)) continue;
+    CHECK(ysv[i] == Approx(std::nearbyint(clampd(av[i], -1, 1) * 7) / 7).margin(1e-6));
   }
   CHECK(qs.affine_qparams()->range.qmin == -7);
 }
@@ -573,7 +568,7 @@ TEST_CASE("dorefa: edge cases - zeros, constants, one element, huge and tiny mag
   }
 }
 
-TEST_CASE("dorefa activations on a calibrated range: r * q(clip(a / r, 0, 1)) with r = observed max",
+TEST_CASE("dorefa activations on a calibrated range: r * q(clampd(a / r, 0, 1)) with r = observed max",
           "[dorefa][numeric]") {
   QuantScheme sc;
   sc.bits = 3;
@@ -612,7 +607,7 @@ TEST_CASE("dorefa activations: the fused CPU kernel over many parallel chunks is
   at::manual_seed(44);
   auto x = at::randn({3, 70001}) * 2.0 + 0.5;
   auto r = at::randn(x.sizes());
-  const auto xv = fvec(x), rv = fvec(r);
+  const auto xv = floats(x), rv = floats(r);
   for (bool calibrated : {false, true}) {
     for (auto sign : {Signedness::Unsigned, Signedness::Signed}) {
       const bool is_signed = sign == Signedness::Signed;
@@ -625,7 +620,7 @@ TEST_CASE("dorefa activations: the fused CPU kernel over many parallel chunks is
       auto xr = x.clone().set_requires_grad(true);
       auto y = q.forward(xr);
       (y * r).sum().backward();
-      const auto yv = fvec(y), dx = fvec(xr.grad());
+      const auto yv = floats(y), dx = floats(xr.grad());
       const double n = is_signed ? 7.0 : 15.0, lo = is_signed ? -1.0 : 0.0;
       int64_t bad_y = 0, bad_dx = 0, skipped = 0, outside = 0;
       for (size_t i = 0; i < xv.size(); ++i) {
@@ -633,8 +628,8 @@ TEST_CASE("dorefa activations: the fused CPU kernel over many parallel chunks is
         const bool inside = a >= lo && a <= 1.0;
         outside += !inside;
         if (dx[i] != (inside ? rv[i] : 0.f)) ++bad_dx;
-        const double c = clip(a, lo, 1.0);
-        if (close_to_tie(c * n)) {
+        const double c = clampd(a, lo, 1.0);
+        if (near_tie(c * n)) {
           ++skipped;
           continue;
         }

@@ -25,47 +25,13 @@
 #include "qbench/runner/registries.h"
 #include "qbench/train/train.h"
 #include "test_util.h"
+#include "unit_torch/checkpoint_util.h"
 
 using namespace qbench;
+using namespace qbench::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
-void spit(const fs::path& p, const std::string& b) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f.write(b.data(), static_cast<std::streamsize>(b.size()));
-}
-
-std::shared_ptr<quant::QuantModel> small_model(uint64_t seed) {
-  at::manual_seed(seed);
-  return models::make_model("resnet8-w0.5", {1, 4, 28});
-}
-
-torch::optim::SGD sgd(quant::QuantModel& m) {
-  return torch::optim::SGD(m.parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
-}
-
-void one_step(quant::QuantModel& m, torch::optim::SGD& opt) {
-  at::manual_seed(11);
-  m.train();
-  opt.zero_grad();
-  train::smoothed_cross_entropy(m.forward(at::randn({8, 1, 28, 28})), at::randint(0, 4, {8}, at::kLong), 0.1).backward();
-  opt.step();
-  m.eval();
-}
-
-bool same_state(quant::QuantModel& a, quant::QuantModel& b) {
-  auto sa = models::model_state(a), sb = models::model_state(b);
-  if (sa.size() != sb.size()) return false;
-  for (std::size_t i = 0; i < sa.size(); ++i)
-    if (sa[i].first != sb[i].first || !at::equal(sa[i].second, sb[i].second)) return false;
-  return true;
-}
 
 // A safetensors file as qbench wrote it before content hashes: the same layout, no hash keys.
 void write_legacy_safetensors(const fs::path& p, quant::QuantModel& m) {

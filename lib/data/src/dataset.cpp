@@ -183,18 +183,14 @@ std::vector<uint8_t> read_file(const std::string& path) {
 }  // namespace detail
 
 namespace detail {
-// The table generated from the qbench_registry_entry(datasets ...) lines of lib/data/CMakeLists.txt.
-#define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<DatasetEntry>&);
-#include "qbench/registry/datasets.inc"
-#undef QBENCH_REGISTRY_ENTRY
+// Generated from the qbench_registry_entry(datasets ...) lines of lib/data/CMakeLists.txt.
+void fill_datasets(Registry<DatasetEntry>& r);
 }  // namespace detail
 
 Registry<DatasetEntry>& dataset_registry() {
   static Registry<DatasetEntry> reg = [] {
     Registry<DatasetEntry> r("dataset");
-#define QBENCH_REGISTRY_ENTRY(fn) detail::fn(r);
-#include "qbench/registry/datasets.inc"
-#undef QBENCH_REGISTRY_ENTRY
+    detail::fill_datasets(r);
     return r;
   }();
   return reg;

@@ -8,18 +8,14 @@
 
 namespace qbench::models {
 
-// The table generated from the qbench_registry_entry(archs ...) lines of lib/models/CMakeLists.txt:
-// an architecture is its own file plus that line.
-#define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<ArchEntry>&);
-#include "qbench/registry/archs.inc"
-#undef QBENCH_REGISTRY_ENTRY
+// Generated from the qbench_registry_entry(archs ...) lines of lib/models/CMakeLists.txt: an
+// architecture is its own file plus that line.
+void fill_archs(Registry<ArchEntry>& r);
 
 Registry<ArchEntry>& arch_registry() {
   static Registry<ArchEntry> reg = [] {
     Registry<ArchEntry> r("architecture");
-#define QBENCH_REGISTRY_ENTRY(fn) fn(r);
-#include "qbench/registry/archs.inc"
-#undef QBENCH_REGISTRY_ENTRY
+    fill_archs(r);
     return r;
   }();
   return reg;

@@ -6,16 +6,13 @@ namespace qbench::qat {
 
 using namespace qbench::quant;  // the shared quantizer library these methods build on
 
-#define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<QatMethod>&);
-#include "qbench/registry/qat_methods.inc"
-#undef QBENCH_REGISTRY_ENTRY
+// Generated from the qbench_qat_method lines of lib/qat/CMakeLists.txt.
+void fill_qat_methods(Registry<QatMethod>& r);
 
 Registry<QatMethod>& qat_method_registry() {
   static Registry<QatMethod> reg = [] {
     Registry<QatMethod> r("QAT method");
-#define QBENCH_REGISTRY_ENTRY(fn) fn(r);
-#include "qbench/registry/qat_methods.inc"
-#undef QBENCH_REGISTRY_ENTRY
+    fill_qat_methods(r);
     return r;
   }();
   return reg;

@@ -45,17 +45,13 @@ void register_observer(Registry<ObserverEntry>& r) {
                    [](const QuantScheme& s) { return std::make_unique<MinMaxObserver>(s); }});
 }
 
-// The table generated from the qbench_registry_entry(observers ...) lines of lib/quant/CMakeLists.txt.
-#define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<ObserverEntry>&);
-#include "qbench/registry/observers.inc"
-#undef QBENCH_REGISTRY_ENTRY
+// Generated from the qbench_registry_entry(observers ...) lines of lib/quant/CMakeLists.txt.
+void fill_observers(Registry<ObserverEntry>& r);
 
 Registry<ObserverEntry>& observer_registry() {
   static Registry<ObserverEntry> reg = [] {
     Registry<ObserverEntry> r("observer");
-#define QBENCH_REGISTRY_ENTRY(fn) fn(r);
-#include "qbench/registry/observers.inc"
-#undef QBENCH_REGISTRY_ENTRY
+    fill_observers(r);
     return r;
   }();
   return reg;

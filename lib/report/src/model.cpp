@@ -320,18 +320,14 @@ bool is_code_label(const std::string& label) {
   return label == "git revision" || label == "matrix file" || label == "matrix sha256" || label == "command line";
 }
 
-// The table generated from the qbench_registry_entry(report_tables ...) lines of
-// lib/report/CMakeLists.txt: a table is its own file in src/tables/ plus that line.
-#define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<TableEntry>&);
-#include "qbench/registry/report_tables.inc"
-#undef QBENCH_REGISTRY_ENTRY
+// Generated from the qbench_registry_entry(report_tables ...) lines of lib/report/CMakeLists.txt:
+// a table is its own file in src/tables/ plus that line.
+void fill_report_tables(Registry<TableEntry>& r);
 
 const Registry<TableEntry>& table_registry() {
   static const Registry<TableEntry> reg = [] {
     Registry<TableEntry> r("report table");
-#define QBENCH_REGISTRY_ENTRY(fn) fn(r);
-#include "qbench/registry/report_tables.inc"
-#undef QBENCH_REGISTRY_ENTRY
+    fill_report_tables(r);
     return r;
   }();
   return reg;

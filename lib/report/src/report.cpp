@@ -74,18 +74,14 @@ std::string table_help() {
 
 void check_tables(const std::vector<std::string>& ids) { check_known("--table", "table", ids, table_ids()); }
 
-// The table generated from the qbench_registry_entry(report_formats ...) lines of
-// lib/report/CMakeLists.txt: a format is its own file in src/formats/ plus that line.
-#define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<FormatInfo>&);
-#include "qbench/registry/report_formats.inc"
-#undef QBENCH_REGISTRY_ENTRY
+// Generated from the qbench_registry_entry(report_formats ...) lines of lib/report/CMakeLists.txt:
+// a format is its own file in src/formats/ plus that line.
+void fill_report_formats(Registry<FormatInfo>& r);
 
 const std::vector<FormatInfo>& formats() {
   static const std::vector<FormatInfo> list = [] {
     Registry<FormatInfo> r("report format");
-#define QBENCH_REGISTRY_ENTRY(fn) fn(r);
-#include "qbench/registry/report_formats.inc"
-#undef QBENCH_REGISTRY_ENTRY
+    fill_report_formats(r);
     std::vector<FormatInfo> out;
     std::vector<std::string> spellings;  // names and aliases: each must mean one format
     for (const auto& [name, f] : r.entries()) {

@@ -18,14 +18,11 @@
 #include "test_util.h"
 
 namespace fs = std::filesystem;
+using qbench::test::slurp;
+using qbench::test::spit;
 using namespace qbench;
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
 
 std::vector<fs::path> temporaries_of(const fs::path& p) {
   std::vector<fs::path> out;

@@ -9,6 +9,7 @@
 #include "qbench/common/errors.h"
 #include "qbench/common/strings.h"
 #include "qbench/config/matrix.h"
+#include "unit/config/config_util.h"
 #include "test_util.h"
 
 namespace qbench::config::test {
@@ -16,6 +17,7 @@ Catalog fake_catalog();
 }
 
 using namespace qbench::config;
+using qbench::config::test::error_of;
 using qbench::config::test::fake_catalog;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
@@ -24,15 +26,6 @@ namespace {
 
 const std::filesystem::path kFixtures = std::filesystem::path(QBENCH_TEST_SOURCE_DIR) / "fixtures/config";
 
-/// The message of the ConfigError that parsing `yaml` throws, or "<no error>".
-std::string error_of(const std::string& yaml) {
-  try {
-    parse_matrix(yaml, "m.yaml", fake_catalog());
-  } catch (const qbench::ConfigError& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 // Lines 1-3 of most test files; the matrix section follows on line 4.
 const std::string kHead = "name: t\ndataset: fashion-mnist\nmatrix:\n";

@@ -8,25 +8,19 @@
 #include "qbench/common/errors.h"
 #include "qbench/common/strings.h"
 #include "qbench/config/matrix.h"
+#include "unit/config/config_util.h"
 
 namespace qbench::config::test {
 Catalog fake_catalog();
 }
 
 using namespace qbench::config;
+using qbench::config::test::error_of;
 using qbench::config::test::fake_catalog;
 using nlohmann::json;
 
 namespace {
 
-std::string error_of(const std::string& yaml) {
-  try {
-    parse_matrix(yaml, "m.yaml", fake_catalog());
-  } catch (const qbench::ConfigError& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 const std::string kAxes = "  algorithm: [minmax, lsq, pact]\n  bits: [w8a8, w4a4]\n  arch: [resnet20]\n";
 

@@ -4,19 +4,12 @@
 // initialisers (the linker drops those from static libraries), so the order is deterministic and
 // `qbench list` prints them in registration order.
 //
-// Each registry's list of registration functions is a table generated at configure time from the
+// Each registry's list of registration functions is generated at configure time from the
 // `qbench_registry_entry(<table> <source>)` lines of its component's CMakeLists.txt
-// (lib/common/cmake/registry.cmake): adding an entry is its own source file plus that one line.
-// The function that fills the registry includes the table twice:
-//
-//   #define QBENCH_REGISTRY_ENTRY(fn) void fn(Registry<ArchEntry>&);
-//   #include "qbench/registry/archs.inc"   // declares every register_<file>()
-//   #undef QBENCH_REGISTRY_ENTRY
-//   ...
-//     Registry<ArchEntry> r("architecture");
-//   #define QBENCH_REGISTRY_ENTRY(fn) fn(r);
-//   #include "qbench/registry/archs.inc"   // calls them, in the CMake lines' order
-//   #undef QBENCH_REGISTRY_ENTRY
+// (lib/common/cmake/registry.cmake): adding an entry is its own source file, which defines
+// `void register_<file name>(Registry<Entry>&)`, plus that one line. The generated file defines
+// the function that calls them all in order (`fill_archs`, `fill_observers`, ...), which the
+// component's registry calls once.
 #include <functional>
 #include <map>
 #include <string>
