@@ -8,4 +8,6 @@ bad()  { fails=$((fails+1)); echo "FAIL - $*"; }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
 sql() { sqlite3 -batch -noheader "$DB" "$1"; }
 run() { "$QB" run --db "$DB" --cache-dir "$CACHE" --no-progress "$@"; }
+# has TEXT PATTERN...: every fixed-string PATTERN occurs in TEXT (TEXT may hold any quote).
+has() { local text=$1; shift; local p; for p in "$@"; do grep -qF -- "$p" <<<"$text" || return 1; done; }
 finish() { echo "$passes passed, $fails failed"; [ "$fails" -eq 0 ]; }

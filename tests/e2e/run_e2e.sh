@@ -8,10 +8,10 @@ DB=$WORK/e2e.db; CACHE=$WORK/cache
 source "$(dirname "$0")/harness.sh"
 
 "$QB" --version >/dev/null; check "--version exits 0" test $? -eq 0
-out=$("$QB" list 2>&1); check "list shows registries" bash -c "grep -q minmax <<<'$out' && grep -q resnet20 <<<'$out' && grep -q fashion-mnist <<<'$out' && grep -q academic <<<'$out'"
+out=$("$QB" list 2>&1); check "list shows registries" has "$out" minmax resnet20 fashion-mnist academic
 "$QB" list nonsense >/dev/null 2>&1; check "list of an unknown kind exits 2" test $? -eq 2
 out=$("$QB" list archs 2>&1)
-check "list archs measures the published sizes" bash -c "grep -q '11.69M params, 1.814 GMACs' <<<'$out' && grep -q '3.50M params' <<<'$out' && grep -q 'regnetx-600mf' <<<'$out'"
+check "list archs measures the published sizes" has "$out" '11.69M params, 1.814 GMACs' '3.50M params' regnetx-600mf
 
 # Configuration errors: exit 2 with file:line:column and the key path, nothing written.
 err=$("$QB" run "$HERE/bad_bits.yaml" --db "$DB" 2>&1); rc=$?
@@ -72,7 +72,7 @@ check "forced rerun gives identical top-1 ($before / $after)" test "$before" = "
 # Reports.
 md=$("$QB" report --db "$DB" --format markdown); rc=$?
 check "markdown report exits 0" test $rc -eq 0
-check "markdown has the pivot table" bash -c "grep -q 'fashion-mnist / academic' <<<'$md' && grep -q 'w8a8' <<<'$md' && grep -q 'w4a4' <<<'$md'"
+check "markdown has the pivot table" has "$md" 'fashion-mnist / academic' w8a8 w4a4
 "$QB" report --db "$DB" --format json --out report.json; check "json report exits 0" test $? -eq 0
 check "json report has 3 rows with top1" bash -c "[ \$(grep -c '\"top1\":[0-9]' report.json) -eq 3 ]"
 csv=$("$QB" report --db "$DB" --format csv --run 1); check "csv report has header + 3 lines" test "$(wc -l <<<"$csv")" -eq 4
