@@ -29,3 +29,25 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "install-deps: all packages present" >&2
 fi
+
+# ONNX Runtime, the ORT deploy engine (lib/export): npm's onnxruntime-node, pinned in
+# scripts/ort/package-lock.json, run by Node.js. Its post-install step would download GPU files
+# (and fails offline), so it is skipped: the CPU runtime ships inside the package.
+ORT_DIR="$(cd "$(dirname "$0")" && pwd)/ort"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "install-deps: installing nodejs npm" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+want=$(sed -n 's/.*"onnxruntime-node": *"\([0-9.]*\)".*/\1/p' "$ORT_DIR/package.json")
+have=""
+if [ -f "$ORT_DIR/node_modules/onnxruntime-node/package.json" ]; then
+  have=$(sed -n 's/^ *"version": *"\([0-9.]*\)".*/\1/p' "$ORT_DIR/node_modules/onnxruntime-node/package.json" | head -1)
+fi
+if [ "$have" != "$want" ]; then
+  echo "install-deps: installing onnxruntime-node $want (npm ci in scripts/ort)" >&2
+  (cd "$ORT_DIR" && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+else
+  echo "install-deps: onnxruntime-node $have present" >&2
+fi

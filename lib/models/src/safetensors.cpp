@@ -41,7 +41,7 @@ const DtypeInfo* by_type(at::ScalarType t) {
 }
 
 bool is_quantizer_path(const std::string& name) {
-  for (const char* seg : {"weight_quant.", "input_quant.", "output_quant."}) {
+  for (const char* seg : {"weight_quant.", "input_quant.", "input_quant_a.", "input_quant_b.", "output_quant."}) {
     const auto pos = name.find(seg);
     if (pos != std::string::npos && (pos == 0 || name[pos - 1] == '.')) return true;
   }

@@ -1,0 +1,87 @@
+#!/usr/bin/env node
+// qbench's ONNX Runtime engine (lib/export/src/ort.cpp drives it). One request, one process:
+//   node qbench_ort.js REQUEST.json
+// REQUEST: {model, threads, optimized_model?,
+//           eval?:    {input, shape: [N, ...sample], batch, logits_out},
+//           latency?: {input, shape: [B, ...sample], warmup, repeats}}
+// `input` files hold raw little-endian float32 in C order; `logits_out` receives the first
+// output's values, raw float32, batch after batch. stdout: one JSON line with the runtime's
+// version, the output's shape and the latency figures (milliseconds per batch). Errors: a message
+// on stderr and exit code 1.
+'use strict';
+const fs = require('fs');
+const ort = require('onnxruntime-node');
+
+function readF32(path, count) {
+  const buf = fs.readFileSync(path);
+  if (buf.length !== count * 4)
+    throw new Error(`${path}: ${buf.length} bytes, expected ${count * 4} (${count} float32)`);
+  return new Float32Array(buf.buffer, buf.byteOffset, count);
+}
+
+function quantile(sorted, q) {
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i];
+}
+
+async function main() {
+  const req = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+  const opts = {
+    intraOpNumThreads: req.threads || 1,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
+  };
+  if (req.optimized_model) opts.optimizedModelFilePath = req.optimized_model;
+  const session = await ort.InferenceSession.create(req.model, opts);
+  const inName = session.inputNames[0], outName = session.outputNames[0];
+  const result = {ort_version: require('onnxruntime-node/package.json').version, input: inName, output: outName};
+
+  if (req.eval) {
+    const [n, ...sample] = req.eval.shape;
+    const per = sample.reduce((a, b) => a * b, 1);
+    // Read batch by batch: a test split need not fit in memory twice.
+    const size = fs.statSync(req.eval.input).size;
+    if (size !== n * per * 4) throw new Error(`${req.eval.input}: ${size} bytes, expected ${n * per * 4}`);
+    const inFd = fs.openSync(req.eval.input, 'r');
+    const fd = fs.openSync(req.eval.logits_out, 'w');
+    const t0 = process.hrtime.bigint();
+    let outShape = null;
+    for (let i = 0; i < n; i += req.eval.batch) {
+      const b = Math.min(req.eval.batch, n - i);
+      const buf = Buffer.alloc(b * per * 4);
+      fs.readSync(inFd, buf, 0, buf.length, i * per * 4);
+      const x = new Float32Array(buf.buffer, buf.byteOffset, b * per);
+      const t = new ort.Tensor('float32', x, [b, ...sample]);
+      const y = (await session.run({[inName]: t}))[outName];
+      if (y.type !== 'float32') throw new Error(`output ${outName} is ${y.type}, not float32`);
+      outShape = y.dims;
+      fs.writeSync(fd, Buffer.from(y.data.buffer, y.data.byteOffset, y.data.byteLength));
+    }
+    fs.closeSync(fd);
+    fs.closeSync(inFd);
+    result.eval = {images: n, seconds: Number(process.hrtime.bigint() - t0) / 1e9, output_shape: outShape};
+  }
+
+  if (req.latency) {
+    const shape = req.latency.shape;
+    const count = shape.reduce((a, b) => a * b, 1);
+    const t = new ort.Tensor('float32', readF32(req.latency.input, count), shape);
+    for (let i = 0; i < req.latency.warmup; ++i) await session.run({[inName]: t});
+    const times = [];
+    for (let i = 0; i < req.latency.repeats; ++i) {
+      const t0 = process.hrtime.bigint();
+      await session.run({[inName]: t});
+      times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    times.sort((a, b) => a - b);
+    result.latency = {batch: shape[0], p50_ms: quantile(times, 0.5), p90_ms: quantile(times, 0.9), repeats: times.length};
+  }
+  process.stdout.write(JSON.stringify(result) + '\n');
+}
+
+main().catch((e) => {
+  process.stderr.write(`qbench_ort: ${e && e.message ? e.message : e}\n`);
+  process.exit(1);
+});
