@@ -260,6 +260,15 @@ CREATE TABLE cell_details (
 ALTER TABLE runs    ADD COLUMN device TEXT NOT NULL DEFAULT 'cpu';
 ALTER TABLE results ADD COLUMN device TEXT NOT NULL DEFAULT 'cpu';
 )sql"},
+    // The engine a row's deploy_* columns come from ("libtorch-onednn", "libtorch-qnnpack",
+    // "onnxruntime"; '' where the cell was not deployed). Before this version the only engines
+    // were LibTorch's, chosen by the profile, and only x86-onednn and qnnpack named one.
+    {5, R"sql(
+ALTER TABLE results ADD COLUMN deploy_engine TEXT NOT NULL DEFAULT '';
+UPDATE results SET deploy_engine = CASE profile WHEN 'x86-onednn' THEN 'libtorch-onednn'
+                                                WHEN 'qnnpack' THEN 'libtorch-qnnpack' ELSE '' END
+ WHERE deploy_top1 IS NOT NULL;
+)sql"},
 };
 
 // Column lists in the order read_run/read_result expect.
@@ -274,7 +283,8 @@ const char* const kResultColumns[] = {
     "top5",         "loss",           "fp32_top1",      "quant_wall_s",  "eval_wall_s",
     "wall_s",       "latency_ms_p50", "latency_ms_p90", "latency_batch", "latency_source",
     "eval_images",  "threads",        "config_json",    "started_at",    "finished_at",
-    "deploy_top1",  "deploy_agreement", "logit_cosine", "sqnr_db",         "device"};
+    "deploy_top1",  "deploy_agreement", "logit_cosine", "sqnr_db",         "device",
+    "deploy_engine"};
 
 template <std::size_t N>
 std::string column_list(const char* const (&cols)[N], const std::string& prefix = "") {
@@ -350,6 +360,7 @@ CellResult read_result(const Statement& s, int o) {
   r.logit_cosine = s.opt_real(o + 32);
   r.sqnr_db = s.opt_real(o + 33);
   r.device = s.text(o + 34);
+  r.deploy_engine = s.text(o + 35);
   return r;
 }
 
@@ -578,7 +589,8 @@ int64_t Store::put_result(const CellResult& r) {
         .bind(":deploy_agreement", r.deploy_agreement)
         .bind(":logit_cosine", r.logit_cosine)
         .bind(":sqnr_db", r.sqnr_db)
-        .bind(":device", r.device.empty() ? std::string("cpu") : r.device);
+        .bind(":device", r.device.empty() ? std::string("cpu") : r.device)
+        .bind(":deploy_engine", r.deploy_engine);
     if (!q->step()) throw StoreError("store '" + path_ + "': INSERT INTO results returned no id");
     id = q->int64(0);
     q->run();

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <tuple>
 
 #include "qbench/common/errors.h"
 #include "qbench/store/store.h"
@@ -496,12 +497,13 @@ TEST_CASE("store: a version-1 file gains the nullable sim-to-deploy columns and 
     raw.exec("ALTER TABLE results DROP COLUMN deploy_top1; ALTER TABLE results DROP COLUMN deploy_agreement; "
              "ALTER TABLE results DROP COLUMN logit_cosine; ALTER TABLE results DROP COLUMN sqnr_db; "
              "ALTER TABLE results DROP COLUMN device; ALTER TABLE runs DROP COLUMN device; "
+             "ALTER TABLE results DROP COLUMN deploy_engine; "
              "DROP TABLE cell_details; PRAGMA user_version = 1;");
     CHECK(raw.text("SELECT count(*) FROM pragma_table_info('results') WHERE name = 'sqnr_db'") == "0");
   }
   Store s(path);
   CHECK(s.user_version() == Store::schema_version());
-  CHECK(Store::schema_version() == 4);
+  CHECK(Store::schema_version() == 5);
   auto all = s.all_results();
   REQUIRE(all.size() == 1);
   CHECK(s.details(all[0].id).empty());  // the v3 table exists and the old row has no details
@@ -526,11 +528,12 @@ TEST_CASE("store: a version-3 file gains the device columns, its runs and rows r
   {
     // What schema version 3 wrote: everything but the device columns.
     RawDb raw(path);
-    raw.exec("ALTER TABLE results DROP COLUMN device; ALTER TABLE runs DROP COLUMN device; PRAGMA user_version = 3;");
+    raw.exec("ALTER TABLE results DROP COLUMN device; ALTER TABLE runs DROP COLUMN device; "
+             "ALTER TABLE results DROP COLUMN deploy_engine; PRAGMA user_version = 3;");
     CHECK(raw.text("SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'device'") == "0");
   }
   Store s(path);
-  CHECK(s.user_version() == 4);
+  CHECK(s.user_version() == Store::schema_version());
   auto runs = s.runs();
   REQUIRE(runs.size() == 1);
   CHECK(runs[0].device == "cpu");  // every run before version 4 ran on the CPU
@@ -550,6 +553,41 @@ TEST_CASE("store: a version-3 file gains the device columns, its runs and rows r
   CHECK(s.finished_result("k2")->device == "cuda:0");
   RawDb raw(path);
   CHECK(raw.text("SELECT group_concat(device, ',') FROM (SELECT device FROM results ORDER BY id)") == "cpu,cuda:0");
+}
+
+TEST_CASE("store: a version-4 file gains deploy_engine, named from the profile for rows LibTorch deployed",
+          "[store]") {
+  auto dir = qbench::test::scratch_dir("migrate_v4");
+  const std::string path = (dir / "v4.db").string();
+  {
+    Store s(path);
+    int64_t run_id = s.begin_run(sample_run());
+    for (const auto& [key, profile, deployed] :
+         std::vector<std::tuple<std::string, std::string, bool>>{{"k1", "x86-onednn", true},
+                                                                 {"k2", "qnnpack", true},
+                                                                 {"k3", "academic", false},
+                                                                 {"k4", "x86-onednn", false}}) {
+      auto r = sample_result(run_id, key, "ok", 80.0);
+      r.profile = profile;
+      if (deployed) r.deploy_top1 = 79.5;
+      s.put_result(r);
+    }
+  }
+  {
+    RawDb raw(path);
+    raw.exec("ALTER TABLE results DROP COLUMN deploy_engine; PRAGMA user_version = 4;");
+  }
+  Store s(path);
+  CHECK(s.user_version() == 5);
+  CHECK(s.finished_result("k1")->deploy_engine == "libtorch-onednn");
+  CHECK(s.finished_result("k2")->deploy_engine == "libtorch-qnnpack");
+  CHECK(s.finished_result("k3")->deploy_engine.empty());
+  CHECK(s.finished_result("k4")->deploy_engine.empty());  // x86-onednn but not deployed (e.g. refused)
+  auto r = sample_result(s.finished_result("k1")->run_id, "k5");
+  r.deploy_top1 = 70.0;
+  r.deploy_engine = "onnxruntime";
+  s.put_result(r);
+  CHECK(s.finished_result("k5")->deploy_engine == "onnxruntime");
 }
 
 TEST_CASE("store: the device round-trips, an empty one is stored as cpu", "[store]") {

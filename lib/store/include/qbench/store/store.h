@@ -71,6 +71,10 @@ struct CellResult {
   /// same in simulation and deployment (percent), the mean cosine similarity of their logits, and
   /// the signal-to-quantization-noise ratio of the deployed logits against the simulated ones (dB).
   std::optional<double> deploy_top1, deploy_agreement, logit_cosine, sqnr_db;
+  /// The engine the deploy_* columns come from: "libtorch-onednn", "libtorch-qnnpack",
+  /// "onnxruntime" ("" when not deployed). Every engine a cell ran on has a `deploy_engines`
+  /// detail row.
+  std::string deploy_engine;
   /// Detail rows written with the result (table cell_details; not filled by the readers of
   /// results rows: use Store::details).
   CellDetails details;
