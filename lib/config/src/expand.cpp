@@ -143,6 +143,7 @@ Cell make_cell(const Matrix& m, const Catalog& catalog, const std::string& arch,
   } else if (!baseline) {
     j["ptq"] = ptq_json(m, info);
   }
+  if (!baseline && !m.deploy.engines.empty()) j["deploy"] = {{"engines", m.deploy.engines}};
   if (!baseline) {
     c.bn_fold = bn_fold;
     c.bn_fold_from_matrix = bn_fold_from_matrix;

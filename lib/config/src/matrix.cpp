@@ -478,7 +478,7 @@ void Parser::parse_settings(const Item& it, const SettingsSection& sec, nlohmann
 }
 
 void Parser::parse_pipeline(const Item& it, Matrix& m) const {
-  MapView p(*this, it, {"threads", "fp32", "ptq", "qat", "eval", "latency"}, "");
+  MapView p(*this, it, {"threads", "fp32", "ptq", "qat", "eval", "latency", "deploy"}, "");
   if (p.has("threads")) m.threads = int32(p.get("threads"), 1, 256);
 
   if (p.has("fp32")) {
@@ -514,6 +514,11 @@ void Parser::parse_pipeline(const Item& it, Matrix& m) const {
     if (l.has("batch_size")) m.latency.batch_size = int32(l.get("batch_size"), 1);
     if (l.has("warmup")) m.latency.warmup = int32(l.get("warmup"), 0);
     if (l.has("repeats")) m.latency.repeats = int32(l.get("repeats"), 1);
+  }
+  if (p.has("deploy")) {
+    MapView d(*this, p.get("deploy"), {"engines"}, "");
+    for (const auto& e : axis_items(d.require("engines")))
+      push_unique(m.deploy.engines, known_name(e, "deploy engine", deploy_engine_names()));
   }
 }
 
@@ -687,6 +692,11 @@ Matrix load_matrix_file(const std::string& path, const Catalog& catalog, const s
   bytes << in.rdbuf();
   if (in.bad()) throw ConfigError(path, 0, 0, "", "cannot read the matrix file");
   return parse_matrix(bytes.str(), path, catalog, size);
+}
+
+const std::vector<std::string>& deploy_engine_names() {
+  static const std::vector<std::string> names = {"onnxruntime"};
+  return names;
 }
 
 }  // namespace qbench::config

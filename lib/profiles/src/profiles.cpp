@@ -91,7 +91,8 @@ double roofline_ms(const RooflineSpec& r, const std::vector<LayerCost>& layers, 
 std::string ProfileSpec::canonical() const {
   return "name=" + name + "\nweight:" + weight.canonical() + "\nactivation:" + activation.canonical() +
          "\nplacement=" + join(placement, ",") + "\nbn_fold=" + std::to_string(bn_fold) + "\nfirst_last=" +
-         first_last + "\nengine=" + engine + "\n" + roofline_canonical(roofline);
+         first_last + "\nengine=" + engine + "\n" + roofline_canonical(roofline) +
+         (bias == "float" ? std::string() : "\nbias=" + bias);  // the default leaves every existing hash as it was
 }
 
 std::string ProfileSpec::canonical_sha256() const { return sha256_hex(canonical()); }
@@ -105,6 +106,7 @@ std::string ProfileSpec::summary() const {
                   " | bn_fold " + std::to_string(bn_fold);
   if (first_last == "8bit") s += " | first/last 8-bit";
   if (engine != "none") s += " | engine " + engine;
+  if (bias != "float") s += " | " + bias + " bias";
   if (roofline.declared()) {
     char buf[160];
     std::snprintf(buf, sizeof buf, " | modeled latency: %s, %.4g INT8 TOPS, %.4g GB/s", roofline.device.c_str(),
@@ -147,7 +149,7 @@ class ProfileParser : public Reader {
     Item root = load_document(text, "a profile map with name, weight, activation and placement");
     MapView m(*this, root,
               {"name", "description", "source", "notes", "weight", "activation", "placement", "bn_fold",
-               "first_last", "engine", "roofline"},
+               "first_last", "engine", "roofline", "bias"},
               "");
     Item name = m.require("name");
     p.name = string_value(name);
@@ -166,7 +168,8 @@ class ProfileParser : public Reader {
     placement(m.require("placement"), p);
     p.bn_fold = static_cast<int>(integer(m.require("bn_fold", " (-1 = not folded, 0..4 = MQBench strategies)"), -1, 4));
     p.first_last = choice(m.require("first_last"), "first/last-layer policy", {"8bit", "cell"});
-    p.engine = choice(m.require("engine"), "integer engine", {"none", "onednn", "qnnpack"});
+    p.engine = choice(m.require("engine"), "integer engine", {"none", "onednn", "qnnpack", "onnxruntime"});
+    if (m.has("bias")) p.bias = choice(m.get("bias"), "bias arithmetic", {"float", "int32"});
     if (m.has("roofline")) {
       MapView r(*this, m.get("roofline"), {"device", "peak_int8_tops", "mem_bandwidth_gbs", "source"},
                 "a map {device, peak_int8_tops, mem_bandwidth_gbs, source}");

@@ -66,6 +66,7 @@ int attach_quantizers(QuantModel& model, const Profile& profile, int w_bits, int
     if (layer_inputs || (graph_input && ref.is_first)) aq = make_quantizer(profile.activation, ab, make.activation);
     attached += (wq != nullptr) + (aq != nullptr);
     ref.layer->attach(wq, aq);
+    ref.layer->set_bias_int32(spec.bias == "int32");
   }
   for (auto& ref : model.adds()) {
     if (spec.places("add_inputs")) {

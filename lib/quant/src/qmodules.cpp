@@ -74,8 +74,18 @@ QConv2dImpl::QConv2dImpl(const QConv2dOptions& o) : opt_(o) {
   if (o.bias) bias = register_parameter("bias", at::zeros({o.out_channels}));
 }
 
+at::Tensor QuantLayer::quantized_bias(const at::Tensor& b) const {
+  if (!bias_int32_ || !b.defined() || !input_q_ || !weight_q_ || !input_q_->quantizing() || !weight_q_->quantizing())
+    return b;
+  const auto qi = input_q_->affine_qparams(), qw = weight_q_->affine_qparams();
+  if (!qi || !qw) return b;
+  // The accumulator's grid in float32, as the runtime multiplies the two scales.
+  const at::Tensor s = (qi->scale.to(at::kFloat) * qw->scale.to(at::kFloat)).to(b.options().dtype()).to(b.device());
+  return b + (at::round(b.detach() / s) * s - b.detach());
+}
+
 at::Tensor QConv2dImpl::conv(const at::Tensor& xq, const at::Tensor& w, const at::Tensor& b) {
-  auto y = at::conv2d(xq, w, b, {opt_.stride, opt_.stride}, {opt_.padding, opt_.padding}, {1, 1}, opt_.groups);
+  auto y = at::conv2d(xq, w, quantized_bias(b), {opt_.stride, opt_.stride}, {opt_.padding, opt_.padding}, {1, 1}, opt_.groups);
   macs_ = y.size(1) * y.size(2) * y.size(3) * (opt_.in_channels / opt_.groups) * opt_.kernel_size * opt_.kernel_size;
   in_elems_ = xq.numel() / std::max<int64_t>(1, xq.size(0));
   out_elems_ = y.numel() / std::max<int64_t>(1, y.size(0));
@@ -196,7 +206,7 @@ QLinearImpl::QLinearImpl(int64_t in_features, int64_t out_features, bool with_bi
 
 at::Tensor QLinearImpl::forward(const at::Tensor& x) {
   if (deploy_) return deploy_(x);
-  auto y = at::linear(quantized_input(x), quantized_weight(weight), bias);
+  auto y = at::linear(quantized_input(x), quantized_weight(weight), quantized_bias(bias));
   macs_ = weight.size(0) * weight.size(1);
   in_elems_ = weight.size(1);
   out_elems_ = weight.size(0);

@@ -115,6 +115,15 @@ struct LatencyRecipe {
   int repeats = 30;
 };
 
+/// Engines that deploy every quantized cell besides the profile's own (YAML pipeline.deploy):
+/// `engines: [onnxruntime]` exports each cell as ONNX QDQ and runs it in ONNX Runtime. Absent by
+/// default, and then not part of any key.
+struct DeployRecipe {
+  std::vector<std::string> engines;
+};
+/// The engines pipeline.deploy.engines accepts.
+const std::vector<std::string>& deploy_engine_names();
+
 /// Per-architecture options from the matrix file's `architectures:` map. They change the
 /// network, so they are part of the baseline key (only when set, so existing keys stay valid).
 /// An entry with `onnx:` defines a new architecture, named by its key: the ONNX file's graph.
@@ -154,6 +163,7 @@ struct Matrix {
   QatRecipe qat;
   EvalRecipe eval;
   LatencyRecipe latency;
+  DeployRecipe deploy;
   /// The algorithms' own settings, per declared section ("ptq.reconstruction" -> every option of
   /// that section, defaults filled in, typed): what the file gave, validated against the section's
   /// OptionTable (see Catalog, AlgorithmInfo::settings). Every section the catalog declares is present.

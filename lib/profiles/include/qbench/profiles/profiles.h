@@ -61,7 +61,11 @@ struct ProfileSpec {
   std::vector<std::string> placement;  ///< where activation quantizers go (see placement_names())
   int bn_fold = -1;                     ///< MQBench strategy -1..4 (-1: BN not folded)
   std::string first_last = "8bit";      ///< 8bit: first/last layer weights and input at 8 bits; cell
-  std::string engine = "none";          ///< integer engine on this machine: none | onednn | qnnpack
+  std::string engine = "none";          ///< integer engine on this machine: none | onednn | qnnpack | onnxruntime
+  /// How the target adds a conv/linear bias: "float" (the default: the float bias after the
+  /// integer product, as oneDNN does) or "int32" (rounded to the accumulator's grid s_in * s_w, as
+  /// ONNX Runtime's QLinearConv and ONNX QDQ's int32 bias do), which the simulation then models.
+  std::string bias = "float";
   RooflineSpec roofline;                ///< optional: modeled latency for targets with no engine here
   /// Why a cell under this profile cannot run yet (e.g. log-domain quantization); empty = runnable.
   std::vector<std::string> not_implemented;

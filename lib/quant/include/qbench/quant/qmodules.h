@@ -58,9 +58,16 @@ class QuantLayer {
   using OutputTap = std::function<void(const at::Tensor&)>;
   void set_output_tap(OutputTap f) { tap_ = std::move(f); }
 
+  /// Integer bias (a profile's `bias: int32`): while both quantizers are quantizing and affine, the
+  /// bias is rounded to the accumulator's grid s_in * s_w (per output channel for per-channel
+  /// weights), as runtimes that add an int32 bias compute it; the gradient passes straight through.
+  void set_bias_int32(bool on) { bias_int32_ = on; }
+  bool bias_int32() const { return bias_int32_; }
+
  protected:
   at::Tensor quantized_input(const at::Tensor& x) { return input_q_ ? input_q_->forward(x) : x; }
   at::Tensor quantized_weight(const at::Tensor& w) { return weight_q_ ? weight_q_->forward(w) : w; }
+  at::Tensor quantized_bias(const at::Tensor& b) const;
   virtual torch::nn::Module& as_module() = 0;
   std::shared_ptr<FakeQuantizer> weight_q_, input_q_;
   int64_t macs_ = 0, in_elems_ = 0, out_elems_ = 0;
@@ -68,6 +75,7 @@ class QuantLayer {
   Act act_ = Act::None;
   DeployFn deploy_;
   OutputTap tap_;
+  bool bias_int32_ = false;
 };
 
 struct QConv2dOptions {
