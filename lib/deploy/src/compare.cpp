@@ -26,6 +26,35 @@ double sqnr_db(const at::Tensor& ref, const at::Tensor& got) {
 
 at::Tensor as_float(const at::Tensor& t) { return t.is_quantized() ? t.dequantize() : t; }
 
+/// Prediction agreement, top-1 of both, mean logit cosine and SQNR, accumulated batch by batch.
+struct Tally {
+  int64_t n = 0, agree = 0, dep_correct = 0, sim_correct = 0;
+  double cos_sum = 0, sig = 0, noise = 0;
+  void add(const at::Tensor& sim_f, const at::Tensor& dep_f, const at::Tensor& labels) {
+    auto sim = sim_f.detach().cpu().to(at::kDouble), dep = dep_f.detach().cpu().to(at::kDouble);
+    auto lab = labels.cpu();
+    auto ps = sim.argmax(1), pd = dep.argmax(1);
+    n += sim.size(0);
+    agree += ps.eq(pd).sum().item<int64_t>();
+    dep_correct += pd.eq(lab).sum().item<int64_t>();
+    sim_correct += ps.eq(lab).sum().item<int64_t>();
+    auto dot = (sim * dep).sum(1);
+    auto nrm = sim.norm(2, {1}) * dep.norm(2, {1});
+    cos_sum += (dot / nrm.clamp_min(1e-30)).sum().item<double>();
+    sig += sim.pow(2).sum().item<double>();
+    noise += (dep - sim).pow(2).sum().item<double>();
+  }
+  void finish(Agreement& a) const {
+    a.images = n;
+    if (n == 0) return;
+    a.agreement = 100.0 * static_cast<double>(agree) / n;
+    a.deploy_top1 = 100.0 * static_cast<double>(dep_correct) / n;
+    a.sim_top1 = 100.0 * static_cast<double>(sim_correct) / n;
+    a.logit_cosine = cos_sum / n;
+    a.sqnr_db = noise > 0 ? std::min(kSqnrCap, 10.0 * std::log10(sig / noise)) : kSqnrCap;
+  }
+};
+
 /// What the simulation hands on from node n: its float output, on the node's output grid when the
 /// deployed node writes a quantized tensor (the grid is the consumer's quantizer, which the
 /// simulation applies next; adds already end in their output quantizer).
@@ -116,43 +145,38 @@ Agreement compare(quant::QuantModel& model, Lowered& lowered, const data::Datase
   Agreement a;
   if (n == 0) return a;
   data::BatchLoader loader(test, data::plan_sequential(n, batch_size));
-  int64_t agree = 0, dep_correct = 0, sim_correct = 0;
-  double cos_sum = 0, sig = 0, noise = 0;
+  Tally t;
   bool first = true;
   for (int64_t start = 0; start < n; start += batch_size) {
     auto batch = loader.next();
     if (!batch) throw Error("deploy compare: data loader ended early at image " + std::to_string(start));
     const auto& x = batch->images;
-    const auto& labels = batch->labels;
     lowered.restore();
     at::Tensor sim;
     try {
-      sim = model.forward(x).to(at::kDouble);
+      sim = model.forward(x);
     } catch (...) {
       lowered.install();
       throw;
     }
-    auto dep = lowered.forward(x).to(at::kDouble);
+    auto dep = lowered.forward(x);
     if (first) {
       a.layers = layer_rows(model, lowered, x, opt);
       first = false;
     }
-    auto ps = sim.argmax(1), pd = dep.argmax(1);
-    agree += ps.eq(pd).sum().item<int64_t>();
-    dep_correct += pd.eq(labels).sum().item<int64_t>();
-    sim_correct += ps.eq(labels).sum().item<int64_t>();
-    auto dot = (sim * dep).sum(1);
-    auto nrm = sim.norm(2, {1}) * dep.norm(2, {1});
-    cos_sum += (dot / nrm.clamp_min(1e-30)).sum().item<double>();
-    sig += sim.pow(2).sum().item<double>();
-    noise += (dep - sim).pow(2).sum().item<double>();
+    t.add(sim, dep, batch->labels);
   }
-  a.images = n;
-  a.agreement = 100.0 * static_cast<double>(agree) / n;
-  a.deploy_top1 = 100.0 * static_cast<double>(dep_correct) / n;
-  a.sim_top1 = 100.0 * static_cast<double>(sim_correct) / n;
-  a.logit_cosine = cos_sum / n;
-  a.sqnr_db = noise > 0 ? std::min(kSqnrCap, 10.0 * std::log10(sig / noise)) : kSqnrCap;
+  t.finish(a);
+  return a;
+}
+
+Agreement agreement_of(const at::Tensor& sim, const at::Tensor& dep, const at::Tensor& labels) {
+  if (sim.sizes() != dep.sizes() || sim.dim() != 2 || labels.size(0) != sim.size(0))
+    throw Error("deploy: logits of different shapes cannot be compared");
+  Agreement a;
+  Tally t;
+  t.add(sim, dep, labels);
+  t.finish(a);
   return a;
 }
 

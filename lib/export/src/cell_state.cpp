@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <set>
 
 #include "qbench/common/errors.h"
 #include "qbench/export/graph.h"
@@ -108,6 +109,8 @@ CellState capture_cell_state(quant::QuantModel& model, int bn_fold, std::map<std
   st.meta = std::move(meta);
   st.bn_fold = bn_fold;
   for (auto& [name, t] : models::model_state(model)) st.weights.emplace_back(name, t.detach().cpu().clone());
+  for (const auto& l : model.quant_layers())
+    if (l.layer->bias_int32()) st.bias_int32_layers.push_back(l.name);
   for (auto& site : sites(model)) {
     if (!site.q) continue;
     QuantizerRecord r;
@@ -116,7 +119,7 @@ CellState capture_cell_state(quant::QuantModel& model, int bn_fold, std::map<std
     r.describe = site.q->describe();
     auto qp = site.q->affine_qparams();
     if (!qp) {
-      r.why_not = "not an affine quantizer (" + r.describe + ")";
+      r.why_not = "not affine (" + r.describe + "): a QuantizeLinear/DequantizeLinear pair cannot express its grid";
     } else {
       // The quantizer must compute exactly the fixed affine grid its qparams describe.
       at::Tensor x = site.weight.defined() ? site.weight.detach() : probe_for(*qp);
@@ -144,6 +147,7 @@ void save_cell_state(const std::string& path, const CellState& st) {
   j["version"] = kStateVersion;
   j["meta"] = st.meta;
   j["bn_fold"] = st.bn_fold;
+  j["bias_int32_layers"] = st.bias_int32_layers;
   j["quantizers"] = nlohmann::json::array();
   for (const auto& r : st.quantizers) {
     nlohmann::json q = {{"site", r.site}, {"scheme", scheme_json(r.scheme)}, {"describe", r.describe}};
@@ -176,6 +180,7 @@ CellState load_cell_state(const std::string& path) {
                       ", this qbench reads version " + std::to_string(kStateVersion));
     st.meta = j.at("meta").get<std::map<std::string, std::string>>();
     st.bn_fold = j.at("bn_fold").get<int>();
+    st.bias_int32_layers = j.value("bias_int32_layers", std::vector<std::string>{});
     std::map<std::string, at::Tensor> byname;
     for (auto& [name, t] : tensors) {
       if (name.rfind("model/", 0) == 0)
@@ -228,7 +233,11 @@ void restore_cell_state(quant::QuantModel& model, const CellState& st) {
     recs.erase(it);
     return q;
   };
-  for (const auto& l : model.quant_layers()) l.layer->attach(make(l.name + ":weight"), make(l.name + ":input"));
+  const std::set<std::string> int32_bias(st.bias_int32_layers.begin(), st.bias_int32_layers.end());
+  for (const auto& l : model.quant_layers()) {
+    l.layer->attach(make(l.name + ":weight"), make(l.name + ":input"));
+    l.layer->set_bias_int32(int32_bias.count(l.name) > 0);
+  }
   for (const auto& a : model.adds()) {
     auto qa = make(a.name + ":in0"), qb = make(a.name + ":in1");
     if (qa || qb) a.add->attach_inputs(qa, qb);

@@ -107,10 +107,44 @@ std::string ort_unavailable_reason() {
   return "";
 }
 
-OrtResult run_ort(const OrtRequest& req) {
+namespace {
+
+/// Writes `request` to dir/request.json, runs qbench_ort.js on it and returns the JSON it printed.
+/// `what` names the model(s) in the error thrown when the script fails.
+nlohmann::json run_script(const fs::path& dir, const nlohmann::json& request, const std::string& what) {
+  const OrtSetup setup = ort_setup();
+  {
+    std::ofstream f(dir / "request.json");
+    f << request.dump();
+  }
+  const std::string cmd = shell_quote(setup.node) + " " + shell_quote((fs::path(setup.script_dir) / "qbench_ort.js").string()) +
+                          " " + shell_quote((dir / "request.json").string()) + " > " +
+                          shell_quote((dir / "result.json").string()) + " 2> " + shell_quote((dir / "stderr.txt").string());
+  const int rc = std::system(cmd.c_str());
+  if (rc != 0) {
+    std::string err = slurp((dir / "stderr.txt").string());
+    while (!err.empty() && (err.back() == '\n' || err.back() == '\r')) err.pop_back();
+    const int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    if (WIFSIGNALED(rc) && (WTERMSIG(rc) == SIGINT || WTERMSIG(rc) == SIGTERM)) throw Interrupted();
+    throw Error("onnxruntime failed on " + what + " (exit " + std::to_string(code) + "): " +
+                (err.empty() ? std::string("no message") : err));
+  }
+  try {
+    return nlohmann::json::parse(slurp((dir / "result.json").string()));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("onnxruntime: unreadable result: ") + e.what());
+  }
+}
+
+void require_ort() {
   if (const std::string why = ort_unavailable_reason(); !why.empty())
     throw ConfigError("onnxruntime: not available: " + why);
-  const OrtSetup setup = ort_setup();
+}
+
+}  // namespace
+
+OrtResult run_ort(const OrtRequest& req) {
+  require_ort();
   Scratch scratch(req.work_dir);
   const fs::path dir = scratch.path;
   nlohmann::json j;
@@ -137,34 +171,15 @@ OrtResult run_ort(const OrtRequest& req) {
                     {"warmup", req.warmup},
                     {"repeats", req.repeats}};
   }
-  {
-    std::ofstream f(dir / "request.json");
-    f << j.dump();
-  }
-  const std::string cmd = shell_quote(setup.node) + " " + shell_quote((fs::path(setup.script_dir) / "qbench_ort.js").string()) +
-                          " " + shell_quote((dir / "request.json").string()) + " > " +
-                          shell_quote((dir / "result.json").string()) + " 2> " + shell_quote((dir / "stderr.txt").string());
-  const int rc = std::system(cmd.c_str());
-  if (rc != 0) {
-    std::string err = slurp((dir / "stderr.txt").string());
-    while (!err.empty() && (err.back() == '\n' || err.back() == '\r')) err.pop_back();
-    const int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    if (WIFSIGNALED(rc) && (WTERMSIG(rc) == SIGINT || WTERMSIG(rc) == SIGTERM)) throw Interrupted();
-    throw Error("onnxruntime failed on " + req.model + " (exit " + std::to_string(code) + "): " +
-                (err.empty() ? std::string("no message") : err));
-  }
+  const nlohmann::json out = run_script(dir, j, req.model);
   OrtResult r;
-  nlohmann::json out;
-  try {
-    out = nlohmann::json::parse(slurp((dir / "result.json").string()));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("onnxruntime: unreadable result: ") + e.what());
-  }
   r.version = out.value("ort_version", std::string());
   if (eval) {
     const auto shape = out.at("eval").at("output_shape").get<std::vector<int64_t>>();
-    if (shape.size() != 2) throw Error("onnxruntime: the model's output is not N x classes");
-    const int64_t n = eval_shape.at(0), classes = shape[1];
+    if (shape.size() < 2) throw Error("onnxruntime: the model's output has no batch dimension");
+    int64_t classes = 1;  // per sample (a classifier's logits; more dimensions for a diagnostic output)
+    for (size_t i = 1; i < shape.size(); ++i) classes *= shape[i];
+    const int64_t n = eval_shape.at(0);
     const std::string bytes = slurp((dir / "logits.f32").string());
     if (static_cast<int64_t>(bytes.size()) != n * classes * 4)
       throw Error("onnxruntime: " + std::to_string(bytes.size()) + " bytes of logits, expected " +
@@ -180,6 +195,62 @@ OrtResult run_ort(const OrtRequest& req) {
   }
   if (!req.optimized_model.empty()) r.census = census(req.optimized_model);
   return r;
+}
+
+std::vector<at::Tensor> probe_ort(const std::string& model, const at::Tensor& batch,
+                                  const std::vector<std::string>& outputs, int threads) {
+  require_ort();
+  Scratch scratch("");
+  const fs::path dir = scratch.path;
+  write_f32((dir / "batch.f32").string(), batch);
+  nlohmann::json j;
+  j["model"] = fs::absolute(model).string();
+  j["threads"] = threads;
+  j["probe"] = {{"input", (dir / "batch.f32").string()},
+                {"shape", shape_of(batch)},
+                {"outputs", outputs},
+                {"out_dir", dir.string()}};
+  const nlohmann::json out = run_script(dir, j, model);
+  std::vector<at::Tensor> tensors;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const auto shape = out.at("probe").at(i).at("shape").get<std::vector<int64_t>>();
+    at::Tensor t = at::empty(shape, at::kFloat);
+    const std::string bytes = slurp((dir / (std::to_string(i) + ".f32")).string());
+    if (static_cast<int64_t>(bytes.size()) != t.numel() * 4)
+      throw Error("onnxruntime: output " + outputs[i] + " has " + std::to_string(bytes.size()) + " bytes, expected " +
+                  std::to_string(t.numel() * 4));
+    std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+    tensors.push_back(t);
+  }
+  return tensors;
+}
+
+std::vector<OrtTiming> time_ort_models(const std::vector<std::string>& models, const at::Tensor& batch, int threads,
+                                       int warmup, int rounds, int reps) {
+  require_ort();
+  if (models.empty() || !batch.defined() || rounds < 1 || reps < 1 || warmup < 0)
+    throw Error("onnxruntime: time_ort_models needs models, a batch, rounds >= 1, reps >= 1 and warmup >= 0");
+  Scratch scratch("");
+  const fs::path dir = scratch.path;
+  write_f32((dir / "batch.f32").string(), batch);
+  nlohmann::json paths = nlohmann::json::array();
+  std::string what;
+  for (const auto& m : models) {
+    paths.push_back(fs::absolute(m).string());
+    what += (what.empty() ? "" : ", ") + m;
+  }
+  nlohmann::json j;
+  j["threads"] = threads;
+  j["time"] = {{"models", paths}, {"input", (dir / "batch.f32").string()}, {"shape", shape_of(batch)},
+               {"warmup", warmup}, {"rounds", rounds}, {"reps", reps}};
+  const nlohmann::json out = run_script(dir, j, what);
+  std::vector<OrtTiming> timings;
+  for (size_t i = 0; i < models.size(); ++i) {
+    const auto& m = out.at("models").at(i);
+    timings.push_back({models[i], m.at("p50_ms").get<double>(), m.at("p90_ms").get<double>(),
+                       m.at("times_ms").get<std::vector<double>>()});
+  }
+  return timings;
 }
 
 }  // namespace qbench::exporter

@@ -13,7 +13,9 @@
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <set>
 #include <optional>
@@ -285,6 +287,19 @@ class Emit {
                           std::to_string(r.qmax) + "] does not fit int8 or uint8 (more than 8 bits)");
       off = r.qmin < 0 ? 128 : 0;
     }
+    // Two quantizers of one tensor with the same grid (each consumer observed the same values) are
+    // one QuantizeLinear/DequantizeLinear pair: what a runtime expects, and the producer then
+    // meets a single QuantizeLinear it can fuse.
+    char grid[96];
+    std::snprintf(grid, sizeof grid, "|%a|%lld|%lld|%lld", qp.scale.item<float>(),
+                  static_cast<long long>(qp.zero_point.item<int64_t>()), static_cast<long long>(r.qmin),
+                  static_cast<long long>(r.qmax));
+    if (auto it = shared_qdq_.find(x + grid); it != shared_qdq_.end()) {
+      XQuant xq = it->second.second;
+      xq.site = site;
+      g.quants.push_back(xq);
+      return it->second.first;
+    }
     const std::string s = init(hint + ".scale", qp.scale.to(at::kFloat).reshape({}));
     const std::string z = init(hint + ".zero_point", (qp.zero_point.to(at::kLong) + off).to(dtype).reshape({}));
     std::string q8 = node("QuantizeLinear", {x, s, z}, {}, hint);
@@ -302,11 +317,14 @@ class Emit {
     xq.site = site;
     xq.tensor = x;
     xq.quantized = q8;
+    xq.scale = s;
+    xq.zero_point = z;
     xq.qmin = r.qmin;
     xq.qmax = r.qmax;
     xq.is_unsigned = dtype == at::kByte;
     xq.amax = qp.scale.max().item<double>() * std::max(std::abs(double(r.qmin)), double(r.qmax));
     g.quants.push_back(xq);
+    shared_qdq_[x + grid] = {out, xq};
     return out;
   }
 
@@ -351,6 +369,8 @@ class Emit {
     xq.site = site;
     xq.tensor = out;
     xq.quantized = wname;
+    xq.scale = sname;
+    xq.zero_point = zname;
     xq.qmin = qp.range.qmin;
     xq.qmax = qp.range.qmax;
     xq.is_unsigned = c.is_unsigned;
@@ -390,6 +410,7 @@ class Emit {
   int64_t batch_;
   std::unordered_map<const jit::Value*, Val> vals_;
   std::set<std::string> used_;
+  std::map<std::string, std::pair<std::string, XQuant>> shared_qdq_;  ///< tensor|grid -> its DequantizeLinear
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -402,7 +423,8 @@ std::optional<QParams> input_qparams(Emit& e, FakeQuantizer* q) {
   return q->affine_qparams();
 }
 
-std::string emit_layer(Emit& e, const quant::LayerRef& ref, const std::string& x, const std::vector<int64_t>& in_shape) {
+std::string emit_layer(Emit& e, const quant::LayerRef& ref, const std::string& x, const std::vector<int64_t>& in_shape,
+                       const std::vector<int64_t>& out_shape) {
   quant::QuantLayer* layer = ref.layer;
   const std::string& name = ref.name;
   const std::string xin = e.qdq(x, layer->input_quantizer(), name + ":input");
@@ -429,6 +451,7 @@ std::string emit_layer(Emit& e, const quant::LayerRef& ref, const std::string& x
                   e.init(ref.bn_name + ".running_var", bn->running_var)},
                  {{"epsilon", XAttr::of_f(static_cast<float>(bn->options.eps()))}}, ref.bn_name);
     }
+    e.g.layer_outputs.push_back({name, y, out_shape});
     return e.act(y, ref.act, name);
   }
   auto* lin = dynamic_cast<quant::QLinearImpl*>(layer);
@@ -447,6 +470,7 @@ std::string emit_layer(Emit& e, const quant::LayerRef& ref, const std::string& x
     y = e.node("MatMul", {xin, W.value}, {}, name);
     y = e.node("Add", {y, e.bias(bias, in_qp, W.qp, name + ".bias")}, {}, name);
   }
+  e.g.layer_outputs.push_back({name, y, out_shape});
   return e.act(y, ref.act, name);
 }
 
@@ -727,6 +751,13 @@ int fold_activations_into_codes(XGraph& g) {
     if (auto it = clip_after.find(i); it != clip_after.end()) nodes.push_back(std::move(it->second));
   }
   g.nodes = std::move(nodes);
+  // Bounds the tightened Clips no longer read.
+  std::set<std::string> used;
+  for (const auto& n : g.nodes)
+    for (const auto& i : n.inputs) used.insert(i);
+  g.initializers.erase(std::remove_if(g.initializers.begin(), g.initializers.end(),
+                                      [&](const auto& kv) { return !used.count(kv.first); }),
+                       g.initializers.end());
   return folded;
 }
 
@@ -830,7 +861,8 @@ XGraph build_graph(quant::QuantModel& model, const ExportOptions& opt) {
       e.set(n->output(), e.val(n->input(0)));
     } else if (kind == "qbench_export::layer") {
       const auto& ref = targets.layers.at(static_cast<size_t>(e.cint(n, 1)));
-      e.set_tensor(n->output(), emit_layer(e, ref, e.tensor(n, 0), e.val(n->input(0)).shape));
+      e.set_tensor(n->output(), emit_layer(e, ref, e.tensor(n, 0), e.val(n->input(0)).shape,
+                                           Emit::traced_shape(n->output())));
     } else if (kind == "qbench_export::add") {
       const auto& ref = targets.adds.at(static_cast<size_t>(e.cint(n, 2)));
       e.set_tensor(n->output(), emit_add(e, ref, e.tensor(n, 0), e.tensor(n, 1)));
@@ -857,6 +889,8 @@ XGraph build_graph(quant::QuantModel& model, const ExportOptions& opt) {
   for (auto& q : e.g.quants) {
     if (q.tensor == last) q.tensor = e.g.output;
   }
+  for (auto& lo : e.g.layer_outputs)
+    if (lo.tensor == last) lo.tensor = e.g.output;
   e.g.input = e.val(graph->inputs().at(0)).name;
   if (opt.format == Format::Qdq && fold_activations_into_codes(e.g) > 0)
     e.note_once("ReLU / ReLU6 before quantizers folded into the Clip on the integer codes (exact: rounding is "

@@ -104,6 +104,7 @@ op::ModelProto to_proto(const XGraph& g, const std::map<std::string, std::string
   gr->set_name(g.name);
   fill_value_info(gr->add_input(), g.input, g.input_shape);
   fill_value_info(gr->add_output(), g.output, g.output_shape);
+  for (const auto& [name, shape] : g.extra_outputs) fill_value_info(gr->add_output(), name, shape);
   for (const auto& [name, t] : g.initializers) fill_tensor(gr->add_initializer(), name, t);
   for (const auto& n : g.nodes) {
     auto* p = gr->add_node();

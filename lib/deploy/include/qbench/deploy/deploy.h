@@ -99,6 +99,10 @@ struct Agreement {
   CellDetails layers;
 };
 
+/// The same figures for logits computed elsewhere (another runtime): `sim` and `dep` are N x classes,
+/// `labels` N class indices; `layers` stays empty.
+Agreement agreement_of(const at::Tensor& sim, const at::Tensor& dep, const at::Tensor& labels);
+
 /// Runs `test` batch by batch (eval transform, in index order) through the fake-quant model
 /// (hooks removed) and the lowered one, and compares. Leaves the hooks installed.
 Agreement compare(quant::QuantModel& model, Lowered& lowered, const data::Dataset& test, int64_t batch_size,

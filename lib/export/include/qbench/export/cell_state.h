@@ -31,6 +31,7 @@ struct QuantizerRecord {
 struct CellState {
   std::map<std::string, std::string> meta;  ///< cell_key, arch, algorithm, profile, bits, sample shape, ...
   int bn_fold = -1;
+  std::vector<std::string> bias_int32_layers;  ///< layers whose bias is rounded to s_in * s_w (profile bias: int32)
   models::NamedTensors weights;             ///< the model's state dict (quantizers excluded)
   std::vector<QuantizerRecord> quantizers;  ///< in QuantModel::quant_layers / adds order
 

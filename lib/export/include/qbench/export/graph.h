@@ -48,6 +48,7 @@ struct XQuant {
   std::string site;        ///< "layer1.0.conv1:input", "layer1.0.add:out", "fc:weight"
   std::string tensor;      ///< the float tensor it quantizes (a graph value or a weight initializer)
   std::string quantized;   ///< the integer tensor (QuantizeLinear's output or the weight initializer)
+  std::string scale, zero_point;  ///< their initializers
   int64_t qmin = 0, qmax = 0;
   bool is_unsigned = false;  ///< uint8 container (else int8)
   int64_t axis = -1;         ///< per-channel axis; -1 per-tensor
@@ -63,6 +64,15 @@ struct XGraph {
   std::vector<std::pair<std::string, at::Tensor>> initializers;  ///< float32, int8, uint8, int32, int64 (CPU)
   std::vector<XQuant> quants;          ///< every quantizer the graph carries, in node order
   std::vector<std::string> notes;      ///< choices made, e.g. how a sub-8-bit grid is kept
+  /// Each conv/linear layer's output before its activation (after BN when BN is not folded): the
+  /// tensor a diagnostic model exposes (module path -> tensor name).
+  struct LayerOutput {
+    std::string layer, tensor;
+    std::vector<int64_t> shape;  ///< as traced; dimension 0 is the batch
+  };
+  std::vector<LayerOutput> layer_outputs;
+  /// Further graph outputs (a diagnostic model's intermediate tensors), with their traced shapes.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> extra_outputs;
 
   const XNode* find(const std::string& name) const;
   int count(const std::string& op) const;

@@ -46,8 +46,28 @@ struct OrtResult {
   OpCensus census;            ///< of the optimized graph, when one was written
 };
 
+/// Runs one batch through `model` and returns the named outputs (a diagnostic model's
+/// intermediate tensors, exposed as graph outputs), in order.
+std::vector<at::Tensor> probe_ort(const std::string& model, const at::Tensor& batch,
+                                  const std::vector<std::string>& outputs, int threads);
+
 /// Runs one request. Throws Error with the runtime's message (and ConfigError when the runtime is
 /// not installed, naming the install step).
 OrtResult run_ort(const OrtRequest& request);
+
+/// One model's latency from time_ort_models, milliseconds per batch.
+struct OrtTiming {
+  std::string model;
+  double p50_ms = 0, p90_ms = 0;  ///< over all its timed runs
+  std::vector<double> times_ms;   ///< every timed run, in the order they ran
+};
+
+/// Times several ONNX files on the same batch (B x C x H x W float) in one Node.js process,
+/// interleaved so that load from other processes hits them alike: each model is loaded (full
+/// graph optimizations, `threads` intra-op threads) and warmed up with `warmup` runs, then in each
+/// of `rounds` rounds every model in turn runs `reps` timed runs. One entry per model, in order.
+/// Throws as run_ort does.
+std::vector<OrtTiming> time_ort_models(const std::vector<std::string>& models, const at::Tensor& batch, int threads,
+                                       int warmup, int rounds, int reps);
 
 }  // namespace qbench::exporter
