@@ -21,6 +21,7 @@
 #include "qbench/compare/compare.h"
 #include "qbench/onnx/import.h"
 #include "qbench/onnx/inspect.h"
+#include "qbench/runner/export.h"
 #include "qbench/quant/profile.h"
 #include "qbench/config/matrix.h"
 #include "qbench/report/report.h"
@@ -195,6 +196,16 @@ int cmd_inspect(const InspectArgs& a) {
   return 0;
 }
 
+/// `qbench export`: a finished cell as an ONNX file (qdq, fp32 or tensorrt), from its key alone.
+int cmd_export(const qbench::runner::ExportCellOptions& o) {
+  const auto s = qbench::runner::export_cell(o);
+  std::printf("exported %s (%s) as %s: %s, %d nodes, %d quantizers\n", s.cell_key.substr(0, 12).c_str(),
+              s.label.c_str(), s.format.c_str(), s.path.c_str(), s.nodes, s.quantizers);
+  if (!s.ranges_path.empty()) std::printf("dynamic ranges: %s\n", s.ranges_path.c_str());
+  for (const auto& n : s.notes) std::printf("note: %s\n", n.c_str());
+  return 0;
+}
+
 int cmd_list(const std::string& what, bool verbose) {
   std::vector<std::string> kinds = what.empty() ? qbench::runner::list_kinds() : std::vector<std::string>{what};
   for (const auto& k : kinds) {
@@ -283,6 +294,15 @@ int main(int argc, char** argv) {
   insp->add_option("--profile", ia.profile, "also where this profile puts the quantizers");
   insp->add_option("--input", ia.input, "C,H,W of one input sample, for files whose dimensions are dynamic");
 
+  qbench::runner::ExportCellOptions ea;
+  auto* exp = app.add_subcommand("export", "write a finished cell as an ONNX file (QDQ, FP32 or TensorRT's QDQ) from its key");
+  exp->add_option("--db", ea.db_path, "results store");
+  exp->add_option("--cache-dir", ea.cache_dir, "cache holding the cell's saved state (results/cache)");
+  exp->add_option("--cell", ea.cell, "the cell's key prefix")->required();
+  exp->add_option("--out", ea.out, "the .onnx file to write")->required();
+  exp->add_option("--format", ea.format, "qdq (default) | fp32 | tensorrt (also writes <out>.ranges.json)");
+  exp->add_option("--input", ea.input, "C,H,W for a baseline checkpoint that does not record its input shape");
+
   std::string list_what;
   bool list_verbose = false;
   auto* list = app.add_subcommand("list", "show the registered algorithms, archs, datasets, profiles, observers");
@@ -306,6 +326,7 @@ int main(int argc, char** argv) {
     if (*base_write) return cmd_baseline_write(ba);
     if (*list) return cmd_list(list_what, list_verbose || verbose);
     if (*insp) return cmd_inspect(ia);
+    if (*exp) return cmd_export(ea);
   } catch (const qbench::ConfigError& e) {
     qbench::Progress::global().clear();
     std::fprintf(stderr, "qbench: error: %s\n", e.what());

@@ -120,6 +120,7 @@ check "resumed QAT cell exits 0" test $rc -eq 0
 check "it resumed from the epoch checkpoint" grep -q "resuming QAT" qat3.log
 lsq2=$(sql "select top1 from results where algorithm='lsq' order by id desc limit 1")
 check "resumed QAT gives the uninterrupted top-1 ($lsq2 vs $lsq)" test "$lsq2" = "$lsq"
-check "epoch checkpoints removed once the row is written" bash -c "! ls -d '$CACHE'/cells/$key* 2>/dev/null"
+check "epoch checkpoints removed once the row is written" bash -c "! ls '$CACHE'/cells/$key*/epoch_* 2>/dev/null"
+check "and the cell's saved state kept" bash -c "ls '$CACHE'/cells/$key*/state.safetensors >/dev/null"
 
 finish

@@ -9,6 +9,8 @@
 #include <set>
 
 #include "qbench/common/errors.h"
+#include "qbench/export/ort.h"
+#include "qbench/quant/profile.h"
 #include "qbench/common/progress.h"
 #include "qbench/common/strings.h"
 #include "qbench/common/yaml_reader.h"
@@ -176,6 +178,22 @@ InputsChecked validate_inputs(const config::Matrix& m, const std::vector<config:
       fail(e.what());
     }
     out.weights.push_back(o.weights);
+  }
+
+  // ONNX Runtime, where a cell deploys on it (its profile's engine, or pipeline.deploy.engines).
+  for (const auto& c : cells) {
+    if (c.kind == CellKind::Fp32) continue;
+    const bool by_matrix = !m.deploy.engines.empty();
+    const bool by_profile = quant::profile_registry().get(c.profile).spec.engine == "onnxruntime";
+    if (!by_matrix && !by_profile) continue;
+    if (const std::string why = exporter::ort_unavailable_reason(); !why.empty()) {
+      if (by_matrix) {
+        const Located where = locate(m, {"pipeline", "deploy", "engines"});
+        throw ConfigError(m.file, where.mark.line, where.mark.column, where.key, "onnxruntime: " + why);
+      }
+      throw ConfigError("profile " + c.profile + " deploys on onnxruntime, which cannot run here: " + why);
+    }
+    break;
   }
 
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -156,6 +156,8 @@ std::shared_ptr<quant::QuantModel> Session::train_baseline(const Cell& cell, std
                           {"dataset", m_.dataset.name},
                           {"seed", std::to_string(cell.seed)},
                           {"config", config::baseline_config(m_, cell.arch, cell.seed).dump()},
+                          {"sample_shape", cell_meta(cell).at("sample_shape")},
+                          {"num_classes", std::to_string(ds_shape_->second)},
                           {"qbench_version", QBENCH_VERSION},
                           {"git_rev", QBENCH_GIT_REV}});
   log_info("baseline trained in " + format_duration(res.wall_s) + " (final train loss " +
@@ -339,6 +341,8 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
     ev.wall_s = run.row.eval_wall_s.value_or(0);
     baseline_evals_[cell.baseline_key] = ev;
   }
+  save_state(run);
+  deploy_ort(run, rep);
   deploy(run, m_, device_, rep);
   measure(run, m_.latency, latency_paths_, rep);
   return record(run);

@@ -51,6 +51,19 @@ class Session {
   train::EvalResult baseline_eval(const config::Cell& cell);
   void finetune_qat(const config::Cell& cell, quant::QuantModel& model);
   const ptq::Synthesis& synthesized(CellRun& run, const std::function<void(double, const std::string&)>& progress);
+  // Deployable artifacts (artifacts.cpp).
+  /// What a saved cell needs to be rebuilt anywhere: identity, input shape, class count, the
+  /// architecture's options (an ONNX file's absolute path and sha256).
+  std::map<std::string, std::string> cell_meta(const config::Cell& cell) const;
+  /// save: the quantized cell's state under <cache>/cells/<key>/state.safetensors.
+  void save_state(CellRun& run);
+  /// Whether the cell deploys on ONNX Runtime: its profile's engine, or pipeline.deploy.engines.
+  bool wants_ort(const CellRun& run) const;
+  /// deploy on ONNX Runtime: export QDQ (and FP32), run the test split and the latency batch in
+  /// the runtime, compare with the simulation; a `deploy_engines` detail row (and the row's
+  /// deploy_* columns when the profile's engine is onnxruntime). What cannot export or run keeps
+  /// its simulated row with the reason.
+  void deploy_ort(CellRun& run, const Report& rep);
   void report(const std::string& what) const;
   /// Moves a model built (and initialised or loaded) on the CPU to the run's device.
   void place(quant::QuantModel& model) const {

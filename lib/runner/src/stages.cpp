@@ -95,8 +95,9 @@ void evaluate(CellRun& run, const data::Dataset& test, const config::EvalRecipe&
 }
 
 void deploy(CellRun& run, const config::Matrix& m, const at::Device& device, const Report& report) {
-  if (!run.profile || run.profile->spec.engine == "none") return;
+  if (!run.profile) return;
   const std::string& engine = run.profile->spec.engine;
+  if (engine != "onednn" && engine != "qnnpack") return;  // none, or onnxruntime (Session::deploy_ort)
   store::CellResult& r = run.row;
   try {
     report("lowering to " + engine + " int8");
@@ -106,6 +107,16 @@ void deploy(CellRun& run, const config::Matrix& m, const at::Device& device, con
     r.deploy_agreement = a.agreement;
     r.logit_cosine = a.logit_cosine;
     r.sqnr_db = a.sqnr_db;
+    r.deploy_engine = "libtorch-" + engine;
+    r.details.push_back({"deploy_engines",
+                         r.deploy_engine,
+                         {{"top1", a.deploy_top1},
+                          {"sim_top1", a.sim_top1},
+                          {"agreement", a.agreement},
+                          {"logit_cosine", a.logit_cosine},
+                          {"sqnr_db", a.sqnr_db},
+                          {"images", static_cast<double>(a.images)}},
+                         "LibTorch " + engine + " quantized operators (qbench's integer lowering)"});
     for (auto& d : a.layers) r.details.push_back(std::move(d));
     log_info(cell_label(run.cell) + ": deployed on " + engine + " top-1 " + fixed2(a.deploy_top1) + "% (simulated " +
              fixed2(a.sim_top1) + "%), agreement " + fixed2(a.agreement) + "%");
@@ -114,6 +125,7 @@ void deploy(CellRun& run, const config::Matrix& m, const at::Device& device, con
   } catch (const Error& e) {
     run.lowered.reset();
     r.details.push_back({"deploy", engine, {}, std::string("not deployed: ") + e.what()});
+    r.details.push_back({"deploy_engines", "libtorch-" + engine, {}, std::string("not deployed: ") + e.what()});
     Progress::global().note("warning: " + cell_label(run.cell) + ": not deployed on " + engine + ": " + e.what());
   }
   if (!run.lowered && !device.is_cpu()) run.model->to(device);
@@ -121,6 +133,11 @@ void deploy(CellRun& run, const config::Matrix& m, const at::Device& device, con
 
 std::vector<LatencyPath> latency_paths(const at::Device& device, const DeviceInfo& info) {
   std::vector<LatencyPath> paths;
+  // ONNX Runtime, the profile's engine: timed when the cell was deployed there (Session::deploy_ort).
+  paths.push_back({"int8-ort", [](const CellRun& run) { return run.ort_latency.has_value(); },
+                   [](CellRun& run, const config::LatencyRecipe&, const Report&) {
+                     set_latency(run.row, *run.ort_latency, "measured-int8-ort");
+                   }});
   // The integer engine the cell was lowered to.
   paths.push_back({"int8", [](const CellRun& run) { return run.lowered != nullptr; },
                    [](CellRun& run, const config::LatencyRecipe& l, const Report& report) {

@@ -6,7 +6,9 @@
 //   quantize  the algorithm's inputs (calibration, synthesised or initialisation images, its
 //             settings), BN folding, then the algorithm itself                 (Session::quantize)
 //   evaluate  the test split, and the FP32 reference of the row                (evaluate)
-//   deploy    integer lowering on the profile's engine and the sim-vs-deploy gap (deploy)
+//   save      the quantized cell's state under the cache                      (Session::save_state)
+//   deploy    ONNX Runtime on the exported QDQ file (Session::deploy_ort), then integer lowering
+//             on the profile's LibTorch engine, each with the sim-vs-deploy gap (deploy)
 //   measure   latency: the first latency path that applies (int8 engine, roofline model,
 //             measured float / fake-quant)                                    (measure)
 //   record    status and wall time                                            (record)
@@ -20,6 +22,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +33,7 @@
 #include "qbench/quant/qmodules.h"
 #include "qbench/runner/device.h"
 #include "qbench/store/store.h"
+#include "qbench/train/train.h"
 
 namespace qbench::runner::detail {
 
@@ -47,6 +51,8 @@ struct CellRun {
   at::Tensor deploy_calib;                       ///< calibration (PTQ) or initialisation (QAT) images
   std::string latency_source = "measured-fp32";  ///< of the model as simulated (float or fake-quant)
   std::unique_ptr<deploy::Lowered> lowered;      ///< set by deploy() when the engine took the model
+  std::optional<train::LatencyResult> ort_latency;  ///< ONNX Runtime int8 latency (profile engine onnxruntime)
+  std::string state_path;                        ///< the saved cell state (quantized cells)
   const data::Dataset* test = nullptr;           ///< the test split evaluate() used
 };
 
