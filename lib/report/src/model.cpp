@@ -275,6 +275,8 @@ Fields row_fields(const Row& r) {
       {"deploy_agreement", metric(&CellResult::deploy_agreement)},
       {"logit_cosine", metric(&CellResult::logit_cosine)},
       {"sqnr_db", metric(&CellResult::sqnr_db)},
+      // The engine the four deploy_* numbers come from ("" / null when none is recorded).
+      {"deploy_engine", res ? json_string(res->deploy_engine) : Json(nullptr)},
       {"latency_ms_p50", metric(&CellResult::latency_ms_p50)},
       {"latency_ms_p90", metric(&CellResult::latency_ms_p90)},
       {"latency_batch", res && res->latency_batch ? Json(*res->latency_batch) : Json(nullptr)},
@@ -415,12 +417,17 @@ Model build_model(const ReportInput& in, const ReportOptions& opt) {
     pt.a_bits = r.a_bits.value_or(32);
     pt.group_label = group_label(group_of(r, {}, extra), 0);
     pt.latency_source = source_of(r);
+    std::vector<std::string> engines;
     for (const Row* x : g.rows) {
       if (auto t = x->top1()) pt.top1.values.push_back(*t);
       if (x->fp32_top1 && x->top1()) pt.fp32_top1.values.push_back(*x->fp32_top1);
       if (auto l = x->ok_metric(&CellResult::latency_ms_p50)) pt.latency_p50.values.push_back(*l);
-      if (auto d = x->ok_metric(&CellResult::deploy_top1)) pt.deploy_top1.values.push_back(*d);
+      if (auto d = x->ok_metric(&CellResult::deploy_top1)) {
+        pt.deploy_top1.values.push_back(*d);
+        if (!x->result->deploy_engine.empty()) push_unique(engines, x->result->deploy_engine);
+      }
     }
+    pt.deploy_engine = join(engines, ", ");
     m.points.push_back(std::move(pt));
   }
   return m;

@@ -105,6 +105,7 @@ struct Point {
   int w_bits = 32, a_bits = 32;
   Stat top1, fp32_top1, latency_p50, deploy_top1;
   std::string latency_source;
+  std::string deploy_engine;  ///< the engines of deploy_top1's values, ", "-joined ("" when none recorded)
 };
 
 struct Model {

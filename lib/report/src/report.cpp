@@ -158,9 +158,16 @@ ReportInput load_input(const store::Store& store, std::optional<int64_t> run_id)
   }
   auto run = store.run(*run_id);
   if (!run) throw ConfigError("store '" + store.path() + "' has no run " + std::to_string(*run_id));
-  ReportInput in{*run, store.report_rows(*run_id), {}};
-  for (const auto& r : in.rows)
-    if (r.result && r.result->deploy_agreement) in.deploy_layers[r.result->id] = store.details(r.result->id, "deploy_layers");
+  ReportInput in{*run, store.report_rows(*run_id), {}, {}};
+  for (const auto& r : in.rows) {
+    if (!r.result) continue;
+    if (r.result->deploy_agreement) in.deploy_layers[r.result->id] = store.details(r.result->id, "deploy_layers");
+    // Every ok quantized cell: one whose every engine refused it has no deploy_* columns to tell.
+    if (r.result->status == "ok" && r.result->kind != "fp32") {
+      auto engines = store.details(r.result->id, "deploy_engines");
+      if (!engines.empty()) in.deploy_engines[r.result->id] = std::move(engines);
+    }
+  }
   return in;
 }
 

@@ -128,6 +128,13 @@ int kind_rank(const std::string& kind) {
   return 3;
 }
 
+int engine_rank(const std::string& engine) {
+  if (engine == "libtorch-onednn") return 0;
+  if (engine == "libtorch-qnnpack") return 1;
+  if (engine == "onnxruntime") return 2;
+  return engine.empty() ? 4 : 3;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The accuracy pivot
 

@@ -146,6 +146,9 @@ Cell num_cell(double v, int decimals);
 
 /// fp32 < ptq < qat < anything else: the order of kinds in the cost tables.
 int kind_rank(const std::string& kind);
+/// libtorch-onednn < libtorch-qnnpack < onnxruntime < any other engine < "" (not recorded): the
+/// order of deployment engines in the deploy and engines tables.
+int engine_rank(const std::string& engine);
 /// The rows the cost tables count: those with a wall time.
 inline bool has_wall_time(const Row& r) { return r.result && r.result->wall_s; }
 

@@ -79,11 +79,19 @@ inline PlannedCell planned(int64_t run_id, int pos, const CellResult& r) {
   return PlannedCell{run_id, pos, r.cell_key, "pending", std::nullopt, cfg.dump()};
 }
 
+inline const std::string kOrtRefusal =
+    "not deployed: export: layer1.0.conv1 has w_bits=4 & ONNX QDQ needs 8 (100% of its convs)\nhint: use w8a8";
+
 /// Two runs. Run 1 finished the FP32 baseline of resnet20 seed 0; run 2 reuses it (skipped),
 /// runs resnet20 minmax at w8a8 for seeds 0 and 1 and at w4a4 (fails), and mlp (a huge seed) at
 /// fp32 and w8a8, leaving mlp w4a4 and one cell without a configuration pending. It also runs
 /// resnet20 lsq (QAT) at w4a4 for seeds 0 and 1, and resnet20 minmax w8a8 seed 0 under a second
-/// profile, tensorrt, timed on an integer backend and with its simulated-vs-deployed gap.
+/// profile, tensorrt, timed on an integer backend and with its simulated-vs-deployed gap (a row
+/// from before engines were named: no deploy_engine, no deploy_engines rows). Then resnet20
+/// minmax seed 0 on two deployment profiles (no wall times, so the cost tables stay as they
+/// were): w8a8 on x86-onednn, deployed on LibTorch oneDNN (its deploy_* columns) and on ONNX
+/// Runtime (deploy_engines rows only); w8a8 on ort-cpu, deployed and timed on ONNX Runtime alone;
+/// w4a4 on ort-cpu, which ONNX Runtime refused (a "not deployed" row, no deploy_* columns).
 struct Fixture {
   Store store{":memory:"};
   int64_t run1 = 0, run2 = 0;
@@ -140,6 +148,47 @@ struct Fixture {
     trt.logit_cosine = 0.9991;
     trt.sqnr_db = 28.4;
 
+    auto deployed = [&](const std::string& profile, int bits, double top1) {
+      auto r = result(run2, "resnet20", "minmax", bits, 0, top1, 91.50);
+      r.profile = profile;
+      r.cell_key = key("resnet20/minmax/w" + std::to_string(bits) + "a" + std::to_string(bits) + "/0/" + profile);
+      r.quant_wall_s = r.eval_wall_s = r.wall_s = std::nullopt;
+      return r;
+    };
+    auto onednn = deployed("x86-onednn", 8, 91.30);
+    onednn.deploy_top1 = 91.10;
+    onednn.deploy_agreement = 99.20;
+    onednn.logit_cosine = 0.9990;
+    onednn.sqnr_db = 27.5;
+    onednn.deploy_engine = "libtorch-onednn";
+    onednn.details = {
+        {"deploy_engines", "libtorch-onednn",
+         {{"top1", 91.10}, {"sim_top1", 91.30}, {"agreement", 99.20}, {"logit_cosine", 0.9990}, {"sqnr_db", 27.5},
+          {"images", 10000}},
+         "LibTorch onednn quantized operators (qbench's integer lowering)"},
+        {"deploy_engines", "onnxruntime",
+         {{"top1", 91.25}, {"sim_top1", 91.30}, {"agreement", 99.65}, {"logit_cosine", 0.9996}, {"sqnr_db", 31.0},
+          {"images", 10000}, {"int8_ops", 19}, {"float_ops", 1}, {"int8_coverage", 95.0}},
+         "onnxruntime-node 1.20.1, QDQ opset 13, 120 nodes; optimized graph: QLinearConv 19, Gemm 1"}};
+    auto ort = deployed("ort-cpu", 8, 91.28);
+    ort.deploy_top1 = 91.18;
+    ort.deploy_agreement = 99.40;
+    ort.logit_cosine = 0.9995;
+    ort.sqnr_db = 30.2;
+    ort.deploy_engine = "onnxruntime";
+    ort.latency_ms_p50 = 0.80;
+    ort.latency_ms_p90 = 0.90;
+    ort.latency_batch = 32;
+    ort.latency_source = "measured-int8-ort";
+    ort.details = {{"deploy_engines", "onnxruntime",
+                    {{"top1", 91.18}, {"sim_top1", 91.28}, {"agreement", 99.40}, {"logit_cosine", 0.9995},
+                     {"sqnr_db", 30.2}, {"images", 10000}, {"int8_ops", 20}, {"float_ops", 0},
+                     {"int8_coverage", 100.0}, {"latency_ms_p50", 0.80}, {"latency_ms_p90", 0.90},
+                     {"latency_batch", 32}, {"fp32_latency_ms_p50", 2.00}},
+                    "onnxruntime-node 1.20.1, QDQ opset 13, 120 nodes; optimized graph: QLinearConv 20"}};
+    auto ort_refused = deployed("ort-cpu", 4, 89.00);
+    ort_refused.details = {{"deploy_engines", "onnxruntime", {}, kOrtRefusal}};
+
     auto skipped = planned(run2, 0, r_fp32_0);
     skipped.action = "skipped";
     skipped.result_id = earlier;
@@ -147,8 +196,10 @@ struct Fixture {
     store.plan_cells(run2, {skipped, planned(run2, 1, r_w8_0), planned(run2, 2, r_w4_0), planned(run2, 3, r_fp32_1),
                             planned(run2, 4, r_w8_1), planned(run2, 5, m_fp32), planned(run2, 6, m_w8),
                             planned(run2, 7, m_w4), unknown, planned(run2, 9, lsq_0), planned(run2, 10, lsq_1),
-                            planned(run2, 11, trt)});
-    for (const auto& r : {r_w8_0, r_w4_0, r_fp32_1, r_w8_1, m_fp32, m_w8, lsq_0, lsq_1, trt}) store.put_result(r);
+                            planned(run2, 11, trt), planned(run2, 12, onednn), planned(run2, 13, ort),
+                            planned(run2, 14, ort_refused)});
+    for (const auto& r : {r_w8_0, r_w4_0, r_fp32_1, r_w8_1, m_fp32, m_w8, lsq_0, lsq_1, trt, onednn, ort, ort_refused})
+      store.put_result(r);
     store.end_run(run2, "finished");
   }
 

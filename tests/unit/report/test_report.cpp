@@ -102,19 +102,30 @@ TEST_CASE("report: markdown matches the golden file and its numbers", "[report]"
   CHECK_THAT(md, Catch::Contains("| resnet20 | lsq | 91.60 \xc2\xb1 0.14 (n=2) | \xe2\x80\x94 | 90.30 \xc2\xb1 0.28 (-1.30, n=2) |"));
   // Hardware track: the profiles as columns, per bit width.
   CHECK_THAT(md, Catch::Contains("## Hardware track: fashion-mnist / w8a8\n"));
-  CHECK_THAT(md, Catch::Contains("| arch | algorithm | FP32 | academic | tensorrt |"));
-  CHECK_THAT(md, Catch::Contains("| resnet20 | minmax | 91.60 \xc2\xb1 0.14 (n=2) | " + w8 + " | 91.20 (-0.30) |"));
+  CHECK_THAT(md, Catch::Contains("| arch | algorithm | FP32 | academic | tensorrt | x86-onednn | ort-cpu |"));
+  CHECK_THAT(md, Catch::Contains("| resnet20 | minmax | 91.60 \xc2\xb1 0.14 (n=2) | " + w8 +
+                                 " | 91.20 (-0.30) | 91.30 (-0.20) | 91.28 (-0.22) |"));
   CHECK_THAT(md, Catch::Contains("- run id: " + std::to_string(fx.run2)));
-  CHECK_THAT(md, Catch::Contains("- cells: 12 planned: 9 ok, 1 failed, 2 pending; 1 reused from earlier runs"));
+  CHECK_THAT(md, Catch::Contains("- cells: 15 planned: 12 ok, 1 failed, 2 pending; 1 reused from earlier runs"));
   CHECK_THAT(md, Catch::Contains("- matrix sha256: `" + sha256_hex("name: academic\n") + "`"));
   // Latency: grouped by source, the mix called out. lsq p50 1.30/1.40 -> 1.350 ± 0.071.
   CHECK_THAT(md, Catch::Contains("| resnet20 | lsq | academic | w4a4 | 32 | 1.350 \xc2\xb1 0.071 | 1.550 \xc2\xb1 0.071 | 2 | measured-fakequant |"));
   CHECK_THAT(md, Catch::Contains("| mlp | minmax | academic | w8a8 | 32 | 0.250 | 0.300 | 1 | modeled |"));
-  CHECK_THAT(md, Catch::Contains("> This table mixes latency sources (measured-fp32, measured-fakequant, measured-int8, modeled)"));
+  CHECK_THAT(md, Catch::Contains("> This table mixes latency sources (measured-fp32, measured-fakequant, measured-int8, "
+                                 "measured-int8-ort, modeled)"));
   CHECK(md.find("| measured-fp32 |") < md.find("| measured-fakequant |"));
-  CHECK(md.find("| measured-int8 |") < md.find("| modeled |"));
-  // Sim vs deploy: gap = 91.00 - 91.20.
-  CHECK_THAT(md, Catch::Contains("| resnet20 | minmax | tensorrt | w8a8 | 91.20 | 91.00 | -0.20 | 99.10 | 0.9991 | 28.4 | 1 |"));
+  // ONNX Runtime's int8 time ranks after LibTorch's and before the modeled ones, and says what it is.
+  CHECK(md.find("| measured-int8 |") < md.find("| measured-int8-ort |"));
+  CHECK(md.find("| measured-int8-ort |") < md.find("| modeled |"));
+  CHECK_THAT(md, Catch::Contains("| resnet20 | minmax | ort-cpu | w8a8 | 32 | 0.800 | 0.900 | 1 | measured-int8-ort |"));
+  CHECK_THAT(md, Catch::Contains("> measured-int8-ort: the model exported as ONNX QDQ and timed in ONNX Runtime"));
+  // Sim vs deploy, with the engine of each row: gaps 91.10 - 91.30, 91.18 - 91.28, 91.00 - 91.20;
+  // rows of one engine together (libtorch-onednn, onnxruntime, then the row with none recorded).
+  CHECK_THAT(md, Catch::Contains("| arch | algorithm | profile | bits | engine | simulated | deployed | gap |"));
+  const std::string onednn_row = "| resnet20 | minmax | x86-onednn | w8a8 | libtorch-onednn | 91.30 | 91.10 | -0.20 | 99.20 | 0.9990 | 27.5 | 1 |";
+  const std::string ort_row = "| resnet20 | minmax | ort-cpu | w8a8 | onnxruntime | 91.28 | 91.18 | -0.10 | 99.40 | 0.9995 | 30.2 | 1 |";
+  const std::string trt_row = "| resnet20 | minmax | tensorrt | w8a8 | \xe2\x80\x94 | 91.20 | 91.00 | -0.20 | 99.10 | 0.9991 | 28.4 | 1 |";
+  CHECK_THAT(md, Catch::Contains(onednn_row + "\n" + ort_row + "\n" + trt_row + "\n"));
   // Cost: lsq 120/130 s fine-tuning, 125/135 s wall; PTQ 4 resnet20 cells of 3.5 s.
   CHECK_THAT(md, Catch::Contains("| qat | resnet20 | lsq | 2 | 125.0 \xc2\xb1 7.1 | 1.0 \xc2\xb1 0.0 | 130.0 \xc2\xb1 7.1 | 260.0 |"));
   CHECK_THAT(md, Catch::Contains("| ptq | resnet20 | minmax | 4 | 2.5 \xc2\xb1 0.0 | 1.0 \xc2\xb1 0.0 | 3.5 \xc2\xb1 0.0 | 14.0 |"));
@@ -133,11 +144,11 @@ TEST_CASE("report: CSV matches the golden file and quotes per RFC 4180", "[repor
   check_golden("academic.csv", csv);
 
   auto records = parse_csv(csv);
-  REQUIRE(records.size() == 1 + 12);
+  REQUIRE(records.size() == 1 + 15);
   const auto& header = records[0];
   CHECK(join(header, ",") ==
         "run_id,cell_key,dataset,arch,algorithm,profile,w_bits,a_bits,bits,seed,kind,status,action,top1,top5,loss,"
-        "fp32_top1,delta_top1,deploy_top1,deploy_agreement,logit_cosine,sqnr_db,latency_ms_p50,latency_ms_p90,"
+        "fp32_top1,delta_top1,deploy_top1,deploy_agreement,logit_cosine,sqnr_db,deploy_engine,latency_ms_p50,latency_ms_p90,"
         "latency_batch,latency_source,quant_wall_s,eval_wall_s,wall_s,eval_images,threads,error,result_run_id,"
         "started_at,finished_at");
   for (const auto& rec : records) CHECK(rec.size() == header.size());
@@ -161,6 +172,15 @@ TEST_CASE("report: CSV matches the golden file and quotes per RFC 4180", "[repor
   CHECK(records[12][col("deploy_agreement")] == "99.1");
   CHECK(records[12][col("latency_source")] == "measured-int8");
   CHECK(records[11][col("deploy_top1")].empty());
+  // The engine of the deploy_* numbers: none recorded for tensorrt (empty), then LibTorch oneDNN,
+  // ONNX Runtime, and none for the cell ONNX Runtime refused.
+  CHECK(records[12][col("deploy_engine")].empty());
+  CHECK(records[13][col("deploy_engine")] == "libtorch-onednn");
+  CHECK(records[13][col("deploy_top1")] == "91.1");
+  CHECK(records[14][col("deploy_engine")] == "onnxruntime");
+  CHECK(records[14][col("latency_source")] == "measured-int8-ort");
+  CHECK(records[15][col("deploy_engine")].empty());
+  CHECK(records[15][col("deploy_top1")].empty());
 }
 
 TEST_CASE("report: JSON matches the golden file and parses back to the inserted values", "[report]") {
@@ -177,7 +197,7 @@ TEST_CASE("report: JSON matches the golden file and parses back to the inserted 
   CHECK(j["run"]["environment"]["qengine"] == "fbgemm");
   CHECK(j["filters"].empty());
   const auto& rows = j["rows"];
-  REQUIRE(rows.size() == 12);
+  REQUIRE(rows.size() == 15);
   CHECK(rows[0]["action"] == "skipped");
   CHECK(rows[0]["run_id"] == fx.run2);
   CHECK(rows[0]["result_run_id"] == fx.run1);
@@ -210,12 +230,16 @@ TEST_CASE("report: JSON matches the golden file and parses back to the inserted 
   CHECK(rows[8]["seed"].is_null());
   CHECK(rows[11]["sqnr_db"] == 28.4);
   CHECK(rows[11]["logit_cosine"] == 0.9991);
+  CHECK(rows[11]["deploy_engine"].is_null());
+  CHECK(rows[12]["deploy_engine"] == "libtorch-onednn");
+  CHECK(rows[13]["deploy_engine"] == "onnxruntime");
 
   // The aggregated tables carry the numbers behind each text cell.
   const auto& tables = j["tables"];
   std::vector<std::string> ids;
   for (const auto& t : tables) ids.push_back(t["id"]);
-  CHECK(join(ids, ",") == "accuracy,accuracy,hardware,hardware,latency,deploy,cost,cost_by_kind,failures");
+  CHECK(join(ids, ",") ==
+        "accuracy,accuracy,accuracy,accuracy,hardware,hardware,latency,deploy,engines,cost,cost_by_kind,failures");
   const auto& acc = tables[0];
   CHECK(acc["group"]["dataset"] == "fashion-mnist");
   CHECK(acc["group"]["profile"] == "academic");
@@ -227,7 +251,13 @@ TEST_CASE("report: JSON matches the golden file and parses back to the inserted 
   CHECK(lsq["n"] == 2);
   CHECK(lsq["delta"].get<double>() == Approx(-1.30));
   CHECK(acc["values"][0][4]["failed"] == 1);
-  CHECK(tables[4]["notes"].size() == 5);
+  CHECK(tables[6]["id"] == "latency");
+  CHECK(tables[6]["notes"].size() == 6);  // the mix, then one line per source
+  // The engines table: the numbers behind its cells, a refusal's full reason.
+  const auto& eng = tables[8];
+  CHECK(eng["id"] == "engines");
+  CHECK(eng["values"][1][13].get<double>() == Approx(2.00 / 0.80));
+  CHECK(eng["values"][2][8]["refused"] == kOrtRefusal.substr(std::string("not deployed: ").size()));
 }
 
 TEST_CASE("report: LaTeX matches the golden file, uses booktabs and escapes text", "[report]") {
@@ -243,10 +273,20 @@ TEST_CASE("report: LaTeX matches the golden file, uses booktabs and escapes text
   CHECK_THAT(tex, Catch::Contains("mlp & minmax & 88.00 & 88.10 ($+$0.10) & --- \\\\"));
   CHECK_THAT(tex, Catch::Contains("\\texttt{qbench run matrices/academic.yaml -{}-store results.db}"));
   CHECK(tex.find("\xc2") == std::string::npos);  // no raw UTF-8 left for pdflatex to trip on
+  // The deploy table's engines as text; the engines table's many columns with two-line headers,
+  // its percent signs escaped, and the refusal's note with its specials escaped.
+  CHECK_THAT(tex, Catch::Contains("resnet20 & minmax & x86-onednn & w8a8 & libtorch-onednn & 91.30 & 91.10 & $-$0.20 &"));
+  CHECK_THAT(tex, Catch::Contains("resnet20 & minmax & tensorrt & w8a8 & --- & 91.20 &"));
+  CHECK_THAT(tex, Catch::Contains("\\begin{tabular}{llllrrrrrrrrrr}\n\\toprule\narch & algorithm & profile & bits & seed & "
+                                  "simulated & \\begin{tabular}[b]{@{}r@{}}oneDNN\\\\top-1\\end{tabular} & "
+                                  "\\begin{tabular}[b]{@{}r@{}}oneDNN\\\\agree \\%\\end{tabular} & "));
+  CHECK_THAT(tex, Catch::Contains("& \\begin{tabular}[b]{@{}r@{}}ORT int8\\\\cov \\%\\end{tabular} &"));
+  CHECK_THAT(tex, Catch::Contains("\\emph{(1) onnxruntime refused 1 cell: export: layer1.0.conv1 has w\\_bits=4 \\& ONNX QDQ "
+                                  "needs 8 (100\\% of its convs) hint: use w8a8}"));
   int begins = 0, ends = 0;
   for (std::size_t p = 0; (p = tex.find("\\begin{table}", p)) != std::string::npos; ++p) ++begins;
   for (std::size_t p = 0; (p = tex.find("\\end{table}", p)) != std::string::npos; ++p) ++ends;
-  CHECK(begins == 9);
+  CHECK(begins == 12);
   CHECK(begins == ends);
 
   // Every LaTeX special in user text comes out escaped.
@@ -275,10 +315,10 @@ TEST_CASE("report: HTML matches the golden file and carries its charts as Vega-L
   REQUIRE(b != std::string::npos);
   b += open.size();
   auto charts = nlohmann::json::parse(html.substr(b, html.find("</script>", b) - b));
-  REQUIRE(charts.size() == 5);
+  REQUIRE(charts.size() == 8);  // accuracy x 4 profiles, latency x 3 timed profiles, sim vs deploy
   CHECK(charts[0]["spec"]["title"] == "Accuracy vs bit width: fashion-mnist / academic");
   CHECK(charts[0]["spec"]["encoding"]["x"]["sort"] == nlohmann::json::array({"fp32", "w8a8", "w4a4"}));
-  const auto& lat = charts[2]["spec"];
+  const auto& lat = charts[4]["spec"];
   CHECK(lat["title"] == "Accuracy vs latency (Pareto front dashed): fashion-mnist / academic");
   std::map<std::string, bool> pareto;
   for (const auto& v : lat["data"]["values"]) pareto[v["arch"].get<std::string>() + "/" + v["algorithm"].get<std::string>() + "/" + v["bits"].get<std::string>()] = v["pareto"];
@@ -287,10 +327,15 @@ TEST_CASE("report: HTML matches the golden file and carries its charts as Vega-L
   CHECK_FALSE(pareto["resnet20/lsq/w4a4"]);  // 1.35 ms, 90.30 % vs minmax's 1.234 ms, 91.33 %
   CHECK(pareto["mlp/minmax/w8a8"]);         // the only modeled point
   CHECK(pareto["mlp/fp32/fp32"]);
-  const auto& dep = charts[4]["spec"];
+  const auto& dep = charts[7]["spec"];
   CHECK(dep["title"] == "Simulated vs deployed accuracy: fashion-mnist");
   CHECK(dep["layer"][1]["mark"]["type"] == "point");
   CHECK(dep["data"]["values"][0]["deployed"] == 91.0);
+  // Each deployed point names its engine.
+  CHECK(dep["data"]["values"][0]["engine"] == "not recorded");
+  CHECK(dep["data"]["values"][1]["engine"] == "libtorch-onednn");
+  CHECK(dep["data"]["values"][2]["engine"] == "onnxruntime");
+  CHECK_THAT(html, Catch::Contains("<td>refused (1)</td>") || Catch::Contains("<td class=\"num\">refused (1)</td>"));
 
   // With the libraries: each vendored file inlined once, nothing fetched from the network.
   auto full = report::render_html(fx.input());
@@ -424,11 +469,12 @@ TEST_CASE("report: --table keeps the named tables; CSV writes one table at a tim
   // tensorrt group has no w4a4), numbers as in the markdown, a missing value empty.
   opt.tables = {"accuracy"};
   auto csv = parse_csv(report::render_csv(in, opt));
-  REQUIRE(csv.size() == 1 + 4);
+  REQUIRE(csv.size() == 1 + 6);
   CHECK(join(csv[0], ",") == "dataset,profile,arch,algorithm,FP32,w8a8,w4a4");
   CHECK(join(csv[1], "|") == "fashion-mnist|academic|resnet20|minmax|91.60 \xc2\xb1 0.14 (n=2)|91.33 \xc2\xb1 0.14 (-0.27, n=2)|failed");
   CHECK(join(csv[2], "|") == "fashion-mnist|academic|mlp|minmax|88.00|88.10 (+0.10)|");
   CHECK(join(csv[4], "|") == "fashion-mnist|tensorrt|resnet20|minmax|91.50|91.20 (-0.30)|");
+  CHECK(join(csv[6], "|") == "fashion-mnist|ort-cpu|resnet20|minmax|91.50|91.28 (-0.22)|89.00 (-2.50)");
   opt.tables = {"cost_by_kind"};
   csv = parse_csv(report::render_csv(in, opt));
   REQUIRE(csv.size() == 1 + 3);
@@ -445,7 +491,7 @@ TEST_CASE("report: the table registry is the one list of tables, their help and 
     CHECK_FALSE(t.help.empty());
   }
   // Report order: the order of the qbench_registry_entry(report_tables ...) lines.
-  CHECK(join(ids, ",") == "accuracy,hardware,latency,deploy,deploy_layers,cost,cost_by_kind,failures");
+  CHECK(join(ids, ",") == "accuracy,hardware,latency,deploy,engines,deploy_layers,cost,cost_by_kind,failures");
   CHECK(report::table_ids() == ids);
   // --table's help: one line per table, its id then its help.
   const std::string help = report::table_help();
@@ -473,9 +519,9 @@ TEST_CASE("report: tables come in registry order, each cost by kind beside the c
     return join(seen, ",");
   };
   CHECK(ids() ==
-        "accuracy(resnet20),accuracy(mlp),accuracy(resnet20),hardware(resnet20),hardware(resnet20),hardware(mlp),"
-        "hardware(mlp),latency(resnet20),latency(mlp),deploy(resnet20),cost(resnet20),cost_by_kind(resnet20),cost(mlp),"
-        "cost_by_kind(mlp),failures()");
+        "accuracy(resnet20),accuracy(mlp),accuracy(resnet20),accuracy(resnet20),accuracy(resnet20),hardware(resnet20),"
+        "hardware(resnet20),hardware(mlp),hardware(mlp),latency(resnet20),latency(mlp),deploy(resnet20),"
+        "engines(resnet20),cost(resnet20),cost_by_kind(resnet20),cost(mlp),cost_by_kind(mlp),failures()");
   // Only cost by kind: its tables without their neighbours, in group order.
   opt.tables = {"cost_by_kind"};
   CHECK(ids() == "cost_by_kind(resnet20),cost_by_kind(mlp)");
@@ -593,6 +639,143 @@ TEST_CASE("report: the deploy-layers table names the first differing layer and t
   auto one = report::render_markdown(in, only);
   CHECK_THAT(one, Catch::Contains("layer1.0.conv1"));
   CHECK_THAT(one, !Catch::Contains("## Cost"));
+}
+
+TEST_CASE("report: the deploy table never averages numbers of two engines", "[report]") {
+  report::ReportInput in;
+  in.run.id = 5;
+  in.run.matrix_name = "engines";
+  // Three seeds of one cell: seeds 0 and 2 deployed on LibTorch QNNPACK, seed 1 on ONNX Runtime.
+  auto add = [&](uint64_t seed, const std::string& engine, double sim, double dep) {
+    store::ReportRow row;
+    row.plan = {5, static_cast<int>(in.rows.size()), "k" + std::to_string(seed), "run", 1, ""};
+    CellResult r;
+    r.run_id = 5;
+    r.cell_key = row.plan.cell_key;
+    r.dataset = "toy";
+    r.arch = "net";
+    r.algorithm = "minmax";
+    r.profile = "p";
+    r.w_bits = r.a_bits = 8;
+    r.seed = seed;
+    r.kind = "ptq";
+    r.status = "ok";
+    r.top1 = sim;
+    r.deploy_top1 = dep;
+    r.deploy_engine = engine;
+    row.result = r;
+    in.rows.push_back(row);
+  };
+  add(0, "onnxruntime", 80.0, 79.0);
+  add(1, "libtorch-qnnpack", 81.0, 80.0);
+  add(2, "onnxruntime", 82.0, 80.0);
+  const auto md = report::render_markdown(in);
+  // onnxruntime: simulated (80 + 82) / 2 = 81.00, deployed (79 + 80) / 2 = 79.50, gap (-1 - 2) / 2 =
+  // -1.50 over n = 2; QNNPACK alone, and first (LibTorch engines before ONNX Runtime).
+  const std::string dash = "\xe2\x80\x94";
+  CHECK_THAT(md, Catch::Contains("| net | minmax | p | w8a8 | libtorch-qnnpack | 81.00 | 80.00 | -1.00 | " + dash + " | " +
+                                 dash + " | " + dash + " | 1 |\n| net | minmax | p | w8a8 | onnxruntime | 81.00 | 79.50 | "
+                                 "-1.50 | " + dash + " | " + dash + " | " + dash + " | 2 |\n"));
+  // No deploy_engines rows were given: the engines table says so.
+  CHECK_THAT(md, Catch::Contains("## Deployment engines\n\nNo cell of this run has per-engine deployment rows"));
+}
+
+TEST_CASE("report: the engines table shows each deployed cell on every engine it ran on", "[report]") {
+  Fixture fx;
+  auto in = fx.input();
+  // load_input read the deploy_engines rows of the three deployment cells, the refused one included
+  // (it has no deploy_* columns), and of no other cell.
+  REQUIRE(in.deploy_engines.size() == 3);
+  const auto md = report::render_markdown(in);
+  CHECK_THAT(md, Catch::Contains("## Deployment engines: fashion-mnist\n"));
+  // Engines present: LibTorch oneDNN (x86-onednn cell) and ONNX Runtime (all three), oneDNN first;
+  // ONNX Runtime measured latency on one cell, so its three latency columns are there.
+  CHECK_THAT(md, Catch::Contains("| arch | algorithm | profile | bits | seed | simulated | oneDNN top-1 | oneDNN agree % | "
+                                 "ORT top-1 | ORT agree % | ORT int8 cov % | ORT int8 ms | ORT FP32 ms | ORT speed-up |\n"));
+  const std::string dash = "\xe2\x80\x94";
+  auto fmt1 = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f", v);
+    return std::string(buf);
+  };
+  CHECK(fmt1(100.0 * 19 / (19 + 1)) == "95.0");
+  // x86-onednn: simulated 91.30, oneDNN 91.10 / 99.20, ORT 91.25 / 99.65 with 19 of 19 + 1 convs and
+  // matmuls in int8 = 95.0 %; no ORT latency on this cell.
+  CHECK_THAT(md, Catch::Contains("| resnet20 | minmax | x86-onednn | w8a8 | 0 | 91.30 | 91.10 | 99.20 | 91.25 | 99.65 | " +
+                                 fmt1(100.0 * 19 / (19 + 1)) + " | " + dash + " | " + dash + " | " + dash + " |\n"));
+  // ort-cpu w8a8: not on LibTorch; ORT 91.18 / 99.40, 20 of 20 = 100.0 %, 0.80 ms int8 vs 2.00 ms FP32
+  // at batch 32 = 2.50x.
+  CHECK(fmt2(2.00 / 0.80) == "2.50");
+  CHECK_THAT(md, Catch::Contains("| resnet20 | minmax | ort-cpu | w8a8 | 0 | 91.28 | " + dash + " | " + dash +
+                                 " | 91.18 | 99.40 | 100.0 | 0.800 | 2.000 | " + fmt2(2.00 / 0.80) + "x |\n"));
+  // ort-cpu w4a4: ONNX Runtime refused it; the reason (on one line) in the note under the table.
+  CHECK_THAT(md, Catch::Contains("| resnet20 | minmax | ort-cpu | w4a4 | 0 | 89.00 | " + dash + " | " + dash + " | refused (1) | " +
+                                 dash + " | " + dash + " | " + dash + " | " + dash + " | " + dash + " |\n"));
+  CHECK_THAT(md, Catch::Contains("> (1) onnxruntime refused 1 cell: export: layer1.0.conv1 has w_bits=4 & ONNX QDQ needs 8 "
+                                 "(100% of its convs) hint: use w8a8\n"));
+  CHECK_THAT(md, Catch::Contains("at batch 32; speed-up = FP32 ms / int8 ms."));
+  CHECK_THAT(md, Catch::Contains("oneDNN = libtorch-onednn (LibTorch's quantized operators"));
+  // Report order: right after the deploy table.
+  CHECK(md.find("## Simulated vs deployed") < md.find("## Deployment engines"));
+  CHECK(md.find("## Deployment engines") < md.find("## Cost"));
+
+  SECTION("--table engines keeps it alone; as CSV, its cells with the group axis first") {
+    report::ReportOptions opt;
+    opt.tables = {"engines"};
+    const auto one = report::render_markdown(in, opt);
+    CHECK_THAT(one, Catch::Contains("## Deployment engines: fashion-mnist"));
+    CHECK_THAT(one, !Catch::Contains("## Simulated vs deployed"));
+    CHECK_THAT(one, !Catch::Contains("## Academic track"));
+    auto csv = parse_csv(report::render_csv(in, opt));
+    REQUIRE(csv.size() == 1 + 3);
+    CHECK(join(csv[0], ",") == "dataset,arch,algorithm,profile,bits,seed,simulated,oneDNN top-1,oneDNN agree %,ORT top-1,"
+                               "ORT agree %,ORT int8 cov %,ORT int8 ms,ORT FP32 ms,ORT speed-up");
+    CHECK(join(csv[2], "|") == "fashion-mnist|resnet20|minmax|ort-cpu|w8a8|0|91.28|||91.18|99.40|100.0|0.800|2.000|2.50x");
+    CHECK(csv[3][9] == "refused (1)");
+  }
+  SECTION("only the engines of the kept cells get columns") {
+    report::ReportOptions opt;
+    opt.filters = {report::parse_filter("profile=ort-cpu")};
+    const auto md2 = report::render_markdown(in, opt);
+    CHECK_THAT(md2, Catch::Contains("| arch | algorithm | profile | bits | seed | simulated | ORT top-1 | ORT agree % | "));
+    CHECK_THAT(md2, !Catch::Contains("oneDNN"));
+    // Without ORT latency anywhere, no latency columns.
+    opt.filters = {report::parse_filter("profile=x86-onednn")};
+    const auto md3 = report::render_markdown(in, opt);
+    CHECK_THAT(md3, Catch::Contains("| oneDNN top-1 | oneDNN agree % | ORT top-1 | ORT agree % | ORT int8 cov % |\n"));
+    CHECK_THAT(md3, !Catch::Contains("ORT int8 ms"));
+  }
+  SECTION("one note per reason, counting its cells; a long reason is cut on a character boundary") {
+    int64_t refused_id = 0, ort_id = 0;
+    for (const auto& r : in.rows)
+      if (r.result && r.result->profile == "ort-cpu") (r.result->w_bits == 4 ? refused_id : ort_id) = r.result->id;
+    REQUIRE(refused_id);
+    REQUIRE(ort_id);
+    in.deploy_engines[ort_id] = in.deploy_engines[refused_id];  // the same refusal on a second cell
+    auto md2 = report::render_markdown(in);
+    CHECK_THAT(md2, Catch::Contains("> (1) onnxruntime refused 2 cells: export: layer1.0.conv1"));
+    CHECK_THAT(md2, !Catch::Contains("refused (2)"));
+    // 300 bytes of reason (100 three-byte characters): cut to at most 200 bytes of whole characters,
+    // 66 of them = 198 bytes. The ort-cpu w8a8 cell comes first in the plan, so its reason is (1).
+    std::string lng;
+    for (int i = 0; i < 100; ++i) lng += "\xe2\x82\xac";
+    in.deploy_engines[ort_id] = {{"deploy_engines", "onnxruntime", {}, "not deployed: " + lng}};
+    md2 = report::render_markdown(in);
+    CHECK_THAT(md2, Catch::Contains("| resnet20 | minmax | ort-cpu | w4a4 | 0 | 89.00 | " + dash + " | " + dash + " | refused (2) |"));
+    CHECK_THAT(md2, Catch::Contains("> (2) onnxruntime refused 1 cell: export: layer1.0.conv1"));
+    const std::string prefix = "> (1) onnxruntime refused 1 cell: ";
+    const auto b = md2.find(prefix);
+    REQUIRE(b != std::string::npos);
+    const std::string note = md2.substr(b + prefix.size(), md2.find('\n', b) - b - prefix.size());
+    CHECK(note == lng.substr(0, 198) + " ...");
+  }
+  SECTION("a run without per-engine rows says so in one line") {
+    in.deploy_engines.clear();
+    const auto md2 = report::render_markdown(in);
+    CHECK_THAT(md2, Catch::Contains("## Deployment engines\n\nNo cell of this run has per-engine deployment rows"));
+    // The deploy table still names the engines of its rows from the results.
+    CHECK_THAT(md2, Catch::Contains("| ort-cpu | w8a8 | onnxruntime | 91.28 |"));
+  }
 }
 
 TEST_CASE("report: a GPU run names its device and keeps GPU latency apart from CPU latency", "[report]") {

@@ -219,6 +219,7 @@ void sim_vs_deploy(const Model& m, std::vector<Chart>& charts) {
     double lo = 1e300, hi = -1e300;
     for (const Point* p : groups[k]) {
       values.push_back(Json{{"arch", p->arch}, {"algorithm", p->algorithm}, {"bits", p->bits}, {"profile", p->profile},
+                            {"engine", p->deploy_engine.empty() ? std::string("not recorded") : p->deploy_engine},
                             {"simulated", p->top1.mean()}, {"deployed", p->deploy_top1.mean()}});
       lo = std::min({lo, p->top1.mean(), p->deploy_top1.mean()});
       hi = std::max({hi, p->top1.mean(), p->deploy_top1.mean()});
@@ -234,7 +235,8 @@ void sim_vs_deploy(const Model& m, std::vector<Chart>& charts) {
                      {"color", {{"field", "algorithm"}, {"type", "nominal"}}},
                      {"shape", {{"field", "profile"}, {"type", "nominal"}}},
                      {"tooltip", tooltip({{"arch", "nominal"}, {"algorithm", "nominal"}, {"profile", "nominal"},
-                                          {"bits", "ordinal"}, {"simulated", "quantitative"}, {"deployed", "quantitative"}})}}}};
+                                          {"engine", "nominal"}, {"bits", "ordinal"}, {"simulated", "quantitative"},
+                                          {"deployed", "quantitative"}})}}}};
     Chart c;
     c.title = "Simulated vs deployed accuracy: " + k.first + (k.second.empty() ? "" : " / " + k.second);
     c.spec = {{"$schema", kSchema}, {"title", c.title}, {"width", 320}, {"height", 320},

@@ -59,6 +59,25 @@ std::string tex(const std::string& s, bool math_signs = false) {
   return out;
 }
 
+/// Tables with this many columns or more (the engines table) set each header of two words or more
+/// on two lines, so that they fit the landscape page.
+constexpr std::size_t kManyColumns = 13;
+
+/// A header cell on two lines, broken at the space nearest its middle ("ORT agree %" -> "ORT"
+/// over "agree %"); as it is when it has no space.
+std::string two_line_header(const std::string& name, const Column& c) {
+  std::size_t best = std::string::npos;
+  for (std::size_t i = name.find(' '); i != std::string::npos; i = name.find(' ', i + 1)) {
+    auto off = [&](std::size_t p) { return p > name.size() / 2 ? p - name.size() / 2 : name.size() / 2 - p; };
+    if (best == std::string::npos || off(i) < off(best)) best = i;
+  }
+  if (best == std::string::npos) return tex(name);
+  const std::string align = c.numeric ? "r" : "l", second = name.substr(best + 1);
+  // "{}" keeps a second line that starts with '[' from reading as the \\ command's optional length.
+  return "\\begin{tabular}[b]{@{}" + align + "@{}}" + tex(name.substr(0, best)) + "\\\\" +
+         (second[0] == '[' ? "{}" : "") + tex(second) + "\\end{tabular}";
+}
+
 void tex_table(std::string& out, const Table& t, int index) {
   out += "\\begin{table}[htbp]\n\\centering\n\\footnotesize\n";
   out += "\\caption{" + tex(t.title) + (t.caption.empty() || t.rows.empty() ? "" : ". " + tex(t.caption)) + "}\n";
@@ -70,7 +89,11 @@ void tex_table(std::string& out, const Table& t, int index) {
   std::string spec;
   for (const auto& c : t.columns) spec += c.wide ? "p{9cm}" : c.numeric ? "r" : "l";
   out += "\\begin{tabular}{" + spec + "}\n\\toprule\n";
-  for (std::size_t i = 0; i < t.columns.size(); ++i) out += (i ? " & " : "") + tex(t.columns[i].name);
+  const bool many = t.columns.size() >= kManyColumns;
+  for (std::size_t i = 0; i < t.columns.size(); ++i) {
+    const Column& c = t.columns[i];
+    out += (i ? " & " : "") + (many ? two_line_header(c.name, c) : tex(c.name));
+  }
   out += " \\\\\n\\midrule\n";
   for (const auto& row : t.rows) {
     for (std::size_t i = 0; i < row.size(); ++i) out += (i ? " & " : "") + tex(row[i].text, t.columns[i].numeric);

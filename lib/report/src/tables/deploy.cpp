@@ -1,7 +1,9 @@
-// Simulated vs deployed, per dataset, where a cell was also run on an integer backend: both
-// top-1s, their gap, prediction agreement, logit cosine and SQNR, means over seeds.
+// Simulated vs deployed, per dataset, where a cell was also run on an integer backend: the engine
+// the deployed numbers come from, both top-1s, their gap, prediction agreement, logit cosine and
+// SQNR, means over seeds. Rows of one engine together; rows of different engines never averaged.
 #include <algorithm>
 #include <array>
+#include <string>
 
 #include "table.h"
 
@@ -10,12 +12,15 @@ namespace {
 
 void fill(const TableGroup& g, Table& t) {
   t.caption = "Top-1 in percent of the simulated (fake-quantized) model and of the same model deployed on an integer "
-              "backend; gap = deployed - simulated; agreement = share of test images with the same predicted class "
-              "(percent); logit cosine similarity and SQNR (dB) of the deployed logits against the simulated ones. "
-              "Means over seeds.";
-  t.columns = {{"arch"},           {"algorithm"},        {"profile"},        {"bits"},
-               {"simulated", true}, {"deployed", true},   {"gap", true},      {"agreement %", true},
-               {"logit cosine", true}, {"SQNR dB", true}, {"n", true}};
+              "backend; engine = the backend the deployed numbers come from (libtorch-onednn, libtorch-qnnpack: "
+              "LibTorch's quantized operators; onnxruntime: the ONNX QDQ export run in ONNX Runtime; " +
+              std::string(kDash) +
+              ": not recorded, a row stored before engines were named); gap = deployed - simulated; agreement = "
+              "share of test images with the same predicted class (percent); logit cosine similarity and SQNR (dB) "
+              "of the deployed logits against the simulated ones. Means over seeds, never over engines.";
+  t.columns = {{"arch"},          {"algorithm"},         {"profile"},            {"bits"},
+               {"engine"},        {"simulated", true},   {"deployed", true},     {"gap", true},
+               {"agreement %", true}, {"logit cosine", true}, {"SQNR dB", true}, {"n", true}};
   auto mean_cell = [](const Stat& st, int d, bool sign) {
     if (st.empty()) return Cell{kDash, nullptr};
     return Cell{sign ? signed2(st.mean()) : fixed(st.mean(), d), Json(round9(st.mean()))};
@@ -23,7 +28,15 @@ void fill(const TableGroup& g, Table& t) {
   auto add = [](Stat& st, std::optional<double> v) {
     if (v) st.values.push_back(*v);
   };
-  for (const auto& k : group_rows(g.rows, {"arch", "algorithm", "profile", "bits"})) {
+  // One row per (arch, algorithm, profile, bits, engine), rows of one engine together.
+  auto krows = group_rows(g.rows, [](const Row& r, std::string& key) {
+    for (const std::string* part : {&r.arch, &r.algorithm, &r.profile, &r.bits_text, &r.result->deploy_engine})
+      add_key(key, *part);
+  });
+  std::stable_sort(krows.begin(), krows.end(), [](const RowGroup& a, const RowGroup& b) {
+    return engine_rank(a.first->result->deploy_engine) < engine_rank(b.first->result->deploy_engine);
+  });
+  for (const auto& k : krows) {
     std::array<Stat, 6> s;  // sim, deploy, gap, agreement, cosine, sqnr
     for (const Row* r : k.rows) {
       auto sim = r->top1(), dep = r->ok_metric(&CellResult::deploy_top1);
@@ -38,9 +51,9 @@ void fill(const TableGroup& g, Table& t) {
     for (const auto& st : s) n = std::max(n, st.n());
     const Row& r = *k.first;
     t.rows.push_back({text_cell(r.arch), text_cell(r.algorithm), text_cell(r.profile), text_cell(r.bits_text),
-                      mean_cell(s[0], 2, false), mean_cell(s[1], 2, false), mean_cell(s[2], 2, true),
-                      mean_cell(s[3], 2, false), mean_cell(s[4], 4, false), mean_cell(s[5], 1, false),
-                      int_cell(static_cast<long long>(n))});
+                      text_cell(r.result->deploy_engine), mean_cell(s[0], 2, false), mean_cell(s[1], 2, false),
+                      mean_cell(s[2], 2, true), mean_cell(s[3], 2, false), mean_cell(s[4], 4, false),
+                      mean_cell(s[5], 1, false), int_cell(static_cast<long long>(n))});
   }
 }
 

@@ -9,8 +9,9 @@ namespace qbench::report::detail {
 namespace {
 
 int source_rank(const std::string& s) {
-  static const char* const order[] = {"measured-fp32",      "measured-fakequant",      "measured-int8", "modeled",
-                                      "measured-fp32-cuda", "measured-fakequant-cuda"};
+  static const char* const order[] = {"measured-fp32",      "measured-fakequant",      "measured-int8",
+                                      "measured-int8-ort",  "modeled",                 "measured-fp32-cuda",
+                                      "measured-fakequant-cuda"};
   constexpr int n = static_cast<int>(sizeof(order) / sizeof(order[0]));
   for (int i = 0; i < n; ++i)
     if (s == order[i]) return i;
@@ -23,6 +24,9 @@ std::string describe_source(const std::string& s) {
     return "measured-fakequant: the simulated (fake-quantized) model timed in float, not the speed of an integer "
            "deployment";
   if (s == "measured-int8") return "measured-int8: the model run and timed on an integer backend";
+  if (s == "measured-int8-ort")
+    return "measured-int8-ort: the model exported as ONNX QDQ and timed in ONNX Runtime on the CPU (integer kernels "
+           "where ONNX Runtime fused them: see the engines table for the share and the FP32 export's time)";
   if (s == "measured-fp32-cuda") return "measured-fp32-cuda: the FP32 model, timed on a CUDA GPU (not comparable with CPU times)";
   if (s == "measured-fakequant-cuda")
     return "measured-fakequant-cuda: the simulated (fake-quantized) model timed in float on a CUDA GPU, not the speed "

@@ -16,6 +16,10 @@ struct ReportInput {
   /// Result id -> its `deploy_layers` detail rows, for deployed cells (load_input fills it; may be
   /// empty, and then the report has no deploy-layers table).
   std::map<int64_t, CellDetails> deploy_layers;
+  /// Result id -> its `deploy_engines` detail rows (one per engine the cell ran on, or a "not
+  /// deployed: ..." row where an engine refused it), for quantized cells (load_input fills it; may
+  /// be empty, and then the engines table says so).
+  std::map<int64_t, CellDetails> deploy_engines;
 };
 
 /// `--filter key=value`: keeps the cells whose axis `key` equals `value`. Filters on one key are
@@ -79,7 +83,8 @@ std::string render(const std::string& format, const ReportInput& in, const Repor
 /// Markdown: the provenance, then per group the academic track (rows arch x algorithm, columns
 /// FP32 and the bit widths, "top-1 (delta vs FP32)", mean ± std over seeds with n), the hardware
 /// track (columns profile; when the run has more than one), latency with its source,
-/// sim-vs-deploy agreement (where measured), cost (wall time per cell, by kind) and the failures
+/// sim-vs-deploy agreement with its engine (where measured), each deployed cell on every engine
+/// it ran on, cost (wall time per cell, by kind) and the failures
 /// with their errors.
 std::string render_markdown(const ReportInput& in, const ReportOptions& opt = {});
 /// The same tables as one self-contained HTML page (works offline), with Vega-Lite charts:
