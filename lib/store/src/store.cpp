@@ -269,13 +269,33 @@ UPDATE results SET deploy_engine = CASE profile WHEN 'x86-onednn' THEN 'libtorch
                                                 WHEN 'qnnpack' THEN 'libtorch-qnnpack' ELSE '' END
  WHERE deploy_top1 IS NOT NULL;
 )sql"},
+    // Where a run came from, so that stores merge (`qbench merge`) without losing provenance: a
+    // random uid that stays with the run through every merge (a merge adds each run it does not
+    // hold yet, once), the scheduler and job that ran it ('slurm' with SLURM_JOB_ID,
+    // SLURM_ARRAY_JOB_ID and SLURM_ARRAY_TASK_ID; 'local'; 'merge' for a merged run; '' for a plain
+    // `qbench run`), the cluster plan it belongs to and the file it was merged from. Existing runs
+    // get a uid here.
+    {6, R"sql(
+ALTER TABLE runs ADD COLUMN uid           TEXT;
+ALTER TABLE runs ADD COLUMN scheduler     TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN job_id        TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN array_job_id  TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN array_task_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN plan_id       TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN merged_from   TEXT NOT NULL DEFAULT '';
+UPDATE runs SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
+CREATE UNIQUE INDEX runs_by_uid ON runs(uid);
+CREATE INDEX runs_by_plan ON runs(plan_id);
+)sql"},
 };
 
 // Column lists in the order read_run/read_result expect.
 const char* const kRunColumns[] = {"id",          "matrix_name",   "matrix_file",    "yaml_text",
                                    "yaml_hash",   "started_at",    "ended_at",       "status",
                                    "host",        "git_rev",       "qbench_version", "torch_version",
-                                   "threads",     "command_line",  "environment_json", "device"};
+                                   "threads",     "command_line",  "environment_json", "device",
+                                   "uid",         "scheduler",     "job_id",         "array_job_id",
+                                   "array_task_id", "plan_id",     "merged_from"};
 const char* const kResultColumns[] = {
     "id",           "run_id",         "cell_key",       "baseline_key",  "dataset",
     "arch",         "algorithm",      "profile",        "w_bits",        "a_bits",
@@ -311,6 +331,13 @@ RunInfo read_run(const Statement& s) {
   r.command_line = s.text(13);
   r.environment_json = s.text(14);
   r.device = s.text(15);
+  r.uid = s.text(16);
+  r.origin.scheduler = s.text(17);
+  r.origin.job_id = s.text(18);
+  r.origin.array_job_id = s.text(19);
+  r.origin.array_task_id = s.text(20);
+  r.origin.plan_id = s.text(21);
+  r.merged_from = s.text(22);
   return r;
 }
 
@@ -454,18 +481,22 @@ void Store::migrate() {
   tx.commit();
 }
 
-int64_t Store::begin_run(const RunInfo& info) {
+int64_t Store::insert_run(const RunInfo& info, bool as_given) {
   static const std::string sql =
       "INSERT INTO runs (matrix_name, matrix_file, yaml_text, yaml_hash, started_at, ended_at, status, host, "
-      "git_rev, qbench_version, torch_version, threads, command_line, environment_json, device) VALUES (:matrix_name, "
-      ":matrix_file, :yaml_text, :yaml_hash, :started_at, NULL, 'running', :host, :git_rev, :qbench_version, "
-      ":torch_version, :threads, :command_line, :environment_json, :device) RETURNING id";
+      "git_rev, qbench_version, torch_version, threads, command_line, environment_json, device, uid, scheduler, "
+      "job_id, array_job_id, array_task_id, plan_id, merged_from) VALUES (:matrix_name, :matrix_file, :yaml_text, "
+      ":yaml_hash, :started_at, :ended_at, :status, :host, :git_rev, :qbench_version, :torch_version, :threads, "
+      ":command_line, :environment_json, :device, coalesce(:uid, lower(hex(randomblob(16)))), :scheduler, :job_id, "
+      ":array_job_id, :array_task_id, :plan_id, :merged_from) RETURNING id";
   Query q(cache_->get(sql));
   q->bind(":matrix_name", info.matrix_name)
       .bind(":matrix_file", info.matrix_file)
       .bind(":yaml_text", info.yaml_text)
       .bind(":yaml_hash", info.yaml_hash)
       .bind(":started_at", info.started_at.empty() ? utc_now_iso() : info.started_at)
+      .bind_text_or_null(":ended_at", as_given ? info.ended_at : std::string())
+      .bind(":status", as_given && !info.status.empty() ? info.status : std::string("running"))
       .bind(":host", info.host)
       .bind(":git_rev", info.git_rev)
       .bind(":qbench_version", info.qbench_version)
@@ -473,12 +504,21 @@ int64_t Store::begin_run(const RunInfo& info) {
       .bind(":threads", info.threads)
       .bind(":command_line", info.command_line)
       .bind(":environment_json", info.environment_json)
-      .bind(":device", info.device.empty() ? std::string("cpu") : info.device);
+      .bind(":device", info.device.empty() ? std::string("cpu") : info.device)
+      .bind_text_or_null(":uid", info.uid)
+      .bind(":scheduler", info.origin.scheduler)
+      .bind(":job_id", info.origin.job_id)
+      .bind(":array_job_id", info.origin.array_job_id)
+      .bind(":array_task_id", info.origin.array_task_id)
+      .bind(":plan_id", info.origin.plan_id)
+      .bind(":merged_from", info.merged_from);
   if (!q->step()) throw StoreError("store '" + path_ + "': INSERT INTO runs returned no id");
   int64_t id = q->int64(0);
   q->run();
   return id;
 }
+
+int64_t Store::begin_run(const RunInfo& info) { return insert_run(info, /*as_given=*/false); }
 
 void Store::end_run(int64_t run_id, const std::string& status) {
   Query q(cache_->get("UPDATE runs SET ended_at = :ended_at, status = :status WHERE id = :id"));
@@ -509,22 +549,24 @@ std::vector<RunInfo> Store::runs() const {
   return out;
 }
 
+void Store::insert_plan_row(const PlannedCell& c) {
+  Query q(cache_->get(
+      "INSERT INTO run_cells (run_id, position, cell_key, action, result_id, config_json) "
+      "VALUES (:run_id, :position, :cell_key, :action, :result_id, :config_json)"));
+  q->bind(":run_id", c.run_id)
+      .bind(":position", c.position)
+      .bind(":cell_key", c.cell_key)
+      .bind(":action", c.action)
+      .bind(":result_id", c.result_id)
+      .bind(":config_json", c.config_json)
+      .run();
+}
+
 void Store::plan_cells(int64_t run_id, const std::vector<PlannedCell>& cells) {
   Transaction tx(db_, path_);
-  {
-    Query q(cache_->get(
-        "INSERT INTO run_cells (run_id, position, cell_key, action, result_id, config_json) "
-        "VALUES (:run_id, :position, :cell_key, :action, :result_id, :config_json)"));
-    for (const auto& c : cells) {
-      q->bind(":run_id", run_id)
-          .bind(":position", c.position)
-          .bind(":cell_key", c.cell_key)
-          .bind(":action", c.action)
-          .bind(":result_id", c.result_id)
-          .bind(":config_json", c.config_json)
-          .run();
-      q->reset();
-    }
+  for (auto c : cells) {
+    c.run_id = run_id;
+    insert_plan_row(c);
   }
   tx.commit();
 }
@@ -538,7 +580,7 @@ std::optional<CellResult> Store::finished_result(const std::string& cell_key) co
   return read_result(*q, 0);
 }
 
-int64_t Store::put_result(const CellResult& r) {
+int64_t Store::write_result(const CellResult& r) {
   // An upsert keeps the row id when a run re-executes a cell, so plan rows of later runs that
   // point at it stay valid (a REPLACE would delete it under their foreign key).
   static const std::string sql = [] {
@@ -552,7 +594,6 @@ int64_t Store::put_result(const CellResult& r) {
     return "INSERT INTO results (" + cols + ") VALUES (" + params +
            ") ON CONFLICT (run_id, cell_key) DO UPDATE SET " + updates + " RETURNING id";
   }();
-  Transaction tx(db_, path_);
   int64_t id = 0;
   {
     Query q(cache_->get(sql));
@@ -614,6 +655,12 @@ int64_t Store::put_result(const CellResult& r) {
           .run();
     }
   }
+  return id;
+}
+
+int64_t Store::put_result(const CellResult& r) {
+  Transaction tx(db_, path_);
+  const int64_t id = write_result(r);
   {
     Query q(cache_->get(
         "UPDATE run_cells SET action = 'run', result_id = :id WHERE run_id = :run_id AND cell_key = :key"));
@@ -670,6 +717,225 @@ std::vector<CellResult> Store::all_results() const {
   std::vector<CellResult> out;
   while (q->step()) out.push_back(read_result(*q, 0));
   return out;
+}
+
+std::optional<RunInfo> Store::run_by_uid(const std::string& uid) const {
+  static const std::string sql = "SELECT " + column_list(kRunColumns) + " FROM runs WHERE uid = :uid";
+  Query q(cache_->get(sql));
+  q->bind(":uid", uid);
+  if (!q->step()) return std::nullopt;
+  return read_run(*q);
+}
+
+void Store::set_run_origin(int64_t run_id, const RunOrigin& o) {
+  Query q(cache_->get(
+      "UPDATE runs SET scheduler = :scheduler, job_id = :job_id, array_job_id = :array_job_id, "
+      "array_task_id = :array_task_id, plan_id = :plan_id WHERE id = :id"));
+  q->bind(":scheduler", o.scheduler)
+      .bind(":job_id", o.job_id)
+      .bind(":array_job_id", o.array_job_id)
+      .bind(":array_task_id", o.array_task_id)
+      .bind(":plan_id", o.plan_id)
+      .bind(":id", run_id)
+      .run();
+  if (sqlite3_changes(db_) == 0)
+    throw StoreError("store '" + path_ + "': no run with id " + std::to_string(run_id), SQLITE_NOTFOUND);
+}
+
+int64_t Store::record_run(const RunInfo& info, const std::vector<PlannedCell>& cells) {
+  Transaction tx(db_, path_);
+  const int64_t id = insert_run(info, /*as_given=*/true);
+  for (auto c : cells) {
+    c.run_id = id;
+    insert_plan_row(c);
+  }
+  tx.commit();
+  return id;
+}
+
+std::vector<PlannedCell> Store::plan(int64_t run_id) const {
+  Query q(cache_->get(
+      "SELECT run_id, position, cell_key, action, result_id, config_json FROM run_cells WHERE run_id = :run_id "
+      "ORDER BY position"));
+  q->bind(":run_id", run_id);
+  std::vector<PlannedCell> out;
+  while (q->step()) {
+    PlannedCell c;
+    c.run_id = q->int64(0);
+    c.position = q->int32(1);
+    c.cell_key = q->text(2);
+    c.action = q->text(3);
+    c.result_id = q->opt_int64(4);
+    c.config_json = q->text(5);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::vector<CellResult> Store::plan_results(const std::string& plan_id) const {
+  static const std::string sql = "SELECT " + column_list(kResultColumns, "r.") +
+                                 " FROM results r JOIN runs u ON u.id = r.run_id WHERE u.plan_id = :plan "
+                                 "ORDER BY r.id";
+  Query q(cache_->get(sql));
+  q->bind(":plan", plan_id);
+  std::vector<CellResult> out;
+  while (q->step()) out.push_back(read_result(*q, 0));
+  return out;
+}
+
+StoreContents Store::read_contents(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (is_special_path(path)) throw StoreError("store '" + path + "': read_contents needs a file", SQLITE_CANTOPEN);
+  if (!fs::is_regular_file(path)) throw StoreError("store '" + path + "': no such file", SQLITE_CANTOPEN);
+  StoreContents out;
+  for (int attempt = 0;; ++attempt) {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    struct Closer {
+      sqlite3* db;
+      ~Closer() { sqlite3_close_v2(db); }
+    } closer{db};
+    if (rc != SQLITE_OK) fail(db, path, "cannot open", rc);
+    exec(db, path, "PRAGMA busy_timeout=10000");
+    int version = 0;
+    {
+      Statement s(db, path, "PRAGMA user_version");
+      if (s.step()) version = s.int32(0);
+    }
+    refuse_newer(path, version);
+    if (version == 0) throw StoreError("store '" + path + "': not a qbench results store (schema version 0)", SQLITE_NOTADB);
+    if (attempt == 0) out.user_version = version;
+    if (version < known_schema_version()) {
+      if (attempt > 0) throw StoreError("store '" + path + "': still at schema version " + std::to_string(version) + " after migrating");
+      sqlite3_close_v2(db);
+      closer.db = nullptr;
+      Store migrated(path);  // the migrations, in their own transaction
+      continue;
+    }
+    // One read transaction: a consistent snapshot even while a writer goes on.
+    exec(db, path, "BEGIN");
+    {
+      Statement s(db, path, "SELECT " + column_list(kRunColumns) + " FROM runs ORDER BY id");
+      while (s.step()) out.runs.push_back(read_run(s));
+    }
+    std::map<int64_t, std::size_t> by_id;
+    {
+      Statement s(db, path, "SELECT " + column_list(kResultColumns) + " FROM results ORDER BY id");
+      while (s.step()) {
+        by_id[s.int64(0)] = out.results.size();
+        out.results.push_back(read_result(s, 0));
+      }
+    }
+    {
+      Statement s(db, path,
+                  "SELECT result_id, section, name, values_json, text FROM cell_details "
+                  "ORDER BY result_id, section, position");
+      while (s.step()) {
+        auto it = by_id.find(s.int64(0));
+        if (it == by_id.end()) continue;
+        out.results[it->second].details.push_back({s.text(1), s.text(2), parse_values_json(s.text(3)), s.text(4)});
+      }
+    }
+    {
+      Statement s(db, path,
+                  "SELECT run_id, position, cell_key, action, result_id, config_json FROM run_cells "
+                  "ORDER BY run_id, position");
+      while (s.step()) {
+        PlannedCell c;
+        c.run_id = s.int64(0);
+        c.position = s.int32(1);
+        c.cell_key = s.text(2);
+        c.action = s.text(3);
+        c.result_id = s.opt_int64(4);
+        c.config_json = s.text(5);
+        out.plan.push_back(std::move(c));
+      }
+    }
+    exec(db, path, "COMMIT");
+    return out;
+  }
+}
+
+MergeStats Store::merge_from(const std::string& source_path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!is_special_path(path_) && fs::equivalent(path_, source_path, ec))
+    throw StoreError("store '" + path_ + "': cannot merge a store into itself ('" + source_path + "')");
+  const StoreContents src = read_contents(source_path);
+
+  MergeStats st;
+  Transaction tx(db_, path_);
+  std::map<int64_t, int64_t> run_map;  // source run id -> id here
+  for (const auto& run : src.runs) {
+    if (auto held = run_by_uid(run.uid)) {
+      run_map[run.id] = held->id;
+      ++st.runs_present;
+      // A run merged while it was still going: take its end now that the source has it.
+      if (held->status == "running" && run.status != "running") {
+        Query q(cache_->get("UPDATE runs SET status = :status, ended_at = :ended_at WHERE id = :id"));
+        q->bind(":status", run.status).bind_text_or_null(":ended_at", run.ended_at).bind(":id", held->id).run();
+      }
+      continue;
+    }
+    RunInfo copy = run;
+    if (copy.merged_from.empty()) copy.merged_from = source_path;
+    run_map[run.id] = insert_run(copy, /*as_given=*/true);
+    ++st.runs_added;
+  }
+  std::map<int64_t, int64_t> result_map;  // source result id -> id here
+  for (const auto& r : src.results) {
+    const int64_t run_id = run_map.at(r.run_id);
+    {
+      Query q(cache_->get("SELECT id FROM results WHERE run_id = :run_id AND cell_key = :key"));
+      q->bind(":run_id", run_id).bind(":key", r.cell_key);
+      if (q->step()) {
+        result_map[r.id] = q->int64(0);
+        ++st.results_present;
+        continue;
+      }
+    }
+    CellResult copy = r;
+    copy.run_id = run_id;
+    st.details_added += static_cast<int>(copy.details.size());
+    result_map[r.id] = write_result(copy);
+    ++st.results_added;
+  }
+  for (auto c : src.plan) {
+    c.run_id = run_map.at(c.run_id);
+    if (c.result_id) {
+      auto it = result_map.find(*c.result_id);
+      if (it == result_map.end()) {  // not in a consistent source: keep the row, unresolved
+        c.result_id.reset();
+        c.action = "pending";
+      } else {
+        c.result_id = it->second;
+      }
+    }
+    std::optional<std::string> held_action;
+    {
+      Query q(cache_->get("SELECT action FROM run_cells WHERE run_id = :run_id AND position = :position"));
+      q->bind(":run_id", c.run_id).bind(":position", c.position);
+      if (q->step()) held_action = q->text(0);
+    }
+    if (!held_action) {
+      insert_plan_row(c);
+      ++st.plan_rows_added;
+    } else if (*held_action == "pending" && c.action != "pending") {
+      Query q(cache_->get(
+          "UPDATE run_cells SET action = :action, result_id = :result_id WHERE run_id = :run_id AND "
+          "position = :position"));
+      q->bind(":action", c.action).bind(":result_id", c.result_id).bind(":run_id", c.run_id).bind(":position", c.position);
+      q->run();
+      ++st.plan_rows_updated;
+    }
+  }
+  tx.commit();
+  return st;
+}
+
+void Store::copy_to(const std::string& dest) const {
+  Query q(cache_->get("VACUUM INTO :dest"));
+  q->bind(":dest", dest).run();
 }
 
 }  // namespace qbench::store

@@ -60,6 +60,13 @@ CellResult sample_result(int64_t run_id, const std::string& key, const std::stri
   return r;
 }
 
+// What schema version 6 added (run uid and origin): dropped to turn a file back into version 5.
+const char* const kUndoV6 =
+    "DROP INDEX runs_by_uid; DROP INDEX runs_by_plan; ALTER TABLE runs DROP COLUMN uid; "
+    "ALTER TABLE runs DROP COLUMN scheduler; ALTER TABLE runs DROP COLUMN job_id; "
+    "ALTER TABLE runs DROP COLUMN array_job_id; ALTER TABLE runs DROP COLUMN array_task_id; "
+    "ALTER TABLE runs DROP COLUMN plan_id; ALTER TABLE runs DROP COLUMN merged_from; ";
+
 // A raw connection for poking at the file the way a user with the sqlite3 shell would.
 struct RawDb {
   explicit RawDb(const std::string& path) { REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK); }
@@ -494,7 +501,7 @@ TEST_CASE("store: a version-1 file gains the nullable sim-to-deploy columns and 
     // Turn the file back into what schema version 1 wrote: no deploy columns, no detail table,
     // no device columns, user_version 1.
     RawDb raw(path);
-    raw.exec("ALTER TABLE results DROP COLUMN deploy_top1; ALTER TABLE results DROP COLUMN deploy_agreement; "
+    raw.exec(std::string(kUndoV6) + "ALTER TABLE results DROP COLUMN deploy_top1; ALTER TABLE results DROP COLUMN deploy_agreement; "
              "ALTER TABLE results DROP COLUMN logit_cosine; ALTER TABLE results DROP COLUMN sqnr_db; "
              "ALTER TABLE results DROP COLUMN device; ALTER TABLE runs DROP COLUMN device; "
              "ALTER TABLE results DROP COLUMN deploy_engine; "
@@ -503,7 +510,7 @@ TEST_CASE("store: a version-1 file gains the nullable sim-to-deploy columns and 
   }
   Store s(path);
   CHECK(s.user_version() == Store::schema_version());
-  CHECK(Store::schema_version() == 5);
+  CHECK(Store::schema_version() == 6);
   auto all = s.all_results();
   REQUIRE(all.size() == 1);
   CHECK(s.details(all[0].id).empty());  // the v3 table exists and the old row has no details
@@ -528,7 +535,7 @@ TEST_CASE("store: a version-3 file gains the device columns, its runs and rows r
   {
     // What schema version 3 wrote: everything but the device columns.
     RawDb raw(path);
-    raw.exec("ALTER TABLE results DROP COLUMN device; ALTER TABLE runs DROP COLUMN device; "
+    raw.exec(std::string(kUndoV6) + "ALTER TABLE results DROP COLUMN device; ALTER TABLE runs DROP COLUMN device; "
              "ALTER TABLE results DROP COLUMN deploy_engine; PRAGMA user_version = 3;");
     CHECK(raw.text("SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'device'") == "0");
   }
@@ -575,10 +582,10 @@ TEST_CASE("store: a version-4 file gains deploy_engine, named from the profile f
   }
   {
     RawDb raw(path);
-    raw.exec("ALTER TABLE results DROP COLUMN deploy_engine; PRAGMA user_version = 4;");
+    raw.exec(std::string(kUndoV6) + "ALTER TABLE results DROP COLUMN deploy_engine; PRAGMA user_version = 4;");
   }
   Store s(path);
-  CHECK(s.user_version() == 5);
+  CHECK(s.user_version() == Store::schema_version());
   CHECK(s.finished_result("k1")->deploy_engine == "libtorch-onednn");
   CHECK(s.finished_result("k2")->deploy_engine == "libtorch-qnnpack");
   CHECK(s.finished_result("k3")->deploy_engine.empty());

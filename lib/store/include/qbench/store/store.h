@@ -15,6 +15,16 @@ namespace qbench::store {
 
 class StatementCache;  // store.cpp: prepared statements reused across calls
 
+/// Where a run was executed (schema version 6): the scheduler and job of a cluster task, and the
+/// cluster plan (`qbench submit`'s work directory) it belongs to. Empty for a plain `qbench run`.
+struct RunOrigin {
+  std::string scheduler;      ///< "slurm", "local" (qbench submit --backend local), "merge", or ""
+  std::string job_id;         ///< the scheduler's job id (Slurm: SLURM_JOB_ID)
+  std::string array_job_id;   ///< Slurm: SLURM_ARRAY_JOB_ID (the array's id); local: the submission
+  std::string array_task_id;  ///< Slurm: SLURM_ARRAY_TASK_ID; local: the task's index
+  std::string plan_id;        ///< the cluster plan's id ("" outside a plan)
+};
+
 /// Provenance of one `qbench run` invocation.
 struct RunInfo {
   int64_t id = 0;
@@ -35,6 +45,13 @@ struct RunInfo {
   /// The compute device the run placed its models on: "cpu" or "cuda:N" (empty is stored as
   /// "cpu"; stores from before schema version 4 read "cpu", as every run then was).
   std::string device = "cpu";
+  /// Random and unique (32 hex digits), drawn by the store when the run is recorded (empty here:
+  /// draw one) and kept when the run is merged into another store: a merge adds each uid once.
+  std::string uid;
+  RunOrigin origin;
+  /// The store file this run was merged from (`Store::merge_from`; "" when recorded here). A run
+  /// merged on from a merged store keeps the file it first came from.
+  std::string merged_from;
 };
 
 /// One executed cell (a row of `results`). Optional metrics are NULL in SQLite.
@@ -93,6 +110,22 @@ struct PlannedCell {
   std::string config_json;
 };
 
+/// What Store::merge_from added and what it found already present.
+struct MergeStats {
+  int runs_added = 0, runs_present = 0;
+  int results_added = 0, results_present = 0;
+  int plan_rows_added = 0, plan_rows_updated = 0;
+  int details_added = 0;
+};
+
+/// Everything a store file holds, read in one consistent snapshot (Store::read_contents).
+struct StoreContents {
+  int user_version = 0;  ///< the file's schema version as found (before any migration)
+  std::vector<RunInfo> runs;
+  std::vector<CellResult> results;  ///< with their detail rows
+  std::vector<PlannedCell> plan;    ///< every run's plan rows, by run and position
+};
+
 /// A report row: the planned cell joined with its result (if any) and its run.
 struct ReportRow {
   PlannedCell plan;
@@ -109,6 +142,11 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   static int schema_version();  ///< the version this build writes
+  /// Reads a whole store file without changing it when it has this build's schema version (a
+  /// read-only connection: no WAL switch, nothing written beside it); an older file is first
+  /// opened with this class, which migrates it. Throws StoreError when the file is missing, not a
+  /// qbench store or written by a newer qbench.
+  static StoreContents read_contents(const std::string& path);
   int user_version() const;     ///< the version in the file (after migration == schema_version)
   const std::string& path() const { return path_; }
 
@@ -132,8 +170,38 @@ class Store {
   /// All results rows (every run), oldest first.
   std::vector<CellResult> all_results() const;
 
+  /// The run with this uid, if the store holds it.
+  std::optional<RunInfo> run_by_uid(const std::string& uid) const;
+  /// Sets where a run was executed (its scheduler, job ids and plan), e.g. by the cluster task
+  /// that ran `qbench run` as a child process. Throws StoreError when there is no such run.
+  void set_run_origin(int64_t run_id, const RunOrigin& origin);
+  /// Records a whole run at once, as `info` says (status, started/ended, uid, origin), with its
+  /// plan rows (their run_id is ignored), in one transaction. Returns the new run id.
+  int64_t record_run(const RunInfo& info, const std::vector<PlannedCell>& cells);
+  /// The plan rows of one run, in order.
+  std::vector<PlannedCell> plan(int64_t run_id) const;
+  /// Every result of the runs that belong to cluster plan `plan_id` (RunOrigin::plan_id), oldest
+  /// first.
+  std::vector<CellResult> plan_results(const std::string& plan_id) const;
+
+  /// Folds the store at `source_path` into this one, in one transaction (all of it or nothing):
+  /// the source is read with read_contents (an older schema is migrated first). Every source run
+  /// whose uid this store does not hold is added with its results, their detail rows and its plan
+  /// (ids renumbered, `merged_from` set to `source_path` unless the run already came from
+  /// elsewhere); of a run already held, only the results and plan rows it lacks are added (a
+  /// pending plan row takes the source's result). Merging the same source twice adds nothing.
+  /// Throws StoreError (nothing written) when the source cannot be read or is this store's file.
+  MergeStats merge_from(const std::string& source_path);
+  /// Writes a compact, self-contained copy of this store to `dest` (SQLite's VACUUM INTO: one
+  /// file in rollback-journal mode, no WAL beside it). `dest` must not exist. The copy is not
+  /// fsynced: the caller that publishes it does that.
+  void copy_to(const std::string& dest) const;
+
  private:
   void migrate();
+  int64_t insert_run(const RunInfo& info, bool as_given);  // no transaction of its own
+  int64_t write_result(const CellResult& r);              // result row + details, no transaction
+  void insert_plan_row(const PlannedCell& c);
   std::string path_;
   sqlite3* db_ = nullptr;
   mutable std::unique_ptr<StatementCache> cache_;
