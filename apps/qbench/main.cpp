@@ -12,9 +12,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 #include "qbench/buildinfo.h"
+#include "qbench/cluster/cluster.h"
 #include "qbench/common/errors.h"
 #include "qbench/common/memory.h"
 #include "qbench/common/progress.h"
@@ -206,6 +208,96 @@ int cmd_export(const qbench::runner::ExportCellOptions& o) {
   return 0;
 }
 
+struct SubmitArgs {
+  std::string matrix, workdir, size, data_root, cache_dir;
+  int threads = 0;
+  bool resume = false;
+  std::string backend, partition, time, local_dir;
+  int array_parallelism = 0, gpus_per_task = 0, jobs = 0;
+  std::vector<std::string> sbatch_args;
+  bool requeue = false;
+  std::map<std::string, const CLI::Option*> opts;  // to tell what was given
+  bool given(const std::string& name) const { return opts.at(name)->count() > 0; }
+};
+
+/// `qbench submit`: plans a matrix into a work directory (or resumes one) and submits its arrays.
+int cmd_submit(const SubmitArgs& a) {
+  qbench::cluster::SubmitOptions so;
+  if (a.given("--backend")) so.backend = a.backend;
+  if (a.given("--partition")) so.partition = a.partition;
+  if (a.given("--time")) so.time = a.time;
+  if (a.given("--array-parallelism")) so.array_parallelism = a.array_parallelism;
+  if (a.given("--gpus-per-task")) so.gpus_per_task = a.gpus_per_task;
+  if (a.given("--sbatch-arg")) so.sbatch_args = a.sbatch_args;
+  if (a.given("--requeue")) so.requeue = a.requeue;
+  if (a.given("--jobs")) so.jobs = a.jobs;
+  if (a.given("--local-dir")) so.local_dir = a.local_dir;
+  if (a.workdir.empty()) throw qbench::ConfigError("--workdir: required (the shared folder for the plan, the cache and the shards)");
+  qbench::cluster::Plan plan;
+  if (a.resume) {
+    if (!a.matrix.empty()) throw qbench::ConfigError("--resume: takes no matrix file (the work directory's plan is resumed)");
+    for (const char* fixed : {"--size", "--data-root", "--cache-dir", "--threads"})
+      if (a.given(fixed)) throw qbench::ConfigError(std::string(fixed) + ": fixed by the plan when it was first submitted; not with --resume");
+    plan = qbench::cluster::load_plan(a.workdir);
+  } else {
+    if (a.matrix.empty()) throw qbench::ConfigError("submit: needs a matrix file (or --workdir DIR --resume)");
+    auto catalog = qbench::runner::build_catalog();
+    auto m = qbench::config::load_matrix_file(a.matrix, catalog, a.size);
+    auto cells = qbench::config::expand_cells(m, catalog);
+    // The checks a run makes (every dataset split and weights file), here, before anything is written.
+    qbench::runner::RunOptions ro;
+    ro.data_root = a.data_root;
+    qbench::runner::validate_inputs(m, cells, ro);
+    qbench::cluster::check_submit_options(so, a.threads > 0 ? a.threads : m.threads);
+    qbench::cluster::PlanOptions po;
+    po.size = a.size;
+    po.data_root = a.data_root;
+    po.cache_dir = a.cache_dir;
+    po.threads = a.threads;
+    plan = qbench::cluster::create_plan(a.workdir, m, cells, catalog, po);
+    spdlog::info("plan {} for {} ({} cells, {} baselines) written to {}", plan.id.substr(0, 8), plan.name,
+                 plan.cells.size(), plan.baselines(), plan.workdir);
+  }
+  const auto res = qbench::cluster::submit(plan, so, a.resume);
+  for (const auto& line : res.lines) std::printf("%s\n", line.c_str());
+  return res.exit_code;
+}
+
+int cmd_status(const std::string& workdir) {
+  const auto plan = qbench::cluster::load_plan(workdir);
+  const std::string text = qbench::cluster::render_status(plan, qbench::cluster::collect_status(plan));
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  return 0;
+}
+
+/// `qbench merge SOURCE... --into DB`: work directories (their shards and a merged run) or stores.
+int cmd_merge(const std::vector<std::string>& sources, const std::string& into, const std::string& command_line) {
+  namespace fs = std::filesystem;
+  std::vector<std::optional<qbench::cluster::Plan>> plans;
+  for (const auto& src : sources) {
+    if (!fs::exists(src)) throw qbench::ConfigError(src + ": no such work directory or store");
+    if (fs::exists(into) && fs::equivalent(src, into)) throw qbench::ConfigError(src + ": is the --into store itself");
+    if (fs::is_directory(src)) plans.push_back(qbench::cluster::load_plan(src));
+    else plans.emplace_back();
+  }
+  qbench::store::Store target(into);
+  int bad = 0;
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    if (plans[i]) {
+      const auto rep = qbench::cluster::merge_workdir(target, *plans[i], command_line);
+      const std::string text = qbench::cluster::render_merge(*plans[i], rep);
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      bad += static_cast<int>(rep.unreadable.size());
+    } else {
+      const auto st = target.merge_from(sources[i]);
+      std::printf("merged %s: added %d run(s), %d result(s), %d plan row(s); %d run(s) and %d result(s) already there\n",
+                  sources[i].c_str(), st.runs_added, st.results_added, st.plan_rows_added + st.plan_rows_updated,
+                  st.runs_present, st.results_present);
+    }
+  }
+  return bad ? 1 : 0;
+}
+
 int cmd_list(const std::string& what, bool verbose) {
   std::vector<std::string> kinds = what.empty() ? qbench::runner::list_kinds() : std::vector<std::string>{what};
   for (const auto& k : kinds) {
@@ -303,6 +395,47 @@ int main(int argc, char** argv) {
   exp->add_option("--format", ea.format, "qdq (default) | fp32 | tensorrt (also writes <out>.ranges.json)");
   exp->add_option("--input", ea.input, "C,H,W for a baseline checkpoint that does not record its input shape");
 
+  SubmitArgs sa;
+  auto* sub = app.add_subcommand("submit", "plan a matrix into a work directory and run it as job arrays (Slurm or local processes)");
+  sub->add_option("matrix", sa.matrix, "matrix YAML file (not with --resume)");
+  sa.opts["--workdir"] = sub->add_option("--workdir", sa.workdir, "shared folder: plan, matrix copy, cache, shards, scripts, logs")->required();
+  sa.opts["--resume"] = sub->add_flag("--resume", sa.resume, "submit the plan's cells that have no ok result and are not queued or running");
+  sa.opts["--backend"] = sub->add_option("--backend", sa.backend, "local (default) | slurm");
+  sa.opts["--jobs"] = sub->add_option("--jobs", sa.jobs, "local: tasks at once (default: cores / threads)")->check(CLI::Range(1, 1024));
+  sa.opts["--partition"] = sub->add_option("--partition", sa.partition, "slurm: partition");
+  sa.opts["--time"] = sub->add_option("--time", sa.time, "slurm: time limit per task (e.g. 04:00:00)");
+  sa.opts["--array-parallelism"] = sub->add_option("--array-parallelism", sa.array_parallelism, "slurm: tasks of an array at once (--array=...%N)")
+      ->check(CLI::Range(1, 100000));
+  sa.opts["--gpus-per-task"] = sub->add_option("--gpus-per-task", sa.gpus_per_task, "slurm: --gres=gpu:N, and the cells run with --device cuda")
+      ->check(CLI::Range(1, 64));
+  sa.opts["--sbatch-arg"] = sub->add_option("--sbatch-arg", sa.sbatch_args, "slurm: one more #SBATCH option, e.g. --mem=8G (repeatable)")
+      ->allow_extra_args(false);
+  sa.opts["--requeue"] = sub->add_flag("--requeue", sa.requeue, "slurm: pass --requeue (preempted or failed-node tasks are requeued)");
+  sa.opts["--local-dir"] = sub->add_option("--local-dir", sa.local_dir, "node-local folder for a task's shard until it is published ($TMPDIR or /tmp)");
+  sa.opts["--size"] = sub->add_option("--size", sa.size, "apply this entry of the matrix's `sizes:` map");
+  sa.opts["--data-root"] = sub->add_option("--data-root", sa.data_root, "dataset folder as the nodes see it (overrides dataset.root)");
+  sa.opts["--cache-dir"] = sub->add_option("--cache-dir", sa.cache_dir, "shared baseline / QAT checkpoint cache (default <workdir>/cache)");
+  sa.opts["--threads"] = sub->add_option("--threads", sa.threads, "intra-op threads = CPUs per task (default: pipeline.threads)")
+      ->check(CLI::Range(1, 256));
+
+  std::string status_workdir;
+  auto* stat = app.add_subcommand("status", "cells of a submitted plan: done, failed (with errors), running (node, elapsed), pending, missing");
+  stat->add_option("--workdir", status_workdir, "the work directory given to qbench submit")->required();
+
+  std::vector<std::string> merge_sources;
+  std::string merge_into;
+  auto* mrg = app.add_subcommand("merge", "fold work directories' shards (or other stores) into one store, with a merged run per plan");
+  mrg->add_option("sources", merge_sources, "work directories (qbench submit --workdir) or store files")->required();
+  mrg->add_option("--into", merge_into, "the store to merge into (created when missing)")->required();
+
+  qbench::cluster::TaskOptions ta;
+  auto* task = app.add_subcommand("task", "one array task of a submitted plan (run by the generated sbatch scripts and the local backend)");
+  task->group("");  // internal: not listed in --help
+  task->add_option("--workdir", ta.workdir, "work directory")->required();
+  task->add_option("--submission", ta.submission, "submission number")->required();
+  task->add_option("--array", ta.array, "baselines | cells")->required();
+  task->add_option("--index", ta.index, "the array task id")->required();
+
   std::string list_what;
   bool list_verbose = false;
   auto* list = app.add_subcommand("list", "show the registered algorithms, archs, datasets, profiles, observers");
@@ -327,6 +460,10 @@ int main(int argc, char** argv) {
     if (*list) return cmd_list(list_what, list_verbose || verbose);
     if (*insp) return cmd_inspect(ia);
     if (*exp) return cmd_export(ea);
+    if (*sub) return cmd_submit(sa);
+    if (*stat) return cmd_status(status_workdir);
+    if (*mrg) return cmd_merge(merge_sources, merge_into, joined_args(argc, argv));
+    if (*task) return qbench::cluster::run_task(ta);
   } catch (const qbench::ConfigError& e) {
     qbench::Progress::global().clear();
     std::fprintf(stderr, "qbench: error: %s\n", e.what());
