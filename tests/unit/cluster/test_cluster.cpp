@@ -233,7 +233,7 @@ TEST_CASE("cluster: bad submit options are refused before anything is written", 
   CHECK_THROWS_WITH(check_submit_options(slurm_options(), 1), Catch::Contains("sbatch is not on PATH"));
 }
 
-TEST_CASE("cluster: resume submits only cells without an ok result that are not queued; status shows each",
+TEST_CASE("cluster: resume submits only cells without an ok result that are not queued, and status shows each",
           "[cluster]") {
   auto s = make_plan("resume");
   const Plan& p = s.plan;
@@ -343,7 +343,7 @@ TEST_CASE("cluster: a cell task whose baseline failed records the failure withou
   CHECK_FALSE(fs::exists(s.dir / "ran"));
 }
 
-TEST_CASE("cluster: a task runs qbench run with the cell's options; interrupted or failing runs publish nothing of theirs",
+TEST_CASE("cluster: a task runs qbench run with the cell's options, interrupted or failing runs publish nothing of theirs",
           "[cluster]") {
   auto s = make_plan("task_run");
   submit(s.plan, slurm_options(), false);
@@ -384,7 +384,7 @@ TEST_CASE("cluster: a task runs qbench run with the cell's options; interrupted 
   CHECK_THROWS_WITH(run_task({s.plan.workdir, 1, "fp32", 0}), Catch::Contains("--array fp32: expected baselines or cells"));
 }
 
-TEST_CASE("cluster: the merged run points at one result per cell; conflicts are listed; merging twice adds nothing",
+TEST_CASE("cluster: the merged run points at one result per cell, conflicts are listed, merging twice adds nothing",
           "[cluster]") {
   auto s = make_plan("merge");
   const Plan& p = s.plan;

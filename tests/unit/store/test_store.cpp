@@ -354,7 +354,7 @@ TEST_CASE("store: finished_result ignores failed rows and picks the newest ok on
   CHECK_FALSE(s.finished_result("only-failed"));
 }
 
-TEST_CASE("store: plan rows keep order; skipped rows point at an earlier run's result", "[store]") {
+TEST_CASE("store: plan rows keep order, skipped rows point at an earlier run's result", "[store]") {
   Store s(":memory:");
   int64_t r1 = s.begin_run(sample_run());
   int64_t earlier = s.put_result(sample_result(r1, "k-done", "ok", 91.0));
@@ -458,7 +458,7 @@ TEST_CASE("store: constraint violations surface as StoreError with the SQLite co
   }
 }
 
-TEST_CASE("store: runs are listed oldest first; missing ones are empty", "[store]") {
+TEST_CASE("store: runs are listed oldest first, missing ones are empty", "[store]") {
   Store s(":memory:");
   CHECK_FALSE(s.latest_run_id());
   CHECK(s.runs().empty());

@@ -193,7 +193,7 @@ TEST_CASE("store: record_run writes a finished run and its plan at once", "[stor
   CHECK(s.plan(id).size() == 2);
 }
 
-TEST_CASE("store: merge_from copies runs, results, details and plans with their provenance; twice adds nothing",
+TEST_CASE("store: merge_from copies runs, results, details and plans with their provenance, and twice adds nothing",
           "[store][merge]") {
   auto dir = qbench::test::scratch_dir("merge_basic");
   const std::string a = (dir / "a.db").string(), b = (dir / "b.db").string(), target = (dir / "t.db").string();
@@ -252,7 +252,7 @@ TEST_CASE("store: merge_from copies runs, results, details and plans with their 
   CHECK(Raw(t.path()).text("PRAGMA integrity_check") == "ok");
 }
 
-TEST_CASE("store: merge_from renumbers a store with several runs and a skipped row; a merged store merges on",
+TEST_CASE("store: merge_from renumbers a store with several runs and a skipped row, and a merged store merges on",
           "[store][merge]") {
   auto dir = qbench::test::scratch_dir("merge_skipped");
   const std::string src = (dir / "src.db").string(), mid = (dir / "mid.db").string(), last = (dir / "last.db").string();
