@@ -49,14 +49,7 @@ std::shared_ptr<quant::QuantModel> build(const Arch& a) {
   at::manual_seed(11);
   auto m = models::make_model(a.name, a.spec);
   at::NoGradGuard ng;
-  for (auto& ref : m->quant_layers()) {
-    if (!ref.bn) continue;
-    const int64_t c = ref.bn->running_mean.size(0);
-    ref.bn->running_mean.copy_(at::randn({c}) * 0.2);
-    ref.bn->running_var.copy_(at::rand({c}) * 1.5 + 0.5);
-    ref.bn->weight.copy_(at::rand({c}) + 0.5);
-    ref.bn->bias.copy_(at::randn({c}) * 0.2);
-  }
+  models::randomize_batchnorm(*m);
   m->eval();
   return m;
 }

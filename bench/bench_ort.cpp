@@ -50,14 +50,7 @@ std::shared_ptr<quant::QuantModel> build() {
   models::ModelSpec spec;  // 1x28x28, 10 classes
   auto m = models::make_model("resnet20", spec);
   at::NoGradGuard ng;
-  for (auto& ref : m->quant_layers()) {
-    if (!ref.bn) continue;
-    const int64_t c = ref.bn->running_mean.size(0);
-    ref.bn->running_mean.copy_(at::randn({c}) * 0.2);
-    ref.bn->running_var.copy_(at::rand({c}) * 1.5 + 0.5);
-    ref.bn->weight.copy_(at::rand({c}) + 0.5);
-    ref.bn->bias.copy_(at::randn({c}) * 0.2);
-  }
+  models::randomize_batchnorm(*m);
   m->eval();
   return m;
 }

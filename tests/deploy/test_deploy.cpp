@@ -26,19 +26,6 @@ struct EngineCase {
 };
 const std::vector<EngineCase> kEngines = {{"x86-onednn", "onednn"}, {"qnnpack", "qnnpack"}};
 
-/// Non-trivial BatchNorm statistics and affine parameters, so that folding matters.
-void randomize_bn(quant::QuantModel& m) {
-  at::NoGradGuard ng;
-  for (auto& ref : m.quant_layers()) {
-    if (!ref.bn) continue;
-    const int64_t c = ref.bn->running_mean.size(0);
-    ref.bn->running_mean.copy_(at::randn({c}) * 0.2);
-    ref.bn->running_var.copy_(at::rand({c}) * 1.5 + 0.5);
-    ref.bn->weight.copy_(at::rand({c}) + 0.5);
-    ref.bn->bias.copy_(at::randn({c}) * 0.2);
-  }
-}
-
 at::Tensor images(int64_t n, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
   // Fashion-MNIST-like: a non-negative blob on a constant background, normalised.
@@ -56,7 +43,7 @@ std::shared_ptr<quant::QuantModel> calibrated(const std::string& arch, const std
   spec.num_classes = 10;
   spec.image_size = 28;
   auto m = models::make_model(arch, spec);
-  randomize_bn(*m);
+  models::randomize_batchnorm(*m);
   m->eval();
   const auto& prof = quant::profile_registry().get(profile);
   if (fold) quant::apply_bn_fold(*m, prof.bn_fold);
@@ -300,7 +287,7 @@ TEST_CASE("deploy: mobilenetv2 (ReLU6, depthwise, linear bottlenecks) lowers and
   spec.width = 0.5;
   spec.stem = models::Stem::Small;
   auto m = models::make_model("mobilenetv2", spec);
-  randomize_bn(*m);
+  models::randomize_batchnorm(*m);
   {
     // torchvision's classifier init N(0, 0.01) leaves random-weight logits nearly tied; spread them.
     at::NoGradGuard ng;

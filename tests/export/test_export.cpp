@@ -39,18 +39,6 @@ at::Tensor images(int64_t n, uint64_t seed) {
   return ((x * x * 3.0) - 0.8).contiguous();
 }
 
-void randomize_bn(quant::QuantModel& m) {
-  at::NoGradGuard ng;
-  for (auto& ref : m.quant_layers()) {
-    if (!ref.bn) continue;
-    const int64_t c = ref.bn->running_mean.size(0);
-    ref.bn->running_mean.copy_(at::randn({c}) * 0.2);
-    ref.bn->running_var.copy_(at::rand({c}) * 1.5 + 0.5);
-    ref.bn->weight.copy_(at::rand({c}) + 0.5);
-    ref.bn->bias.copy_(at::randn({c}) * 0.2);
-  }
-}
-
 std::shared_ptr<quant::QuantModel> fresh(const std::string& arch) {
   at::manual_seed(11);
   models::ModelSpec spec;
@@ -58,7 +46,7 @@ std::shared_ptr<quant::QuantModel> fresh(const std::string& arch) {
   spec.num_classes = 10;
   spec.image_size = 28;
   auto m = models::make_model(arch, spec);
-  randomize_bn(*m);
+  models::randomize_batchnorm(*m);
   m->eval();
   return m;
 }

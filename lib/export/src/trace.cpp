@@ -313,19 +313,27 @@ class Emit {
                 "so the runtime still fuses them into integer kernels");
     }
     const std::string out = node("DequantizeLinear", {q8, s, z}, {}, hint);
+    shared_qdq_[x + grid] = {out, record(site, x, q8, s, z, qp, dtype == at::kByte, -1)};
+    return out;
+  }
+
+  /// Notes one quantizer of the graph (g.quants) and returns the record.
+  XQuant record(const std::string& site, const std::string& tensor, const std::string& quantized,
+                const std::string& scale, const std::string& zero_point, const QParams& qp, bool is_unsigned,
+                int64_t axis) {
     XQuant xq;
     xq.site = site;
-    xq.tensor = x;
-    xq.quantized = q8;
-    xq.scale = s;
-    xq.zero_point = z;
-    xq.qmin = r.qmin;
-    xq.qmax = r.qmax;
-    xq.is_unsigned = dtype == at::kByte;
-    xq.amax = qp.scale.max().item<double>() * std::max(std::abs(double(r.qmin)), double(r.qmax));
+    xq.tensor = tensor;
+    xq.quantized = quantized;
+    xq.scale = scale;
+    xq.zero_point = zero_point;
+    xq.qmin = qp.range.qmin;
+    xq.qmax = qp.range.qmax;
+    xq.is_unsigned = is_unsigned;
+    xq.axis = axis;
+    xq.amax = qp.scale.max().item<double>() * std::max(std::abs(double(qp.range.qmin)), double(qp.range.qmax));
     g.quants.push_back(xq);
-    shared_qdq_[x + grid] = {out, xq};
-    return out;
+    return xq;
   }
 
   /// A weight as int8 codes + DequantizeLinear (the codes are the quantizer's own output divided
@@ -365,18 +373,7 @@ class Emit {
     std::map<std::string, XAttr> attrs;
     if (qp.per_channel()) attrs["axis"] = XAttr::of(axis);
     const std::string out = node("DequantizeLinear", {wname, sname, zname}, attrs, site);
-    XQuant xq;
-    xq.site = site;
-    xq.tensor = out;
-    xq.quantized = wname;
-    xq.scale = sname;
-    xq.zero_point = zname;
-    xq.qmin = qp.range.qmin;
-    xq.qmax = qp.range.qmax;
-    xq.is_unsigned = c.is_unsigned;
-    xq.axis = qp.per_channel() ? axis : -1;
-    xq.amax = qp.scale.max().item<double>() * std::max(std::abs(double(qp.range.qmin)), double(qp.range.qmax));
-    g.quants.push_back(xq);
+    record(site, out, wname, sname, zname, qp, c.is_unsigned, qp.per_channel() ? axis : -1);
     return {out, qp};
   }
 

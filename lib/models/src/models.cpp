@@ -41,6 +41,18 @@ ModelSpec reference_spec(const std::string& arch) {
   return ModelSpec{3, 1000, 224, 1.0, Stem::ImageNet};
 }
 
+void randomize_batchnorm(quant::QuantModel& m) {
+  at::NoGradGuard ng;
+  for (auto& ref : m.quant_layers()) {
+    if (!ref.bn) continue;
+    const int64_t c = ref.bn->running_mean.size(0);
+    ref.bn->running_mean.copy_(at::randn({c}) * 0.2);
+    ref.bn->running_var.copy_(at::rand({c}) * 1.5 + 0.5);
+    ref.bn->weight.copy_(at::rand({c}) + 0.5);
+    ref.bn->bias.copy_(at::randn({c}) * 0.2);
+  }
+}
+
 int64_t parameter_count(torch::nn::Module& m) {
   int64_t n = 0;
   for (const auto& p : m.parameters()) n += p.numel();

@@ -47,6 +47,11 @@ std::shared_ptr<quant::QuantModel> make_model(const std::string& arch, const Mod
 /// classes; the CIFAR-style nets: 3x32x32, 10 classes).
 ModelSpec reference_spec(const std::string& arch);
 
+/// Non-trivial BatchNorm statistics and affine parameters (running mean N(0, 0.2), variance
+/// U(0.5, 2), gamma U(0.5, 1.5), beta N(0, 0.2)) drawn from torch's global generator, for tests and
+/// benchmarks of untrained networks, so that BN folding and integer lowering have real work to do.
+void randomize_batchnorm(quant::QuantModel& m);
+
 /// Number of parameters (weights, biases, BN affine), excluding buffers.
 int64_t parameter_count(torch::nn::Module& m);
 
