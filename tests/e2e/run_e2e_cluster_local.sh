@@ -75,6 +75,25 @@ check "the local backend's merged top-1 and status equal the plain run, cell by 
 check "every ok cell has exactly one ok result" \
   test -z "$(sqlite3 "$DB" "select cell_key from results where status='ok' group by cell_key having count(*) <> 1")"
 
+# A conflict: the same cell with two different ok results (a later copy of a shard with another
+# top-1). Both rows are kept, the merged run uses the earliest, the output and the report say so.
+ckey=$(sed -n 1p "$WD/submissions/001/cells.keys")
+cp -r "$WD" conflict
+cp "$(ls conflict/shards/$ckey.*.db | head -1)" conflict/shards/zz-conflict.db
+sqlite3 conflict/shards/zz-conflict.db "update runs set uid = lower(hex(randomblob(16)));
+  update results set top1 = top1 - 10, finished_at = '2099-01-01T00:00:00.000Z'"
+out=$("$QB" merge conflict --into conflict.db); rc=$?
+check "merge with a conflict exits 0" test $rc -eq 0
+check "and lists the conflict with both results" has "$out" "CONFLICT ${ckey:0:12}" "2 ok results differ; the merged run uses result" "2099-01-01T00:00:00.000Z"
+check "both ok rows are kept" test "$(sqlite3 conflict.db "select count(*) from results where cell_key = '$ckey' and status = 'ok'")" = 2
+check "the merged run points at the earliest (the plain run's top-1)" \
+  test "$(sqlite3 conflict.db "select printf('%.4f', r.top1) from run_cells rc join results r on r.id = rc.result_id
+           where rc.run_id = (select max(id) from runs) and rc.cell_key = '$ckey'")" = "$(sqlite3 plain.db "select printf('%.4f', top1) from results where cell_key = '$ckey'")"
+"$QB" report --db conflict.db --format json --out conflict.json
+check "the JSON report lists the conflict (run.environment.merge.conflicts)" /usr/bin/python3 -c "
+import json; c = json.load(open('conflict.json'))['run']['environment']['merge']['conflicts']
+assert len(c) == 1 and c[0]['cell_key'] == '$ckey' and len(c[0]['results']) == 2, c"
+
 # Merge robustness on many shards: 240 copies of the work directory's shards, each its own run.
 counts() { sqlite3 "$1" "select (select count(*) from runs)||' '||(select count(*) from results)||' '||(select count(*) from run_cells)||' '||(select count(*) from cell_details)"; }
 cp -r "$WD" big

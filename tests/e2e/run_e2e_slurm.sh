@@ -155,6 +155,14 @@ check "report --run latest exits 0 and shows the whole matrix" has "$md" "10 pla
 "$QB" report --db "$DB" --format html --out "$WORK/academic.html"; rc=$?
 check "html report written" test $rc -eq 0 -a -s "$WORK/academic.html"
 
+# The generated scripts are re-submittable by hand: the baseline array again does nothing for the
+# baseline that is done and records the divnet baseline's failure once more.
+hjob=$(sbatch --parsable "$WD/submissions/001/baselines.sbatch"); rc=$?
+check "sbatch of a kept script by hand is accepted (job $hjob)" test $rc -eq 0 -a -n "$hjob"
+check "and finishes" wait_queue "$hjob"
+check "its task for the finished baseline does nothing" has "$(cat "$WD/logs/baselines-${hjob}_0.out")" "already done" "nothing to run"
+check "status: still 5 done, 5 failed" has "$("$QB" status --workdir "$WD")" "done 5, failed 5, running 0, pending 0, missing 0"
+
 pids="${SLURM_PIDS[*]}"
 slurm_down
 check "the daemons are stopped" bash -c "! kill -0 $pids 2>/dev/null"
