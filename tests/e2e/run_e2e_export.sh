@@ -61,6 +61,26 @@ base=$(sql "select cell_key from results where kind='fp32'")
 "$QB" export --db "$DB" --cache-dir "$CACHE" --cell "${base:0:10}" --out base.onnx --format fp32 >/dev/null 2>exp.err; rc=$?
 check "the FP32 baseline exports as fp32" test $rc -eq 0 -a -s base.onnx
 
+# Round trip (the BYOM issue's criterion): the trained baseline exported as FP32 ONNX and imported
+# again as an architecture with its own weights gives the same FP32 top-1, and minmax w4a4 within
+# 0.1 points of the zoo model's.
+sed -e 's/^name: e2e-export/name: e2e-export-roundtrip/' -e '/^  deploy:/d' -e '/^  include:/,$d' \
+    -e 's/^  arch: \[resnet8-w0.5\]/  arch: [again]/' -e 's/^  profile: \[ort-cpu, x86-onednn\]/  profile: [academic]/' \
+    -e 's/^  bits: \[w8a8, w4a4\]/  bits: [w4a4]/' "$HERE/export_tiny.yaml" > roundtrip.yaml
+printf 'architectures:\n  again: {onnx: base.onnx}\n' >> roundtrip.yaml
+"$QB" run roundtrip.yaml --db rt.db --cache-dir "$CACHE" --no-progress 2>rt.log; rc=$?
+check "the exported baseline runs as an ONNX architecture (exit $rc)" test $rc -eq 0
+zoo_fp32=$(sql "select top1 from results where kind='fp32'")
+rt_fp32=$(sqlite3 -batch -noheader rt.db "select top1 from results where kind='fp32'")
+check "its FP32 top-1 is the baseline's exactly ($rt_fp32 vs $zoo_fp32)" test "$rt_fp32" = "$zoo_fp32"
+sed -e '/^  deploy:/d' -e '/^  include:/,$d' -e 's/^  profile: \[ort-cpu, x86-onednn\]/  profile: [academic]/' \
+    -e 's/^  bits: \[w8a8, w4a4\]/  bits: [w4a4]/' "$HERE/export_tiny.yaml" > zoo_w4.yaml
+"$QB" run zoo_w4.yaml --db zoo.db --cache-dir "$CACHE" --no-progress 2>/dev/null
+zoo_w4=$(sqlite3 -batch -noheader zoo.db "select top1 from results where kind='ptq'")
+rt_w4=$(sqlite3 -batch -noheader rt.db "select top1 from results where kind='ptq'")
+check "its minmax w4a4 top-1 within 0.1 of the zoo model's ($rt_w4 vs $zoo_w4)" \
+  awk "BEGIN{d=$rt_w4-$zoo_w4; if(d<0)d=-d; exit !(\"$rt_w4\" != \"\" && d <= 0.1)}"
+
 # Refusals: exit 2, one line, no file.
 refuse() {  # refuse NAME EXPECTED_TEXT ARGS...
   local name=$1 text=$2; shift 2
