@@ -75,9 +75,27 @@ check "the local backend's merged top-1 and status equal the plain run, cell by 
 check "every ok cell has exactly one ok result" \
   test -z "$(sqlite3 "$DB" "select cell_key from results where status='ok' group by cell_key having count(*) <> 1")"
 
+ckey_first=$(sed -n 1p "$WD/submissions/001/cells.keys")
+
+# Publication is atomic: a task killed after its shard is copied, before the rename, leaves only
+# a hidden temporary (QBENCH_TEST_FAULT kills it there); the cell is missing, not half there.
+cp -r "$WD" fault
+rm fault/shards/"$ckey_first".*.db
+QBENCH_TEST_FAULT=shard-before-rename:$ckey_first "$QB" submit --workdir fault --resume >/dev/null 2>fault.log; rc=$?
+check "the resume with the fault exits 1" test $rc -eq 1
+check "the fault killed the task at the publication" has "$(cat fault.log)" "QBENCH_TEST_FAULT=shard-before-rename" "cells task 0 (" "exit 137"
+check "no shard for the cell, a hidden temporary instead" \
+  test "$(ls fault/shards | grep -c "^$ckey_first")" -eq 0 -a "$(ls -A fault/shards | grep -c '^\.')" -eq 1
+st=$("$QB" status --workdir fault)
+check "status: the cell is missing and the temporary is noted" has "$st" "missing 1" "1 temporary file(s)"
+"$QB" submit --workdir fault --resume >/dev/null 2>&1
+check "resume publishes it" has "$("$QB" status --workdir fault)" "done 5, failed 5"
+"$QB" merge fault --into fault.db >/dev/null
+check "and merge ignores the temporary" test "$(sqlite3 fault.db "select count(*) from results where cell_key = '$ckey_first'")" = 1
+
 # A conflict: the same cell with two different ok results (a later copy of a shard with another
 # top-1). Both rows are kept, the merged run uses the earliest, the output and the report say so.
-ckey=$(sed -n 1p "$WD/submissions/001/cells.keys")
+ckey=$ckey_first
 cp -r "$WD" conflict
 cp "$(ls conflict/shards/$ckey.*.db | head -1)" conflict/shards/zz-conflict.db
 sqlite3 conflict/shards/zz-conflict.db "update runs set uid = lower(hex(randomblob(16)));
