@@ -272,26 +272,19 @@ int cmd_status(const std::string& workdir) {
 
 /// `qbench merge SOURCE... --into DB`: work directories (their shards and a merged run) or stores.
 int cmd_merge(const std::vector<std::string>& sources, const std::string& into, const std::string& command_line) {
-  namespace fs = std::filesystem;
-  std::vector<std::optional<qbench::cluster::Plan>> plans;
-  for (const auto& src : sources) {
-    if (!fs::exists(src)) throw qbench::ConfigError(src + ": no such work directory or store");
-    if (fs::exists(into) && fs::equivalent(src, into)) throw qbench::ConfigError(src + ": is the --into store itself");
-    if (fs::is_directory(src)) plans.push_back(qbench::cluster::load_plan(src));
-    else plans.emplace_back();
-  }
+  const auto checked = qbench::cluster::check_merge_sources(sources, into);
   qbench::store::Store target(into);
   int bad = 0;
-  for (std::size_t i = 0; i < sources.size(); ++i) {
-    if (plans[i]) {
-      const auto rep = qbench::cluster::merge_workdir(target, *plans[i], command_line);
-      const std::string text = qbench::cluster::render_merge(*plans[i], rep);
+  for (const auto& src : checked) {
+    if (src.plan) {
+      const auto rep = qbench::cluster::merge_workdir(target, *src.plan, command_line);
+      const std::string text = qbench::cluster::render_merge(*src.plan, rep);
       std::fwrite(text.data(), 1, text.size(), stdout);
       bad += static_cast<int>(rep.unreadable.size());
     } else {
-      const auto st = target.merge_from(sources[i]);
+      const auto st = target.merge_from(src.path);
       std::printf("merged %s: added %d run(s), %d result(s), %d plan row(s); %d run(s) and %d result(s) already there\n",
-                  sources[i].c_str(), st.runs_added, st.results_added, st.plan_rows_added + st.plan_rows_updated,
+                  src.path.c_str(), st.runs_added, st.results_added, st.plan_rows_added + st.plan_rows_updated,
                   st.runs_present, st.results_present);
     }
   }

@@ -2,6 +2,7 @@
 // transaction per shard), then one merged run for the plan whose rows point at one result per cell.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 
 #include "internal.h"
@@ -174,6 +175,32 @@ MergeReport merge_workdir(store::Store& target, const Plan& plan, const std::str
   rep.merged_run = target.record_run(info, rows);
   rep.merged_run_new = true;
   return rep;
+}
+
+std::vector<MergeSource> check_merge_sources(const std::vector<std::string>& sources, const std::string& into) {
+  namespace fs = std::filesystem;
+  std::vector<MergeSource> out;
+  for (const auto& src : sources) {
+    std::error_code ec;
+    if (!fs::exists(src)) throw ConfigError(src + ": no such work directory or store");
+    if (fs::exists(into) && fs::equivalent(src, into, ec)) throw ConfigError(src + ": is the --into store itself");
+    MergeSource m;
+    m.path = src;
+    if (fs::is_directory(src)) {
+      m.plan = load_plan(src);
+    } else {
+      std::string head;
+      try {
+        head = read_file(src).substr(0, 16);
+      } catch (const Error& e) {
+        throw ConfigError(src + ": cannot read it");
+      }
+      if (head != std::string("SQLite format 3\0", 16))
+        throw ConfigError(src + ": not an SQLite database (a results store or a work directory was expected)");
+    }
+    out.push_back(std::move(m));
+  }
+  return out;
 }
 
 std::string render_merge(const Plan& plan, const MergeReport& r) {

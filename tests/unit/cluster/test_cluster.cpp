@@ -466,3 +466,20 @@ TEST_CASE("cluster: the merged run points at one result per cell, conflicts are 
   CHECK(third.ok == 5);
   CHECK(target.report_rows(r.merged_run).size() == cells.size());
 }
+
+TEST_CASE("cluster: merge sources are checked before anything is opened", "[cluster]") {
+  auto s = make_plan("merge_sources");
+  const std::string into = (s.dir / "into.db").string();
+  test::write_text(s.dir / "junk.db", "not a database at all");
+  test::write_text(s.dir / "empty_dir/.keep", "");
+  CHECK_THROWS_WITH(check_merge_sources({(s.dir / "missing").string()}, into), Catch::Contains("no such work directory or store"));
+  CHECK_THROWS_WITH(check_merge_sources({(s.dir / "junk.db").string()}, into), Catch::Contains("junk.db: not an SQLite database"));
+  CHECK_THROWS_WITH(check_merge_sources({(s.dir / "empty_dir").string()}, into), Catch::Contains("no plan here"));
+  { qbench::store::Store st(into); }
+  CHECK_THROWS_WITH(check_merge_sources({into}, into), Catch::Contains("is the --into store itself"));
+  const auto ok = check_merge_sources({s.plan.workdir, into}, (s.dir / "other.db").string());
+  REQUIRE(ok.size() == 2);
+  CHECK(ok[0].plan->id == s.plan.id);
+  CHECK_FALSE(ok[1].plan);
+  CHECK_FALSE(fs::exists(s.dir / "other.db"));
+}

@@ -164,4 +164,13 @@ struct MergeReport {
 MergeReport merge_workdir(store::Store& target, const Plan& plan, const std::string& command_line);
 std::string render_merge(const Plan& plan, const MergeReport& r);
 
+/// What `qbench merge` was given: a work directory (its plan) or a store file.
+struct MergeSource {
+  std::string path;
+  std::optional<Plan> plan;  ///< set for a work directory
+};
+/// Checks every source before anything is opened or written: it exists, is not the target, a
+/// directory holds a plan, a file starts like an SQLite database. ConfigError naming the source.
+std::vector<MergeSource> check_merge_sources(const std::vector<std::string>& sources, const std::string& into);
+
 }  // namespace qbench::cluster
