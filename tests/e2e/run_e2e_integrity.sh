@@ -247,7 +247,8 @@ for fault in mid-write before-rename; do
   check "  after epoch 1" grep -q "resuming QAT of .* after epoch 1" "qat_$fault.log"
   got=$(sql "select top1 || '/' || loss from results where kind='qat' and status='ok'")
   check "  and lands on the uninterrupted run's top-1 and loss ($got vs $qat_top1)" test "$got" = "$qat_top1"
-  check "  leaving no checkpoint behind" test ! -e "$cell"
+  check "  leaving no epoch checkpoint behind" bash -c "! ls '$cell'/epoch_* >/dev/null 2>&1"
+  check "  and the cell's saved state in their place" test -s "$cell/state.safetensors"
 done
 
 # ---- two concurrent runs of one matrix on one store and cache ----------------------------------------

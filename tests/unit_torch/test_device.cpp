@@ -130,7 +130,7 @@ TEST_CASE("module_device follows Module::to and attach places quantizers on the 
   CHECK(quant::on_device(x, at::Device(at::kCPU)).unsafeGetTensorImpl() == x.unsafeGetTensorImpl());  // no copy
 }
 
-TEST_CASE("save_checkpoint writes Module::save's layout with CPU tensors; load_checkpoint restores exactly",
+TEST_CASE("save_checkpoint writes Module::save's layout with CPU tensors, and load_checkpoint restores exactly",
           "[device][train]") {
   const auto ds = toy_data(64);
   auto m = toy_model();

@@ -113,7 +113,7 @@ TEST_CASE("label-smoothed cross-entropy matches its formula", "[train]") {
   CHECK(train::smoothed_cross_entropy(logits, target, eps).item<double>() == Approx(expect).epsilon(1e-6));
 }
 
-TEST_CASE("a few training steps lower the loss; checkpoints round-trip exactly", "[train]") {
+TEST_CASE("a few training steps lower the loss, and checkpoints round-trip exactly", "[train]") {
   at::manual_seed(3);
   data::TensorDataset ds;
   // A learnable toy problem: class = which quadrant is bright.

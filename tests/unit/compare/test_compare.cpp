@@ -179,7 +179,7 @@ TEST_CASE("compare: a planted regression, a failed cell and a missing cell each 
   }
 }
 
-TEST_CASE("compare: a pending cell is missing; a changed key is compared and noted", "[compare]") {
+TEST_CASE("compare: a pending cell is missing, and a changed key is compared and noted", "[compare]") {
   Fixture fx;
   auto b = fx.baseline();
   nlohmann::json cfg = {{"dataset", "fashion-mnist"}, {"arch", "resnet8"}, {"algorithm", "lsq"}, {"profile", "academic"},

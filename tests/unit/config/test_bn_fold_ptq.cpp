@@ -71,7 +71,7 @@ TEST_CASE("bn_fold values are checked and usable in exclude", "[config][bn_fold]
   CHECK(cs.size() == 4);  // baseline, academic:-1, tensorrt:4, tensorrt:0
 }
 
-TEST_CASE("reconstruction settings join only reconstructing cells; the calibration source only when synthetic",
+TEST_CASE("reconstruction settings join only reconstructing cells, and the calibration source only when synthetic",
           "[config][ptq]") {
   const std::string text =
       "name: t\ndataset: fashion-mnist\nmatrix:\n  algorithm: [minmax, brecq]\n  bits: [w4a4]\n  arch: [resnet8]\n"

@@ -254,7 +254,7 @@ TEST_CASE("qat_recipe_for on a Matrix built in code rejects bad override values"
   CHECK_THROWS_WITH(qat_recipe_for(m, "lsq"), "m.yaml: pipeline.qat.overrides.lsq.lrr: unknown key (did you mean: lr?)");
 }
 
-TEST_CASE("QAT settings change only QAT keys; an override only its algorithm's keys", "[config][qat][keys]") {
+TEST_CASE("QAT settings change only QAT keys, and an override only its algorithm's keys", "[config][qat][keys]") {
   const std::string head = "name: t\ndataset: mnist\npipeline:\n";
   const std::string axes = "matrix:\n  algorithm: [minmax, lsq, pact]\n  bits: [w8a8, w4a4]\n"
                            "  arch: [resnet20, resnet8]\n  profile: [academic, tensorrt]\n  seed: [0, 1]\n";

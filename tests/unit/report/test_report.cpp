@@ -434,7 +434,7 @@ TEST_CASE("report: filters narrow every table and keep the FP32 reference", "[re
   CHECK_THROWS_AS(report::parse_filter("=x"), ConfigError);
 }
 
-TEST_CASE("report: group-by splits tables; by seed there is no aggregation", "[report]") {
+TEST_CASE("report: group-by splits tables, and by seed there is no aggregation", "[report]") {
   Fixture fx;
   auto in = fx.input();
   report::ReportOptions opt;
@@ -453,7 +453,7 @@ TEST_CASE("report: group-by splits tables; by seed there is no aggregation", "[r
   CHECK_THROWS_WITH(report::render_markdown(in, opt), Catch::Contains("--group-by: unknown axis 'colour'"));
 }
 
-TEST_CASE("report: --table keeps the named tables; CSV writes one table at a time", "[report]") {
+TEST_CASE("report: --table keeps the named tables, and CSV writes one table at a time", "[report]") {
   Fixture fx;
   auto in = fx.input();
   report::ReportOptions opt;
@@ -527,7 +527,7 @@ TEST_CASE("report: tables come in registry order, each cost by kind beside the c
   CHECK(ids() == "cost_by_kind(resnet20),cost_by_kind(mlp)");
 }
 
-TEST_CASE("report: run ids parse; anything else is a usage error", "[report]") {
+TEST_CASE("report: run ids parse, and anything else is a usage error", "[report]") {
   CHECK_FALSE(report::parse_run_id("latest"));
   CHECK(*report::parse_run_id("12") == 12);
   CHECK_THROWS_WITH(report::parse_run_id("12x"), Catch::Contains("--run: expected a run id or 'latest', got '12x'"));
