@@ -3,7 +3,7 @@
 // FP32 baselines, then the quantized cells) on Slurm or as local processes; every array task runs
 // one cell with `qbench run MATRIX --cell KEY --db <node-local shard>` and publishes the shard
 // into <workdir>/shards/ atomically; `merge` folds the shards into one store with a merged run
-// for the whole matrix. See lib/cluster/README.md and docs/cluster.md.
+// for the whole matrix. See lib/cluster/README.md and the README's "Running on a cluster".
 #include <cstdint>
 #include <optional>
 #include <string>
