@@ -1,0 +1,83 @@
+// The fused CPU loops of reconstruction PTQ (AdaRound's soft-rounded weight and its regulariser,
+// the LSQ activation quantizer with QDrop's drop mask, the batch draw, the reconstruction loss,
+// Adam): raw-array loops, torch-free, compiled with the flags that let them vectorise (the QAT
+// kernels' common.h says why: -fno-trapping-math, target_clones avx2/default, no FMA, so both
+// clones give the same bits). Driven chunk by chunk by src/recon_fused.cpp, which sums chunk
+// results in chunk order, so nothing here depends on the thread count.
+#pragma once
+
+#include <cstdint>
+
+namespace qbench::ptq::kernels {
+
+// ---------------------------------------------------------------------------------------------
+// QDrop's drop mask: a counter-based stream. Element i of a draw with 64-bit key (k0, k1) is
+// quantized iff drop_bits(k0, k1, i) < thr, thr = round(p * 2^32). mix32 is a bijection of 32-bit
+// words (C. Wellons' "lowbias32" integer hash), so for one key the first mix is a permutation of
+// the indices and the second makes different keys give unrelated streams (not shifted copies).
+
+inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
+inline uint32_t drop_bits(uint32_t k0, uint32_t k1, uint32_t i) { return mix32(mix32(i ^ k0) + k1); }
+
+/// m[j] = 1 if element first + j is quantized, else 0, for j < n.
+void drop_mask_kernel(uint8_t* m, int64_t n, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr);
+
+/// out[j] = keep(first + j) ? a[j] : b[j] (QDrop's unit input: quantized-model or FP32 input).
+void drop_select_kernel(const float* a, const float* b, float* out, int64_t n, uint32_t first, uint32_t k0,
+                        uint32_t k1, uint32_t thr);
+
+// ---------------------------------------------------------------------------------------------
+// LSQ activation quantizer with QDrop's mask (drop = false: every element quantized).
+
+/// y[j] = keep ? round_half_even(clamp(x[j] / s, lo, hi)) * s : x[j].
+void act_drop_forward_kernel(const float* x, float* y, int64_t n, bool drop, uint32_t first, uint32_t k0,
+                             uint32_t k1, uint32_t thr, float s, float lo, float hi);
+
+/// dx[j] (when dx is not null) = kept: dy inside [lo, hi], 0 outside; dropped: dy. Returns
+/// sum over kept elements of dy * (round(v) - v inside, the clipped bound outside), v = x / s: the
+/// step's gradient before LSQ's scale g, summed in 16 float lanes, then the tail and the lanes
+/// in double (the order of the QAT LSQ kernel, so one chunk gives its bits).
+double act_drop_backward_kernel(const float* x, const float* dy, float* dx, int64_t n, bool drop, uint32_t first,
+                                uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo, float hi);
+
+// ---------------------------------------------------------------------------------------------
+// AdaRound's soft-rounded weight for one output channel (scale s, zero point z), with sig =
+// sigmoid(V) given: h = clamp(sig * 1.2 - 0.1, 0, 1), W~ = (clamp(floor(w / s) + h + z, qmin,
+// qmax) - z) * s, in the float operations and order of the composed ATen form.
+
+/// out = W~; returns sum(1 - |2h - 1|^beta) over the row when reg, else 0.
+double adaround_forward_kernel(const float* w, const float* sig, float* out, int64_t n, float s, float z, float qmin,
+                               float qmax, bool reg, float beta);
+
+/// dv = the V-gradient of dy . W~ + greg * sum(1 - |2h - 1|^beta) (greg = 0: no regulariser):
+/// the composed form's chain (W~'s clamp, h's clamp, the 1.2 stretch, sigmoid'(V) = (1 - sig) sig)
+/// in its order of float operations.
+/// beta and beta_m1 = beta - 1 are each rounded to float from double, as ATen's pow backward does.
+void adaround_backward_kernel(const float* w, const float* sig, const float* dy, float* dv, int64_t n, float s,
+                              float z, float qmin, float qmax, float greg, float beta, float beta_m1);
+
+/// a^e for a in [0, 1] (exp2(e log2 a), float polynomials; 0^e = 0 for e > 0, 1 for e = 0, inf
+/// for e < 0). Exposed for the tests.
+float pow01(float a, float e);
+
+// ---------------------------------------------------------------------------------------------
+// Reconstruction loss sum((a - b)^2) and its gradient, Adam.
+
+/// sum of (a - b)^2 in 16 float lanes, tail and lanes in double.
+double sq_err_kernel(const float* a, const float* b, int64_t n);
+/// da = inv * (2 * (a - b)).
+void sq_err_backward_kernel(const float* a, const float* b, float* da, int64_t n, float inv);
+
+/// One Adam step (torch::optim::Adam, no weight decay, no amsgrad) on n elements:
+/// m = m b1 + (1 - b1) g; v = v b2 + (1 - b2) g g; p -= step_size * m / (sqrt(v) / bc2_sqrt + eps).
+void adam_kernel(float* p, const float* g, float* m, float* v, int64_t n, float b1, float one_minus_b1, float b2,
+                 float one_minus_b2, float bc2_sqrt, float eps, float step_size);
+
+}  // namespace qbench::ptq::kernels
