@@ -20,6 +20,7 @@
 #include "qbench/common/progress.h"
 #include "qbench/ptq/ptq.h"
 #include "qbench/ptq/recon.h"
+#include "qbench/ptq/recon_fused.h"
 #include "qbench/quant/device.h"
 #include "qbench/quant/observers_extra.h"
 #include "qbench/quant/prepare.h"
@@ -169,6 +170,8 @@ class TensorCache {
   }
   bool on_disk() const { return fd_ >= 0; }
   int64_t size() const { return n_; }
+  /// The whole cache (in memory only): [N, row shape] on the model's device.
+  const at::Tensor& mem() const { return mem_; }
   void put(int64_t start, const at::Tensor& b_in) {
     auto b = b_in.detach().to(at::kFloat).contiguous();
     if (b.numel() != b.size(0) * row_numel_) throw Error("reconstruction: cached batch has the wrong shape");
@@ -277,6 +280,11 @@ class FreezeGuard {
   std::vector<std::pair<at::Tensor, bool>> saved_;
 };
 
+torch::nn::Module& in_eval(torch::nn::Module& m) {
+  m.eval();
+  return m;
+}
+
 /// BRECQ's / QDrop's lp_loss (p = 2, reduction "none"): the squared error summed over channels
 /// (dim 1), averaged over the batch and the spatial positions.
 at::Tensor rec_loss(const at::Tensor& out, const at::Tensor& target) { return (out - target).pow(2).sum(1).mean(); }
@@ -314,31 +322,87 @@ void prepare_for_reconstruction(quant::QuantModel& model, quant::AlgorithmContex
   calibrate_observers(model, ctx);
 }
 
-std::vector<UnitResult> reconstruct(quant::QuantModel& model, quant::AlgorithmContext& ctx, ReconMode mode,
-                                    const ReconParams& rp) {
+// ---------------------------------------------------------------------------------------------
+// The session: one unit at a time.
+
+struct ReconSession::Impl {
+  /// What a unit holds from begin() to end().
+  struct Current {
+    size_t index = 0;
+    std::chrono::steady_clock::time_point t0;
+    UnitResult res;
+    TensorCache c_y, c_xq, c_xfp;
+    std::vector<WeightSlot> wslots;
+    std::vector<ActSlot> aslots;
+    std::vector<at::Tensor> vs, steps;
+    bool learn_steps = false;
+    int64_t iters = 0;
+    // Composed: torch::optim::Adam; fused (CPU): one FusedAdam with the groups V and steps.
+    std::unique_ptr<torch::optim::Adam> opt_v, opt_a;
+    std::unique_ptr<FusedAdam> fused_opt;
+    size_t group_a = 0;
+    // Fused batch draw: the step's input and target, written in place every step.
+    at::Tensor xbuf, ybuf;
+    at::Tensor last_rec;
+  };
+
+  Impl(quant::QuantModel& m, quant::AlgorithmContext& c, ReconMode md, const ReconParams& p, ReconKernels k)
+      : model(m), ctx(c), mode(md), rp(p), kernels(k), freeze(in_eval(m)) {}
+
+  quant::QuantModel& model;
+  quant::AlgorithmContext& ctx;
+  ReconMode mode;
+  ReconParams rp;
+  ReconKernels kernels;
+  FreezeGuard freeze;
+  bool learn_act = false;
+  double drop_p = 1.0;
+  at::Generator gen;
+  at::Tensor images;
+  at::Device device{at::kCPU};
+  int64_t n = 0, pass_bs = 1, bs = 1;
+  std::vector<UnitRt> units;
+  std::vector<ReconUnit> unit_list;
+  std::vector<WeightSlot> learned_weights;  // every AdaRound quantizer, baked at the end
+  std::unique_ptr<Current> cur;
+
+  double eval_loss(Current& c) {
+    torch::NoGradGuard ng;
+    for (auto& a : c.aslots) a.recon->set_drop_prob(1.0);
+    const UnitRt& U = units[c.index];
+    double total = 0;
+    for (int64_t s = 0; s < n; s += pass_bs) {
+      const int64_t len = std::min(pass_bs, n - s);
+      total += rec_loss(U.forward(c.c_xq.range(s, len)), c.c_y.range(s, len)).item<double>() * static_cast<double>(len);
+    }
+    return total / static_cast<double>(n);
+  }
+  bool fused_cpu() const { return kernels == ReconKernels::Fused && device.is_cpu(); }
+};
+
+ReconSession::ReconSession(quant::QuantModel& model, quant::AlgorithmContext& ctx, ReconMode mode,
+                           const ReconParams& rp, ReconKernels kernels)
+    : impl_(std::make_unique<Impl>(model, ctx, mode, rp, kernels)) {
+  auto& I = *impl_;
   if (!ctx.calib_images.defined() || ctx.calib_images.size(0) == 0)
     throw Error("reconstruction needs calibration images (ptq.calib_images > 0)");
   if (rp.iters < 0 || rp.batch_size < 1) throw Error("reconstruction: iters must be >= 0 and batch_size >= 1");
-  const bool learn_act = mode != ReconMode::AdaRound;
-  const double drop_p = mode == ReconMode::QDrop ? rp.drop_prob : 1.0;
-  model.eval();
-  FreezeGuard freeze(model);
+  I.learn_act = mode != ReconMode::AdaRound;
+  I.drop_p = mode == ReconMode::QDrop ? rp.drop_prob : 1.0;
   // One generator for batches and drop masks: the same seed gives the same result.
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(ctx.seed * 0x9E3779B97F4A7C15ULL + 0x7265636FULL);
-
+  I.gen = at::make_generator<at::CPUGeneratorImpl>(ctx.seed * 0x9E3779B97F4A7C15ULL + 0x7265636FULL);
   // The calibration images may stay on the CPU: each pass moves its batch to the model's device,
   // where the caches (in memory) and every learned tensor live.
-  const at::Tensor images = ctx.calib_images.to(at::kFloat);
-  const at::Device device = quant::module_device(model);
-  const int64_t n = images.size(0), pass_bs = std::max<int64_t>(1, ctx.calib_batch_size);
-  const int64_t bs = std::min<int64_t>(rp.batch_size, n);
+  I.images = ctx.calib_images.to(at::kFloat);
+  I.device = quant::module_device(model);
+  I.n = I.images.size(0);
+  I.pass_bs = std::max<int64_t>(1, ctx.calib_batch_size);
+  I.bs = std::min<int64_t>(rp.batch_size, I.n);
 
-  // Resolve units.
   const auto all_layers = model.quant_layers();
   const auto all_adds = model.adds();
   std::map<std::string, quant::BlockModule*> block_of;
   for (const auto& b : model.blocks()) block_of[b.name] = b.block;
-  std::vector<UnitRt> units;
   for (auto& u : recon_units(model, mode)) {
     UnitRt rt;
     rt.unit = u;
@@ -352,215 +416,261 @@ std::vector<UnitResult> reconstruct(quant::QuantModel& model, quant::AlgorithmCo
         if (inside(a.name, u.name)) rt.adds.push_back(a);
     }
     rt.entry = rt.layers.front().layer;
-    units.push_back(std::move(rt));
+    I.unit_list.push_back(rt.unit);
+    I.units.push_back(std::move(rt));
   }
+}
 
-  std::vector<WeightSlot> learned_weights;  // every AdaRound quantizer, baked at the end
-  std::vector<UnitResult> results;
-  const double n_units = static_cast<double>(units.size());
-  for (size_t ui = 0; ui < units.size(); ++ui) {
-    auto& U = units[ui];
-    const std::string where = U.unit.name + " (" + std::to_string(ui + 1) + "/" + std::to_string(units.size()) + ")";
-    if (U.unit.skipped) {
-      CellDetail d{"recon_units", U.unit.name, {{"iters", 0.0}}, "first layer: not reconstructed (round to nearest)"};
-      ctx.details.push_back(std::move(d));
-      continue;
-    }
-    const auto t0 = std::chrono::steady_clock::now();
-    UnitResult res;
-    res.name = U.unit.name;
+ReconSession::~ReconSession() = default;
 
-    // 1. Caches: FP32 input (qdrop) and output, then the quantized model's input.
-    TensorCache c_y, c_xq, c_xfp;
-    {
-      torch::NoGradGuard ng;
-      TapGuard tg(U.entry);
-      auto run_pass = [&](bool quantizing, const std::function<void(int64_t, const at::Tensor&)>& sink) {
-        quant::set_quantizing(model, quantizing);
-        for (int64_t s = 0; s < n; s += pass_bs) {
-          check_interrupt();
-          tg.tap().arm();
-          try {
-            model.forward(quant::on_device(images.narrow(0, s, std::min(pass_bs, n - s)), device));
-          } catch (const StopForward&) {
-          }
-          tg.tap().disarm();
-          auto x = tg.tap().take();
-          if (!x.defined()) throw Error("reconstruction: the forward pass never reached unit " + U.unit.name);
-          sink(s, x);
-        }
-      };
-      run_pass(false, [&](int64_t s, const at::Tensor& x) {
-        auto y = U.forward(x);
-        if (s == 0) {
-          const double row_bytes =
-              4.0 * (static_cast<double>(x.numel() / x.size(0)) * (drop_p < 1.0 ? 2.0 : 1.0) +
-                     static_cast<double>(y.numel() / y.size(0)));
-          const bool disk = row_bytes * static_cast<double>(n) > static_cast<double>(rp.cache_mb) * 1048576.0;
-          c_y.init(n, y.sizes().slice(1), disk, device);
-          c_xq.init(n, x.sizes().slice(1), disk, device);
-          if (drop_p < 1.0) c_xfp.init(n, x.sizes().slice(1), disk, device);
-          res.on_disk = disk;
-        }
-        c_y.put(s, y);
-        if (drop_p < 1.0) c_xfp.put(s, x);
-      });
-      run_pass(true, [&](int64_t s, const at::Tensor& x) { c_xq.put(s, x); });
-    }
-    quant::set_quantizing(model, true);
+const std::vector<ReconUnit>& ReconSession::units() const { return impl_->unit_list; }
 
-    std::vector<ActSlot> aslots;
-    auto eval_loss = [&]() {
-      torch::NoGradGuard ng;
-      for (auto& a : aslots) a.recon->set_drop_prob(1.0);
-      double total = 0;
+int64_t ReconSession::iters() const { return impl_->cur ? impl_->cur->iters : 0; }
+
+void ReconSession::begin(size_t ui) {
+  auto& I = *impl_;
+  if (I.cur) throw Error("reconstruction: begin() while unit " + I.units[I.cur->index].unit.name + " is running");
+  if (ui >= I.units.size() || I.units[ui].unit.skipped) throw Error("reconstruction: unit index out of range or skipped");
+  I.cur = std::make_unique<Impl::Current>();
+  auto& c = *I.cur;
+  auto& model = I.model;
+  const UnitRt& U = I.units[ui];
+  c.index = ui;
+  c.t0 = std::chrono::steady_clock::now();
+  c.res.name = U.unit.name;
+  const int64_t n = I.n, pass_bs = I.pass_bs;
+  const double drop_p = I.drop_p;
+
+  // 1. Caches: FP32 input (qdrop) and output, then the quantized model's input.
+  {
+    torch::NoGradGuard ng;
+    TapGuard tg(U.entry);
+    auto run_pass = [&](bool quantizing, const std::function<void(int64_t, const at::Tensor&)>& sink) {
+      quant::set_quantizing(model, quantizing);
       for (int64_t s = 0; s < n; s += pass_bs) {
-        const int64_t len = std::min(pass_bs, n - s);
-        total += rec_loss(U.forward(c_xq.range(s, len)), c_y.range(s, len)).item<double>() * static_cast<double>(len);
+        check_interrupt();
+        tg.tap().arm();
+        try {
+          model.forward(quant::on_device(I.images.narrow(0, s, std::min(pass_bs, n - s)), I.device));
+        } catch (const StopForward&) {
+        }
+        tg.tap().disarm();
+        auto x = tg.tap().take();
+        if (!x.defined()) throw Error("reconstruction: the forward pass never reached unit " + U.unit.name);
+        sink(s, x);
       }
-      return total / static_cast<double>(n);
     };
-    // The observer-only start: round to nearest, MSE scales (before the learnable quantizers,
-    // whose soft rounding starts at the float weight).
-    res.initial_loss = eval_loss();
-
-    // 2. Learnable quantizers in the unit.
-    std::vector<WeightSlot> wslots;
-    for (const auto& l : U.layers) {
-      if (l.is_first) continue;
-      auto orig = slot(module_of(l.layer), "weight_quant");
-      if (!orig) continue;  // weights left in float
-      auto qp = orig->affine_qparams();
-      if (!qp) throw Error("reconstruction: the weight quantizer of " + l.name + " is not affine");
-      auto ada = std::make_shared<AdaRoundQuantizer>(orig->scheme(), *qp, weight_input(l.layer));
-      l.layer->attach(ada, nullptr);
-      wslots.push_back({l.layer, l.name, orig, ada});
-    }
-    auto add_act = [&](torch::nn::Module* owner, const std::string& name,
-                       std::function<void(std::shared_ptr<FakeQuantizer>)> put) {
-      auto orig = slot(*owner, name);
-      if (!orig) return;
-      auto qp = orig->affine_qparams();
-      if (!qp) throw Error("reconstruction: activation quantizer " + name + " is not affine");
-      auto rq = std::make_shared<ReconActQuantizer>(orig->scheme(), *qp, learn_act, gen);
-      put(rq);
-      aslots.push_back({owner, name, orig, rq, put});
-    };
-    for (const auto& l : U.layers) {
-      QuantLayer* layer = l.layer;
-      add_act(&module_of(layer), "input_quant", [layer](std::shared_ptr<FakeQuantizer> q) { layer->attach(nullptr, q); });
-    }
-    for (const auto& a : U.adds) {
-      quant::QAddImpl* add = a.add;
-      add_act(add, "input_quant_a", [add](std::shared_ptr<FakeQuantizer> q) { add->attach_inputs(q, nullptr); });
-      add_act(add, "input_quant_b", [add](std::shared_ptr<FakeQuantizer> q) { add->attach_inputs(nullptr, q); });
-      add_act(add, "output_quant", [add](std::shared_ptr<FakeQuantizer> q) { add->attach_output(q); });
-    }
-    auto set_drop = [&](double p) {
-      for (auto& a : aslots) a.recon->set_drop_prob(p);
-    };
-
-
-    // 3. Optimise.
-    std::vector<at::Tensor> vs, steps;
-    for (auto& w : wslots) {
-      w.ada->v().set_requires_grad(true);
-      vs.push_back(w.ada->v());
-    }
-    for (auto& a : aslots)
-      for (auto& t : a.recon->quant_parameters()) {
-        t.set_requires_grad(true);
-        steps.push_back(t);
+    run_pass(false, [&](int64_t s, const at::Tensor& x) {
+      auto y = U.forward(x);
+      if (s == 0) {
+        const double row_bytes =
+            4.0 * (static_cast<double>(x.numel() / x.size(0)) * (drop_p < 1.0 ? 2.0 : 1.0) +
+                   static_cast<double>(y.numel() / y.size(0)));
+        const bool disk = row_bytes * static_cast<double>(n) > static_cast<double>(I.rp.cache_mb) * 1048576.0;
+        c.c_y.init(n, y.sizes().slice(1), disk, I.device);
+        c.c_xq.init(n, x.sizes().slice(1), disk, I.device);
+        if (drop_p < 1.0) c.c_xfp.init(n, x.sizes().slice(1), disk, I.device);
+        c.res.on_disk = disk;
+        if (!disk && I.fused_cpu()) {
+          // The fused batch draw writes each step's batch here.
+          std::vector<int64_t> xs{I.bs}, ys{I.bs};
+          for (auto d : x.sizes().slice(1)) xs.push_back(d);
+          for (auto d : y.sizes().slice(1)) ys.push_back(d);
+          c.xbuf = at::empty(xs, at::kFloat);
+          c.ybuf = at::empty(ys, at::kFloat);
+        }
       }
-    const bool learn_steps = !steps.empty() && rp.act_lr > 0;
-    const int64_t iters = (vs.empty() && !learn_steps) ? 0 : rp.iters;
-    std::unique_ptr<torch::optim::Adam> opt_v, opt_a;
-    if (!vs.empty()) opt_v = std::make_unique<torch::optim::Adam>(vs, torch::optim::AdamOptions(rp.lr));
-    if (learn_steps) opt_a = std::make_unique<torch::optim::Adam>(steps, torch::optim::AdamOptions(rp.act_lr));
-    set_drop(drop_p);
-    double last_rec = res.initial_loss;
-    for (int64_t it = 0; it < iters; ++it) {
-      check_interrupt();
-      auto idx = at::randperm(n, gen, at::TensorOptions().dtype(at::kLong)).narrow(0, 0, bs);
-      at::Tensor x = c_xq.rows(idx);
-      if (drop_p < 1.0) x = drop_mix(x, c_xfp.rows(idx), drop_p, gen);
-      const at::Tensor y = c_y.rows(idx);
-      auto out = U.forward(x);
-      auto rec = rec_loss(out, y);
-      at::Tensor loss = rec;
-      if (!vs.empty() && regularizer_on(it, iters, rp) && rp.lambda > 0) {
-        const double beta = anneal_beta(it, iters, rp);
-        at::Tensor reg = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(device));
-        for (auto& v : vs) reg = reg + rounding_regularizer(v, beta);
-        loss = loss + rp.lambda * reg;
-      }
-      if (opt_v) opt_v->zero_grad();
-      if (opt_a) opt_a->zero_grad();
-      loss.backward();
-      if (opt_v) opt_v->step();
-      if (opt_a) {
-        opt_a->step();
-        // Cosine annealing to 0 over the unit's iterations (CosineAnnealingLR, T_max = iters).
-        const double lr = rp.act_lr * 0.5 * (1.0 + std::cos(kPi * static_cast<double>(it + 1) / iters));
-        for (auto& g : opt_a->param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
-      }
-      // Read back only when shown: on a GPU each read is a host sync.
-      if (ctx.progress && (it % 50 == 0 || it + 1 == iters)) {
-        last_rec = rec.item<double>();
-        ctx.progress((static_cast<double>(ui) + static_cast<double>(it + 1) / iters) / n_units,
-                     std::string(recon_mode_name(mode)) + " " + where + " iter " + std::to_string(it + 1) + "/" +
-                         std::to_string(iters) + " loss " + fmt(last_rec));
-      }
-    }
+      c.c_y.put(s, y);
+      if (drop_p < 1.0) c.c_xfp.put(s, x);
+    });
+    run_pass(true, [&](int64_t s, const at::Tensor& x) { c.c_xq.put(s, x); });
+  }
+  quant::set_quantizing(model, true);
 
-    // How much rounding was still undecided (0.01 < h < 0.99) when it is made hard: a sign that
-    // the schedule (iters, lr) was too short to converge.
-    double undecided = 0, n_v = 0;
-    for (auto& w : wslots) {
-      torch::NoGradGuard ng;
-      auto h = w.ada->h();
-      undecided += ((h > 0.01) & (h < 0.99)).sum().item<double>();
-      n_v += static_cast<double>(h.numel());
-    }
-    res.soft_fraction = n_v > 0 ? undecided / n_v : 0.0;
+  // The observer-only start: round to nearest, MSE scales (before the learnable quantizers,
+  // whose soft rounding starts at the float weight).
+  c.res.initial_loss = I.eval_loss(c);
 
-    // 4. Hard rounding (kept in the AdaRound quantizers until every unit is done, so that the
-    //    FP32 passes of later units still see the float weights), learned steps back into the
-    //    original fixed quantizers.
-    for (auto& w : wslots) {
-      w.ada->v().set_requires_grad(false);
-      w.ada->set_hard(true);
-      learned_weights.push_back(w);
-    }
-    for (auto& a : aslots) {
-      auto* fixed = dynamic_cast<quant::QuantizerImpl*>(a.orig.get());
-      if (fixed && learn_act) fixed->set_qparams(a.recon->qparams());
-      a.put(a.orig);
-    }
-    set_drop(1.0);
-    res.final_loss = eval_loss();
-    res.iters = iters;
-    res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    CellDetail d{"recon_units",
-                 res.name,
-                 {{"initial_loss", res.initial_loss},
-                  {"final_loss", res.final_loss},
-                  {"iters", static_cast<double>(res.iters)},
-                  {"seconds", res.seconds},
-                  {"soft_fraction", res.soft_fraction}},
-                 std::string(U.unit.is_block ? "block" : "layer") + (res.on_disk ? ", caches on disk" : "")};
-    ctx.details.push_back(std::move(d));
-    if (ctx.progress)
-      ctx.progress(static_cast<double>(ui + 1) / n_units, std::string(recon_mode_name(mode)) + " " + where + " loss " +
-                                                             fmt(res.initial_loss) + " -> " + fmt(res.final_loss));
-    results.push_back(std::move(res));
+  // 2. Learnable quantizers in the unit.
+  for (const auto& l : U.layers) {
+    if (l.is_first) continue;
+    auto orig = slot(module_of(l.layer), "weight_quant");
+    if (!orig) continue;  // weights left in float
+    auto qp = orig->affine_qparams();
+    if (!qp) throw Error("reconstruction: the weight quantizer of " + l.name + " is not affine");
+    auto ada = std::make_shared<AdaRoundQuantizer>(orig->scheme(), *qp, weight_input(l.layer));
+    ada->set_kernels(I.kernels);
+    l.layer->attach(ada, nullptr);
+    c.wslots.push_back({l.layer, l.name, orig, ada});
+  }
+  auto add_act = [&](torch::nn::Module* owner, const std::string& name,
+                     std::function<void(std::shared_ptr<FakeQuantizer>)> put) {
+    auto orig = slot(*owner, name);
+    if (!orig) return;
+    auto qp = orig->affine_qparams();
+    if (!qp) throw Error("reconstruction: activation quantizer " + name + " is not affine");
+    auto rq = std::make_shared<ReconActQuantizer>(orig->scheme(), *qp, I.learn_act, I.gen);
+    rq->set_kernels(I.kernels);
+    put(rq);
+    c.aslots.push_back({owner, name, orig, rq, put});
+  };
+  for (const auto& l : U.layers) {
+    QuantLayer* layer = l.layer;
+    add_act(&module_of(layer), "input_quant", [layer](std::shared_ptr<FakeQuantizer> q) { layer->attach(nullptr, q); });
+  }
+  for (const auto& a : U.adds) {
+    quant::QAddImpl* add = a.add;
+    add_act(add, "input_quant_a", [add](std::shared_ptr<FakeQuantizer> q) { add->attach_inputs(q, nullptr); });
+    add_act(add, "input_quant_b", [add](std::shared_ptr<FakeQuantizer> q) { add->attach_inputs(nullptr, q); });
+    add_act(add, "output_quant", [add](std::shared_ptr<FakeQuantizer> q) { add->attach_output(q); });
   }
 
+  // 3. What learns, and how.
+  for (auto& w : c.wslots) {
+    w.ada->v().set_requires_grad(true);
+    c.vs.push_back(w.ada->v());
+  }
+  for (auto& a : c.aslots)
+    for (auto& t : a.recon->quant_parameters()) {
+      t.set_requires_grad(true);
+      c.steps.push_back(t);
+    }
+  c.learn_steps = !c.steps.empty() && I.rp.act_lr > 0;
+  c.iters = (c.vs.empty() && !c.learn_steps) ? 0 : I.rp.iters;
+  if (I.fused_cpu()) {
+    c.fused_opt = std::make_unique<FusedAdam>();
+    if (!c.vs.empty()) c.fused_opt->add_group(c.vs, I.rp.lr);
+    if (c.learn_steps) c.group_a = c.fused_opt->add_group(c.steps, I.rp.act_lr);
+  } else {
+    if (!c.vs.empty()) c.opt_v = std::make_unique<torch::optim::Adam>(c.vs, torch::optim::AdamOptions(I.rp.lr));
+    if (c.learn_steps) c.opt_a = std::make_unique<torch::optim::Adam>(c.steps, torch::optim::AdamOptions(I.rp.act_lr));
+  }
+  for (auto& a : c.aslots) a.recon->set_drop_prob(drop_p);
+}
+
+void ReconSession::step(int64_t it) {
+  auto& I = *impl_;
+  if (!I.cur) throw Error("reconstruction: step() without begin()");
+  auto& c = *I.cur;
+  const UnitRt& U = I.units[c.index];
+  const auto& rp = I.rp;
+  const int64_t iters = c.iters;
+  check_interrupt();
+  auto idx = at::randperm(I.n, I.gen, at::TensorOptions().dtype(at::kLong)).narrow(0, 0, I.bs);
+  at::Tensor x, y;
+  if (c.xbuf.defined()) {
+    // Fused draw: the sampled rows straight into the step's buffers, QDrop's mix on the way
+    // (the key drawn where drop_mix would draw it, so both forms see the same mask).
+    const uint64_t key = I.drop_p < 1.0 ? next_drop_key(I.gen) : 0;
+    gather_rows(c.c_xq.mem(), I.drop_p < 1.0 ? &c.c_xfp.mem() : nullptr, idx, I.drop_p, key, c.xbuf);
+    gather_rows(c.c_y.mem(), nullptr, idx, 1.0, 0, c.ybuf);
+    x = c.xbuf;
+    y = c.ybuf;
+  } else {
+    x = c.c_xq.rows(idx);
+    if (I.drop_p < 1.0) x = drop_mix(x, c.c_xfp.rows(idx), I.drop_p, I.gen);
+    y = c.c_y.rows(idx);
+  }
+  const bool reg_on = !c.vs.empty() && regularizer_on(it, iters, rp) && rp.lambda > 0;
+  const double beta = reg_on ? anneal_beta(it, iters, rp) : 0.0;
+  for (auto& w : c.wslots) w.ada->set_regularizer(beta);  // fused: computed in the weight's pass
+  auto out = U.forward(x);
+  const bool fused_loss = I.kernels == ReconKernels::Fused && out.device().is_cpu() &&
+                          out.scalar_type() == at::kFloat && y.scalar_type() == at::kFloat;
+  auto rec = fused_loss ? rec_loss_fused(out, y) : rec_loss(out, y);
+  at::Tensor loss = rec;
+  if (reg_on) {
+    at::Tensor reg = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(I.device));
+    for (auto& w : c.wslots) {
+      at::Tensor r = w.ada->take_regularizer();
+      if (!r.defined()) r = rounding_regularizer(w.ada->v(), beta);
+      reg = reg + r;
+    }
+    loss = loss + rp.lambda * reg;
+  }
+  // Cosine annealing of the step sizes' lr to 0 over the unit's iterations (CosineAnnealingLR,
+  // T_max = iters), set after each step for the next.
+  const double lr_a = rp.act_lr * 0.5 * (1.0 + std::cos(kPi * static_cast<double>(it + 1) / iters));
+  if (c.fused_opt) {
+    loss.backward();
+    c.fused_opt->step();
+    if (c.learn_steps) c.fused_opt->set_lr(c.group_a, lr_a);
+    if (!c.learn_steps)
+      for (auto& t : c.steps) t.mutable_grad().reset();  // steps that do not learn: nothing to keep
+  } else {
+    if (c.opt_v) c.opt_v->zero_grad();
+    if (c.opt_a) c.opt_a->zero_grad();
+    loss.backward();
+    if (c.opt_v) c.opt_v->step();
+    if (c.opt_a) {
+      c.opt_a->step();
+      for (auto& g : c.opt_a->param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr_a);
+    }
+  }
+  c.last_rec = rec.detach();
+}
+
+double ReconSession::last_loss() const {
+  const auto& c = impl_->cur;
+  return c && c->last_rec.defined() ? c->last_rec.item<double>() : 0.0;
+}
+
+UnitResult ReconSession::end() {
+  auto& I = *impl_;
+  if (!I.cur) throw Error("reconstruction: end() without begin()");
+  auto& c = *I.cur;
+  const UnitRt& U = I.units[c.index];
+  UnitResult res = c.res;
+  // How much rounding was still undecided (0.01 < h < 0.99) when it is made hard: a sign that
+  // the schedule (iters, lr) was too short to converge.
+  double undecided = 0, n_v = 0;
+  for (auto& w : c.wslots) {
+    torch::NoGradGuard ng;
+    auto h = w.ada->h();
+    undecided += ((h > 0.01) & (h < 0.99)).sum().item<double>();
+    n_v += static_cast<double>(h.numel());
+  }
+  res.soft_fraction = n_v > 0 ? undecided / n_v : 0.0;
+
+  // 4. Hard rounding (kept in the AdaRound quantizers until every unit is done, so that the
+  //    FP32 passes of later units still see the float weights), learned steps back into the
+  //    original fixed quantizers.
+  for (auto& w : c.wslots) {
+    w.ada->v().set_requires_grad(false);
+    w.ada->v().mutable_grad().reset();
+    w.ada->set_regularizer(0.0);
+    w.ada->set_hard(true);
+    I.learned_weights.push_back(w);
+  }
+  for (auto& a : c.aslots) {
+    auto* fixed = dynamic_cast<quant::QuantizerImpl*>(a.orig.get());
+    if (fixed && I.learn_act) fixed->set_qparams(a.recon->qparams());
+    a.put(a.orig);
+  }
+  res.final_loss = I.eval_loss(c);
+  res.iters = c.iters;
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - c.t0).count();
+  CellDetail d{"recon_units",
+               res.name,
+               {{"initial_loss", res.initial_loss},
+                {"final_loss", res.final_loss},
+                {"iters", static_cast<double>(res.iters)},
+                {"seconds", res.seconds},
+                {"soft_fraction", res.soft_fraction}},
+               std::string(U.unit.is_block ? "block" : "layer") + (res.on_disk ? ", caches on disk" : "")};
+  I.ctx.details.push_back(std::move(d));
+  I.cur.reset();
+  return res;
+}
+
+void ReconSession::bake() {
+  auto& I = *impl_;
+  if (I.cur) throw Error("reconstruction: bake() while a unit is running");
   // 5. Bake the hard rounding into the weights and give each layer its fixed quantizer back: its
   //    round-to-nearest with the same scale reproduces the learned grid points exactly.
   {
     torch::NoGradGuard ng;
-    for (auto& w : learned_weights) {
+    for (auto& w : I.learned_weights) {
       const at::Tensor w_hard = w.ada->forward(weight_input(w.layer));
       at::Tensor& weight = w.layer->weight_tensor();
       auto* conv = dynamic_cast<quant::QConv2dImpl*>(w.layer);
@@ -574,7 +684,41 @@ std::vector<UnitResult> reconstruct(quant::QuantModel& model, quant::AlgorithmCo
       w.layer->attach(w.orig, nullptr);
     }
   }
-  quant::set_quantizing(model, true);
+  I.learned_weights.clear();
+  quant::set_quantizing(I.model, true);
+}
+
+std::vector<UnitResult> reconstruct(quant::QuantModel& model, quant::AlgorithmContext& ctx, ReconMode mode,
+                                    const ReconParams& rp, ReconKernels kernels) {
+  ReconSession session(model, ctx, mode, rp, kernels);
+  const auto& units = session.units();
+  std::vector<UnitResult> results;
+  const double n_units = static_cast<double>(units.size());
+  for (size_t ui = 0; ui < units.size(); ++ui) {
+    const auto& u = units[ui];
+    const std::string where = u.name + " (" + std::to_string(ui + 1) + "/" + std::to_string(units.size()) + ")";
+    if (u.skipped) {
+      CellDetail d{"recon_units", u.name, {{"iters", 0.0}}, "first layer: not reconstructed (round to nearest)"};
+      ctx.details.push_back(std::move(d));
+      continue;
+    }
+    session.begin(ui);
+    const int64_t iters = session.iters();
+    for (int64_t it = 0; it < iters; ++it) {
+      session.step(it);
+      // Read back only when shown: on a GPU each read is a host sync.
+      if (ctx.progress && (it % 50 == 0 || it + 1 == iters))
+        ctx.progress((static_cast<double>(ui) + static_cast<double>(it + 1) / iters) / n_units,
+                     std::string(recon_mode_name(mode)) + " " + where + " iter " + std::to_string(it + 1) + "/" +
+                         std::to_string(iters) + " loss " + fmt(session.last_loss()));
+    }
+    UnitResult res = session.end();
+    if (ctx.progress)
+      ctx.progress(static_cast<double>(ui + 1) / n_units, std::string(recon_mode_name(mode)) + " " + where + " loss " +
+                                                             fmt(res.initial_loss) + " -> " + fmt(res.final_loss));
+    results.push_back(std::move(res));
+  }
+  session.bake();
   return results;
 }
 

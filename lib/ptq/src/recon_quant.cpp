@@ -10,6 +10,7 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/ptq/recon.h"
+#include "qbench/ptq/recon_fused.h"
 #include "qbench/qat/lsq.h"
 
 namespace qbench::ptq {
@@ -71,7 +72,9 @@ AdaRoundQuantizer::AdaRoundQuantizer(const quant::QuantScheme& scheme, const qua
   if (qp.per_channel() && (qp.ch_axis >= w.dim() || w.size(qp.ch_axis) != qp.scale.numel()))
     throw Error("adaround: per-channel scale does not match the weight's shape");
   torch::NoGradGuard ng;
-  v_ = register_parameter("v", adaround_init_v(w, bshape(qp_.scale, w.dim())).contiguous());
+  s_b_ = bshape(qp_.scale, w.dim());
+  z_b_ = bshape(qp_.zero_point, w.dim());
+  v_ = register_parameter("v", adaround_init_v(w, s_b_).contiguous());
   ready_ = true;
   quantizing_ = true;
 }
@@ -86,10 +89,18 @@ at::Tensor AdaRoundQuantizer::h() const { return rectified_sigmoid(v_); }
 at::Tensor AdaRoundQuantizer::forward(const at::Tensor& x) {
   if (!quantizing_) return x;
   if (!x.sizes().equals(v_.sizes())) throw Error("adaround: weight shape changed since V was initialised");
+  reg_ = at::Tensor();
+  // The fused pass (recon_fused.h): soft rounding, float32 on the CPU, per tensor or per channel
+  // along axis 0; the same W~ as below, bit for bit.
+  if (!hard_ && kernels_ == ReconKernels::Fused && x.device().is_cpu() && x.scalar_type() == at::kFloat &&
+      v_.scalar_type() == at::kFloat && (!qp_.per_channel() || qp_.ch_axis == 0)) {
+    auto [w, r] = adaround_weight_fused(v_, x, qp_.scale, qp_.zero_point, qp_.range.qmin, qp_.range.qmax, reg_beta_);
+    if (reg_beta_ > 0) reg_ = r;
+    return w;
+  }
   at::Tensor h = rectified_sigmoid(v_);
   if (hard_) h = (h >= 0.5).to(at::kFloat).detach();
-  return adaround_weight(x, h, bshape(qp_.scale, x.dim()), bshape(qp_.zero_point, x.dim()), qp_.range.qmin,
-                         qp_.range.qmax);
+  return adaround_weight(x, h, s_b_, z_b_, qp_.range.qmin, qp_.range.qmax);
 }
 
 std::string AdaRoundQuantizer::describe() const {
@@ -100,10 +111,10 @@ std::string AdaRoundQuantizer::describe() const {
 
 at::Tensor drop_mix(const at::Tensor& quantized, const at::Tensor& x, double p, at::Generator& gen) {
   if (p >= 1.0) return quantized;
-  // Drawn on the CPU (the generator is a seeded CPU one) and moved: the same mask on every device.
-  auto r = at::rand(x.sizes(), gen, x.options().device(at::kCPU).requires_grad(false));
-  if (!x.device().is_cpu()) r = r.to(x.device());
-  return at::where(r < p, quantized, x);
+  // Computed on the CPU from a key of the seeded CPU generator and moved: the same mask on every device.
+  auto m = drop_mask(next_drop_key(gen), x.numel(), p).view(x.sizes());
+  if (!x.device().is_cpu()) m = m.to(x.device());
+  return at::where(m, quantized, x);
 }
 
 ReconActQuantizer::ReconActQuantizer(const quant::QuantScheme& scheme, const quant::QParams& qp, bool learn_scale,
@@ -112,6 +123,7 @@ ReconActQuantizer::ReconActQuantizer(const quant::QuantScheme& scheme, const qua
   if (!qp.scale.defined()) throw Error("reconstruction: an activation quantizer has no scale (not calibrated)");
   if (learn_) {
     scale_ = register_parameter("scale", qp.scale.to(at::kFloat).reshape({1}).clone());
+    zero_point_ = qp.zero_point.item<int64_t>();
   } else {
     scale_ = qp.scale.to(at::kFloat).clone();
   }
@@ -133,24 +145,28 @@ quant::QParams ReconActQuantizer::qparams() const {
 
 at::Tensor ReconActQuantizer::forward(const at::Tensor& x) {
   if (!quantizing_) return x;
-  at::Tensor q;
+  const bool drop = drop_prob_ < 1.0;
   if (learn_) {
     {
       // Keep the step positive (MQBench's LearnableFakeQuantize does the same before each forward).
+      // On the CPU read in place (one float); on a GPU always (no host sync; a no-op on a step
+      // already >= kLsqMinStep).
       torch::NoGradGuard ng;
-      // On a GPU always (no host sync; a no-op on a step already >= kLsqMinStep).
-      if (!scale_.device().is_cpu() || (scale_ < qat::kLsqMinStep).any().item<bool>())
+      if (!scale_.device().is_cpu() || scale_.data_ptr<float>()[0] < qat::kLsqMinStep)
         scale_.data().abs_().clamp_min_(qat::kLsqMinStep);
     }
-    const int64_t z = qp_.zero_point.item<int64_t>();
-    const int64_t qmin = qp_.range.qmin - z, qmax = qp_.range.qmax - z;
+    const int64_t qmin = qp_.range.qmin - zero_point_, qmax = qp_.range.qmax - zero_point_;
     const double g = qat::lsq_grad_scale(x, qat::QatRole::Activation, -1, std::max<int64_t>(qmax, 1));
-    // round(clip(x/s, qmin - z, qmax - z)) * s = (clamp(round(x/s) + z, qmin, qmax) - z) * s.
-    q = qat::lsq_fake_quantize(x, scale_, qmin, qmax, g);
-  } else {
-    q = quant::fake_quantize(x, qp_);
+    // round(clip(x/s, qmin - z, qmax - z)) * s = (clamp(round(x/s) + z, qmin, qmax) - z) * s; each
+    // element kept in float where QDrop's draw drops it.
+    const uint64_t key = drop ? next_drop_key(gen_) : 0;
+    if (kernels_ == ReconKernels::Fused && x.device().is_cpu() && x.scalar_type() == at::kFloat &&
+        scale_.device().is_cpu())
+      return act_quant_drop(x, scale_, qmin, qmax, g, drop_prob_, key);
+    return act_quant_drop_composed(x, scale_, qmin, qmax, g, drop_prob_, key);
   }
-  return drop_prob_ < 1.0 ? drop_mix(q, x, drop_prob_, gen_) : q;
+  at::Tensor q = quant::fake_quantize(x, qp_);
+  return drop ? drop_mix(q, x, drop_prob_, gen_) : q;
 }
 
 std::string ReconActQuantizer::describe() const {

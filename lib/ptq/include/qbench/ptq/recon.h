@@ -56,6 +56,16 @@ struct ReconParams {
 /// the values reconstruct() receives all come from it.
 const OptionTable<ReconParams>& recon_options();
 
+/// How the pieces of a reconstruction iteration run (recon_fused.h). Fused (the default): the
+/// float32 CPU kernels, one pass per piece (soft-rounded weight with its regulariser, activation
+/// quantizer with QDrop's mask, batch draw, loss, Adam); anything else (another device or dtype,
+/// caches on disk) takes that piece's composed form. Composed: every piece as ATen ops and
+/// torch::optim::Adam, the reference the numeric tests and qbench_bench_recon compare against.
+/// The two learn the same thing; they differ in the last bits of the regulariser's gradient (its
+/// power function), the loss value's summation order and Adam's rounding (ATen's kernels may fuse
+/// a multiply-add). Not a setting, in no key: a run always uses Fused.
+enum class ReconKernels { Fused, Composed };
+
 // ---------------------------------------------------------------------------------------------
 // AdaRound's pieces (exposed for the numeric tests)
 
@@ -103,12 +113,22 @@ class AdaRoundQuantizer : public quant::FakeQuantizer {
   /// h(V), same shape as the weight.
   at::Tensor h() const;
   const quant::QParams& qparams() const { return qp_; }
+  void set_kernels(ReconKernels k) { kernels_ = k; }
+  /// Fused kernels: the soft forward also computes rounding_regularizer(V, beta) in the same pass
+  /// when beta > 0 (0: off), handed out once by take_regularizer(); undefined when this forward
+  /// took the composed form (the caller then computes it).
+  void set_regularizer(double beta) { reg_beta_ = beta; }
+  at::Tensor take_regularizer() { return std::move(reg_); }
 
  private:
   at::Tensor bshape(const at::Tensor& t, int64_t dim) const;
   quant::QParams qp_;
   at::Tensor v_;
+  at::Tensor s_b_, z_b_;  ///< scale and zero point (float) shaped to broadcast against the weight
   bool hard_ = false;
+  ReconKernels kernels_ = ReconKernels::Fused;
+  double reg_beta_ = 0.0;
+  at::Tensor reg_;
 };
 
 /// The activation quantizer while a unit is reconstructed (brecq, qdrop): the MSE-calibrated
@@ -128,16 +148,21 @@ class ReconActQuantizer : public quant::FakeQuantizer {
   quant::QParams qparams() const;
   void set_drop_prob(double p) { drop_prob_ = p; }
   double drop_prob() const { return drop_prob_; }
+  void set_kernels(ReconKernels k) { kernels_ = k; }
 
  private:
   quant::QParams qp_;
   at::Tensor scale_;
   bool learn_;
+  int64_t zero_point_ = 0;
   double drop_prob_ = 1.0;
   at::Generator gen_;
+  ReconKernels kernels_ = ReconKernels::Fused;
 };
 
-/// QDrop's mask: where(rand < p, quantized, x) element-wise, rand from `gen`.
+/// QDrop's mask: where(mask, quantized, x) element-wise, the mask of one draw (recon_fused.h:
+/// drop_mask) with the next key from `gen`, computed on the CPU and moved (the same mask on every
+/// device).
 at::Tensor drop_mix(const at::Tensor& quantized, const at::Tensor& x, double p, at::Generator& gen);
 
 // ---------------------------------------------------------------------------------------------
@@ -180,9 +205,45 @@ void prepare_for_reconstruction(quant::QuantModel& model, quant::AlgorithmContex
 
 /// Reconstructs a prepared model (prepare_for_reconstruction) unit by unit in place; one detail row
 /// per unit goes to ctx.details (section "recon_units") and progress to ctx.progress. The result
-/// depends only on the model, the images, `p` and ctx.seed (same seed, same result).
+/// depends only on the model, the images, `p` and ctx.seed (same seed, same result), not on the
+/// thread count of the fused pieces.
 std::vector<UnitResult> reconstruct(quant::QuantModel& model, quant::AlgorithmContext& ctx, ReconMode mode,
-                                    const ReconParams& p);
+                                    const ReconParams& p, ReconKernels kernels = ReconKernels::Fused);
+
+/// What reconstruct() runs, unit by unit and step by step; exposed so that qbench_bench_recon can
+/// time single iterations and the tests can compare the kernels. Construction sets the model to
+/// eval mode and freezes its parameters (until destruction); begin / step... / end runs one unit
+/// (end puts the unit's activation quantizers back and keeps its weights' rounding hard in
+/// AdaRound quantizers), bake() writes every ended unit's rounding into the weights and gives the
+/// layers their fixed quantizers back.
+class ReconSession {
+ public:
+  ReconSession(quant::QuantModel& model, quant::AlgorithmContext& ctx, ReconMode mode, const ReconParams& p,
+               ReconKernels kernels = ReconKernels::Fused);
+  ~ReconSession();
+  ReconSession(const ReconSession&) = delete;
+  ReconSession& operator=(const ReconSession&) = delete;
+  /// The units in execution order (recon_units, less blocks without quant layers).
+  const std::vector<ReconUnit>& units() const;
+  /// Starts unit i (not skipped): caches its FP32 input and teacher output and its input in the
+  /// quantized model, measures the initial loss, attaches the learnable quantizers and optimisers.
+  void begin(size_t i);
+  /// Optimisation steps of the current unit: p.iters, or 0 when it has nothing to learn.
+  int64_t iters() const;
+  /// Step `it` (0-based; the regulariser's schedule and the step sizes' cosine follow it).
+  void step(int64_t it);
+  /// The reconstruction loss of the last step (a read-back: a host sync on a GPU).
+  double last_loss() const;
+  /// Ends the current unit: the share of undecided rounding, hard rounding, the learned step sizes
+  /// back into the fixed quantizers, the final loss and the unit's detail row.
+  UnitResult end();
+  /// Bakes the hard rounding of every ended unit into its layer's weight.
+  void bake();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 class ReconAlgorithm : public quant::Algorithm {
  public:
