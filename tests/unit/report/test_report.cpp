@@ -491,7 +491,7 @@ TEST_CASE("report: the table registry is the one list of tables, their help and 
     CHECK_FALSE(t.help.empty());
   }
   // Report order: the order of the qbench_registry_entry(report_tables ...) lines.
-  CHECK(join(ids, ",") == "accuracy,hardware,latency,deploy,engines,deploy_layers,cost,cost_by_kind,failures");
+  CHECK(join(ids, ",") == "accuracy,hardware,latency,deploy,engines,deploy_layers,cost,cost_by_kind,failures,conflicts");
   CHECK(report::table_ids() == ids);
   // --table's help: one line per table, its id then its help.
   const std::string help = report::table_help();
@@ -820,5 +820,28 @@ TEST_CASE("report: a GPU run names its device and keeps GPU latency apart from C
     CHECK_THAT(md, Catch::Contains("> This table mixes latency sources (measured-fakequant, measured-fakequant-cuda)"));
     CHECK_THAT(md, Catch::Contains("measured-fakequant-cuda: the simulated (fake-quantized) model timed in float on a CUDA GPU"));
     CHECK(md.find("| measured-fakequant |") < md.find("| measured-fakequant-cuda |"));
+  }
+}
+
+TEST_CASE("report: a merged run lists its conflicts, every result kept and the earliest used", "[report]") {
+  report::ReportInput in;
+  in.run.id = 4;
+  in.run.matrix_name = "merged";
+  SECTION("a run that was not merged has no such table") {
+    CHECK_THAT(report::render_markdown(in), !Catch::Contains("## Merge conflicts"));
+  }
+  SECTION("two ok results of one cell") {
+    in.run.environment_json = R"({"merge": {"conflicts": [{"cell_key": "0123456789abcdef", "label": "resnet8 minmax w8a8",
+      "chosen": 17, "results": [
+        {"result_id": 17, "top1": 70.25, "job": "slurm 4102_3", "host": "node1", "finished_at": "2026-12-07T05:00:00Z"},
+        {"result_id": 42, "top1": 70.5, "job": "local 7", "host": "node2", "finished_at": "2026-12-07T06:00:00Z"}]}]}})";
+    const auto md = report::render_markdown(in);
+    CHECK_THAT(md, Catch::Contains("## Merge conflicts"));
+    CHECK_THAT(md, Catch::Contains("| 0123456789ab | resnet8 minmax w8a8 | 17 | 70.25 | slurm 4102_3 | node1 | "
+                                   "2026-12-07T05:00:00Z | used |"));
+    CHECK_THAT(md, Catch::Contains("| 0123456789ab | resnet8 minmax w8a8 | 42 | 70.50 | local 7 | node2 | "
+                                   "2026-12-07T06:00:00Z | kept |"));
+    CHECK_THAT(report::render_html(in), Catch::Contains("Merge conflicts"));
+    CHECK_THAT(report::render_latex(in), Catch::Contains("Merge conflicts"));
   }
 }
