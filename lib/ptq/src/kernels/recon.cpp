@@ -16,8 +16,10 @@ using qat::kernels::round_even;
 namespace {
 constexpr int kLanes = 16;
 
-inline bool keep_at(bool drop, uint32_t k0, uint32_t k1, uint32_t thr, uint32_t i) {
-  return !drop || drop_bits(k0, k1, i) < thr;
+template <bool kDrop>
+inline bool keep_at(uint32_t k0, uint32_t k1, uint32_t thr, uint32_t i) {
+  if constexpr (kDrop) return drop_bits(k0, k1, i) < thr;
+  return true;
 }
 
 inline float bits_to_float(uint32_t b) {
@@ -81,29 +83,38 @@ void drop_select_kernel(const float* __restrict a, const float* __restrict b, fl
   for (int64_t j = 0; j < n; ++j) out[j] = drop_bits(k0, k1, first + static_cast<uint32_t>(j)) < thr ? a[j] : b[j];
 }
 
-QBENCH_CLONES
-void act_drop_forward_kernel(const float* __restrict x, float* __restrict y, int64_t n, bool drop, uint32_t first,
-                             uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo, float hi) {
+namespace {
+template <bool kDrop>
+inline void act_drop_forward_loop(const float* __restrict x, float* __restrict y, int64_t n, uint32_t first,
+                                  uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo, float hi) {
   for (int64_t j = 0; j < n; ++j) {
     const float v = std::min(std::max(x[j] / s, lo), hi);
     const float q = round_even(v) * s;
-    y[j] = keep_at(drop, k0, k1, thr, first + static_cast<uint32_t>(j)) ? q : x[j];
+    y[j] = keep_at<kDrop>(k0, k1, thr, first + static_cast<uint32_t>(j)) ? q : x[j];
   }
+}
+}  // namespace
+
+QBENCH_CLONES
+void act_drop_forward_kernel(const float* __restrict x, float* __restrict y, int64_t n, bool drop, uint32_t first,
+                             uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo, float hi) {
+  if (drop) return act_drop_forward_loop<true>(x, y, n, first, k0, k1, thr, s, lo, hi);
+  act_drop_forward_loop<false>(x, y, n, first, k0, k1, thr, s, lo, hi);
 }
 
 // inside <=> clamp(v) == v (v is finite: the activations are). The where() of the composed form
-// hands the quantizer dy where kept and 0 elsewhere, and x the rest. Two loops (with and without
-// dx) so that neither has a branch inside.
+// hands the quantizer dy where kept and 0 elsewhere, and x the rest. One loop per (dx wanted, mask
+// drawn), so that none has a branch inside.
 namespace {
-template <bool kDx>
+template <bool kDx, bool kDrop>
 inline double act_drop_backward_loop(const float* __restrict x, const float* __restrict dy, float* __restrict dx,
-                                     int64_t n, bool drop, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr,
-                                     float s, float lo, float hi) {
+                                     int64_t n, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr, float s,
+                                     float lo, float hi) {
   float lanes[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int k = 0; k < kLanes; ++k) {
-      const bool keep = keep_at(drop, k0, k1, thr, first + static_cast<uint32_t>(i + k));
+      const bool keep = keep_at<kDrop>(k0, k1, thr, first + static_cast<uint32_t>(i + k));
       const float v = x[i + k] / s;
       const float vc = std::min(std::max(v, lo), hi);
       const bool inside = vc == v;
@@ -115,7 +126,7 @@ inline double act_drop_backward_loop(const float* __restrict x, const float* __r
   }
   double sum = 0.0;
   for (; i < n; ++i) {
-    const bool keep = keep_at(drop, k0, k1, thr, first + static_cast<uint32_t>(i));
+    const bool keep = keep_at<kDrop>(k0, k1, thr, first + static_cast<uint32_t>(i));
     const float v = x[i] / s;
     const float vc = std::min(std::max(v, lo), hi);
     const bool inside = vc == v;
@@ -132,8 +143,10 @@ QBENCH_CLONES
 double act_drop_backward_kernel(const float* __restrict x, const float* __restrict dy, float* __restrict dx, int64_t n,
                                 bool drop, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo,
                                 float hi) {
-  if (dx) return act_drop_backward_loop<true>(x, dy, dx, n, drop, first, k0, k1, thr, s, lo, hi);
-  return act_drop_backward_loop<false>(x, dy, nullptr, n, drop, first, k0, k1, thr, s, lo, hi);
+  if (dx && drop) return act_drop_backward_loop<true, true>(x, dy, dx, n, first, k0, k1, thr, s, lo, hi);
+  if (dx) return act_drop_backward_loop<true, false>(x, dy, dx, n, first, k0, k1, thr, s, lo, hi);
+  if (drop) return act_drop_backward_loop<false, true>(x, dy, nullptr, n, first, k0, k1, thr, s, lo, hi);
+  return act_drop_backward_loop<false, false>(x, dy, nullptr, n, first, k0, k1, thr, s, lo, hi);
 }
 
 // Composed: h = clamp(sigmoid(V) * 1.2 + (-0.1), 0, 1); clamp(floor(w / s) + h + z, qmin, qmax).

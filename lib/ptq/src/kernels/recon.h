@@ -12,9 +12,10 @@ namespace qbench::ptq::kernels {
 
 // ---------------------------------------------------------------------------------------------
 // QDrop's drop mask: a counter-based stream. Element i of a draw with 64-bit key (k0, k1) is
-// quantized iff drop_bits(k0, k1, i) < thr, thr = round(p * 2^32). mix32 is a bijection of 32-bit
-// words (C. Wellons' "lowbias32" integer hash), so for one key the first mix is a permutation of
-// the indices and the second makes different keys give unrelated streams (not shifted copies).
+// quantized iff drop_bits(k0, k1, i) = mix32(i * (k1 | 1) + k0) < thr, thr = round(p * 2^32).
+// mix32 is C. Wellons' "lowbias32" integer hash, a bijection of 32-bit words with full avalanche;
+// the key's affine map of the index (odd slope, offset) makes each key's stream its own
+// permutation of the hash's outputs, so two draws are unrelated, not shifted copies of each other.
 
 inline uint32_t mix32(uint32_t x) {
   x ^= x >> 16;
@@ -24,7 +25,7 @@ inline uint32_t mix32(uint32_t x) {
   x ^= x >> 16;
   return x;
 }
-inline uint32_t drop_bits(uint32_t k0, uint32_t k1, uint32_t i) { return mix32(mix32(i ^ k0) + k1); }
+inline uint32_t drop_bits(uint32_t k0, uint32_t k1, uint32_t i) { return mix32(i * (k1 | 1u) + k0); }
 
 /// m[j] = 1 if element first + j is quantized, else 0, for j < n.
 void drop_mask_kernel(uint8_t* m, int64_t n, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr);
