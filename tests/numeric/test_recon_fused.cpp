@@ -52,7 +52,8 @@ std::vector<double> doubles(const at::Tensor& t) {
 }
 
 // lowbias32 (C. Wellons, "Prospecting for hash functions", 2018), written out again here: the
-// mask's definition in recon_fused.h, quantize iff mix(mix(i ^ k0) + k1) < round(p 2^32).
+// mask's definition in src/kernels/recon.h, quantize iff mix(i * (k1 | 1) + k0) < round(p 2^32),
+// k0 and k1 the key's low and high words.
 uint32_t ref_mix(uint32_t x) {
   x ^= x >> 16;
   x *= 0x7feb352du;
@@ -63,7 +64,7 @@ uint32_t ref_mix(uint32_t x) {
 }
 bool ref_keep(uint64_t key, uint32_t i, double p) {
   const auto thr = static_cast<uint64_t>(std::nearbyint(p * 4294967296.0));
-  const uint32_t h = ref_mix(ref_mix(i ^ static_cast<uint32_t>(key)) + static_cast<uint32_t>(key >> 32));
+  const uint32_t h = ref_mix(i * (static_cast<uint32_t>(key >> 32) | 1u) + static_cast<uint32_t>(key));
   return static_cast<uint64_t>(h) < thr;
 }
 
@@ -525,39 +526,43 @@ quant::AlgorithmContext trt_ctx(int64_t iters) {
 }
 }  // namespace
 
-TEST_CASE("recon fused: QDrop with the fused kernels learns what it learns with the composed form",
+TEST_CASE("recon fused: each method learns with the fused kernels what it learns with the composed form",
           "[recon][recon_fused][.slow]") {
   const int threads_before = at::get_num_threads();
   at::set_num_threads(1);
-  auto run = [](ReconKernels k) {
-    auto m = trt_model();
-    auto ctx = trt_ctx(80);
-    const ReconParams p = recon_options().read(ctx.settings);
-    prepare_for_reconstruction(*m, ctx, p.mse_p);
-    auto res = reconstruct(*m, ctx, ReconMode::QDrop, p, k);
-    return std::make_pair(m, res);
-  };
-  auto [mf, rf] = run(ReconKernels::Fused);
-  auto [mc, rc] = run(ReconKernels::Composed);
-  REQUIRE(rf.size() == rc.size());
-  for (size_t i = 0; i < rf.size(); ++i) {
-    INFO(rf[i].name);
-    // The same start, bit for bit (same caches and observers), and the same end within what a few
-    // float roundings in 80 steps of V can move: the loss within 1%, almost every rounding decided alike.
-    CHECK(rf[i].initial_loss == rc[i].initial_loss);
-    CHECK(rf[i].final_loss == Approx(rc[i].final_loss).epsilon(0.01));
-    CHECK(rf[i].final_loss < rf[i].initial_loss);
+  for (auto mode : {ReconMode::QDrop, ReconMode::Brecq, ReconMode::AdaRound}) {
+    DYNAMIC_SECTION(recon_mode_name(mode)) {
+      auto run = [mode](ReconKernels k) {
+        auto m = trt_model();
+        auto ctx = trt_ctx(80);
+        const ReconParams p = recon_options().read(ctx.settings);
+        prepare_for_reconstruction(*m, ctx, p.mse_p);
+        auto res = reconstruct(*m, ctx, mode, p, k);
+        return std::make_pair(m, res);
+      };
+      auto [mf, rf] = run(ReconKernels::Fused);
+      auto [mc, rc] = run(ReconKernels::Composed);
+      REQUIRE(rf.size() == rc.size());
+      for (size_t i = 0; i < rf.size(); ++i) {
+        INFO(rf[i].name);
+        // The same start, bit for bit (same caches and observers), and the same end within what a few
+        // float roundings in 80 steps of V can move: the loss within 1%, almost every rounding decided alike.
+        CHECK(rf[i].initial_loss == rc[i].initial_loss);
+        CHECK(rf[i].final_loss == Approx(rc[i].final_loss).epsilon(0.01));
+        CHECK(rf[i].final_loss < rf[i].initial_loss);
+      }
+      auto lf = mf->quant_layers(), lc = mc->quant_layers();
+      int64_t differ = 0, total = 0;
+      for (size_t i = 0; i < lf.size(); ++i) {
+        torch::NoGradGuard ng;
+        const auto& a = lf[i].layer->weight_tensor();
+        const auto& b = lc[i].layer->weight_tensor();
+        differ += (a != b).sum().item<int64_t>();
+        total += a.numel();
+      }
+      INFO(differ << " of " << total << " baked weights differ");
+      CHECK(differ <= total / 1000);
+    }
   }
-  auto lf = mf->quant_layers(), lc = mc->quant_layers();
-  int64_t differ = 0, total = 0;
-  for (size_t i = 0; i < lf.size(); ++i) {
-    torch::NoGradGuard ng;
-    const auto& a = lf[i].layer->weight_tensor();
-    const auto& b = lc[i].layer->weight_tensor();
-    differ += (a != b).sum().item<int64_t>();
-    total += a.numel();
-  }
-  INFO(differ << " of " << total << " baked weights differ");
-  CHECK(differ <= total / 1000);
   at::set_num_threads(threads_before);
 }

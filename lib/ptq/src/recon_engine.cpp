@@ -172,6 +172,7 @@ class TensorCache {
   int64_t size() const { return n_; }
   /// The whole cache (in memory only): [N, row shape] on the model's device.
   const at::Tensor& mem() const { return mem_; }
+  const std::vector<int64_t>& row_shape() const { return row_shape_; }
   void put(int64_t start, const at::Tensor& b_in) {
     auto b = b_in.detach().to(at::kFloat).contiguous();
     if (b.numel() != b.size(0) * row_numel_) throw Error("reconstruction: cached batch has the wrong shape");
@@ -343,6 +344,10 @@ struct ReconSession::Impl {
     size_t group_a = 0;
     // Fused batch draw: the step's input and target, written in place every step.
     at::Tensor xbuf, ybuf;
+    // AdaRound (fused): the unit's input after its fixed input quantizer, for every cached row;
+    // the quantizer then passes the drawn rows through.
+    at::Tensor xq_quantized;
+    std::shared_ptr<ReconActQuantizer> entry_quant;
     at::Tensor last_rec;
   };
 
@@ -546,6 +551,27 @@ void ReconSession::begin(size_t ui) {
     if (c.learn_steps) c.opt_a = std::make_unique<torch::optim::Adam>(c.steps, torch::optim::AdamOptions(I.rp.act_lr));
   }
   for (auto& a : c.aslots) a.recon->set_drop_prob(drop_p);
+
+  // AdaRound: the unit's input quantizer is fixed (no step to learn, no drop), so its output for
+  // every cached row is computed once, and each step draws quantized rows that the quantizer
+  // passes through: the same values (fake quantization is elementwise), one pass less per step.
+  // Only while the copy fits in cache_mb beside the caches.
+  const double cache_bytes = 4.0 * static_cast<double>(c.c_xq.mem().defined() ? c.c_xq.mem().numel() * 2 : 0) +
+                             4.0 * static_cast<double>(c.c_y.mem().defined() ? c.c_y.mem().numel() : 0);
+  if (c.xbuf.defined() && !I.learn_act && drop_p >= 1.0 &&
+      cache_bytes <= static_cast<double>(I.rp.cache_mb) * 1048576.0) {
+    for (auto& a : c.aslots) {
+      if (a.owner != &module_of(U.entry) || a.name != "input_quant") continue;
+      torch::NoGradGuard ng;
+      const at::Tensor& xq = c.c_xq.mem();
+      c.xq_quantized = at::empty_like(xq);
+      for (int64_t s = 0; s < n; s += pass_bs) {
+        const int64_t len = std::min(pass_bs, n - s);
+        c.xq_quantized.narrow(0, s, len).copy_(a.recon->forward(xq.narrow(0, s, len)));
+      }
+      c.entry_quant = a.recon;
+    }
+  }
 }
 
 void ReconSession::step(int64_t it) {
@@ -562,7 +588,8 @@ void ReconSession::step(int64_t it) {
     // Fused draw: the sampled rows straight into the step's buffers, QDrop's mix on the way
     // (the key drawn where drop_mix would draw it, so both forms see the same mask).
     const uint64_t key = I.drop_p < 1.0 ? next_drop_key(I.gen) : 0;
-    gather_rows(c.c_xq.mem(), I.drop_p < 1.0 ? &c.c_xfp.mem() : nullptr, idx, I.drop_p, key, c.xbuf);
+    gather_rows(c.xq_quantized.defined() ? c.xq_quantized : c.c_xq.mem(), I.drop_p < 1.0 ? &c.c_xfp.mem() : nullptr,
+                idx, I.drop_p, key, c.xbuf);
     gather_rows(c.c_y.mem(), nullptr, idx, 1.0, 0, c.ybuf);
     x = c.xbuf;
     y = c.ybuf;
@@ -574,7 +601,18 @@ void ReconSession::step(int64_t it) {
   const bool reg_on = !c.vs.empty() && regularizer_on(it, iters, rp) && rp.lambda > 0;
   const double beta = reg_on ? anneal_beta(it, iters, rp) : 0.0;
   for (auto& w : c.wslots) w.ada->set_regularizer(beta);  // fused: computed in the weight's pass
-  auto out = U.forward(x);
+  at::Tensor out;
+  if (c.entry_quant) {
+    // x is already quantized: the entry's quantizer passes it through for this forward.
+    struct PassThrough {
+      ReconActQuantizer& q;
+      explicit PassThrough(ReconActQuantizer& q_) : q(q_) { q.set_quantizing(false); }
+      ~PassThrough() { q.set_quantizing(true); }
+    } pass(*c.entry_quant);
+    out = U.forward(x);
+  } else {
+    out = U.forward(x);
+  }
   const bool fused_loss = I.kernels == ReconKernels::Fused && out.device().is_cpu() &&
                           out.scalar_type() == at::kFloat && y.scalar_type() == at::kFloat;
   auto rec = fused_loss ? rec_loss_fused(out, y) : rec_loss(out, y);
@@ -613,6 +651,16 @@ void ReconSession::step(int64_t it) {
 double ReconSession::last_loss() const {
   const auto& c = impl_->cur;
   return c && c->last_rec.defined() ? c->last_rec.item<double>() : 0.0;
+}
+
+std::vector<int64_t> ReconSession::input_shape() const {
+  if (!impl_->cur) throw Error("reconstruction: input_shape() without begin()");
+  return impl_->cur->c_xq.row_shape();
+}
+
+std::vector<int64_t> ReconSession::output_shape() const {
+  if (!impl_->cur) throw Error("reconstruction: output_shape() without begin()");
+  return impl_->cur->c_y.row_shape();
 }
 
 UnitResult ReconSession::end() {

@@ -234,6 +234,9 @@ class ReconSession {
   void step(int64_t it);
   /// The reconstruction loss of the last step (a read-back: a host sync on a GPU).
   double last_loss() const;
+  /// The current unit's input and output shape per sample (what its caches hold per image).
+  std::vector<int64_t> input_shape() const;
+  std::vector<int64_t> output_shape() const;
   /// Ends the current unit: the share of undecided rounding, hard rounding, the learned step sizes
   /// back into the fixed quantizers, the final loss and the unit's detail row.
   UnitResult end();
