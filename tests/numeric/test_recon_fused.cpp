@@ -51,9 +51,10 @@ std::vector<double> doubles(const at::Tensor& t) {
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
-// lowbias32 (C. Wellons, "Prospecting for hash functions", 2018), written out again here: the
-// mask's definition in src/kernels/recon.h, quantize iff mix(i * (k1 | 1) + k0) < round(p 2^32),
-// k0 and k1 the key's low and high words.
+// lowbias32 (C. Wellons, "Prospecting for hash functions", 2018), written out again here, and the
+// mask's definition in src/kernels/recon.h: element i uses 16 bits of mix(j * (k1 | 1) + k0) for its
+// pair j = (i / 16) * 8 + i % 8 (low half when i % 16 < 8) and is quantized iff they are below
+// round(p 2^16); k0 and k1 are the key's low and high words.
 uint32_t ref_mix(uint32_t x) {
   x ^= x >> 16;
   x *= 0x7feb352du;
@@ -63,9 +64,11 @@ uint32_t ref_mix(uint32_t x) {
   return x;
 }
 bool ref_keep(uint64_t key, uint32_t i, double p) {
-  const auto thr = static_cast<uint64_t>(std::nearbyint(p * 4294967296.0));
-  const uint32_t h = ref_mix(i * (static_cast<uint32_t>(key >> 32) | 1u) + static_cast<uint32_t>(key));
-  return static_cast<uint64_t>(h) < thr;
+  const auto thr = static_cast<uint32_t>(std::nearbyint(p * 65536.0));
+  const uint32_t pair = (i / 16) * 8 + i % 8;
+  const uint32_t h = ref_mix(pair * (static_cast<uint32_t>(key >> 32) | 1u) + static_cast<uint32_t>(key));
+  const uint32_t half = i % 16 < 8 ? h % 65536 : h / 65536;
+  return half < thr;
 }
 
 double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
@@ -110,7 +113,7 @@ TEST_CASE("recon fused: the drop mask is the hash of (key, index), at rate p, an
   // The ends: p = 0 keeps everything in float, p >= 1 quantizes everything.
   CHECK(drop_mask(3, 5000, 0.0).sum().item<int64_t>() == 0);
   CHECK(drop_mask(3, 5000, 1.0).sum().item<int64_t>() == 5000);
-  CHECK(drop_threshold(0.5) == 2147483648u);
+  CHECK(drop_threshold(0.5) == 32768u);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -418,6 +421,17 @@ TEST_CASE("recon fused: the batch draw is index_select, and QDrop's mix is where
     gather_rows(a, &b, idx, 0.5, key, out);
     auto m = drop_mask(key, out.numel(), 0.5).view(out.sizes());
     CHECK(same_bits(out, at::where(m, a.index_select(0, idx), b.index_select(0, idx))));
+  });
+  // Rows of 105 floats: segments start off the mask's blocks of 16, so the element-wise head and
+  // tail of the blocked loop decide some elements; the mask is the same.
+  auto a2 = at::randn({50, 3, 5, 7}), b2 = at::randn({50, 3, 5, 7});
+  auto idx2 = at::randperm(50, at::kLong).narrow(0, 0, 40);
+  at_threads([&](int threads) {
+    INFO("odd rows, threads " << threads);
+    auto out = at::empty({40, 3, 5, 7});
+    gather_rows(a2, &b2, idx2, 0.3, key, out);
+    auto m = drop_mask(key, out.numel(), 0.3).view(out.sizes());
+    CHECK(same_bits(out, at::where(m, a2.index_select(0, idx2), b2.index_select(0, idx2))));
   });
   auto bad = at::tensor({0, 200}, at::kLong);
   auto out = at::empty({2, 16, 28, 28});

@@ -231,8 +231,7 @@ uint64_t next_drop_key(at::Generator& gen) {
 
 uint32_t drop_threshold(double p) {
   if (!(p > 0.0)) return 0;
-  const double t = std::nearbyint(p * 4294967296.0);
-  return t >= 4294967295.0 ? 0xffffffffu : static_cast<uint32_t>(t);
+  return static_cast<uint32_t>(std::nearbyint(std::min(p, 1.0) * 65536.0));
 }
 
 at::Tensor drop_mask(uint64_t key, int64_t numel, double p) {

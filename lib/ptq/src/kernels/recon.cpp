@@ -9,6 +9,14 @@
 // round_even and QBENCH_CLONES: the QAT kernels' shared header (same flags, same reasons).
 #include "../../../qat/src/kernels/common.h"
 
+// Every helper of a QBENCH_CLONES function must be inlined into it: a helper compiled on its own
+// is built for the baseline target only, so an AVX2 clone calling it would run baseline code.
+#if defined(__GNUC__)
+#define QBENCH_INLINE inline __attribute__((always_inline))
+#else
+#define QBENCH_INLINE inline
+#endif
+
 namespace qbench::ptq::kernels {
 
 using qat::kernels::round_even;
@@ -16,18 +24,35 @@ using qat::kernels::round_even;
 namespace {
 constexpr int kLanes = 16;
 
-template <bool kDrop>
-inline bool keep_at(uint32_t k0, uint32_t k1, uint32_t thr, uint32_t i) {
-  if constexpr (kDrop) return drop_bits(k0, k1, i) < thr;
-  return true;
+// An aligned block of 16 elements starting at global index g16 takes the eight hashes of pairs
+// g16 / 2 .. g16 / 2 + 7: the low half decides element l, the high half element l + 8 (drop_keep).
+// The loops run the eight hashes as one vector and touch elements l and l + 8 in the same step.
+
+/// Runs elem(j, keep) for j < n: one element at a time up to the first aligned block, then 16 at
+/// a time, then the rest.
+template <typename Elem>
+QBENCH_INLINE void masked_loop(int64_t n, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr, Elem&& elem) {
+  const uint32_t m = k1 | 1u;
+  int64_t j = 0;
+  for (; j < n && ((first + static_cast<uint32_t>(j)) & 15u) != 0; ++j)
+    elem(j, drop_keep(k0, k1, thr, first + static_cast<uint32_t>(j)));
+  for (; j + 16 <= n; j += 16) {
+    const uint32_t pair0 = (first + static_cast<uint32_t>(j)) >> 1;
+    for (int l = 0; l < 8; ++l) {
+      const uint32_t h = mix32((pair0 + static_cast<uint32_t>(l)) * m + k0);
+      elem(j + l, (h & 0xffffu) < thr);
+      elem(j + 8 + l, (h >> 16) < thr);
+    }
+  }
+  for (; j < n; ++j) elem(j, drop_keep(k0, k1, thr, first + static_cast<uint32_t>(j)));
 }
 
-inline float bits_to_float(uint32_t b) {
+QBENCH_INLINE float bits_to_float(uint32_t b) {
   float f;
   std::memcpy(&f, &b, sizeof f);
   return f;
 }
-inline uint32_t float_to_bits(float f) {
+QBENCH_INLINE uint32_t float_to_bits(float f) {
   uint32_t b;
   std::memcpy(&b, &f, sizeof b);
   return b;
@@ -35,7 +60,7 @@ inline uint32_t float_to_bits(float f) {
 
 // log2(a) for a normal, finite a > 0: a = m 2^e with m in [sqrt(1/2), sqrt(2)), log2(m) =
 // 2 atanh(t) / ln 2, t = (m - 1) / (m + 1), |t| <= 0.1716, atanh's series to t^9 (error < 1e-9).
-inline float log2_pos(float a) {
+QBENCH_INLINE float log2_pos(float a) {
   const uint32_t b = float_to_bits(a);
   float e = static_cast<float>(static_cast<int32_t>((b >> 23) & 0xffu) - 127);
   float m = bits_to_float((b & 0x7fffffu) | 0x3f800000u);  // [1, 2)
@@ -50,7 +75,7 @@ inline float log2_pos(float a) {
 
 // 2^y: y = n + f, n = round(y), |f| <= 1/2, 2^f = exp(f ln 2) by its Taylor series to degree 7
 // (error < 1e-8); 0 below 2^-126 (no subnormals), inf above 2^127.
-inline float exp2_any(float y) {
+QBENCH_INLINE float exp2_any(float y) {
   const float yc = std::min(std::max(y, -126.0f), 127.0f);
   const float n = round_even(yc);
   const float x = (yc - n) * 0.693147181f;
@@ -62,7 +87,7 @@ inline float exp2_any(float y) {
   return y < -126.0f ? 0.0f : (y > 127.0f ? INFINITY : r);
 }
 
-inline float pow01_inline(float a, float e) {
+QBENCH_INLINE float pow01_inline(float a, float e) {
   const float zero_pow = e > 0.0f ? 0.0f : (e == 0.0f ? 1.0f : INFINITY);
   const float safe = a > 0.0f ? a : 1.0f;
   const float r = e == 0.0f ? 1.0f : exp2_any(e * log2_pos(safe));
@@ -74,66 +99,96 @@ float pow01(float a, float e) { return pow01_inline(a, e); }
 
 QBENCH_CLONES
 void drop_mask_kernel(uint8_t* __restrict m, int64_t n, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr) {
-  for (int64_t j = 0; j < n; ++j) m[j] = drop_bits(k0, k1, first + static_cast<uint32_t>(j)) < thr ? 1 : 0;
+  masked_loop(n, first, k0, k1, thr, [&](int64_t j, bool keep) { m[j] = keep ? 1 : 0; });
 }
 
 QBENCH_CLONES
 void drop_select_kernel(const float* __restrict a, const float* __restrict b, float* __restrict out, int64_t n,
                         uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr) {
-  for (int64_t j = 0; j < n; ++j) out[j] = drop_bits(k0, k1, first + static_cast<uint32_t>(j)) < thr ? a[j] : b[j];
+  masked_loop(n, first, k0, k1, thr, [&](int64_t j, bool keep) { out[j] = keep ? a[j] : b[j]; });
 }
-
-namespace {
-template <bool kDrop>
-inline void act_drop_forward_loop(const float* __restrict x, float* __restrict y, int64_t n, uint32_t first,
-                                  uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo, float hi) {
-  for (int64_t j = 0; j < n; ++j) {
-    const float v = std::min(std::max(x[j] / s, lo), hi);
-    const float q = round_even(v) * s;
-    y[j] = keep_at<kDrop>(k0, k1, thr, first + static_cast<uint32_t>(j)) ? q : x[j];
-  }
-}
-}  // namespace
 
 QBENCH_CLONES
 void act_drop_forward_kernel(const float* __restrict x, float* __restrict y, int64_t n, bool drop, uint32_t first,
                              uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo, float hi) {
-  if (drop) return act_drop_forward_loop<true>(x, y, n, first, k0, k1, thr, s, lo, hi);
-  act_drop_forward_loop<false>(x, y, n, first, k0, k1, thr, s, lo, hi);
+  auto quant = [=](float xv) { return round_even(std::min(std::max(xv / s, lo), hi)) * s; };
+  if (drop) {
+    masked_loop(n, first, k0, k1, thr, [&](int64_t j, bool keep) { y[j] = keep ? quant(x[j]) : x[j]; });
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) y[j] = quant(x[j]);
 }
 
 // inside <=> clamp(v) == v (v is finite: the activations are). The where() of the composed form
 // hands the quantizer dy where kept and 0 elsewhere, and x the rest. One loop per (dx wanted, mask
 // drawn), so that none has a branch inside.
 namespace {
-template <bool kDx, bool kDrop>
-inline double act_drop_backward_loop(const float* __restrict x, const float* __restrict dy, float* __restrict dx,
-                                     int64_t n, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr, float s,
-                                     float lo, float hi) {
+struct ActGrad {
+  float s, lo, hi;
+  // dx of one element, and its term of the step's sum (gq * term).
+  QBENCH_INLINE float term(float xv, float dyv, bool keep, float& dxv) const {
+    const float v = xv / s;
+    const float vc = std::min(std::max(v, lo), hi);
+    const bool inside = vc == v;
+    const float t = inside ? round_even(vc) - vc : vc;
+    const float gq = keep ? dyv : 0.f;
+    dxv = keep ? (inside ? gq : 0.f) : dyv;
+    return gq * t;
+  }
+};
+
+template <bool kDx>
+QBENCH_INLINE double act_backward_plain(const float* __restrict x, const float* __restrict dy, float* __restrict dx,
+                                        int64_t n, const ActGrad& a) {
   float lanes[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int k = 0; k < kLanes; ++k) {
-      const bool keep = keep_at<kDrop>(k0, k1, thr, first + static_cast<uint32_t>(i + k));
-      const float v = x[i + k] / s;
-      const float vc = std::min(std::max(v, lo), hi);
-      const bool inside = vc == v;
-      const float term = inside ? round_even(vc) - vc : vc;
-      const float gq = keep ? dy[i + k] : 0.f;
-      if constexpr (kDx) dx[i + k] = keep ? (inside ? gq : 0.f) : dy[i + k];
-      lanes[k] += gq * term;
+      float d;
+      lanes[k] += a.term(x[i + k], dy[i + k], true, d);
+      if constexpr (kDx) dx[i + k] = d;
     }
   }
   double sum = 0.0;
   for (; i < n; ++i) {
-    const bool keep = keep_at<kDrop>(k0, k1, thr, first + static_cast<uint32_t>(i));
-    const float v = x[i] / s;
-    const float vc = std::min(std::max(v, lo), hi);
-    const bool inside = vc == v;
-    const float gq = keep ? dy[i] : 0.f;
-    if constexpr (kDx) dx[i] = keep ? (inside ? gq : 0.f) : dy[i];
-    sum += static_cast<double>(gq * (inside ? round_even(vc) - vc : vc));
+    float d;
+    sum += static_cast<double>(a.term(x[i], dy[i], true, d));
+    if constexpr (kDx) dx[i] = d;
   }
+  for (float l : lanes) sum += static_cast<double>(l);
+  return sum;
+}
+
+// With the mask: the aligned blocks of 16 sum in the lanes (lane = position in the block), the
+// elements before the first block and after the last in double.
+template <bool kDx>
+QBENCH_INLINE double act_backward_masked(const float* __restrict x, const float* __restrict dy, float* __restrict dx,
+                                         int64_t n, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr,
+                                         const ActGrad& a) {
+  float lanes[kLanes] = {};
+  double sum = 0.0;
+  int64_t j = 0;
+  auto one = [&](int64_t jj) {
+    float d;
+    sum += static_cast<double>(a.term(x[jj], dy[jj], drop_keep(k0, k1, thr, first + static_cast<uint32_t>(jj)), d));
+    if constexpr (kDx) dx[jj] = d;
+  };
+  for (; j < n && ((first + static_cast<uint32_t>(j)) & 15u) != 0; ++j) one(j);
+  const uint32_t m = k1 | 1u;
+  for (; j + 16 <= n; j += 16) {
+    const uint32_t pair0 = (first + static_cast<uint32_t>(j)) >> 1;
+    for (int k = 0; k < 8; ++k) {
+      const uint32_t h = mix32((pair0 + static_cast<uint32_t>(k)) * m + k0);
+      float d0, d1;
+      lanes[k] += a.term(x[j + k], dy[j + k], (h & 0xffffu) < thr, d0);
+      lanes[k + 8] += a.term(x[j + 8 + k], dy[j + 8 + k], (h >> 16) < thr, d1);
+      if constexpr (kDx) {
+        dx[j + k] = d0;
+        dx[j + 8 + k] = d1;
+      }
+    }
+  }
+  for (; j < n; ++j) one(j);
   for (float l : lanes) sum += static_cast<double>(l);
   return sum;
 }
@@ -143,15 +198,18 @@ QBENCH_CLONES
 double act_drop_backward_kernel(const float* __restrict x, const float* __restrict dy, float* __restrict dx, int64_t n,
                                 bool drop, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo,
                                 float hi) {
-  if (dx && drop) return act_drop_backward_loop<true, true>(x, dy, dx, n, first, k0, k1, thr, s, lo, hi);
-  if (dx) return act_drop_backward_loop<true, false>(x, dy, dx, n, first, k0, k1, thr, s, lo, hi);
-  if (drop) return act_drop_backward_loop<false, true>(x, dy, nullptr, n, first, k0, k1, thr, s, lo, hi);
-  return act_drop_backward_loop<false, false>(x, dy, nullptr, n, first, k0, k1, thr, s, lo, hi);
+  const ActGrad a{s, lo, hi};
+  if (drop) {
+    if (dx) return act_backward_masked<true>(x, dy, dx, n, first, k0, k1, thr, a);
+    return act_backward_masked<false>(x, dy, nullptr, n, first, k0, k1, thr, a);
+  }
+  if (dx) return act_backward_plain<true>(x, dy, dx, n, a);
+  return act_backward_plain<false>(x, dy, nullptr, n, a);
 }
 
 // Composed: h = clamp(sigmoid(V) * 1.2 + (-0.1), 0, 1); clamp(floor(w / s) + h + z, qmin, qmax).
 namespace {
-inline float soft_weight(float wv, float sg, float s, float z, float qmin, float qmax, float& h) {
+QBENCH_INLINE float soft_weight(float wv, float sg, float s, float z, float qmin, float qmax, float& h) {
   const float hp = sg * 1.2f + -0.1f;
   h = std::min(std::max(hp, 0.0f), 1.0f);
   const float q = std::min(std::max(std::floor(wv / s) + h + z, qmin), qmax);
@@ -159,7 +217,7 @@ inline float soft_weight(float wv, float sg, float s, float z, float qmin, float
 }
 
 template <bool kReg>
-inline double adaround_forward_loop(const float* __restrict w, const float* __restrict sig, float* __restrict out,
+QBENCH_INLINE double adaround_forward_loop(const float* __restrict w, const float* __restrict sig, float* __restrict out,
                                     int64_t n, float s, float z, float qmin, float qmax, float beta) {
   float lanes[kLanes] = {};
   int64_t i = 0;
@@ -195,7 +253,7 @@ double adaround_forward_kernel(const float* __restrict w, const float* __restric
 // then the same h clamp, stretch and sigmoid; the two contributions are added at V.
 namespace {
 template <bool kReg>
-inline void adaround_backward_loop(const float* __restrict w, const float* __restrict sig, const float* __restrict dy,
+QBENCH_INLINE void adaround_backward_loop(const float* __restrict w, const float* __restrict sig, const float* __restrict dy,
                                    float* __restrict dv, int64_t n, float s, float z, float qmin, float qmax,
                                    float greg, float beta, float bm1) {
   const float neg_greg = -greg;

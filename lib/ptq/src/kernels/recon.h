@@ -11,12 +11,18 @@
 namespace qbench::ptq::kernels {
 
 // ---------------------------------------------------------------------------------------------
-// QDrop's drop mask: a counter-based stream. Element i of a draw with 64-bit key (k0, k1) is
-// quantized iff drop_bits(k0, k1, i) = mix32(i * (k1 | 1) + k0) < thr, thr = round(p * 2^32).
-// mix32 is C. Wellons' "lowbias32" integer hash, a bijection of 32-bit words with full avalanche;
-// the key's affine map of the index (odd slope, offset) makes each key's stream its own
-// permutation of the hash's outputs, so two draws are unrelated, not shifted copies of each other.
+// QDrop's drop mask: a counter-based stream. Every hash gives two elements 16 bits each. Element i
+// of a draw with 64-bit key (k0, k1) uses the hash of its pair j = (i / 16) * 8 + i % 8, the low
+// half for i % 16 < 8 and the high half for the rest, and is quantized iff that half < thr,
+// thr = round(p * 2^16): a block of 16 elements takes 8 consecutive hashes, low halves first
+// (what lets the loops run 8 hashes per vector without shuffles). The hash is mix32(j * (k1 | 1)
+// + k0), mix32 C. Wellons' "lowbias32", a bijection of 32-bit words with full avalanche; the key's
+// affine map of the pair index (odd slope, offset) makes each key's stream its own permutation of
+// the hash's outputs, so two draws are unrelated, not shifted copies of each other.
 
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
 inline uint32_t mix32(uint32_t x) {
   x ^= x >> 16;
   x *= 0x7feb352dU;
@@ -25,7 +31,14 @@ inline uint32_t mix32(uint32_t x) {
   x ^= x >> 16;
   return x;
 }
-inline uint32_t drop_bits(uint32_t k0, uint32_t k1, uint32_t i) { return mix32(i * (k1 | 1u) + k0); }
+/// Whether element i is quantized (the definition; the loops compute it 16 at a time).
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+inline bool drop_keep(uint32_t k0, uint32_t k1, uint32_t thr, uint32_t i) {
+  const uint32_t h = mix32((((i >> 4) << 3) | (i & 7u)) * (k1 | 1u) + k0);
+  return ((i & 8u) ? (h >> 16) : (h & 0xffffu)) < thr;
+}
 
 /// m[j] = 1 if element first + j is quantized, else 0, for j < n.
 void drop_mask_kernel(uint8_t* m, int64_t n, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr);
@@ -35,7 +48,9 @@ void drop_select_kernel(const float* a, const float* b, float* out, int64_t n, u
                         uint32_t k1, uint32_t thr);
 
 // ---------------------------------------------------------------------------------------------
-// LSQ activation quantizer with QDrop's mask (drop = false: every element quantized).
+// LSQ activation quantizer with QDrop's mask (drop = false: every element quantized). The
+// backward draws the mask again from the key (cheaper here than storing it: a byte store per
+// element keeps GCC from vectorising the forward).
 
 /// y[j] = keep ? round_half_even(clamp(x[j] / s, lo, hi)) * s : x[j].
 void act_drop_forward_kernel(const float* x, float* y, int64_t n, bool drop, uint32_t first, uint32_t k0,
@@ -43,8 +58,9 @@ void act_drop_forward_kernel(const float* x, float* y, int64_t n, bool drop, uin
 
 /// dx[j] (when dx is not null) = kept: dy inside [lo, hi], 0 outside; dropped: dy. Returns
 /// sum over kept elements of dy * (round(v) - v inside, the clipped bound outside), v = x / s: the
-/// step's gradient before LSQ's scale g, summed in 16 float lanes, then the tail and the lanes
-/// in double (the order of the QAT LSQ kernel, so one chunk gives its bits).
+/// step's gradient before LSQ's scale g, summed in 16 float lanes over aligned blocks of 16, the
+/// elements before the first block and after the last in double, then the lanes (from first = 0,
+/// the order of the QAT LSQ kernel, so one chunk gives its bits).
 double act_drop_backward_kernel(const float* x, const float* dy, float* dx, int64_t n, bool drop, uint32_t first,
                                 uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo, float hi);
 

@@ -21,12 +21,13 @@ constexpr int64_t kReconGrain = 32768;
 
 // ---------------------------------------------------------------------------------------------
 // QDrop's drop mask. Every draw takes one 64-bit key from the reconstruction's seeded generator;
-// element i of the draw is quantized iff a hash of (key, i) falls below p * 2^32 (a counter-based
-// stream: any element can be computed alone, in any order, on any thread).
+// element i of the draw is quantized iff 16 bits of a hash of (key, i) fall below p * 2^16 (a
+// counter-based stream: any element can be computed alone, in any order, on any thread; p is
+// used to the nearest multiple of 2^-16, 0.5 exactly; src/kernels/recon.h has the definition).
 
 /// The next key from `gen` (a CPU generator), under its lock.
 uint64_t next_drop_key(at::Generator& gen);
-/// round(p * 2^32) clamped to [0, 2^32 - 1]: element quantized iff hash < threshold (p < 1).
+/// round(p * 2^16), p clamped to [0, 1]: element quantized iff its 16 hash bits < threshold.
 uint32_t drop_threshold(double p);
 /// The mask of one draw: a kBool CPU tensor of `numel` elements, true where quantized.
 at::Tensor drop_mask(uint64_t key, int64_t numel, double p);
