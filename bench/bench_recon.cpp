@@ -15,8 +15,13 @@
 // cell like issue 23's (ResNet-20, tensorrt, w4a4, 1,024 images, 500 iterations per unit, batch
 // 64, drop 0.5), with the fused kernels and with the composed form, one after the other. Minutes.
 //
-//   qbench_bench_recon [--threads N] [--calib N] [--batch B]... [--unit ARCH:BLOCK]... [--reps R]
-//                      [--rounds K] [--e2e] [--e2e-iters I]
+// --pieces: the fused pieces alone against ATen on a layer1-sized activation, and Adam over a block's
+// learnables, torch::optim::Adam against FusedAdam. --spin N: N fused steps of the first unit,
+// method and batch given, then N float steps (for a profiler; --trace FILE writes a chrome trace
+// of five more steps).
+//
+//   qbench_bench_recon [--threads N] [--calib N] [--batch B]... [--unit ARCH:BLOCK]... [--method M]...
+//                      [--reps R] [--rounds K] [--e2e] [--e2e-iters I] [--pieces] [--spin N [--trace FILE]]
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/optim/adam.h>
@@ -204,7 +209,8 @@ Row time_method(ptq::ReconMode mode, Prepared& pf, Prepared& pc, const Unit& u, 
 int main(int argc, char** argv) {
   int threads = 2, reps = 5, rounds = 5;
   int64_t calib = 1024, e2e_iters = 500, spin = 0;
-  bool e2e = false;
+  bool e2e = false, pieces = false;
+  std::string trace;
   std::vector<std::string> methods;
   std::vector<int> batches;
   std::vector<Unit> units;
@@ -217,7 +223,9 @@ int main(int argc, char** argv) {
     else if (a == "--rounds" && i + 1 < argc) rounds = std::atoi(argv[++i]);
     else if (a == "--e2e") e2e = true;
     else if (a == "--method" && i + 1 < argc) methods.push_back(argv[++i]);
-    else if (a == "--spin" && i + 1 < argc) spin = std::atoll(argv[++i]);  // N fused steps of the first unit, for a profiler
+    else if (a == "--spin" && i + 1 < argc) spin = std::atoll(argv[++i]);
+    else if (a == "--trace" && i + 1 < argc) trace = argv[++i];
+    else if (a == "--pieces") pieces = true;
     else if (a == "--e2e-iters" && i + 1 < argc) e2e_iters = std::atoll(argv[++i]);
     else if (a == "--unit" && i + 1 < argc) {
       std::string v = argv[++i];
@@ -229,8 +237,8 @@ int main(int argc, char** argv) {
       units.push_back({v.substr(0, colon), v.substr(colon + 1)});
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--threads N] [--calib N] [--batch B]... [--unit ARCH:BLOCK]... [--reps R] [--rounds K] "
-                   "[--e2e] [--e2e-iters I]\n",
+                   "usage: %s [--threads N] [--calib N] [--batch B]... [--unit ARCH:BLOCK]... [--method M]... [--reps R] "
+                   "[--rounds K] [--e2e] [--e2e-iters I] [--pieces] [--spin N [--trace FILE]]\n",
                    argv[0]);
       return 2;
     }
@@ -252,7 +260,7 @@ int main(int argc, char** argv) {
   auto mode_of = [](const std::string& m) {
     return m == "adaround" ? ptq::ReconMode::AdaRound : m == "brecq" ? ptq::ReconMode::Brecq : ptq::ReconMode::QDrop;
   };
-  if (std::getenv("QBENCH_RECON_KERNELS")) {  // the fused pieces alone, on a layer1-sized activation
+  if (pieces) {  // the fused pieces alone, on a layer1-sized activation
     auto x = at::randn({64, 16, 28, 28}), r = at::randn({64, 16, 28, 28});
     auto s = at::full({1}, 0.2f).set_requires_grad(true);
     auto xg = x.clone().set_requires_grad(true);
@@ -271,6 +279,32 @@ int main(int argc, char** argv) {
                           reps, rounds);
     std::printf("mask %.3f ms, act fwd drop %.3f ms, no drop %.3f ms, loss fwd %.3f ms\n", t2[0] * 1e3, t2[1] * 1e3,
                 t2[2] * 1e3, t2[3] * 1e3);
+    // Adam over a basic block's learnables (two 16x16x3x3 V, four step sizes): torch::optim::Adam
+    // (two optimisers, as the composed form) against one FusedAdam.
+    std::vector<at::Tensor> pt, pf;
+    for (auto shape : std::vector<std::vector<int64_t>>{{16, 16, 3, 3}, {16, 16, 3, 3}, {1}, {1}, {1}, {1}}) {
+      pt.push_back(at::randn(shape).set_requires_grad(true));
+      pf.push_back(pt.back().detach().clone().set_requires_grad(true));
+    }
+    torch::optim::Adam ta({pt[0], pt[1]}, torch::optim::AdamOptions(1e-3));
+    torch::optim::Adam tb({pt[2], pt[3], pt[4], pt[5]}, torch::optim::AdamOptions(4e-5));
+    ptq::FusedAdam fa;
+    fa.add_group({pf[0], pf[1]}, 1e-3);
+    fa.add_group({pf[2], pf[3], pf[4], pf[5]}, 4e-5);
+    auto t3 = interleaved({[&] {
+                             ta.zero_grad();
+                             tb.zero_grad();
+                             for (auto& p : pt) p.mutable_grad() = at::ones_like(p);
+                             ta.step();
+                             tb.step();
+                           },
+                           [&] {
+                             for (auto& p : pf) p.mutable_grad() = at::ones_like(p);
+                             fa.step();
+                           }},
+                          reps, rounds);
+    std::printf("Adam over a block's V and steps: torch::optim::Adam %.1f us, FusedAdam %.1f us\n", t3[0] * 1e6,
+                t3[1] * 1e6);
     return 0;
   }
   if (spin > 0) {
@@ -280,7 +314,7 @@ int main(int argc, char** argv) {
     const double t0 = now_s();
     for (int64_t i = 0; i < spin; ++i) s.step(250);
     const double t_fused = (now_s() - t0) / static_cast<double>(spin);
-    if (const char* trace = std::getenv("QBENCH_RECON_TRACE")) {  // a chrome trace of 5 more steps
+    if (!trace.empty()) {  // a chrome trace of 5 more steps
       torch::autograd::profiler::RecordProfile guard(trace);
       for (int i = 0; i < 5; ++i) s.step(250);
     }
