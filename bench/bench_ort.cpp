@@ -1,5 +1,5 @@
 // ONNX Runtime deployment benchmark (issue 17's speed criterion), measured side by side in one
-// run: ResNet-20 on 1x28x28 input with 10 classes, random weights (BN statistics randomised),
+// run: ResNet-20 (or --arch) on 1x28x28 input with 10 classes, random weights (BN statistics randomised),
 // min/max quantizers calibrated at w8a8 on random images. ONNX Runtime (onnxruntime-node, full
 // graph optimizations) runs the QDQ export of the network calibrated under ort-cpu and the FP32
 // export of the same network; LibTorch runs the same weights calibrated under x86-onednn and
@@ -10,7 +10,10 @@
 // alike; each column is the median over all rounds' runs. Also printed: the int8 coverage of the
 // graph ORT optimized (convs/matmuls that run as integer kernels) and each int8 network's logit
 // cosine to its fake-quant simulation.
-//   qbench_bench_ort [--threads N] [--rounds R] [--reps K] [--batch B]...
+//   qbench_bench_ort [--threads N] [--rounds R] [--reps K] [--batch B]... [--arch A]... [--input C,H,W]
+// --arch takes zoo architectures (default: resnet20, then resnet18, whose 64-512-channel convs give
+// the integer kernels more arithmetic per byte moved than ResNet-20's 16-64); --input the image
+// shape (default 1,28,28).
 // Target (issue 17): ORT int8 at least 3x faster than ORT FP32 at batch 32 on an AVX-512 VNNI CPU.
 #include <ATen/ATen.h>
 
@@ -44,11 +47,13 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/// ResNet-20 with the same random weights on every call (seeded), BN statistics randomised.
+std::string g_arch = "resnet20";
+models::ModelSpec g_spec;  // 1x28x28, 10 classes
+
+/// The network with the same random weights on every call (seeded), BN statistics randomised.
 std::shared_ptr<quant::QuantModel> build() {
   at::manual_seed(11);
-  models::ModelSpec spec;  // 1x28x28, 10 classes
-  auto m = models::make_model("resnet20", spec);
+  auto m = models::make_model(g_arch, g_spec);
   at::NoGradGuard ng;
   models::randomize_batchnorm(*m);
   m->eval();
@@ -72,27 +77,49 @@ double cosine(const at::Tensor& a, const at::Tensor& b) {
 
 }  // namespace
 
+int bench_arch(int threads, int rounds, int reps, const std::vector<int64_t>& batches);
+
 int main(int argc, char** argv) {
   int threads = 2, rounds = 5, reps = 10;
   std::vector<int64_t> batches;
+  std::vector<std::string> archs;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
     else if (a == "--rounds" && i + 1 < argc) rounds = std::atoi(argv[++i]);
     else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
     else if (a == "--batch" && i + 1 < argc) batches.push_back(std::atoll(argv[++i]));
+    else if (a == "--arch" && i + 1 < argc) archs.push_back(argv[++i]);
+    else if (a == "--input" && i + 1 < argc) {
+      int c = 0, h = 0, w = 0;
+      if (std::sscanf(argv[++i], "%d,%d,%d", &c, &h, &w) != 3 || c < 1 || h < 1 || h != w) {
+        std::fprintf(stderr, "--input takes C,H,W with H = W, e.g. 3,32,32\n");
+        return 2;
+      }
+      g_spec.in_channels = c;
+      g_spec.image_size = h;
+    }
     else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--rounds R] [--reps K] [--batch B]...\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads N] [--rounds R] [--reps K] [--batch B]... [--arch A] [--input C,H,W]\n", argv[0]);
       return 2;
     }
   }
   if (batches.empty()) batches = {1, 32};
+  if (archs.empty()) archs = {"resnet20", "resnet18"};
   if (const std::string why = exporter::ort_unavailable_reason(); !why.empty()) {
     std::fprintf(stderr, "ONNX Runtime is not available: %s\n", why.c_str());
     return 1;
   }
   at::set_num_threads(threads);
-  const auto calib = (at::rand({64, 1, 28, 28}).pow(2) * 3.0 - 0.8).contiguous();
+  for (const auto& arch : archs) {
+    g_arch = arch;
+    if (const int rc = bench_arch(threads, rounds, reps, batches); rc != 0) return rc;
+  }
+  return 0;
+}
+
+int bench_arch(int threads, int rounds, int reps, const std::vector<int64_t>& batches) {
+  const auto calib = (at::rand({64, g_spec.in_channels, g_spec.image_size, g_spec.image_size}).pow(2) * 3.0 - 0.8).contiguous();
 
   // ORT: the ort-cpu network as QDQ and as FP32 (the same network, quantizers ignored).
   std::string tmpl = (fs::temp_directory_path() / "qbench-bench-ort-XXXXXX").string();
@@ -101,10 +128,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   const fs::path dir = tmpl;
-  const std::string int8_path = (dir / "resnet20.qdq.onnx").string(), fp32_path = (dir / "resnet20.fp32.onnx").string();
+  const std::string int8_path = (dir / (g_arch + ".qdq.onnx")).string(), fp32_path = (dir / (g_arch + ".fp32.onnx")).string();
   auto ort_model = calibrated("ort-cpu", calib);
   exporter::ExportOptions eo;
-  eo.sample_shape = {1, 28, 28};
+  eo.sample_shape = {g_spec.in_channels, g_spec.image_size, g_spec.image_size};
   eo.format = exporter::Format::Qdq;
   exporter::export_onnx(*ort_model, int8_path, eo);
   eo.format = exporter::Format::Fp32;
@@ -113,7 +140,7 @@ int main(int argc, char** argv) {
   req.model = int8_path;
   req.images = calib;
   req.threads = threads;
-  req.optimized_model = (dir / "resnet20.qdq.optimized.onnx").string();
+  req.optimized_model = (dir / (g_arch + ".qdq.optimized.onnx")).string();
   const auto check = exporter::run_ort(req);
   at::Tensor ort_sim;
   {
@@ -133,9 +160,10 @@ int main(int argc, char** argv) {
   auto low = deploy::lower(*onednn, quant::profile_registry().get("x86-onednn"), calib);
 
   const auto& c = check.census;
-  std::printf("resnet20, 1x28x28, %d thread(s): ONNX Runtime %s (onnxruntime-node) vs LibTorch, "
+  std::printf("%s, %lldx%lldx%lld, %d thread(s): ONNX Runtime %s (onnxruntime-node) vs LibTorch, "
               "median of %d rounds x %d interleaved runs\n",
-              threads, check.version.c_str(), rounds, reps);
+              g_arch.c_str(), static_cast<long long>(g_spec.in_channels), static_cast<long long>(g_spec.image_size),
+              static_cast<long long>(g_spec.image_size), threads, check.version.c_str(), rounds, reps);
   std::printf("ORT int8 graph as optimized: %d of %d convs/matmuls as integer kernels (%.1f%% int8 coverage)\n",
               c.int8_compute, c.int8_compute + c.float_compute, c.int8_coverage());
   std::string ops;
@@ -147,7 +175,7 @@ int main(int argc, char** argv) {
   std::printf("%5s %11s %11s %10s %8s %10s %10s %10s %15s\n", "batch", "ort-int8 ms", "ort-fp32 ms", "ort f/i8",
               "(target)", "lt-int8 ms", "lt-fp32 ms", "lt f/i8", "lt-i8/ort-i8");
   for (int64_t b : batches) {
-    const auto x = (at::rand({b, 1, 28, 28}).pow(2) * 3.0 - 0.8).contiguous();
+    const auto x = (at::rand({b, g_spec.in_channels, g_spec.image_size, g_spec.image_size}).pow(2) * 3.0 - 0.8).contiguous();
     at::NoGradGuard ng;
     auto t = [&](auto&& f) {
       const double t0 = now_ms();
