@@ -52,9 +52,9 @@ MergeReport merge_workdir(store::Store& target, const Plan& plan, const std::str
       t.plan_rows_updated += st.plan_rows_updated;
       t.details_added += st.details_added;
       if (st.runs_added || st.results_added || st.plan_rows_added || st.plan_rows_updated) ++rep.shards_new;
-    } catch (const StoreError& e) {
-      // A problem of the target (locked, full disk) stops the merge; a bad shard is skipped.
-      if (std::string(e.what()).rfind("store '" + target.path() + "'", 0) == 0) throw;
+    } catch (const store::SourceStoreError& e) {
+      // A bad shard is skipped; a problem of the target (locked, full disk) is any other
+      // StoreError, and stops the merge.
       rep.unreadable.push_back(e.what());
     }
   }

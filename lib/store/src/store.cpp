@@ -861,7 +861,12 @@ MergeStats Store::merge_from(const std::string& source_path) {
   std::error_code ec;
   if (!is_special_path(path_) && fs::equivalent(path_, source_path, ec))
     throw StoreError("store '" + path_ + "': cannot merge a store into itself ('" + source_path + "')");
-  const StoreContents src = read_contents(source_path);
+  StoreContents src;
+  try {
+    src = read_contents(source_path);
+  } catch (const StoreError& e) {
+    throw SourceStoreError(e.what(), e.code());
+  }
 
   MergeStats st;
   Transaction tx(db_, path_);

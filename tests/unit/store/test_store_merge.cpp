@@ -345,7 +345,16 @@ TEST_CASE("store: merge_from migrates an older source, refuses itself, a missing
   CHECK_THROWS_WITH(t.merge_from(target), Catch::Contains("cannot merge a store into itself"));
   CHECK_THROWS_WITH(t.merge_from((dir / "missing.db").string()), Catch::Contains("no such file"));
   qbench::test::spit(dir / "junk.db", std::string(4096, 'x'));
-  CHECK_THROWS_AS(t.merge_from((dir / "junk.db").string()), StoreError);
+  CHECK_THROWS_AS(t.merge_from((dir / "junk.db").string()), qbench::store::SourceStoreError);
+  CHECK_THROWS_AS(t.merge_from((dir / "missing.db").string()), qbench::store::SourceStoreError);
+  // Merging into itself is not a bad source: merge_workdir must stop on it, not skip it.
+  try {
+    t.merge_from(target);
+    FAIL("merging a store into itself did not throw");
+  } catch (const qbench::store::SourceStoreError&) {
+    FAIL("merging a store into itself was reported as a bad source");
+  } catch (const StoreError&) {
+  }
   {
     Raw empty((dir / "empty.db").string());
     empty.exec("CREATE TABLE x (a)");

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "qbench/common/detail.h"
+#include "qbench/common/errors.h"
 
 struct sqlite3;
 
@@ -118,6 +119,13 @@ struct MergeStats {
   int details_added = 0;
 };
 
+/// Store::merge_from's error for a source it cannot read (missing, not a store, newer schema,
+/// corrupt): a problem of that one source, where any other StoreError is the target's.
+class SourceStoreError : public StoreError {
+ public:
+  using StoreError::StoreError;
+};
+
 /// Everything a store file holds, read in one consistent snapshot (Store::read_contents).
 struct StoreContents {
   int user_version = 0;  ///< the file's schema version as found (before any migration)
@@ -190,7 +198,8 @@ class Store {
   /// (ids renumbered, `merged_from` set to `source_path` unless the run already came from
   /// elsewhere); of a run already held, only the results and plan rows it lacks are added (a
   /// pending plan row takes the source's result). Merging the same source twice adds nothing.
-  /// Throws StoreError (nothing written) when the source cannot be read or is this store's file.
+  /// Throws SourceStoreError (nothing written) when the source cannot be read, StoreError when it
+  /// is this store's file or this store cannot be written.
   MergeStats merge_from(const std::string& source_path);
   /// Writes a compact, self-contained copy of this store to `dest` (SQLite's VACUUM INTO: one
   /// file in rollback-journal mode, no WAL beside it). `dest` must not exist. The copy is not
