@@ -14,7 +14,6 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -25,34 +24,21 @@
 #include "qbench/quant/prepare.h"
 #include "qbench/quant/profile.h"
 #include "qbench/train/train.h"
+#include "bench_model.h"
+#include "bench_util.h"
 
 using namespace qbench;
+using bench::median;
+using bench::now_ms;
 
 namespace {
-
-double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 struct Arch {
   std::string name;
   models::ModelSpec spec;
 };
 
-std::shared_ptr<quant::QuantModel> build(const Arch& a) {
-  at::manual_seed(11);
-  auto m = models::make_model(a.name, a.spec);
-  at::NoGradGuard ng;
-  models::randomize_batchnorm(*m);
-  m->eval();
-  return m;
-}
+std::shared_ptr<quant::QuantModel> build(const Arch& a) { return bench::random_model(a.name, a.spec); }
 
 void calibrate(quant::QuantModel& q, const at::Tensor& calib) {
   at::NoGradGuard ng;
@@ -187,17 +173,10 @@ int main(int argc, char** argv) {
       }
       auto low = deploy::lower(*q, prof, calib);
       auto dep = low->forward(calib);
-      const double cosine =
-          ((sim * dep).sum(1) / (sim.norm(2, {1}) * dep.norm(2, {1}))).mean().item<double>();
+      const double cosine = bench::logit_cosine(sim, dep);
       for (int64_t b : batches) {
         auto x = (at::rand({b, 1, 28, 28}).pow(2) * 3.0 - 0.8).contiguous();
         at::NoGradGuard ng;
-        auto t = [&](auto&& f) {
-          const double t0 = now_ms();
-          auto y = f();
-          (void)y.data_ptr();
-          return now_ms() - t0;
-        };
         auto run_fp32 = [&] { return fp32->forward(x); };
         auto run_fold = [&] { return folded->forward(x); };
         auto run_int8 = [&] { return low->forward(x); };
@@ -208,9 +187,9 @@ int main(int argc, char** argv) {
         }
         std::vector<double> tf, tff, ti;
         for (int r = 0; r < repeats; ++r) {
-          tf.push_back(t(run_fp32));
-          tff.push_back(t(run_fold));
-          ti.push_back(t(run_int8));
+          tf.push_back(bench::call_ms(run_fp32));
+          tff.push_back(bench::call_ms(run_fold));
+          ti.push_back(bench::call_ms(run_int8));
         }
         const double mf = median(tf), mff = median(tff), mi = median(ti);
         const std::string label = a.name + (a.spec.width != 1.0 ? " w" + std::to_string(a.spec.width).substr(0, 4) : "");

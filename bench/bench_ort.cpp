@@ -18,7 +18,6 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -31,34 +30,20 @@
 #include "qbench/models/models.h"
 #include "qbench/quant/prepare.h"
 #include "qbench/quant/profile.h"
+#include "bench_model.h"
+#include "bench_util.h"
 
 using namespace qbench;
+using bench::median;
 namespace fs = std::filesystem;
 
 namespace {
-
-double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 std::string g_arch = "resnet20";
 models::ModelSpec g_spec;  // 1x28x28, 10 classes
 
 /// The network with the same random weights on every call (seeded), BN statistics randomised.
-std::shared_ptr<quant::QuantModel> build() {
-  at::manual_seed(11);
-  auto m = models::make_model(g_arch, g_spec);
-  at::NoGradGuard ng;
-  models::randomize_batchnorm(*m);
-  m->eval();
-  return m;
-}
+std::shared_ptr<quant::QuantModel> build() { return bench::random_model(g_arch, g_spec); }
 
 /// build() with BN folded as the profile says and min/max quantizers calibrated at w8a8.
 std::shared_ptr<quant::QuantModel> calibrated(const std::string& profile, const at::Tensor& calib) {
@@ -69,10 +54,6 @@ std::shared_ptr<quant::QuantModel> calibrated(const std::string& profile, const 
   quant::calibrate(*m, calib, calib.size(0));
   m->eval();
   return m;
-}
-
-double cosine(const at::Tensor& a, const at::Tensor& b) {
-  return ((a * b).sum(1) / (a.norm(2, {1}) * b.norm(2, {1}))).mean().item<double>();
 }
 
 }  // namespace
@@ -171,18 +152,12 @@ int bench_arch(int threads, int rounds, int reps, const std::vector<int64_t>& ba
   std::printf("  its operators: %s\n", ops.c_str());
   std::printf("logit cosine to the fake-quant simulation (64 images): ORT int8 (ort-cpu) %.5f, "
               "LibTorch int8 (x86-onednn) %.5f\n",
-              cosine(check.logits, ort_sim), cosine(low->forward(calib), lt_sim));
+              bench::logit_cosine(check.logits, ort_sim), bench::logit_cosine(low->forward(calib), lt_sim));
   std::printf("%5s %11s %11s %10s %8s %10s %10s %10s %15s\n", "batch", "ort-int8 ms", "ort-fp32 ms", "ort f/i8",
               "(target)", "lt-int8 ms", "lt-fp32 ms", "lt f/i8", "lt-i8/ort-i8");
   for (int64_t b : batches) {
     const auto x = (at::rand({b, g_spec.in_channels, g_spec.image_size, g_spec.image_size}).pow(2) * 3.0 - 0.8).contiguous();
     at::NoGradGuard ng;
-    auto t = [&](auto&& f) {
-      const double t0 = now_ms();
-      auto y = f();
-      (void)y.data_ptr();
-      return now_ms() - t0;
-    };
     auto run_int8 = [&] { return low->forward(x); };
     auto run_fp32 = [&] { return fp32->forward(x); };
     for (int w = 0; w < 5; ++w) {
@@ -195,8 +170,8 @@ int bench_arch(int threads, int rounds, int reps, const std::vector<int64_t>& ba
       oi.insert(oi.end(), o[0].times_ms.begin(), o[0].times_ms.end());
       of.insert(of.end(), o[1].times_ms.begin(), o[1].times_ms.end());
       for (int k = 0; k < reps; ++k) {
-        li.push_back(t(run_int8));
-        lf.push_back(t(run_fp32));
+        li.push_back(bench::call_ms(run_int8));
+        lf.push_back(bench::call_ms(run_fp32));
       }
     }
     const double moi = median(oi), mof = median(of), mli = median(li), mlf = median(lf);
