@@ -9,88 +9,10 @@
 #include "qbench/common/errors.h"
 #include "qbench/store/store.h"
 #include "test_util.h"
+#include "unit/store/store_test_util.h"
 
-using qbench::StoreError;
-using qbench::store::CellResult;
-using qbench::store::PlannedCell;
-using qbench::store::RunInfo;
-using qbench::store::Store;
-
-namespace {
-
-RunInfo sample_run() {
-  RunInfo r;
-  r.matrix_name = "academic";
-  r.matrix_file = "matrices/academic.yaml";
-  r.yaml_text = "name: academic\nbits: [w8a8, w4a4]\n";
-  r.yaml_hash = "ab12";
-  r.started_at = "2026-11-23T10:00:00.000Z";
-  r.host = "box";
-  r.git_rev = "deadbeef";
-  r.qbench_version = "0.1.0";
-  r.torch_version = "2.3.0";
-  r.threads = 2;
-  r.command_line = "qbench run matrices/academic.yaml";
-  r.environment_json = R"({"qengine":"fbgemm"})";
-  return r;
-}
-
-CellResult sample_result(int64_t run_id, const std::string& key, const std::string& status = "ok",
-                         double top1 = 90.0) {
-  CellResult r;
-  r.run_id = run_id;
-  r.cell_key = key;
-  r.baseline_key = "base-" + key;
-  r.dataset = "fashion-mnist";
-  r.arch = "resnet20";
-  r.algorithm = "minmax";
-  r.profile = "academic";
-  r.w_bits = 4;
-  r.a_bits = 8;
-  r.seed = 7;
-  r.kind = "ptq";
-  r.status = status;
-  if (status == "ok") r.top1 = top1;
-  else r.error = "boom";
-  r.eval_images = 10000;
-  r.threads = 2;
-  r.config_json = R"({"arch":"resnet20"})";
-  r.started_at = "2026-11-23T10:00:01.000Z";
-  r.finished_at = "2026-11-23T10:00:02.000Z";
-  return r;
-}
-
-// What schema version 6 added (run uid and origin): dropped to turn a file back into version 5.
-const char* const kUndoV6 =
-    "DROP INDEX runs_by_uid; DROP INDEX runs_by_plan; ALTER TABLE runs DROP COLUMN uid; "
-    "ALTER TABLE runs DROP COLUMN scheduler; ALTER TABLE runs DROP COLUMN job_id; "
-    "ALTER TABLE runs DROP COLUMN array_job_id; ALTER TABLE runs DROP COLUMN array_task_id; "
-    "ALTER TABLE runs DROP COLUMN plan_id; ALTER TABLE runs DROP COLUMN merged_from; ";
-
-// A raw connection for poking at the file the way a user with the sqlite3 shell would.
-struct RawDb {
-  explicit RawDb(const std::string& path) { REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK); }
-  ~RawDb() { sqlite3_close(db); }
-  void exec(const std::string& sql) {
-    char* err = nullptr;
-    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-    INFO((err ? err : ""));
-    sqlite3_free(err);
-    REQUIRE(rc == SQLITE_OK);
-  }
-  std::string text(const std::string& sql) {
-    sqlite3_stmt* s = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
-    std::string out;
-    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
-      out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-    sqlite3_finalize(s);
-    return out;
-  }
-  sqlite3* db = nullptr;
-};
-
-}  // namespace
+// sample_run, sample_result, RawDb, roll_back_schema and the store types.
+using namespace qbench::store_test;
 
 TEST_CASE("store: every run and result field round-trips, NULLs and a huge seed included", "[store]") {
   Store s(":memory:");
@@ -497,17 +419,14 @@ TEST_CASE("store: a version-1 file gains the nullable sim-to-deploy columns and 
     int64_t run_id = s.begin_run(sample_run());
     s.put_result(sample_result(run_id, "k1", "ok", 88.5));
   }
-  {
-    // Turn the file back into what schema version 1 wrote: no deploy columns, no detail table,
-    // no device columns, user_version 1.
-    RawDb raw(path);
-    raw.exec(std::string(kUndoV6) + "ALTER TABLE results DROP COLUMN deploy_top1; ALTER TABLE results DROP COLUMN deploy_agreement; "
-             "ALTER TABLE results DROP COLUMN logit_cosine; ALTER TABLE results DROP COLUMN sqnr_db; "
-             "ALTER TABLE results DROP COLUMN device; ALTER TABLE runs DROP COLUMN device; "
-             "ALTER TABLE results DROP COLUMN deploy_engine; "
-             "DROP TABLE cell_details; PRAGMA user_version = 1;");
-    CHECK(raw.text("SELECT count(*) FROM pragma_table_info('results') WHERE name = 'sqnr_db'") == "0");
-  }
+  // Turn the file back into what schema version 1 wrote: no deploy columns, no detail table,
+  // no device columns, user_version 1.
+  roll_back_schema(path, "ALTER TABLE results DROP COLUMN deploy_top1; ALTER TABLE results DROP COLUMN deploy_agreement; "
+                         "ALTER TABLE results DROP COLUMN logit_cosine; ALTER TABLE results DROP COLUMN sqnr_db; "
+                         "ALTER TABLE results DROP COLUMN device; ALTER TABLE runs DROP COLUMN device; "
+                         "ALTER TABLE results DROP COLUMN deploy_engine; "
+                         "DROP TABLE cell_details; PRAGMA user_version = 1;");
+  CHECK(RawDb(path).text("SELECT count(*) FROM pragma_table_info('results') WHERE name = 'sqnr_db'") == "0");
   Store s(path);
   CHECK(s.user_version() == Store::schema_version());
   CHECK(Store::schema_version() == 6);
@@ -532,13 +451,10 @@ TEST_CASE("store: a version-3 file gains the device columns, its runs and rows r
     int64_t run_id = s.begin_run(sample_run());
     s.put_result(sample_result(run_id, "k1", "ok", 88.5));
   }
-  {
-    // What schema version 3 wrote: everything but the device columns.
-    RawDb raw(path);
-    raw.exec(std::string(kUndoV6) + "ALTER TABLE results DROP COLUMN device; ALTER TABLE runs DROP COLUMN device; "
-             "ALTER TABLE results DROP COLUMN deploy_engine; PRAGMA user_version = 3;");
-    CHECK(raw.text("SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'device'") == "0");
-  }
+  // What schema version 3 wrote: everything but the device columns.
+  roll_back_schema(path, "ALTER TABLE results DROP COLUMN device; ALTER TABLE runs DROP COLUMN device; "
+                         "ALTER TABLE results DROP COLUMN deploy_engine; PRAGMA user_version = 3;");
+  CHECK(RawDb(path).text("SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'device'") == "0");
   Store s(path);
   CHECK(s.user_version() == Store::schema_version());
   auto runs = s.runs();
@@ -580,10 +496,7 @@ TEST_CASE("store: a version-4 file gains deploy_engine, named from the profile f
       s.put_result(r);
     }
   }
-  {
-    RawDb raw(path);
-    raw.exec(std::string(kUndoV6) + "ALTER TABLE results DROP COLUMN deploy_engine; PRAGMA user_version = 4;");
-  }
+  roll_back_schema(path, "ALTER TABLE results DROP COLUMN deploy_engine; PRAGMA user_version = 4;");
   Store s(path);
   CHECK(s.user_version() == Store::schema_version());
   CHECK(s.finished_result("k1")->deploy_engine == "libtorch-onednn");

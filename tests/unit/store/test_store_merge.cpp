@@ -9,102 +9,31 @@
 #include "qbench/common/errors.h"
 #include "qbench/store/store.h"
 #include "test_util.h"
+#include "unit/store/store_test_util.h"
 
-using qbench::StoreError;
-using qbench::store::CellResult;
-using qbench::store::PlannedCell;
-using qbench::store::RunInfo;
-using qbench::store::Store;
+// sample_run, sample_result, RawDb, roll_back_schema and the store types.
+using namespace qbench::store_test;
 
 namespace {
-
-RunInfo a_run(const std::string& scheduler = "", const std::string& job = "") {
-  RunInfo r;
-  r.matrix_name = "academic";
-  r.matrix_file = "academic.yaml";
-  r.yaml_text = "name: academic\n";
-  r.yaml_hash = "ab12";
-  r.started_at = "2026-12-01T10:00:00.000Z";
-  r.host = "node7";
-  r.git_rev = "deadbeef";
-  r.qbench_version = "0.1.0";
-  r.torch_version = "1.13.0";
-  r.threads = 2;
-  r.command_line = "qbench run academic.yaml";
-  r.environment_json = "{}";
-  r.origin.scheduler = scheduler;
-  r.origin.job_id = job;
-  if (!job.empty()) {
-    r.origin.array_job_id = "100";
-    r.origin.array_task_id = job;
-    r.origin.plan_id = "plan-1";
-  }
-  return r;
-}
-
-CellResult a_result(int64_t run_id, const std::string& key, const std::string& status, double top1) {
-  CellResult r;
-  r.run_id = run_id;
-  r.cell_key = key;
-  r.baseline_key = "base";
-  r.dataset = "fashion-mnist";
-  r.arch = "resnet20";
-  r.algorithm = "minmax";
-  r.profile = "academic";
-  r.w_bits = 4;
-  r.a_bits = 4;
-  r.kind = "ptq";
-  r.status = status;
-  if (status == "ok") r.top1 = top1;
-  else r.error = "diverged";
-  r.eval_images = 500;
-  r.threads = 2;
-  r.config_json = "{}";
-  r.started_at = "2026-12-01T10:00:01.000Z";
-  r.finished_at = "2026-12-01T10:00:02.000Z";
-  return r;
-}
 
 /// A shard as a cluster task writes it: one run, its plan of one cell, the result (with details).
 void write_shard(const std::string& path, const std::string& key, double top1, const std::string& job) {
   Store s(path);
-  const int64_t run = s.begin_run(a_run("slurm", job));
+  const int64_t run = s.begin_run(sample_run("slurm", job));
   PlannedCell p;
   p.cell_key = key;
   p.action = "pending";
   p.config_json = "{\"k\":1}";
   s.plan_cells(run, {p});
-  auto r = a_result(run, key, "ok", top1);
+  auto r = sample_result(run, key, "ok", top1);
   r.details.push_back({"recon_units", "layer1", {{"loss", 0.5}}, "first"});
   r.details.push_back({"recon_units", "layer2", {{"loss", 0.25}}, "second"});
   s.put_result(r);
   s.end_run(run, "finished");
 }
 
-struct Raw {
-  explicit Raw(const std::string& path) { REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK); }
-  ~Raw() { sqlite3_close(db); }
-  std::string text(const std::string& sql) {
-    sqlite3_stmt* s = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
-    std::string out;
-    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
-      out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-    sqlite3_finalize(s);
-    return out;
-  }
-  void exec(const std::string& sql) {
-    char* err = nullptr;
-    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-    INFO((err ? err : ""));
-    sqlite3_free(err);
-    REQUIRE(rc == SQLITE_OK);
-  }
-  sqlite3* db = nullptr;
-};
-
 std::string counts(const std::string& path) {
-  Raw r(path);
+  RawDb r(path);
   return r.text("SELECT (SELECT count(*) FROM runs) || ' ' || (SELECT count(*) FROM results) || ' ' || "
                 "(SELECT count(*) FROM run_cells) || ' ' || (SELECT count(*) FROM cell_details)");
 }
@@ -113,8 +42,8 @@ std::string counts(const std::string& path) {
 
 TEST_CASE("store v6: every run gets a distinct uid, a given uid and origin are kept", "[store][merge]") {
   Store s(":memory:");
-  const int64_t a = s.begin_run(a_run());
-  const int64_t b = s.begin_run(a_run());
+  const int64_t a = s.begin_run(sample_run());
+  const int64_t b = s.begin_run(sample_run());
   auto ra = s.run(a), rb = s.run(b);
   REQUIRE(ra);
   REQUIRE(rb);
@@ -122,7 +51,7 @@ TEST_CASE("store v6: every run gets a distinct uid, a given uid and origin are k
   CHECK(ra->uid.find_first_not_of("0123456789abcdef") == std::string::npos);
   CHECK(ra->uid != rb->uid);
   CHECK(ra->origin.scheduler.empty());
-  auto info = a_run("slurm", "7");
+  auto info = sample_run("slurm", "7");
   info.uid = "fixed-uid";
   const int64_t c = s.begin_run(info);
   CHECK(s.run(c)->uid == "fixed-uid");
@@ -145,17 +74,11 @@ TEST_CASE("store v6: a version-5 file gains uids for its runs and keeps its rows
   const std::string path = (dir / "v5.db").string();
   {
     Store s(path);
-    const int64_t run = s.begin_run(a_run());
-    s.put_result(a_result(run, "k1", "ok", 80.0));
-    s.begin_run(a_run());
+    const int64_t run = s.begin_run(sample_run());
+    s.put_result(sample_result(run, "k1", "ok", 80.0));
+    s.begin_run(sample_run());
   }
-  {
-    Raw raw(path);
-    raw.exec("DROP INDEX runs_by_uid; DROP INDEX runs_by_plan; ALTER TABLE runs DROP COLUMN uid; "
-             "ALTER TABLE runs DROP COLUMN scheduler; ALTER TABLE runs DROP COLUMN job_id; "
-             "ALTER TABLE runs DROP COLUMN array_job_id; ALTER TABLE runs DROP COLUMN array_task_id; "
-             "ALTER TABLE runs DROP COLUMN plan_id; ALTER TABLE runs DROP COLUMN merged_from; PRAGMA user_version = 5;");
-  }
+  roll_back_schema(path, "PRAGMA user_version = 5;");
   Store s(path);
   CHECK(s.user_version() == 6);
   auto runs = s.runs();
@@ -169,9 +92,9 @@ TEST_CASE("store v6: a version-5 file gains uids for its runs and keeps its rows
 
 TEST_CASE("store: record_run writes a finished run and its plan at once", "[store][merge]") {
   Store s(":memory:");
-  const int64_t first = s.begin_run(a_run());
-  const int64_t rid = s.put_result(a_result(first, "k1", "ok", 70.0));
-  auto info = a_run("merge");
+  const int64_t first = s.begin_run(sample_run());
+  const int64_t rid = s.put_result(sample_result(first, "k1", "ok", 70.0));
+  auto info = sample_run("merge");
   info.status = "finished";
   info.ended_at = "2026-12-01T11:00:00.000Z";
   PlannedCell p1, p2;
@@ -202,8 +125,8 @@ TEST_CASE("store: merge_from copies runs, results, details and plans with their 
   {
     // The target already holds a run of its own.
     Store t(target);
-    const int64_t run = t.begin_run(a_run());
-    t.put_result(a_result(run, "k0", "ok", 50.0));
+    const int64_t run = t.begin_run(sample_run());
+    t.put_result(sample_result(run, "k0", "ok", 50.0));
   }
   Store t(target);
   auto st = t.merge_from(a);
@@ -231,7 +154,7 @@ TEST_CASE("store: merge_from copies runs, results, details and plans with their 
   CHECK(held->origin.scheduler == "slurm");
   CHECK(held->origin.job_id == "11");
   CHECK(held->origin.array_task_id == "11");
-  CHECK(held->host == "node7");
+  CHECK(held->host == "box");
   CHECK(held->merged_from == a);
   CHECK(held->status == "finished");
   // The plan row points at the copied result, whose details came along in order.
@@ -249,7 +172,7 @@ TEST_CASE("store: merge_from copies runs, results, details and plans with their 
   CHECK(t.plan_results("other").empty());
   // The sources are unchanged: still the one row each, still in rollback-journal mode.
   CHECK(counts(a) == "1 1 1 2");
-  CHECK(Raw(t.path()).text("PRAGMA integrity_check") == "ok");
+  CHECK(RawDb(t.path()).text("PRAGMA integrity_check") == "ok");
 }
 
 TEST_CASE("store: merge_from renumbers a store with several runs and a skipped row, and a merged store merges on",
@@ -258,21 +181,21 @@ TEST_CASE("store: merge_from renumbers a store with several runs and a skipped r
   const std::string src = (dir / "src.db").string(), mid = (dir / "mid.db").string(), last = (dir / "last.db").string();
   {
     Store s(src);
-    const int64_t r1 = s.begin_run(a_run());
+    const int64_t r1 = s.begin_run(sample_run());
     s.plan_cells(r1, {PlannedCell{0, 0, "k1", "pending", std::nullopt, "{}"}});
-    const int64_t id1 = s.put_result(a_result(r1, "k1", "ok", 60.0));
+    const int64_t id1 = s.put_result(sample_result(r1, "k1", "ok", 60.0));
     s.end_run(r1, "finished");
-    const int64_t r2 = s.begin_run(a_run());
+    const int64_t r2 = s.begin_run(sample_run());
     s.plan_cells(r2, {PlannedCell{0, 0, "k1", "skipped", id1, "{}"}, PlannedCell{0, 1, "k2", "pending", std::nullopt, "{}"}});
-    s.put_result(a_result(r2, "k2", "failed", 0));
+    s.put_result(sample_result(r2, "k2", "failed", 0));
     s.end_run(r2, "failed");
   }
   {
     Store m(mid);
     // Shift the ids so that the copies get other numbers than the originals.
-    const int64_t pad = m.begin_run(a_run());
-    m.put_result(a_result(pad, "pad1", "ok", 1));
-    m.put_result(a_result(pad, "pad2", "ok", 2));
+    const int64_t pad = m.begin_run(sample_run());
+    m.put_result(sample_result(pad, "pad1", "ok", 1));
+    m.put_result(sample_result(pad, "pad2", "ok", 2));
     m.merge_from(src);
     Store l(last);
     l.merge_from(mid);
@@ -299,17 +222,17 @@ TEST_CASE("store: merge_from takes what a live source added since (results, plan
   auto dir = qbench::test::scratch_dir("merge_live");
   const std::string src = (dir / "src.db").string(), target = (dir / "t.db").string();
   Store s(src);
-  const int64_t run = s.begin_run(a_run());
+  const int64_t run = s.begin_run(sample_run());
   s.plan_cells(run, {PlannedCell{0, 0, "k1", "pending", std::nullopt, "{}"},
                      PlannedCell{0, 1, "k2", "pending", std::nullopt, "{}"}});
-  s.put_result(a_result(run, "k1", "ok", 70.0));
+  s.put_result(sample_result(run, "k1", "ok", 70.0));
   Store t(target);
   auto st = t.merge_from(src);
   CHECK(st.results_added == 1);
   const int64_t held = t.run_by_uid(s.run(run)->uid)->id;
   CHECK(t.run(held)->status == "running");
   CHECK_FALSE(t.report_rows(held)[1].result);
-  s.put_result(a_result(run, "k2", "ok", 71.0));
+  s.put_result(sample_result(run, "k2", "ok", 71.0));
   s.end_run(run, "finished");
   st = t.merge_from(src);
   CHECK(st.runs_added == 0);
@@ -324,18 +247,11 @@ TEST_CASE("store: merge_from migrates an older source, refuses itself, a missing
   auto dir = qbench::test::scratch_dir("merge_refuse");
   const std::string old = (dir / "old.db").string(), target = (dir / "t.db").string();
   write_shard(old, "k1", 75.0, "3");
-  {
-    Raw raw(old);
-    raw.exec("DROP INDEX runs_by_uid; DROP INDEX runs_by_plan; ALTER TABLE runs DROP COLUMN uid; "
-             "ALTER TABLE runs DROP COLUMN scheduler; ALTER TABLE runs DROP COLUMN job_id; "
-             "ALTER TABLE runs DROP COLUMN array_job_id; ALTER TABLE runs DROP COLUMN array_task_id; "
-             "ALTER TABLE runs DROP COLUMN plan_id; ALTER TABLE runs DROP COLUMN merged_from; "
-             "ALTER TABLE results DROP COLUMN deploy_engine; PRAGMA user_version = 4;");
-  }
+  roll_back_schema(old, "ALTER TABLE results DROP COLUMN deploy_engine; PRAGMA user_version = 4;");
   Store t(target);
   const auto contents = Store::read_contents(old);
   CHECK(contents.user_version == 4);  // as found; migrated in place before it was read
-  CHECK(Raw(old).text("PRAGMA user_version") == "6");
+  CHECK(RawDb(old).text("PRAGMA user_version") == "6");
   auto st = t.merge_from(old);
   CHECK(st.results_added == 1);
   CHECK(t.finished_result("k1")->top1 == 75.0);
@@ -356,7 +272,7 @@ TEST_CASE("store: merge_from migrates an older source, refuses itself, a missing
   } catch (const StoreError&) {
   }
   {
-    Raw empty((dir / "empty.db").string());
+    RawDb empty((dir / "empty.db").string());
     empty.exec("CREATE TABLE x (a)");
   }
   CHECK_THROWS_WITH(t.merge_from((dir / "empty.db").string()), Catch::Contains("not a qbench results store"));
@@ -369,8 +285,8 @@ TEST_CASE("store: merge_from into a store a reader is reading (WAL): the reader'
   const std::string src = (dir / "s.db").string(), target = (dir / "t.db").string();
   write_shard(src, "k1", 90.0, "5");
   Store t(target);
-  t.begin_run(a_run());
-  Raw reader(target);
+  t.begin_run(sample_run());
+  RawDb reader(target);
   reader.exec("BEGIN");
   CHECK(reader.text("SELECT count(*) FROM runs") == "1");
   t.merge_from(src);  // does not wait for the reader
@@ -388,7 +304,7 @@ TEST_CASE("store: copy_to writes one self-contained file in rollback-journal mod
     s.copy_to(copy);
     CHECK_THROWS_AS(s.copy_to(copy), StoreError);  // never over an existing file
   }
-  CHECK(Raw(copy).text("PRAGMA journal_mode") == "delete");
+  CHECK(RawDb(copy).text("PRAGMA journal_mode") == "delete");
   CHECK_FALSE(std::filesystem::exists(copy + "-wal"));
   CHECK(counts(copy) == counts(src));
   const auto c = Store::read_contents(copy);
