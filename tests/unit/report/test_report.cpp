@@ -77,6 +77,30 @@ std::vector<std::vector<std::string>> parse_csv(const std::string& text) {
   return records;
 }
 
+/// A hand-built report input's result: cell `key` of run `run_id`, toy / net / minmax on profile p
+/// at w8a8, a PTQ cell that finished (no numbers: each test sets those it looks at).
+CellResult toy_result(int64_t run_id, const std::string& key) {
+  CellResult r;
+  r.run_id = run_id;
+  r.cell_key = key;
+  r.dataset = "toy";
+  r.arch = "net";
+  r.algorithm = "minmax";
+  r.profile = "p";
+  r.w_bits = r.a_bits = 8;
+  r.kind = "ptq";
+  r.status = "ok";
+  return r;
+}
+
+/// Appends `r` as a row its run ran itself: the plan's next position, pointing at result 1.
+void add_row(report::ReportInput& in, const CellResult& r) {
+  store::ReportRow row;
+  row.plan = {r.run_id, static_cast<int>(in.rows.size()), r.cell_key, "run", 1, ""};
+  row.result = r;
+  in.rows.push_back(row);
+}
+
 }  // namespace
 
 TEST_CASE("report: markdown matches the golden file and its numbers", "[report]") {
@@ -350,21 +374,10 @@ TEST_CASE("report: HTML keeps user text out of script and markup", "[report]") {
   report::ReportInput in;
   in.run.id = 1;
   in.run.matrix_name = "</script><script>alert(1)</script>";
-  store::ReportRow row;
-  row.plan = {1, 0, "k", "run", 1, ""};
-  CellResult r;
-  r.run_id = 1;
-  r.cell_key = "k";
-  r.dataset = "toy";
+  CellResult r = toy_result(1, "k");
   r.arch = "<b>net</b>";
-  r.algorithm = "minmax";
-  r.profile = "p";
-  r.w_bits = r.a_bits = 8;
-  r.kind = "ptq";
-  r.status = "ok";
   r.top1 = 50.0;
-  row.result = r;
-  in.rows.push_back(row);
+  add_row(in, r);
   report::ReportOptions opt;
   opt.html_inline_libraries = false;
   auto html = report::render_html(in, opt);
@@ -565,20 +578,14 @@ TEST_CASE("report: edge cases render without surprises", "[report]") {
     CHECK_THAT(report::render_latex(in), Catch::EndsWith("\\end{document}\n"));
   }
   SECTION("only FP32 baselines get a section of their own; table text is escaped") {
-    store::ReportRow row;
-    row.plan = {3, 0, "k", "run", 1, ""};
-    CellResult r;
-    r.run_id = 3;
-    r.cell_key = "k";
-    r.dataset = "toy";
+    CellResult r = toy_result(3, "k");
     r.arch = "a|b";
     r.algorithm = "fp32";
     r.profile = "none";
+    r.w_bits = r.a_bits = 32;
     r.kind = "fp32";
-    r.status = "ok";
     r.top1 = 50.0;
-    row.result = r;
-    in.rows.push_back(row);
+    add_row(in, r);
     auto md = report::render_markdown(in);
     CHECK_THAT(md, Catch::Contains("## Academic track: toy / none\n\n"));
     CHECK_THAT(md, Catch::Contains("| arch | algorithm | FP32 |\n|---|---|---:|\n| a\\|b | fp32 | 50.00 |"));
@@ -588,23 +595,12 @@ TEST_CASE("report: edge cases render without surprises", "[report]") {
   }
   SECTION("a delta that rounds to zero is +0.00, and failures next to values are counted") {
     auto add = [&](uint64_t seed, std::optional<double> top1) {
-      store::ReportRow row;
-      row.plan = {3, static_cast<int>(in.rows.size()), "k" + std::to_string(seed), "run", 1, ""};
-      CellResult r;
-      r.run_id = 3;
-      r.cell_key = row.plan.cell_key;
-      r.dataset = "toy";
-      r.arch = "net";
-      r.algorithm = "minmax";
-      r.profile = "p";
-      r.w_bits = r.a_bits = 8;
+      CellResult r = toy_result(3, "k" + std::to_string(seed));
       r.seed = seed;
-      r.kind = "ptq";
       r.status = top1 ? "ok" : "failed";
       r.top1 = top1;
       r.fp32_top1 = 80.0;
-      row.result = r;
-      in.rows.push_back(row);
+      add_row(in, r);
     };
     add(0, 79.999);
     add(1, std::nullopt);
@@ -647,24 +643,12 @@ TEST_CASE("report: the deploy table never averages numbers of two engines", "[re
   in.run.matrix_name = "engines";
   // Three seeds of one cell: seeds 0 and 2 deployed on LibTorch QNNPACK, seed 1 on ONNX Runtime.
   auto add = [&](uint64_t seed, const std::string& engine, double sim, double dep) {
-    store::ReportRow row;
-    row.plan = {5, static_cast<int>(in.rows.size()), "k" + std::to_string(seed), "run", 1, ""};
-    CellResult r;
-    r.run_id = 5;
-    r.cell_key = row.plan.cell_key;
-    r.dataset = "toy";
-    r.arch = "net";
-    r.algorithm = "minmax";
-    r.profile = "p";
-    r.w_bits = r.a_bits = 8;
+    CellResult r = toy_result(5, "k" + std::to_string(seed));
     r.seed = seed;
-    r.kind = "ptq";
-    r.status = "ok";
     r.top1 = sim;
     r.deploy_top1 = dep;
     r.deploy_engine = engine;
-    row.result = r;
-    in.rows.push_back(row);
+    add_row(in, r);
   };
   add(0, "onnxruntime", 80.0, 79.0);
   add(1, "libtorch-qnnpack", 81.0, 80.0);
@@ -784,25 +768,13 @@ TEST_CASE("report: a GPU run names its device and keeps GPU latency apart from C
   in.run.matrix_name = "gpu";
   in.run.threads = 1;
   auto add = [&](const std::string& key, const std::string& source, double p50) {
-    store::ReportRow row;
-    row.plan = {4, static_cast<int>(in.rows.size()), key, "run", 1, ""};
-    CellResult r;
-    r.run_id = 4;
-    r.cell_key = key;
-    r.dataset = "toy";
-    r.arch = "net";
-    r.algorithm = "minmax";
-    r.profile = "p";
-    r.w_bits = r.a_bits = 8;
-    r.kind = "ptq";
-    r.status = "ok";
+    CellResult r = toy_result(4, key);
     r.top1 = 80.0;
     r.latency_ms_p50 = r.latency_ms_p90 = p50;
     r.latency_batch = 32;
     r.latency_source = source;
     r.device = source == "measured-fakequant" ? "cpu" : "cuda:0";
-    row.result = r;
-    in.rows.push_back(row);
+    add_row(in, r);
   };
   SECTION("a CPU run shows no device line (absent means the CPU)") {
     add("k1", "measured-fakequant", 2.0);
