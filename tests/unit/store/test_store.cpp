@@ -14,6 +14,20 @@
 // sample_run, sample_result, RawDb, roll_back_schema and the store types.
 using namespace qbench::store_test;
 
+namespace {
+
+/// A closed file store `file` in a fresh scratch directory `dir` with one run and one ok result
+/// (cell k1, top-1 88.5): what the migration tests turn into an older version's file.
+std::string one_result_store(const std::string& dir, const std::string& file) {
+  const std::string path = (qbench::test::scratch_dir(dir) / file).string();
+  Store s(path);
+  const int64_t run_id = s.begin_run(sample_run());
+  s.put_result(sample_result(run_id, "k1", "ok", 88.5));
+  return path;
+}
+
+}  // namespace
+
 TEST_CASE("store: every run and result field round-trips, NULLs and a huge seed included", "[store]") {
   Store s(":memory:");
   RunInfo info = sample_run();
@@ -412,13 +426,7 @@ TEST_CASE("store: two connections to one file see each other's commits", "[store
 }
 
 TEST_CASE("store: a version-1 file gains the nullable sim-to-deploy columns and keeps its rows", "[store]") {
-  auto dir = qbench::test::scratch_dir("migrate_v1");
-  const std::string path = (dir / "v1.db").string();
-  {
-    Store s(path);
-    int64_t run_id = s.begin_run(sample_run());
-    s.put_result(sample_result(run_id, "k1", "ok", 88.5));
-  }
+  const std::string path = one_result_store("migrate_v1", "v1.db");
   // Turn the file back into what schema version 1 wrote: no deploy columns, no detail table,
   // no device columns, user_version 1.
   roll_back_schema(path, "ALTER TABLE results DROP COLUMN deploy_top1; ALTER TABLE results DROP COLUMN deploy_agreement; "
@@ -444,13 +452,7 @@ TEST_CASE("store: a version-1 file gains the nullable sim-to-deploy columns and 
 }
 
 TEST_CASE("store: a version-3 file gains the device columns, its runs and rows read cpu", "[store]") {
-  auto dir = qbench::test::scratch_dir("migrate_v3");
-  const std::string path = (dir / "v3.db").string();
-  {
-    Store s(path);
-    int64_t run_id = s.begin_run(sample_run());
-    s.put_result(sample_result(run_id, "k1", "ok", 88.5));
-  }
+  const std::string path = one_result_store("migrate_v3", "v3.db");
   // What schema version 3 wrote: everything but the device columns.
   roll_back_schema(path, "ALTER TABLE results DROP COLUMN device; ALTER TABLE runs DROP COLUMN device; "
                          "ALTER TABLE results DROP COLUMN deploy_engine; PRAGMA user_version = 3;");
