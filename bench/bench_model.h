@@ -13,12 +13,7 @@ namespace qbench::bench {
 /// `arch` at `spec` with the same random weights on every call (seeded), BN statistics
 /// randomised, in eval mode.
 inline std::shared_ptr<quant::QuantModel> random_model(const std::string& arch, const models::ModelSpec& spec) {
-  at::manual_seed(11);
-  auto m = models::make_model(arch, spec);
-  at::NoGradGuard ng;
-  models::randomize_batchnorm(*m);
-  m->eval();
-  return m;
+  return models::random_model(arch, spec, 11);
 }
 
 /// The mean over rows of the cosine between two [N, classes] logit tensors.

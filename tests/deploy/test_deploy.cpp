@@ -37,14 +37,7 @@ at::Tensor images(int64_t n, uint64_t seed) {
 std::shared_ptr<quant::QuantModel> calibrated(const std::string& arch, const std::string& profile, int w_bits,
                                               int a_bits, const at::Tensor& calib, const std::string& qat_method = "",
                                               bool fold = true) {
-  at::manual_seed(7);
-  models::ModelSpec spec;
-  spec.in_channels = 1;
-  spec.num_classes = 10;
-  spec.image_size = 28;
-  auto m = models::make_model(arch, spec);
-  models::randomize_batchnorm(*m);
-  m->eval();
+  auto m = models::random_model(arch, {}, 7);  // 1x28x28, 10 classes
   const auto& prof = quant::profile_registry().get(profile);
   if (fold) quant::apply_bn_fold(*m, prof.bn_fold);
   if (qat_method.empty()) {
@@ -282,19 +275,16 @@ TEST_CASE("deploy: mobilenetv2 (ReLU6, depthwise, linear bottlenecks) lowers and
   at::set_num_threads(1);
   if (!deploy::engine_available("onednn")) return;
   const auto calib = images(64, 8), test = images(64, 9);
-  at::manual_seed(7);
   models::ModelSpec spec;
   spec.width = 0.5;
   spec.stem = models::Stem::Small;
-  auto m = models::make_model("mobilenetv2", spec);
-  models::randomize_batchnorm(*m);
+  auto m = models::random_model("mobilenetv2", spec, 7);
   {
     // torchvision's classifier init N(0, 0.01) leaves random-weight logits nearly tied; spread them.
     at::NoGradGuard ng;
     auto& fc = *dynamic_cast<quant::QLinearImpl*>(m->quant_layers().back().layer);
     fc.weight.normal_(0, 1.0 / std::sqrt(static_cast<double>(fc.weight.size(1))));
   }
-  m->eval();
   const auto& prof = quant::profile_registry().get("x86-onednn");
   quant::apply_bn_fold(*m, prof.bn_fold);
   quant::prepare_model(*m, prof, {});

@@ -41,17 +41,8 @@ at::Tensor images(int64_t n, uint64_t seed) {
   return ((x * x * 3.0) - 0.8).contiguous();
 }
 
-std::shared_ptr<quant::QuantModel> fresh(const std::string& arch) {
-  at::manual_seed(11);
-  models::ModelSpec spec;
-  spec.in_channels = 1;
-  spec.num_classes = 10;
-  spec.image_size = 28;
-  auto m = models::make_model(arch, spec);
-  models::randomize_batchnorm(*m);
-  m->eval();
-  return m;
-}
+/// `arch` at 1x28x28 with 10 classes, the same random weights on every call.
+std::shared_ptr<quant::QuantModel> fresh(const std::string& arch) { return models::random_model(arch, {}, 11); }
 
 /// `arch` with BN folded as the profile says and min/max quantizers calibrated, eval mode.
 std::shared_ptr<quant::QuantModel> calibrated(const std::string& arch, const std::string& profile, int w, int a) {

@@ -53,6 +53,14 @@ void randomize_batchnorm(quant::QuantModel& m) {
   }
 }
 
+std::shared_ptr<quant::QuantModel> random_model(const std::string& arch, const ModelSpec& spec, uint64_t seed) {
+  at::manual_seed(seed);
+  auto m = make_model(arch, spec);
+  randomize_batchnorm(*m);
+  m->eval();
+  return m;
+}
+
 int64_t parameter_count(torch::nn::Module& m) {
   int64_t n = 0;
   for (const auto& p : m.parameters()) n += p.numel();

@@ -52,6 +52,10 @@ ModelSpec reference_spec(const std::string& arch);
 /// benchmarks of untrained networks, so that BN folding and integer lowering have real work to do.
 void randomize_batchnorm(quant::QuantModel& m);
 
+/// An untrained network for tests and benchmarks: make_model with torch's global generator seeded
+/// with `seed`, then randomize_batchnorm, in eval mode. The same seed gives the same network.
+std::shared_ptr<quant::QuantModel> random_model(const std::string& arch, const ModelSpec& spec, uint64_t seed);
+
 /// Number of parameters (weights, biases, BN affine), excluding buffers.
 int64_t parameter_count(torch::nn::Module& m);
 
