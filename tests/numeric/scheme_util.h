@@ -67,6 +67,20 @@ void observe_and_init(Q& q, const std::vector<at::Tensor>& batches) {
   q.set_quantizing(true);
 }
 
+/// Runs `x` through the readied quantizer `q` with gradients on and back-propagates
+/// sum(y * upstream) (sum(y) when `upstream` is undefined); checks that the output and x's gradient
+/// are finite and returns the output, detached. The gradients of q's own parameters are left for
+/// the caller to check.
+template <typename Q>
+at::Tensor forward_backward_finite(Q& q, const at::Tensor& x, const at::Tensor& upstream = at::Tensor()) {
+  auto xr = x.clone().set_requires_grad(true);
+  at::Tensor y = q.forward(xr);
+  (upstream.defined() ? (y * upstream).sum() : y.sum()).backward();
+  CHECK(at::isfinite(y).all().item<bool>());
+  CHECK(at::isfinite(xr.grad()).all().item<bool>());
+  return y.detach();
+}
+
 /// `q`, readied on `x` (the same protocol, without checking what observing returns).
 template <typename Q>
 std::shared_ptr<Q> ready(std::shared_ptr<Q> q, const at::Tensor& x) {

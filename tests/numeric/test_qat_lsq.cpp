@@ -20,7 +20,9 @@ using namespace qbench::qat;
 
 using qbench::test::clampd;
 using qbench::test::floats;
+using qbench::test::forward_backward_finite;
 using qbench::test::near_tie;
+using qbench::test::observe_and_init;
 
 namespace {
 
@@ -73,19 +75,6 @@ LsqClosedForm lsq_closed_form(const std::vector<float>& x, const std::vector<flo
   return c;
 }
 
-// Observe, then compute_qparams, then quantize.
-template <typename Q>
-void init_on(Q& q, const std::vector<at::Tensor>& batches) {
-  q.set_observing(true);
-  for (const auto& b : batches) {
-    auto out = q.forward(b);
-    REQUIRE(out.is_same(b));  // observing without quantizing is the identity
-  }
-  q.set_observing(false);
-  q.compute_qparams();
-  q.set_quantizing(true);
-}
-
 int64_t qp_signed(int bits) { return (int64_t(1) << (bits - 1)) - 1; }
 int64_t qp_unsigned(int bits) { return (int64_t(1) << bits) - 1; }
 
@@ -105,7 +94,7 @@ TEST_CASE("lsq: weight init is 2 mean|w| / sqrt(Qp) and the forward is the scala
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
     LsqQuantizer q(qbench::test::test_scheme(bits, Signedness::Signed), QatRole::Weight);
-    init_on(q, {w});
+    observe_and_init(q, {w});
     const int64_t qp = qp_signed(bits);
     CHECK(q.range().qmin == -qp - 1);
     CHECK(q.range().qmax == qp);
@@ -142,23 +131,23 @@ TEST_CASE("lsq: activation signedness follows the observed minimum (Auto) and in
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
     LsqQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
-    init_on(q, {a1, a2});
+    observe_and_init(q, {a1, a2});
     CHECK(q.range().qmin == 0);
     CHECK(q.range().qmax == qp_unsigned(bits));
     const double expected = 2.0 * (m1 + m2) / 2.0 / std::sqrt(static_cast<double>(qp_unsigned(bits)));
     CHECK(q.step().item<double>() == Approx(expected).epsilon(1e-5));
 
     LsqQuantizer qs(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
-    init_on(qs, {a1 - 0.5});
+    observe_and_init(qs, {a1 - 0.5});
     CHECK(qs.range().qmin == -qp_signed(bits) - 1);
     CHECK(qs.range().qmax == qp_signed(bits));
   }
   // Explicit signedness wins over what was observed.
   LsqQuantizer qu(qbench::test::test_scheme(4, Signedness::Unsigned), QatRole::Activation);
-  init_on(qu, {a1 - 0.5});
+  observe_and_init(qu, {a1 - 0.5});
   CHECK(qu.range().qmin == 0);
   LsqQuantizer qsg(qbench::test::test_scheme(4, Signedness::Signed), QatRole::Activation);
-  init_on(qsg, {a1});
+  observe_and_init(qsg, {a1});
   CHECK(qsg.range().qmin == -8);
 }
 
@@ -171,7 +160,7 @@ TEST_CASE("lsq: autograd gives the paper's gradients (Eq. 3) with the step gradi
       auto x = at::randn({4, 3, 5, 5});
       if (role == QatRole::Activation) x = at::relu(x) * 2.0;
       LsqQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), role);
-      init_on(q, {x});
+      observe_and_init(q, {x});
       const int64_t qmin = q.range().qmin, qmax = q.range().qmax;
       // A step that puts part of the data beyond the clip, so both branches of Eq. 3 are used.
       const double s = x.abs().max().item<double>() / (static_cast<double>(qmax) * 1.5);
@@ -406,7 +395,7 @@ TEST_CASE("lsq: per-channel weights get one step per output channel and N = elem
   for (int bits : {2, 4, 8}) {
     INFO("bits " << bits);
     LsqQuantizer q(qbench::test::test_scheme(bits, Signedness::Signed, true), QatRole::Weight);
-    init_on(q, {w});
+    observe_and_init(q, {w});
     REQUIRE(q.step().numel() == 6);
     CHECK(q.named_parameters()["scale"].numel() == 6);  // the registered parameter was resized
     const int64_t qp = qp_signed(bits);
@@ -438,7 +427,7 @@ TEST_CASE("lsq: parameters, affine equivalent, description and registry entries"
   auto a = at::relu(at::randn({2, 4, 4, 4}));
   LsqQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), QatRole::Activation);
   CHECK_FALSE(q.affine_qparams().has_value());
-  init_on(q, {a});
+  observe_and_init(q, {a});
   REQUIRE(q.quant_parameters().size() == 1);
   CHECK(q.quant_parameters()[0].is_same(q.step()));
   CHECK(q.named_parameters().contains("scale"));
@@ -480,16 +469,12 @@ TEST_CASE("lsq: parameters, affine equivalent, description and registry entries"
 TEST_CASE("lsq: edge cases - zeros, constants, one element, huge and tiny magnitudes, NaN, misuse", "[lsq][numeric]") {
   auto run = [](const at::Tensor& x, QatRole role) {
     LsqQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), role);
-    init_on(q, {x});
-    auto xr = x.clone().set_requires_grad(true);
-    auto y = q.forward(xr);
-    y.sum().backward();
+    observe_and_init(q, {x});
+    auto y = forward_backward_finite(q, x);
     CHECK(at::isfinite(q.step()).all().item<bool>());
     CHECK(q.step().item<double>() > 0.0);
-    CHECK(at::isfinite(y).all().item<bool>());
-    CHECK(at::isfinite(xr.grad()).all().item<bool>());
     CHECK(at::isfinite(q.step().grad()).all().item<bool>());
-    return std::make_pair(q.step().item<double>(), y.detach());
+    return std::make_pair(q.step().item<double>(), y);
   };
   const QatRole roles[] = {QatRole::Weight, QatRole::Activation};
   SECTION("all-zero tensor: step floored at float epsilon, output exact zeros") {
@@ -557,7 +542,7 @@ TEST_CASE("lsq+: activation forward is the scalar reference on the unsigned grid
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
     LsqPlusQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
-    init_on(q, {x});
+    observe_and_init(q, {x});
     // Auto: unsigned even for negative inputs - the offset absorbs them (no sign bit).
     CHECK(q.range().qmin == 0);
     CHECK(q.range().qmax == qp_unsigned(bits));
@@ -582,7 +567,7 @@ TEST_CASE("lsq+: activation forward is the scalar reference on the unsigned grid
     CHECK(skipped < 5);
   }
   LsqPlusQuantizer qsg(qbench::test::test_scheme(4, Signedness::Signed), QatRole::Activation);
-  init_on(qsg, {x});
+  observe_and_init(qsg, {x});
   CHECK(qsg.range().qmin == -8);
 }
 
@@ -592,7 +577,7 @@ TEST_CASE("lsq+: gradients of s and beta are the paper's, both scaled by g", "[l
     INFO("bits " << bits);
     auto x = at::randn({4, 50}) * 2.0;
     LsqPlusQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
-    init_on(q, {x});
+    observe_and_init(q, {x});
     const int64_t qmax = q.range().qmax;
     // Put part of the data beyond each end of the grid.
     const double s = 3.0 / static_cast<double>(qmax), beta = -1.5;
@@ -667,7 +652,7 @@ TEST_CASE("lsq+: weight init is max(|mu - 3 sigma|, |mu + 3 sigma|) / 2^(b-1), s
   for (int bits = 2; bits <= 8; ++bits) {
     INFO("bits " << bits);
     LsqPlusQuantizer q(qbench::test::test_scheme(bits, Signedness::Signed), QatRole::Weight);
-    init_on(q, {w});
+    observe_and_init(q, {w});
     CHECK(q.quant_parameters().size() == 1);  // no offset for weights
     CHECK_FALSE(q.offset().defined());
     CHECK(q.range().qmin == -qp_signed(bits) - 1);
@@ -677,7 +662,7 @@ TEST_CASE("lsq+: weight init is max(|mu - 3 sigma|, |mu + 3 sigma|) / 2^(b-1), s
     CHECK(at::equal(q.forward(w), lsq_fake_quantize(w, q.step(), q.range().qmin, q.range().qmax, g)));
 
     LsqPlusQuantizer qc(qbench::test::test_scheme(bits, Signedness::Signed, true), QatRole::Weight);
-    init_on(qc, {w});
+    observe_and_init(qc, {w});
     REQUIRE(qc.step().numel() == 5);
     for (int64_t c = 0; c < 5; ++c)
       CHECK(qc.step()[c].item<double>() == Approx(init_of(floats(w[c]), bits)).epsilon(1e-5));
@@ -701,7 +686,7 @@ TEST_CASE("lsq+: activation init minimises the quantization MSE (better than min
     for (int bits : {2, 3}) {
       INFO("bits " << bits);
       LsqPlusQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
-      init_on(q, {x});
+      observe_and_init(q, {x});
       const int64_t qmax = qp_unsigned(bits);
       const double lo = *std::min_element(xv.begin(), xv.end()), hi = *std::max_element(xv.begin(), xv.end());
       double best_grid = std::numeric_limits<double>::infinity();
@@ -718,7 +703,7 @@ TEST_CASE("lsq+: activation init minimises the quantization MSE (better than min
     for (int rep = 0; rep < 10; ++rep)
       for (int k = 0; k < 16; ++k) data.push_back(static_cast<float>(-1.2 + 0.3 * k));
     LsqPlusQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), QatRole::Activation);
-    init_on(q, {at::tensor(data).reshape({10, 16})});
+    observe_and_init(q, {at::tensor(data).reshape({10, 16})});
     CHECK(q.step().item<double>() == Approx(0.3).epsilon(1e-5));
     CHECK(q.offset().item<double>() == Approx(-1.2).margin(1e-5));
     CHECK(mse(data, q.step().item<float>(), q.offset().item<float>(), 0, 15) < 1e-10);
@@ -734,7 +719,7 @@ TEST_CASE("lsq+: activation init minimises the quantization MSE (better than min
       }
       const auto xv = floats(x);
       LsqPlusQuantizer q(qbench::test::test_scheme(bits, Signedness::Auto), QatRole::Activation);
-      init_on(q, {x.reshape({10, 2000})});
+      observe_and_init(q, {x.reshape({10, 2000})});
       const int64_t qmax = qp_unsigned(bits);
       const double lo = *std::min_element(xv.begin(), xv.end()), hi = *std::max_element(xv.begin(), xv.end());
       const double got = mse(xv, q.step().item<float>(), q.offset().item<float>(), 0, qmax);
@@ -761,7 +746,7 @@ TEST_CASE("lsq+: affine equivalent and edge cases", "[lsq+][lsq][numeric]") {
   SECTION("zero point = round(-beta / s), or none when it falls outside the integer range") {
     at::manual_seed(25);
     LsqPlusQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), QatRole::Activation);
-    init_on(q, {at::randn({2, 100})});
+    observe_and_init(q, {at::randn({2, 100})});
     {
       at::NoGradGuard no_grad;
       q.step().fill_(0.2);
@@ -780,18 +765,14 @@ TEST_CASE("lsq+: affine equivalent and edge cases", "[lsq+][lsq][numeric]") {
   }
   auto run = [](const at::Tensor& x) {
     LsqPlusQuantizer q(qbench::test::test_scheme(4, Signedness::Auto), QatRole::Activation);
-    init_on(q, {x});
-    auto xr = x.clone().set_requires_grad(true);
-    auto y = q.forward(xr);
-    y.sum().backward();
+    observe_and_init(q, {x});
+    auto y = forward_backward_finite(q, x);
     CHECK(q.step().item<double>() > 0.0);
     CHECK(std::isfinite(q.step().item<double>()));
     CHECK(std::isfinite(q.offset().item<double>()));
-    CHECK(at::isfinite(y).all().item<bool>());
-    CHECK(at::isfinite(xr.grad()).all().item<bool>());
     CHECK(std::isfinite(q.step().grad().item<double>()));
     CHECK(std::isfinite(q.offset().grad().item<double>()));
-    return std::make_tuple(q.step().item<double>(), q.offset().item<double>(), y.detach());
+    return std::make_tuple(q.step().item<double>(), q.offset().item<double>(), y);
   };
   SECTION("all-zero tensor: s floored at float epsilon, beta 0, exact zeros") {
     auto [s, b, y] = run(at::zeros({2, 3, 4}));
@@ -813,7 +794,7 @@ TEST_CASE("lsq+: affine equivalent and edge cases", "[lsq+][lsq][numeric]") {
   }
   SECTION("weights: all-zero gives the epsilon step") {
     LsqPlusQuantizer q(qbench::test::test_scheme(4, Signedness::Signed), QatRole::Weight);
-    init_on(q, {at::zeros({3, 3})});
+    observe_and_init(q, {at::zeros({3, 3})});
     CHECK(q.step().item<double>() == Approx(kLsqMinStep));
   }
   SECTION("NaN at observe time, quantizing or computing too early, are errors") {

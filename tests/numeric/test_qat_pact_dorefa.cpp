@@ -20,6 +20,7 @@ using namespace qbench::quant;
 using namespace qbench::qat;
 using qbench::test::clampd;
 using qbench::test::floats;
+using qbench::test::forward_backward_finite;
 using qbench::test::near_tie;
 using qbench::test::observe_and_init;
 
@@ -330,13 +331,9 @@ TEST_CASE("pact: edge cases - zeros, constants, one element, huge and tiny magni
   auto run = [](const at::Tensor& x) {
     PactQuantizer q(qbench::test::test_scheme(4, Signedness::Auto));
     observe_and_init(q, {x});
-    auto xr = x.clone().set_requires_grad(true);
-    auto y = q.forward(xr);
-    y.sum().backward();
-    CHECK(at::isfinite(y).all().item<bool>());
-    CHECK(at::isfinite(xr.grad()).all().item<bool>());
+    auto y = forward_backward_finite(q, x);
     CHECK(std::isfinite(q.alpha().grad().item<double>()));
-    return y.detach();
+    return y;
   };
   SECTION("all-zero tensor gives exact zeros") { CHECK(run(at::zeros({2, 5})).abs().max().item<double>() == 0.0); }
   SECTION("constant tensor and a single element land on the nearest level") {
@@ -514,12 +511,7 @@ TEST_CASE("dorefa: edge cases - zeros, constants, one element, huge and tiny mag
   auto run_w = [](const at::Tensor& w, int bits = 4) {
     DorefaWeightQuantizer q(qbench::test::test_scheme(bits, Signedness::Signed));
     observe_and_init(q, {w});
-    auto wr = w.clone().set_requires_grad(true);
-    auto y = q.forward(wr);
-    (y * at::randn(y.sizes())).sum().backward();
-    CHECK(at::isfinite(y).all().item<bool>());
-    CHECK(at::isfinite(wr.grad()).all().item<bool>());
-    return y.detach();
+    return forward_backward_finite(q, w, at::randn(w.sizes()));
   };
   SECTION("all-zero weights: tanh/(2 max) is 0, every weight maps to 2 q(1/2) - 1 (no zero level)") {
     auto y = run_w(at::zeros({3, 4}), 2);
@@ -543,11 +535,7 @@ TEST_CASE("dorefa: edge cases - zeros, constants, one element, huge and tiny mag
                    at::rand({2, 3}) * 1e-30}) {
       DorefaActivationQuantizer q(qbench::test::test_scheme(4, Signedness::Auto));
       observe_and_init(q, {x});
-      auto xr = x.clone().set_requires_grad(true);
-      auto y = q.forward(xr);
-      y.sum().backward();
-      CHECK(at::isfinite(y).all().item<bool>());
-      CHECK(at::isfinite(xr.grad()).all().item<bool>());
+      auto y = forward_backward_finite(q, x);
       CHECK(y.max().item<float>() <= 1.0f);
       CHECK(y.min().item<float>() >= 0.0f);
     }
