@@ -18,11 +18,7 @@
 
 using namespace qbench::quant;
 using namespace qbench::qat;
-using qbench::test::clampd;
-using qbench::test::floats;
-using qbench::test::forward_backward_finite;
-using qbench::test::near_tie;
-using qbench::test::observe_and_init;
+using namespace qbench::test;  // scheme_util.h: references, floats, the readying protocol
 
 namespace {
 
