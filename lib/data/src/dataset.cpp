@@ -188,11 +188,7 @@ void fill_datasets(Registry<DatasetEntry>& r);
 }  // namespace detail
 
 Registry<DatasetEntry>& dataset_registry() {
-  static Registry<DatasetEntry> reg = [] {
-    Registry<DatasetEntry> r("dataset");
-    detail::fill_datasets(r);
-    return r;
-  }();
+  static Registry<DatasetEntry> reg("dataset", detail::fill_datasets);
   return reg;
 }
 

@@ -13,11 +13,7 @@ namespace qbench::models {
 void fill_archs(Registry<ArchEntry>& r);
 
 Registry<ArchEntry>& arch_registry() {
-  static Registry<ArchEntry> reg = [] {
-    Registry<ArchEntry> r("architecture");
-    fill_archs(r);
-    return r;
-  }();
+  static Registry<ArchEntry> reg("architecture", fill_archs);
   return reg;
 }
 

@@ -10,11 +10,7 @@ using namespace qbench::quant;  // the shared quantizer library these methods bu
 void fill_qat_methods(Registry<QatMethod>& r);
 
 Registry<QatMethod>& qat_method_registry() {
-  static Registry<QatMethod> reg = [] {
-    Registry<QatMethod> r("QAT method");
-    fill_qat_methods(r);
-    return r;
-  }();
+  static Registry<QatMethod> reg("QAT method", fill_qat_methods);
   return reg;
 }
 

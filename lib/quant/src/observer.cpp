@@ -49,11 +49,7 @@ void register_observer(Registry<ObserverEntry>& r) {
 void fill_observers(Registry<ObserverEntry>& r);
 
 Registry<ObserverEntry>& observer_registry() {
-  static Registry<ObserverEntry> reg = [] {
-    Registry<ObserverEntry> r("observer");
-    fill_observers(r);
-    return r;
-  }();
+  static Registry<ObserverEntry> reg("observer", fill_observers);
   return reg;
 }
 

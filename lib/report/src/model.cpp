@@ -327,11 +327,7 @@ bool is_code_label(const std::string& label) {
 void fill_report_tables(Registry<TableEntry>& r);
 
 const Registry<TableEntry>& table_registry() {
-  static const Registry<TableEntry> reg = [] {
-    Registry<TableEntry> r("report table");
-    fill_report_tables(r);
-    return r;
-  }();
+  static const Registry<TableEntry> reg("report table", fill_report_tables);
   return reg;
 }
 

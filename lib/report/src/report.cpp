@@ -80,8 +80,7 @@ void fill_report_formats(Registry<FormatInfo>& r);
 
 const std::vector<FormatInfo>& formats() {
   static const std::vector<FormatInfo> list = [] {
-    Registry<FormatInfo> r("report format");
-    fill_report_formats(r);
+    const Registry<FormatInfo> r("report format", fill_report_formats);
     std::vector<FormatInfo> out;
     std::vector<std::string> spellings;  // names and aliases: each must mean one format
     for (const auto& [name, f] : r.entries()) {

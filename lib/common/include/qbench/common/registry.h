@@ -25,6 +25,9 @@ template <typename Entry>
 class Registry {
  public:
   explicit Registry(std::string kind) : kind_(std::move(kind)) {}
+  /// A registry filled by `fill`: a component's generated table of registration functions
+  /// (`fill_archs`, `fill_observers`, ...), run once when its registry is first used.
+  Registry(std::string kind, void (*fill)(Registry&)) : kind_(std::move(kind)) { fill(*this); }
 
   void add(const std::string& name, Entry entry) {
     if (index_.count(name)) throw Error(kind_ + " '" + name + "' registered twice");
