@@ -10,10 +10,8 @@
 #include "qbench/common/strings.h"
 #include "qbench/config/matrix.h"
 #include "test_util.h"
+#include "unit/config/config_util.h"
 
-namespace qbench::config::test {
-Catalog fake_catalog();
-}
 
 using namespace qbench::config;
 
@@ -26,12 +24,7 @@ Matrix parse(const std::string& extra, const std::string& file = "m.yaml") {
 }
 
 std::string error_of(const std::string& extra) {
-  try {
-    parse(extra);
-  } catch (const qbench::ConfigError& e) {
-    return e.what();
-  }
-  return "<no error>";
+  return qbench::config::test::config_error([&] { parse(extra); });
 }
 
 }  // namespace
@@ -114,12 +107,7 @@ TEST_CASE("architectures: an onnx file defines a new architecture, named by its 
   for (size_t i = 0; i < a.size(); ++i) CHECK((a[i].key == b[i].key) == (a[i].arch == "resnet8"));
   // Errors: a built-in name, options of the zoo's nets, a missing file, the name unknown elsewhere.
   auto err = [&](const std::string& text) {
-    try {
-      parse_matrix(text, file, cat);
-    } catch (const qbench::ConfigError& ex) {
-      return std::string(ex.what());
-    }
-    return std::string("<no error>");
+    return qbench::config::test::config_error([&] { parse_matrix(text, file, cat); });
   };
   CHECK_THAT(err(kHead + "architectures:\n  resnet8: {onnx: net.onnx}\n"),
              Catch::Contains(":8:3: architectures.resnet8: 'resnet8' is a built-in architecture"));

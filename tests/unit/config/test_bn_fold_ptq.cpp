@@ -7,10 +7,8 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/config/matrix.h"
+#include "unit/config/config_util.h"
 
-namespace qbench::config::test {
-Catalog fake_catalog();
-}
 
 using namespace qbench::config;
 
@@ -28,12 +26,7 @@ std::vector<Cell> cells(const std::string& text) {
 }
 
 std::string error_of(const std::string& text) {
-  try {
-    cells(text);
-  } catch (const qbench::ConfigError& e) {
-    return e.what();
-  }
-  return "<no error>";
+  return qbench::config::test::config_error([&] { cells(text); });
 }
 
 }  // namespace

@@ -7,10 +7,8 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/config/matrix.h"
+#include "unit/config/config_util.h"
 
-namespace qbench::config::test {
-Catalog fake_catalog();
-}
 
 using namespace qbench::config;
 
@@ -35,12 +33,7 @@ Matrix parse(const std::string& dataset_lines) {
 }
 
 std::string error_of(const std::string& dataset_lines) {
-  try {
-    parse(dataset_lines);
-  } catch (const qbench::ConfigError& e) {
-    return e.what();
-  }
-  return "<no error>";
+  return qbench::config::test::config_error([&] { parse(dataset_lines); });
 }
 
 std::string first_key(const std::string& dataset_lines) {

@@ -9,10 +9,7 @@
 #include "qbench/common/errors.h"
 #include "qbench/common/strings.h"
 #include "qbench/config/matrix.h"
-
-namespace qbench::config::test {
-Catalog fake_catalog();
-}
+#include "unit/config/config_util.h"
 
 using namespace qbench::config;
 using qbench::sha256_hex;

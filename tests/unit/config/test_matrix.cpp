@@ -12,10 +12,6 @@
 #include "unit/config/config_util.h"
 #include "test_util.h"
 
-namespace qbench::config::test {
-Catalog fake_catalog();
-}
-
 using namespace qbench::config;
 using qbench::config::test::error_of;
 using qbench::config::test::fake_catalog;

@@ -4,12 +4,9 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/config/matrix.h"
+#include "unit/config/config_util.h"
 
 using namespace qbench;
-
-namespace qbench::config::test {
-Catalog fake_catalog();
-}
 
 TEST_CASE("an unrunnable profile is rejected at validation with its reason", "[config][profiles]") {
   auto cat = config::test::fake_catalog();

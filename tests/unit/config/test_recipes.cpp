@@ -10,10 +10,6 @@
 #include "qbench/config/matrix.h"
 #include "unit/config/config_util.h"
 
-namespace qbench::config::test {
-Catalog fake_catalog();
-}
-
 using namespace qbench::config;
 using qbench::config::test::error_of;
 using qbench::config::test::fake_catalog;

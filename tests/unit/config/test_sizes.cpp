@@ -3,11 +3,9 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/config/matrix.h"
+#include "unit/config/config_util.h"
 
 using namespace qbench::config;
-namespace qbench::config::test {
-Catalog fake_catalog();
-}
 
 namespace {
 const char* kSized = R"(name: sized
