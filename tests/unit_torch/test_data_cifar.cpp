@@ -8,6 +8,7 @@
 #include "qbench/common/errors.h"
 #include "qbench/data/dataset.h"
 #include "test_util.h"
+#include "unit_torch/data_util.h"
 
 using namespace qbench::data;
 namespace fs = std::filesystem;
@@ -98,12 +99,7 @@ TEST_CASE("corrupt CIFAR files fail with the file named", "[data][cifar][corrupt
   auto dir = root / "cifar-10-batches-bin";
   const auto batch3 = (dir / "data_batch_3.bin").string();
   auto expect = [&](const std::string& file, const std::string& needle) {
-    try {
-      open_dataset({"cifar10", root.string()}, Split::Train);
-      FAIL("no error for " << needle);
-    } catch (const qbench::DataError& e) {
-      CHECK_THAT(e.what(), Catch::Contains(file) && Catch::Contains(needle));
-    }
+    qbench::test::expect_data_error([&] { open_dataset({"cifar10", root.string()}, Split::Train); }, file, needle);
   };
   SECTION("truncated record") {
     auto full = records(4, 2, {{4}, {5}});

@@ -13,6 +13,7 @@
 #include "qbench/data/dataset.h"
 #include "qbench/data/imagefolder.h"
 #include "test_util.h"
+#include "unit_torch/data_util.h"
 
 using namespace qbench::data;
 namespace fs = std::filesystem;
@@ -72,15 +73,6 @@ fs::path small_folder(const std::string& name) {
   write_uniform(root / "val/cat/v2.jpeg", 20, 20, 4, 5, 6);
   std::ofstream(root / "train/cat/.DS_Store") << "hidden files are skipped";
   return root;
-}
-
-void expect_error(const std::function<void()>& f, const std::string& file, const std::string& needle) {
-  try {
-    f();
-    FAIL("no error (expected '" << needle << "' for " << file << ")");
-  } catch (const qbench::DataError& e) {
-    CHECK_THAT(e.what(), Catch::Contains(file) && Catch::Contains(needle));
-  }
 }
 
 }  // namespace
@@ -238,7 +230,7 @@ TEST_CASE("corrupt image folders fail with the file or folder named", "[data][im
     auto bytes = read_bytes(p);
     bytes.resize(bytes.size() / 2);
     write_bytes(p, bytes);
-    expect_error(load_all_train, p.string(), "truncated PNG");
+    qbench::test::expect_data_error(load_all_train, p.string(), "truncated PNG");
   }
   SECTION("truncated JPEG") {
     const auto p = root / "train/dog/x.JPG";
@@ -246,43 +238,43 @@ TEST_CASE("corrupt image folders fail with the file or folder named", "[data][im
     auto bytes = read_bytes(p);
     bytes.resize(bytes.size() * 2 / 3);
     write_bytes(p, bytes);
-    expect_error(load_all_train, p.string(), "truncated JPEG");
+    qbench::test::expect_data_error(load_all_train, p.string(), "truncated JPEG");
   }
   SECTION("garbage with an image extension") {
     const auto p = root / "train/zebra/z.png";
     write_bytes(p, std::vector<uint8_t>(500, 0x5A));
-    expect_error(load_all_train, p.string(), "cannot decode image");
+    qbench::test::expect_data_error(load_all_train, p.string(), "cannot decode image");
   }
   SECTION("empty file") {
     const auto p = root / "train/cat/a.png";
     write_bytes(p, {});
-    expect_error(load_all_train, p.string(), "empty image file");
+    qbench::test::expect_data_error(load_all_train, p.string(), "empty image file");
   }
   SECTION("empty class folder") {
     fs::create_directories(root / "train/empty");
-    expect_error(open_train, (root / "train/empty").string(), "empty class folder");
+    qbench::test::expect_data_error(open_train, (root / "train/empty").string(), "empty class folder");
   }
   SECTION("a file that is not an image") {
     std::ofstream(root / "train/cat/notes.txt") << "x";
-    expect_error(open_train, (root / "train/cat/notes.txt").string(), "not an image file");
+    qbench::test::expect_data_error(open_train, (root / "train/cat/notes.txt").string(), "not an image file");
   }
   SECTION("a file where class folders belong") {
     std::ofstream(root / "train/labels.csv") << "x";
-    expect_error(open_train, (root / "train/labels.csv").string(), "class folders are expected");
+    qbench::test::expect_data_error(open_train, (root / "train/labels.csv").string(), "class folders are expected");
   }
   SECTION("a validation class the training split lacks") {
     fs::create_directories(root / "val/yak");
     write_uniform(root / "val/yak/1.png", 8, 8, 1, 1, 1);
-    expect_error([&] { open_dataset(spec(root, 16), Split::Test); }, (root / "val/yak").string(),
+    qbench::test::expect_data_error([&] { open_dataset(spec(root, 16), Split::Test); }, (root / "val/yak").string(),
                  "not a class of the training split");
   }
   SECTION("no val folder") {
     fs::remove_all(root / "val");
-    expect_error([&] { open_dataset(spec(root, 16), Split::Test); }, (root / "val").string(), "no such folder");
+    qbench::test::expect_data_error([&] { open_dataset(spec(root, 16), Split::Test); }, (root / "val").string(), "no such folder");
   }
   SECTION("no class folders") {
     fs::remove_all(root / "train");
     fs::create_directories(root / "train");
-    expect_error(open_train, (root / "train").string(), "no class folders");
+    qbench::test::expect_data_error(open_train, (root / "train").string(), "no class folders");
   }
 }

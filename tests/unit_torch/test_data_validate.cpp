@@ -14,6 +14,7 @@
 #include "qbench/data/idx.h"
 #include "qbench/data/imagefolder.h"
 #include "test_util.h"
+#include "unit_torch/data_util.h"
 
 using namespace qbench::data;
 namespace fs = std::filesystem;
@@ -56,15 +57,6 @@ qbench::config::DatasetSpec spec_of(const std::string& name, const fs::path& roo
   s.name = name;
   s.root = root.string();
   return s;
-}
-
-void expect_error(const std::function<void()>& f, const std::string& file, const std::string& needle) {
-  try {
-    f();
-    FAIL("no error (expected '" << needle << "' naming " << file << ")");
-  } catch (const qbench::DataError& e) {
-    CHECK_THAT(e.what(), Catch::Contains(file) && Catch::Contains(needle));
-  }
 }
 
 // gzip of `bytes` as one member.
@@ -110,49 +102,49 @@ TEST_CASE("validate_dataset names the IDX file and the damage", "[data][validate
   SECTION("truncated payload") {
     bytes.resize(bytes.size() - 100);
     spit(img, bytes);
-    expect_error(check_train, img.string(), "truncated IDX payload: header says 15680 bytes, file has 15580");
+    qbench::test::expect_data_error(check_train, img.string(), "truncated IDX payload: header says 15680 bytes, file has 15580");
   }
   SECTION("trailing bytes") {
     bytes.push_back(0);
     spit(img, bytes);
-    expect_error(check_train, img.string(), "longer than its header says");
+    qbench::test::expect_data_error(check_train, img.string(), "longer than its header says");
   }
   SECTION("an impossible dimension: zero, or beyond 2^28") {
     auto b = idx_header({20, 0, 28});
     spit(img, b);
-    expect_error(check_train, img.string(), "implausible IDX dimension 0");
+    qbench::test::expect_data_error(check_train, img.string(), "implausible IDX dimension 0");
     b = idx_header({20, 28, 0x80000000u});
     spit(img, b);
-    expect_error(check_train, img.string(), "implausible IDX dimension 2147483648");
+    qbench::test::expect_data_error(check_train, img.string(), "implausible IDX dimension 2147483648");
   }
   SECTION("bad magic") {
     bytes[0] = 0x1f;
     bytes[1] = 0x00;
     spit(img, bytes);
-    expect_error(check_train, img.string(), "bad IDX magic number");
+    qbench::test::expect_data_error(check_train, img.string(), "bad IDX magic number");
   }
   SECTION("images that are not 3-d") {
     auto b = idx_header({20, 784});
     b.resize(b.size() + 20 * 784);
     spit(img, b);
-    expect_error(check_train, img.string(), "expected a 3-d image array");
+    qbench::test::expect_data_error(check_train, img.string(), "expected a 3-d image array");
   }
   SECTION("counts that disagree") {
     write_idx(lbl.string(), {19}, std::vector<uint8_t>(19, 1));
-    expect_error(check_train, img.string(), "20 images but");
+    qbench::test::expect_data_error(check_train, img.string(), "20 images but");
   }
   SECTION("a label outside 0..9") {
     std::vector<uint8_t> l(20, 3);
     l[17] = 10;
     write_idx(lbl.string(), {20}, l);
-    expect_error(check_train, lbl.string(), "label 10 of item 17 outside 0..9");
+    qbench::test::expect_data_error(check_train, lbl.string(), "label 10 of item 17 outside 0..9");
   }
   SECTION("a missing file") {
     fs::remove(lbl);
-    expect_error(check_train, lbl.string(), "no such file");
+    qbench::test::expect_data_error(check_train, lbl.string(), "no such file");
   }
   SECTION("a missing root") {
-    expect_error([&] { validate_dataset(spec_of("fashion-mnist", root / "nope"), Split::Train); },
+    qbench::test::expect_data_error([&] { validate_dataset(spec_of("fashion-mnist", root / "nope"), Split::Train); },
                  (root / "nope").string(), "does not exist");
   }
 }
@@ -169,13 +161,13 @@ TEST_CASE("validate_dataset on gzip IDX: the trailer's length, a truncated strea
   SECTION("truncated gzip file") {
     z.resize(z.size() * 2 / 3);
     spit(p, z);
-    expect_error([&] { check_idx(p.string()); }, p.string(), "truncated or damaged gzip file");
+    qbench::test::expect_data_error([&] { check_idx(p.string()); }, p.string(), "truncated or damaged gzip file");
   }
   SECTION("a whole gzip stream of a truncated IDX file") {
     auto short_raw = raw;
     short_raw.resize(raw.size() - 784);
     spit(p, gzip(short_raw));
-    expect_error([&] { check_idx(p.string()); }, p.string(), "truncated IDX payload");
+    qbench::test::expect_data_error([&] { check_idx(p.string()); }, p.string(), "truncated IDX payload");
   }
   SECTION("two gzip members (the trailer holds only the last one's length) read right") {
     const std::vector<uint8_t> a(raw.begin(), raw.begin() + 5000), b(raw.begin() + 5000, raw.end());
@@ -212,20 +204,20 @@ TEST_CASE("validate_dataset on CIFAR batches: whole records and labels in range"
     auto b = batch(3, 0);
     b.resize(b.size() - 1);
     spit(dir / "data_batch_4.bin", b);
-    expect_error(check_train, (dir / "data_batch_4.bin").string(), "9218 bytes is not a whole number of 3073-byte records");
+    qbench::test::expect_data_error(check_train, (dir / "data_batch_4.bin").string(), "9218 bytes is not a whole number of 3073-byte records");
   }
   SECTION("a label out of range in the last record") {
     auto b = batch(3, 0);
     b[2 * 3073] = 10;
     spit(dir / "data_batch_2.bin", b);
-    expect_error(check_train, (dir / "data_batch_2.bin").string(), "record 2 has label 10 outside 0..9");
+    qbench::test::expect_data_error(check_train, (dir / "data_batch_2.bin").string(), "record 2 has label 10 outside 0..9");
   }
   SECTION("an empty or missing batch") {
     spit(dir / "data_batch_1.bin", {});
-    expect_error(check_train, (dir / "data_batch_1.bin").string(), "empty cifar10 batch file");
+    qbench::test::expect_data_error(check_train, (dir / "data_batch_1.bin").string(), "empty cifar10 batch file");
     fs::remove(dir / "data_batch_5.bin");
     spit(dir / "data_batch_1.bin", batch(3, 0));
-    expect_error(check_train, (dir / "data_batch_5.bin").string(), "missing cifar10 batch file");
+    qbench::test::expect_data_error(check_train, (dir / "data_batch_5.bin").string(), "missing cifar10 batch file");
   }
 }
 
@@ -251,27 +243,27 @@ TEST_CASE("validate_dataset on image folders: structure, sizes and magic bytes, 
   auto check_train = [&] { validate_dataset(s, Split::Train); };
   SECTION("an empty class") {
     fs::create_directories(root / "train/c");
-    expect_error(check_train, (root / "train/c").string(), "empty class folder");
+    qbench::test::expect_data_error(check_train, (root / "train/c").string(), "empty class folder");
   }
   SECTION("a zero-byte image") {
     spit(root / "train/b/1.bmp", {});
-    expect_error(check_train, (root / "train/b/1.bmp").string(), "empty image file (0 bytes)");
+    qbench::test::expect_data_error(check_train, (root / "train/b/1.bmp").string(), "empty image file (0 bytes)");
   }
   SECTION("bytes that are no image format") {
     spit(root / "train/a/2.jpg", {'<', 'h', 't', 'm', 'l', '>'});
-    expect_error(check_train, (root / "train/a/2.jpg").string(), "not an image file: its first bytes (3c 68 74 6d 6c 3e)");
+    qbench::test::expect_data_error(check_train, (root / "train/a/2.jpg").string(), "not an image file: its first bytes (3c 68 74 6d 6c 3e)");
   }
   SECTION("a validation class the training split lacks") {
     fs::create_directories(root / "val/z");
     png(root / "val/z/1.png", 1);
-    expect_error([&] { validate_dataset(s, Split::Test); }, (root / "val/z").string(), "not a class of the training split");
+    qbench::test::expect_data_error([&] { validate_dataset(s, Split::Test); }, (root / "val/z").string(), "not a class of the training split");
   }
   SECTION("a truncated PNG keeps its magic: the check passes, decoding names the file") {
     auto b = slurp(root / "train/a/1.png");
     b.resize(b.size() / 2);
     spit(root / "train/a/1.png", b);
     CHECK_NOTHROW(check_train());
-    expect_error([&] { load_all(*open_dataset(s, Split::Train)); }, (root / "train/a/1.png").string(), "truncated PNG");
+    qbench::test::expect_data_error([&] { load_all(*open_dataset(s, Split::Train)); }, (root / "train/a/1.png").string(), "truncated PNG");
   }
 }
 
