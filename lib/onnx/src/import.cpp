@@ -119,51 +119,24 @@ at::Tensor to_tensor(const op::TensorProto& t) {
                                std::to_string(n));
   };
   at::Tensor out;
+  // An element type stored as itself: raw_data (little endian) or the typed field `values`;
+  // `tag` is a value of the element type, only its type is used.
+  auto read_as = [&](auto tag, at::ScalarType type, const auto& values) {
+    using T = decltype(tag);
+    out = at::empty(dims, type);
+    if (raw) {
+      check_raw(sizeof(T));
+      copy_le(t.raw_data(), out.data_ptr<T>(), n);
+    } else {
+      check_count(values.size());
+      std::copy(values.begin(), values.end(), out.data_ptr<T>());
+    }
+  };
   switch (t.data_type()) {
-    case op::TensorProto::FLOAT: {
-      out = at::empty(dims, at::kFloat);
-      if (raw) {
-        check_raw(4);
-        copy_le(t.raw_data(), out.data_ptr<float>(), n);
-      } else {
-        check_count(t.float_data_size());
-        std::copy(t.float_data().begin(), t.float_data().end(), out.data_ptr<float>());
-      }
-      break;
-    }
-    case op::TensorProto::DOUBLE: {
-      out = at::empty(dims, at::kDouble);
-      if (raw) {
-        check_raw(8);
-        copy_le(t.raw_data(), out.data_ptr<double>(), n);
-      } else {
-        check_count(t.double_data_size());
-        std::copy(t.double_data().begin(), t.double_data().end(), out.data_ptr<double>());
-      }
-      break;
-    }
-    case op::TensorProto::INT64: {
-      out = at::empty(dims, at::kLong);
-      if (raw) {
-        check_raw(8);
-        copy_le(t.raw_data(), out.data_ptr<int64_t>(), n);
-      } else {
-        check_count(t.int64_data_size());
-        std::copy(t.int64_data().begin(), t.int64_data().end(), out.data_ptr<int64_t>());
-      }
-      break;
-    }
-    case op::TensorProto::INT32: {
-      out = at::empty(dims, at::kInt);
-      if (raw) {
-        check_raw(4);
-        copy_le(t.raw_data(), out.data_ptr<int32_t>(), n);
-      } else {
-        check_count(t.int32_data_size());
-        std::copy(t.int32_data().begin(), t.int32_data().end(), out.data_ptr<int32_t>());
-      }
-      break;
-    }
+    case op::TensorProto::FLOAT: read_as(float{}, at::kFloat, t.float_data()); break;
+    case op::TensorProto::DOUBLE: read_as(double{}, at::kDouble, t.double_data()); break;
+    case op::TensorProto::INT64: read_as(int64_t{}, at::kLong, t.int64_data()); break;
+    case op::TensorProto::INT32: read_as(int32_t{}, at::kInt, t.int32_data()); break;
     case op::TensorProto::INT8:
     case op::TensorProto::UINT8:
     case op::TensorProto::BOOL: {
