@@ -72,6 +72,22 @@ inline CellResult result(int64_t run_id, const std::string& arch, const std::str
   return r;
 }
 
+/// A latency measurement at batch 32: median and 90th percentile (ms) and where it came from.
+inline void timed(CellResult& r, double p50, double p90, const std::string& source) {
+  r.latency_ms_p50 = p50;
+  r.latency_ms_p90 = p90;
+  r.latency_batch = 32;
+  r.latency_source = source;
+}
+
+/// The sim-to-deploy columns: deployed top-1, agreement (%), logit cosine, SQNR (dB).
+inline void deployed_as(CellResult& r, double top1, double agreement, double cosine, double sqnr_db) {
+  r.deploy_top1 = top1;
+  r.deploy_agreement = agreement;
+  r.logit_cosine = cosine;
+  r.sqnr_db = sqnr_db;
+}
+
 inline PlannedCell planned(int64_t run_id, int pos, const CellResult& r) {
   nlohmann::json cfg = {{"dataset", r.dataset}, {"arch", r.arch},     {"algorithm", r.algorithm},
                         {"profile", r.profile}, {"kind", r.kind},     {"w_bits", r.w_bits},
@@ -104,24 +120,15 @@ struct Fixture {
     run2 = store.begin_run(run_info("2026-11-23T10:00:00.000Z"));
     auto r_fp32_0 = result(run2, "resnet20", "fp32", 32, 0, 91.50, std::nullopt);
     auto r_w8_0 = result(run2, "resnet20", "minmax", 8, 0, 91.23, 91.50);
-    r_w8_0.latency_ms_p50 = 1.234;
-    r_w8_0.latency_ms_p90 = 1.5;
-    r_w8_0.latency_batch = 32;
-    r_w8_0.latency_source = "measured-fakequant";
+    timed(r_w8_0, 1.234, 1.5, "measured-fakequant");
     auto r_w4_0 = result(run2, "resnet20", "minmax", 4, 0, std::nullopt, std::nullopt);
     r_w4_0.error = kError;
     auto r_fp32_1 = result(run2, "resnet20", "fp32", 32, 1, 91.70, std::nullopt);
     auto r_w8_1 = result(run2, "resnet20", "minmax", 8, 1, 91.43, 91.70);
     auto m_fp32 = result(run2, "mlp", "fp32", 32, kHugeSeed, 88.00, std::nullopt);
-    m_fp32.latency_ms_p50 = 0.5;
-    m_fp32.latency_ms_p90 = 0.61;
-    m_fp32.latency_batch = 32;
-    m_fp32.latency_source = "measured-fp32";
+    timed(m_fp32, 0.5, 0.61, "measured-fp32");
     auto m_w8 = result(run2, "mlp", "minmax", 8, kHugeSeed, 88.10, std::nullopt);  // FP32 from its baseline row
-    m_w8.latency_ms_p50 = 0.25;
-    m_w8.latency_ms_p90 = 0.3;
-    m_w8.latency_batch = 32;
-    m_w8.latency_source = "modeled";
+    timed(m_w8, 0.25, 0.3, "modeled");
     auto m_w4 = result(run2, "mlp", "minmax", 4, kHugeSeed, std::nullopt, std::nullopt);  // never run
     auto lsq_0 = result(run2, "resnet20", "lsq", 4, 0, 90.10, 91.50);
     auto lsq_1 = result(run2, "resnet20", "lsq", 4, 1, 90.50, 91.70);
@@ -130,23 +137,13 @@ struct Fixture {
     lsq_0.wall_s = 125.0;
     lsq_1.quant_wall_s = 130.0;
     lsq_1.wall_s = 135.0;
-    lsq_0.latency_ms_p50 = 1.30;
-    lsq_0.latency_ms_p90 = 1.50;
-    lsq_1.latency_ms_p50 = 1.40;
-    lsq_1.latency_ms_p90 = 1.60;
-    lsq_0.latency_batch = lsq_1.latency_batch = 32;
-    lsq_0.latency_source = lsq_1.latency_source = "measured-fakequant";
+    timed(lsq_0, 1.30, 1.50, "measured-fakequant");
+    timed(lsq_1, 1.40, 1.60, "measured-fakequant");
     auto trt = result(run2, "resnet20", "minmax", 8, 0, 91.20, 91.50);
     trt.profile = "tensorrt";
     trt.cell_key = key("resnet20/minmax/w8a8/0/tensorrt");
-    trt.latency_ms_p50 = 0.40;
-    trt.latency_ms_p90 = 0.45;
-    trt.latency_batch = 32;
-    trt.latency_source = "measured-int8";
-    trt.deploy_top1 = 91.00;
-    trt.deploy_agreement = 99.10;
-    trt.logit_cosine = 0.9991;
-    trt.sqnr_db = 28.4;
+    timed(trt, 0.40, 0.45, "measured-int8");
+    deployed_as(trt, 91.00, 99.10, 0.9991, 28.4);
 
     auto deployed = [&](const std::string& profile, int bits, double top1) {
       auto r = result(run2, "resnet20", "minmax", bits, 0, top1, 91.50);
@@ -156,10 +153,7 @@ struct Fixture {
       return r;
     };
     auto onednn = deployed("x86-onednn", 8, 91.30);
-    onednn.deploy_top1 = 91.10;
-    onednn.deploy_agreement = 99.20;
-    onednn.logit_cosine = 0.9990;
-    onednn.sqnr_db = 27.5;
+    deployed_as(onednn, 91.10, 99.20, 0.9990, 27.5);
     onednn.deploy_engine = "libtorch-onednn";
     onednn.details = {
         {"deploy_engines", "libtorch-onednn",
@@ -171,15 +165,9 @@ struct Fixture {
           {"images", 10000}, {"int8_ops", 19}, {"float_ops", 1}, {"int8_coverage", 95.0}},
          "onnxruntime-node 1.20.1, QDQ opset 13, 120 nodes; optimized graph: QLinearConv 19, Gemm 1"}};
     auto ort = deployed("ort-cpu", 8, 91.28);
-    ort.deploy_top1 = 91.18;
-    ort.deploy_agreement = 99.40;
-    ort.logit_cosine = 0.9995;
-    ort.sqnr_db = 30.2;
+    deployed_as(ort, 91.18, 99.40, 0.9995, 30.2);
     ort.deploy_engine = "onnxruntime";
-    ort.latency_ms_p50 = 0.80;
-    ort.latency_ms_p90 = 0.90;
-    ort.latency_batch = 32;
-    ort.latency_source = "measured-int8-ort";
+    timed(ort, 0.80, 0.90, "measured-int8-ort");
     ort.details = {{"deploy_engines", "onnxruntime",
                     {{"top1", 91.18}, {"sim_top1", 91.28}, {"agreement", 99.40}, {"logit_cosine", 0.9995},
                      {"sqnr_db", 30.2}, {"images", 10000}, {"int8_ops", 20}, {"float_ops", 0},
