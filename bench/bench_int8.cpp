@@ -162,10 +162,7 @@ int main(int argc, char** argv) {
         continue;
       }
       const auto& prof = quant::profile_registry().get(engine == "onednn" ? "x86-onednn" : "qnnpack");
-      auto q = build(a);
-      quant::apply_bn_fold(*q, prof.bn_fold);
-      quant::prepare_model(*q, prof, {});
-      quant::calibrate(*q, calib, calib.size(0));
+      auto q = bench::calibrated(build(a), prof, calib);
       at::Tensor sim;
       {
         at::NoGradGuard ng;

@@ -7,6 +7,8 @@
 #include <string>
 
 #include "qbench/models/models.h"
+#include "qbench/quant/prepare.h"
+#include "qbench/quant/profile.h"
 
 namespace qbench::bench {
 
@@ -14,6 +16,17 @@ namespace qbench::bench {
 /// randomised, in eval mode.
 inline std::shared_ptr<quant::QuantModel> random_model(const std::string& arch, const models::ModelSpec& spec) {
   return models::random_model(arch, spec, 11);
+}
+
+/// `m` with BN folded as `prof` says and min/max quantizers calibrated at the profile's default
+/// bits on `calib` (one batch), in eval mode.
+inline std::shared_ptr<quant::QuantModel> calibrated(std::shared_ptr<quant::QuantModel> m, const quant::Profile& prof,
+                                                     const at::Tensor& calib) {
+  if (prof.bn_fold >= 0) quant::apply_bn_fold(*m, prof.bn_fold);
+  quant::prepare_model(*m, prof, {});
+  quant::calibrate(*m, calib, calib.size(0));
+  m->eval();
+  return m;
 }
 
 /// The mean over rows of the cosine between two [N, classes] logit tensors.

@@ -47,13 +47,7 @@ std::shared_ptr<quant::QuantModel> build() { return bench::random_model(g_arch, 
 
 /// build() with BN folded as the profile says and min/max quantizers calibrated at w8a8.
 std::shared_ptr<quant::QuantModel> calibrated(const std::string& profile, const at::Tensor& calib) {
-  auto m = build();
-  const auto& prof = quant::profile_registry().get(profile);
-  if (prof.bn_fold >= 0) quant::apply_bn_fold(*m, prof.bn_fold);
-  quant::prepare_model(*m, prof, {});
-  quant::calibrate(*m, calib, calib.size(0));
-  m->eval();
-  return m;
+  return bench::calibrated(build(), quant::profile_registry().get(profile), calib);
 }
 
 }  // namespace
