@@ -16,6 +16,7 @@
 #include "qbench/qat/method.h"
 #include "qbench/qat/apot.h"
 
+#include "qat_util.h"
 #include "scheme_util.h"
 
 using namespace qbench::quant;
@@ -383,10 +384,9 @@ TEST_CASE("apot: edge cases", "[apot][numeric]") {
 }
 
 TEST_CASE("apot: registered as a QAT method", "[apot][numeric]") {
-  const auto& m = qat_method_registry().get("apot");
-  CHECK(m.paper.find("1909.13144") != std::string::npos);
-  CHECK(dynamic_cast<ApotWeightQuantizer*>(m.make_weight(qbench::test::test_scheme(4)).get()) != nullptr);
-  CHECK(dynamic_cast<ApotActivationQuantizer*>(m.make_activation(qbench::test::test_scheme(4, Signedness::Auto)).get()) != nullptr);
+  const auto [w, a] = qbench::test::registered_qat_method("apot", "1909.13144");
+  CHECK(dynamic_cast<ApotWeightQuantizer*>(w.get()) != nullptr);
+  CHECK(dynamic_cast<ApotActivationQuantizer*>(a.get()) != nullptr);
 }
 
 TEST_CASE("apot: the fused CPU activation kernel over many parallel chunks is the reference, at any thread count",

@@ -13,6 +13,7 @@
 #include "qbench/qat/method.h"
 #include "qbench/qat/dsq.h"
 
+#include "qat_util.h"
 #include "scheme_util.h"
 
 using namespace qbench::quant;
@@ -290,10 +291,7 @@ TEST_CASE("dsq: edge cases", "[dsq][numeric]") {
 }
 
 TEST_CASE("dsq: registered as a QAT method", "[dsq][numeric]") {
-  const auto& m = qat_method_registry().get("dsq");
-  CHECK(m.paper.find("1908.05033") != std::string::npos);
-  auto w = m.make_weight(qbench::test::test_scheme(4));
-  auto a = m.make_activation(qbench::test::test_scheme(4, Signedness::Auto));
+  const auto [w, a] = qbench::test::registered_qat_method("dsq", "1908.05033");
   CHECK(dynamic_cast<DsqQuantizer*>(w.get()) != nullptr);
   CHECK(dynamic_cast<DsqQuantizer*>(a.get()) != nullptr);
   CHECK_FALSE(w->affine_qparams().has_value());

@@ -13,6 +13,7 @@
 #include "qbench/qat/method.h"
 #include "qbench/qat/lsq.h"
 
+#include "qat_util.h"
 #include "scheme_util.h"
 
 using namespace qbench::quant;
@@ -446,18 +447,11 @@ TEST_CASE("lsq: parameters, affine equivalent, description and registry entries"
   CHECK(q.step().item<float>() == 0.25f);
   CHECK(at::allclose(y, lsq_fake_quantize(a, at::full({1}, 0.25), 0, 15, 1.0)));
 
-  const auto& reg = qat_method_registry();  // filled from lib/qat's generated table
-  REQUIRE(reg.contains("lsq"));
-  REQUIRE(reg.contains("lsq+"));
-  CHECK(reg.get("lsq").paper.find("1902.08153") != std::string::npos);
-  CHECK(reg.get("lsq+").paper.find("2004.09576") != std::string::npos);
-  auto w = reg.get("lsq").make_weight(qbench::test::test_scheme(4, Signedness::Signed));
-  auto act = reg.get("lsq").make_activation(qbench::test::test_scheme(4, Signedness::Auto));
+  const auto [w, act] = registered_qat_method("lsq", "1902.08153");
   REQUIRE(dynamic_cast<LsqQuantizer*>(w.get()) != nullptr);
   CHECK(dynamic_cast<LsqQuantizer*>(w.get())->role() == QatRole::Weight);
   CHECK(dynamic_cast<LsqQuantizer*>(act.get())->role() == QatRole::Activation);
-  auto wp = reg.get("lsq+").make_weight(qbench::test::test_scheme(4, Signedness::Signed));
-  auto ap = reg.get("lsq+").make_activation(qbench::test::test_scheme(4, Signedness::Auto));
+  const auto [wp, ap] = registered_qat_method("lsq+", "2004.09576");
   REQUIRE(dynamic_cast<LsqPlusQuantizer*>(wp.get()) != nullptr);
   CHECK(dynamic_cast<LsqPlusQuantizer*>(ap.get())->role() == QatRole::Activation);
 }

@@ -14,6 +14,7 @@
 #include "qbench/qat/method.h"
 #include "qbench/qat/pact_dorefa.h"
 
+#include "qat_util.h"
 #include "scheme_util.h"
 
 using namespace qbench::quant;
@@ -305,19 +306,12 @@ TEST_CASE("pact: parameters, options, affine equivalent and registry entries", "
   pc.granularity = Granularity::PerChannel;
   CHECK_THROWS_AS(PactQuantizer(pc), qbench::Error);
 
-  const auto& reg = qat_method_registry();  // filled from lib/qat's generated table
-  REQUIRE(reg.contains("pact"));
-  REQUIRE(reg.contains("dorefa"));
-  CHECK(reg.get("pact").paper.find("1805.06085") != std::string::npos);
-  CHECK(reg.get("dorefa").paper.find("1606.06160") != std::string::npos);
-  auto pw = reg.get("pact").make_weight(qbench::test::test_scheme(4, Signedness::Signed));
-  auto pa = reg.get("pact").make_activation(qbench::test::test_scheme(4, Signedness::Auto));
+  const auto [pw, pa] = registered_qat_method("pact", "1805.06085");
   CHECK(dynamic_cast<DorefaWeightQuantizer*>(pw.get()) != nullptr);  // PACT quantizes weights with DoReFa
   REQUIRE(dynamic_cast<PactQuantizer*>(pa.get()) != nullptr);
   CHECK(pa->quant_weight_decay() == 5e-4);
   CHECK(pw->quant_weight_decay() == 0.0);
-  auto dw = reg.get("dorefa").make_weight(qbench::test::test_scheme(4, Signedness::Signed));
-  auto da = reg.get("dorefa").make_activation(qbench::test::test_scheme(4, Signedness::Auto));
+  const auto [dw, da] = registered_qat_method("dorefa", "1606.06160");
   CHECK(dynamic_cast<DorefaWeightQuantizer*>(dw.get()) != nullptr);
   CHECK(dynamic_cast<DorefaActivationQuantizer*>(da.get()) != nullptr);
 }

@@ -13,6 +13,7 @@
 #include "qbench/qat/method.h"
 #include "qbench/qat/qil.h"
 
+#include "qat_util.h"
 #include "scheme_util.h"
 
 using namespace qbench::quant;
@@ -271,10 +272,7 @@ TEST_CASE("qil: edge cases", "[qil][numeric]") {
 }
 
 TEST_CASE("qil: registered as a QAT method", "[qil][numeric]") {
-  const auto& m = qat_method_registry().get("qil");
-  CHECK(m.paper.find("1808.05779") != std::string::npos);
-  auto w = m.make_weight(qbench::test::test_scheme(4));
-  auto a = m.make_activation(qbench::test::test_scheme(4, Signedness::Auto));
+  const auto [w, a] = qbench::test::registered_qat_method("qil", "1808.05779");
   REQUIRE(dynamic_cast<QilQuantizer*>(w.get()) != nullptr);
   CHECK(dynamic_cast<QilQuantizer*>(w.get())->role() == QilQuantizer::Role::Weight);
   CHECK(dynamic_cast<QilQuantizer*>(a.get())->role() == QilQuantizer::Role::Activation);
