@@ -18,6 +18,10 @@ import numpy as np
 import torch
 import torchvision
 
+# The first conv swapped for a one-channel conv, as for the BYOM models of experiments/byom.yaml.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from make_byom_models import one_channel  # noqa: E402
+
 # name -> (builder, input H=W). 32x32 works for every net here (total stride 32 ends at 1x1).
 MODELS = {
     "resnet18": (lambda: torchvision.models.resnet18(num_classes=10), 32),
@@ -31,20 +35,6 @@ MODELS = {
                                                         init_weights=True), 32),
 }
 BATCH = 4
-
-
-def swap_first_conv(model):
-    for name, m in model.named_modules():
-        if isinstance(m, torch.nn.Conv2d):
-            new = torch.nn.Conv2d(1, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
-                                  m.bias is not None)
-            parent = model
-            parts = name.split(".")
-            for p in parts[:-1]:
-                parent = getattr(parent, p)
-            setattr(parent, parts[-1], new)
-            return
-    raise RuntimeError("no conv")
 
 
 def randomise_bn(model, gen):
@@ -76,7 +66,7 @@ def main():
         builder, hw = MODELS[name]
         torch.manual_seed(0)
         model = builder()
-        swap_first_conv(model)
+        one_channel(model)
         randomise_bn(model, torch.Generator().manual_seed(1))
         model.eval()
         x = torch.randn(BATCH, 1, hw, hw, generator=torch.Generator().manual_seed(2))
