@@ -19,6 +19,7 @@
 #include "qbench/ptq/recon.h"
 #include "qbench/quant/prepare.h"
 #include "qbench/quant/profile.h"
+#include "recon_util.h"
 
 using namespace qbench;
 using namespace qbench::ptq;
@@ -49,22 +50,7 @@ std::shared_ptr<quant::QuantModel> tiny_model(uint64_t seed, int bn_fold = 0) {
 }
 
 quant::AlgorithmContext tiny_ctx(uint64_t seed, int64_t iters, int w_bits = 4, int a_bits = 4) {
-  quant::AlgorithmContext ctx;
-  ctx.profile = &quant::profile_registry().get("academic");
-  ctx.w_bits = w_bits;
-  ctx.a_bits = a_bits;
-  ctx.seed = seed;
-  at::manual_seed(1234);  // the images do not depend on the cell's seed here
-  ctx.calib_images = at::randn({96, 1, 28, 28});
-  ctx.calib_batch_size = 32;
-  ReconParams p = recon_options().defaults();
-  p.iters = iters;
-  p.batch_size = 16;
-  // The papers' lr 1e-3 is for 20,000 steps: V (|V| <= 2.4 decides h) cannot travel far enough in
-  // a few hundred, so these shortened schedules scale it up.
-  p.lr = 1e-2;
-  ctx.settings = recon_options().to_json(p);  // what the runner hands the algorithm
-  return ctx;
+  return qbench::test::recon_ctx("academic", seed, iters, w_bits, a_bits);
 }
 
 /// The engine's two steps with the settings the context carries, as ReconAlgorithm::apply runs them.

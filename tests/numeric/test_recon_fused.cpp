@@ -23,6 +23,7 @@
 #include "qbench/quant/prepare.h"
 #include "qbench/quant/profile.h"
 
+#include "recon_util.h"
 #include "scheme_util.h"
 
 using namespace qbench;
@@ -523,20 +524,7 @@ std::shared_ptr<quant::QuantModel> trt_model() {
   return m;
 }
 quant::AlgorithmContext trt_ctx(int64_t iters) {
-  quant::AlgorithmContext ctx;
-  ctx.profile = &quant::profile_registry().get("tensorrt");  // per-channel weights, add inputs quantized
-  ctx.w_bits = 4;
-  ctx.a_bits = 4;
-  ctx.seed = 0;
-  at::manual_seed(1234);
-  ctx.calib_images = at::randn({96, 1, 28, 28});
-  ctx.calib_batch_size = 32;
-  ReconParams p = recon_options().defaults();
-  p.iters = iters;
-  p.batch_size = 16;
-  p.lr = 1e-2;
-  ctx.settings = recon_options().to_json(p);
-  return ctx;
+  return qbench::test::recon_ctx("tensorrt", 0, iters);  // per-channel weights, add inputs quantized
 }
 }  // namespace
 
