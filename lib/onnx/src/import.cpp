@@ -41,6 +41,21 @@ std::string Node::attr_s(const std::string& key, const std::string& dflt) const 
   return a && a->kind == Attribute::Kind::String ? a->s : dflt;
 }
 std::string Node::label() const { return "'" + name + "' (" + op + ")"; }
+Node::SliceArgs Node::slice_args(int64_t opset,
+                                 const std::function<std::vector<int64_t>(const std::string&)>& ints_of) const {
+  SliceArgs a;
+  if (opset < 10) {
+    a.starts = attr_ints("starts");
+    a.ends = attr_ints("ends");
+    a.axes = attr_ints("axes");
+  } else {
+    a.starts = ints_of(inputs[1]);
+    a.ends = ints_of(inputs[2]);
+    if (has_input(3)) a.axes = ints_of(inputs[3]);
+    if (has_input(4)) a.steps = ints_of(inputs[4]);
+  }
+  return a;
+}
 
 OnnxError ImportedGraph::error(const std::string& msg) const { return OnnxError(file_name + ": " + msg); }
 
@@ -594,19 +609,11 @@ ImportedGraph import_file(const std::string& path, const ImportOptions& options)
         } else if (n.op == "Slice") {
           auto data = get_sym(n.inputs[0]);
           if (data.scalar) throw Unresolvable("slices a scalar");
-          std::vector<int64_t> st, en, ax, sp;
-          if (g.opset < 10) {
-            st = n.attr_ints("starts");
-            en = n.attr_ints("ends");
-            ax = n.attr_ints("axes");
-          } else {
-            for (auto& v : get_sym(n.inputs[1]).v) st.push_back(literal(v));
-            for (auto& v : get_sym(n.inputs[2]).v) en.push_back(literal(v));
-            if (n.inputs.size() > 3 && !n.inputs[3].empty())
-              for (auto& v : get_sym(n.inputs[3]).v) ax.push_back(literal(v));
-            if (n.inputs.size() > 4 && !n.inputs[4].empty())
-              for (auto& v : get_sym(n.inputs[4]).v) sp.push_back(literal(v));
-          }
+          const auto [st, en, ax, sp] = n.slice_args(g.opset, [&](const std::string& in) {
+            std::vector<int64_t> v;
+            for (auto& s : get_sym(in).v) v.push_back(literal(s));
+            return v;
+          });
           if (st.size() != 1 || (!ax.empty() && ax[0] != 0 && ax[0] != -1) || (!sp.empty() && sp[0] != 1))
             throw Unresolvable("slices a shape other than along its one axis with step 1");
           const int64_t r = static_cast<int64_t>(data.v.size());

@@ -935,23 +935,12 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
       outs = n.outputs;
     } else if (op == "Slice") {
       s.kind = Kind::Slice;
-      std::vector<int64_t> st, en, ax, sp;
-      if (g.opset < 10) {
-        st = n.attr_ints("starts");
-        en = n.attr_ints("ends");
-        ax = n.attr_ints("axes");
-      } else {
-        bool ok = is_const(n.inputs[1]) && is_const(n.inputs[2]) && (!has_in(n, 3) || is_const(n.inputs[3])) &&
-                  (!has_in(n, 4) || is_const(n.inputs[4]));
-        if (!ok) {
-          problem("its starts/ends/axes/steps are computed at run time");
-          continue;
-        }
-        st = consts_ints(n.inputs[1]);
-        en = consts_ints(n.inputs[2]);
-        if (has_in(n, 3)) ax = consts_ints(n.inputs[3]);
-        if (has_in(n, 4)) sp = consts_ints(n.inputs[4]);
+      if (g.opset >= 10 && !(is_const(n.inputs[1]) && is_const(n.inputs[2]) &&
+                             (!has_in(n, 3) || is_const(n.inputs[3])) && (!has_in(n, 4) || is_const(n.inputs[4])))) {
+        problem("its starts/ends/axes/steps are computed at run time");
+        continue;
       }
+      auto [st, en, ax, sp] = n.slice_args(g.opset, [&](const std::string& in) { return consts_ints(in); });
       if (ax.empty())
         for (size_t k = 0; k < st.size(); ++k) ax.push_back(static_cast<int64_t>(k));
       if (sp.empty()) sp.assign(st.size(), 1);

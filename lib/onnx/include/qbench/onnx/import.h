@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -69,6 +70,14 @@ struct Node {
   std::vector<int64_t> attr_ints(const std::string& key, std::vector<int64_t> dflt = {}) const;
   std::string attr_s(const std::string& key, const std::string& dflt = "") const;
   std::string label() const;  ///< "'name' (Op)" for messages
+  /// Input k is given: present, and not the empty name that skips an optional input.
+  bool has_input(size_t k) const { return inputs.size() > k && !inputs[k].empty(); }
+  /// A Slice's starts, ends, axes and steps: before opset 10 its attributes (no steps), from
+  /// opset 10 its inputs 1 to 4 as `ints_of` reads them (an optional input not given: empty).
+  struct SliceArgs {
+    std::vector<int64_t> starts, ends, axes, steps;
+  };
+  SliceArgs slice_args(int64_t opset, const std::function<std::vector<int64_t>(const std::string&)>& ints_of) const;
 };
 
 struct ImportedGraph {
