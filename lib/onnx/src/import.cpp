@@ -590,7 +590,7 @@ ImportedGraph import_file(const std::string& path, const ImportOptions& options)
         } else if (n.op == "Unsqueeze" || n.op == "Squeeze") {
           out = get_sym(n.inputs[0]);
           std::vector<int64_t> axes = n.attr_ints("axes");
-          if (n.inputs.size() > 1 && !n.inputs[1].empty())
+          if (n.has_input(1))
             for (auto& a : get_sym(n.inputs[1]).v) axes.push_back(literal(a));
           if (n.op == "Unsqueeze") {
             if (!out.scalar || axes.size() != 1 || (axes[0] != 0 && axes[0] != -1))

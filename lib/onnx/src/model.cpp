@@ -469,7 +469,6 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
   };
   auto is_const = [&](const std::string& v) { return g.constants.count(v) > 0; };
   auto cst = [&](const std::string& v) -> const at::Tensor& { return g.constants.at(v); };
-  auto has_in = [](const Node& n, size_t k) { return n.inputs.size() > k && !n.inputs[k].empty(); };
   auto consts_ints = [&](const std::string& v) {
     auto t = cst(v).to(at::kLong).contiguous();
     return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
@@ -525,9 +524,9 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
       double ratio = n.attr_f("ratio", 0.5);
       if (g.opset >= 12) {
         bool ok = true;
-        ratio = has_in(n, 1) ? scalar_of(n.inputs[1], &ok) : 0.5;
+        ratio = n.has_input(1) ? scalar_of(n.inputs[1], &ok) : 0.5;
         if (!ok) problem("its ratio is not a constant");
-        if (has_in(n, 2)) {
+        if (n.has_input(2)) {
           double tm = scalar_of(n.inputs[2], &ok);
           if (!ok || tm != 0.0) problem("training_mode is not a constant false");
         }
@@ -536,7 +535,7 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
       s.f0 = ratio;
       s.in.resize(1);
     } else if (op == "Conv") {
-      if (!has_in(n, 1) || !is_const(n.inputs[1])) {
+      if (!n.has_input(1) || !is_const(n.inputs[1])) {
         problem("its weight is computed at run time (only constant conv weights are supported)");
         continue;
       }
@@ -568,7 +567,7 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
       s.in.resize(1);
       auto& m = s.spec;
       m.weight = W;
-      if (has_in(n, 2)) {
+      if (n.has_input(2)) {
         if (!is_const(n.inputs[2])) {
           problem("its bias is computed at run time");
           continue;
@@ -625,7 +624,7 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
       outs = {cur};
     } else if (op == "Gemm" || op == "MatMul") {
       const bool gemm = op == "Gemm";
-      const bool const_b = has_in(n, 1) && is_const(n.inputs[1]) && cst(n.inputs[1]).dim() == 2;
+      const bool const_b = n.has_input(1) && is_const(n.inputs[1]) && cst(n.inputs[1]).dim() == 2;
       if (gemm && rank_of(X) != 2 && rank_of(X) != -1) {
         problem("Gemm of a rank-" + std::to_string(rank_of(X)) + " input");
         continue;
@@ -645,7 +644,7 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
         m.out_features = W.size(0);
         m.name = n.name;
         std::string cur = n.outputs[0];
-        if (gemm && has_in(n, 2)) {
+        if (gemm && n.has_input(2)) {
           if (!is_const(n.inputs[2])) {
             problem("its C input is computed at run time");
             continue;
@@ -747,12 +746,12 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
         s.f1 = mx ? mx->f : 0;
       } else {
         bool ok = true;
-        if (has_in(n, 1)) {
+        if (n.has_input(1)) {
           s.flag = true;
           s.f0 = scalar_of(n.inputs[1], &ok);
           if (!ok) problem("its min is not a constant");
         }
-        if (has_in(n, 2)) {
+        if (n.has_input(2)) {
           s.flag2 = true;
           s.f1 = scalar_of(n.inputs[2], &ok);
           if (!ok) problem("its max is not a constant");
@@ -894,7 +893,7 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
     } else if (op == "Squeeze" || op == "Unsqueeze") {
       s.kind = op == "Squeeze" ? Kind::Squeeze : Kind::Unsqueeze;
       s.a = n.attr_ints("axes");
-      if (has_in(n, 1)) {
+      if (n.has_input(1)) {
         if (!is_const(n.inputs[1])) {
           problem("its axes are computed at run time");
           continue;
@@ -924,7 +923,7 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
       s.kind = Kind::Split;
       s.i0 = n.attr_i("axis", 0);
       s.a = n.attr_ints("split");
-      if (has_in(n, 1)) {
+      if (n.has_input(1)) {
         if (!is_const(n.inputs[1])) {
           problem("its split sizes are computed at run time");
           continue;
@@ -936,7 +935,7 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
     } else if (op == "Slice") {
       s.kind = Kind::Slice;
       if (g.opset >= 10 && !(is_const(n.inputs[1]) && is_const(n.inputs[2]) &&
-                             (!has_in(n, 3) || is_const(n.inputs[3])) && (!has_in(n, 4) || is_const(n.inputs[4])))) {
+                             (!n.has_input(3) || is_const(n.inputs[3])) && (!n.has_input(4) || is_const(n.inputs[4])))) {
         problem("its starts/ends/axes/steps are computed at run time");
         continue;
       }
@@ -962,12 +961,12 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
         pads = n.attr_ints("pads");
         value = n.attr_f("value", 0.0f);
       } else {
-        if (!is_const(n.inputs[1]) || (has_in(n, 2) && !is_const(n.inputs[2]))) {
+        if (!is_const(n.inputs[1]) || (n.has_input(2) && !is_const(n.inputs[2]))) {
           problem("its pads or value are computed at run time");
           continue;
         }
         pads = consts_ints(n.inputs[1]);
-        if (has_in(n, 2)) value = cst(n.inputs[2]).to(at::kDouble).item<double>();
+        if (n.has_input(2)) value = cst(n.inputs[2]).to(at::kDouble).item<double>();
       }
       s.in.resize(1);
       s.f0 = value;
