@@ -41,6 +41,7 @@
 #include "qbench/models/models.h"
 #include "qbench/ptq/recon.h"
 #include "qbench/ptq/recon_fused.h"
+#include "qbench/quant/observers_extra.h"
 #include "qbench/quant/prepare.h"
 #include "qbench/quant/profile.h"
 
@@ -305,6 +306,21 @@ int main(int argc, char** argv) {
                           reps, rounds);
     std::printf("Adam over a block's V and steps: torch::optim::Adam %.1f us, FusedAdam %.1f us\n", t3[0] * 1e6,
                 t3[1] * 1e6);
+    // The MSE observer's search (prepare_for_reconstruction runs it for every quantizer, p = 2.4):
+    // a per-tensor activation at its 1M-sample cap, and a per-channel 64x64x3x3 weight.
+    for (bool act : {true, false}) {
+      quant::QuantScheme sch;
+      sch.bits = 4;
+      sch.symmetric = true;
+      sch.signedness = quant::Signedness::Signed;
+      sch.granularity = act ? quant::Granularity::PerTensor : quant::Granularity::PerChannel;
+      quant::MseObserver o(sch, 2.4);
+      o.update(act ? at::randn({1 << 20}) : at::randn({64, 64, 3, 3}));
+      auto t4 = interleaved({[&] { o.compute(); }, [&] { o.compute_composed(); }}, 1, rounds);
+      std::printf("MSE observer search, %s: fused %.1f ms, composed %.1f ms (%.1fx)\n",
+                  act ? "activation, 1M samples, 95 candidates" : "64x64x3x3 weight per channel, 80 candidates",
+                  t4[0] * 1e3, t4[1] * 1e3, t4[1] / t4[0]);
+    }
     return 0;
   }
   if (spin > 0) {

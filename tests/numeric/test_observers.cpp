@@ -206,6 +206,50 @@ TEST_CASE("mse (per channel): each channel's range is its own argmin over 80 can
   }
 }
 
+TEST_CASE("mse: the fused search picks the composed search's candidate, at 1 and 2 threads",
+          "[observer][numeric][mse]") {
+  const int threads = at::get_num_threads();
+  struct Case {
+    int bits;
+    bool sym, per_channel, narrow;
+    Signedness sg;
+    double p;
+  };
+  const std::vector<Case> cases = {
+      {4, true, false, false, Signedness::Signed, 2.4},    {4, false, false, false, Signedness::Signed, 2.4},
+      {2, true, false, false, Signedness::Signed, 2.0},    {3, false, false, false, Signedness::Unsigned, 1.0},
+      {8, true, false, true, Signedness::Signed, 2.4},     {4, true, true, false, Signedness::Signed, 2.4},
+      {3, true, true, true, Signedness::Signed, 2.0},      {4, false, true, false, Signedness::Signed, 1.0},
+      {5, false, false, false, Signedness::Auto, 3.0}};
+  int k = 0;
+  for (const auto& c : cases) {
+    ++k;
+    // Heavy tails, a ragged length (not a multiple of the kernel's 16 lanes), and for the
+    // non-negative case a ReLU'd tensor; per channel, channels of different magnitudes.
+    at::Tensor x = c.per_channel ? heavy_tailed(7 * 1237, 40 + k).reshape({7, 1237}) *
+                                       at::linspace(0.05, 3.0, 7).reshape({7, 1})
+                                 : heavy_tailed(50003, 40 + k);
+    if (c.sg == Signedness::Unsigned) x = at::relu(x);
+    auto s = scheme(c.bits, c.sym, c.sg, c.per_channel, c.narrow);
+    INFO("case " << k << ": bits " << c.bits << " sym " << c.sym << " per-channel " << c.per_channel << " p " << c.p);
+    MseObserver o(s, c.p);
+    const int64_t d = c.per_channel ? 1 : 0, half = x.size(d) / 2;  // two batches
+    o.update(x.narrow(d, 0, half));
+    o.update(x.narrow(d, half, x.size(d) - half));
+    const auto ref = o.compute_composed();
+    for (int t : {1, 2}) {
+      at::set_num_threads(t);
+      const auto got = o.compute();
+      INFO("threads " << t);
+      CHECK(at::equal(got.scale, ref.scale));
+      CHECK(at::equal(got.zero_point, ref.zero_point));
+      CHECK(got.range.qmin == ref.range.qmin);
+      CHECK(got.range.qmax == ref.range.qmax);
+    }
+  }
+  at::set_num_threads(threads);
+}
+
 TEST_CASE("mse keeps a bounded sample in which every batch keeps its share", "[observer][numeric][mse]") {
   MseObserver o(scheme(8, true, Signedness::Signed), 2.0, /*max_samples=*/4096);
   o.update(at::full({6000}, 1.0f));

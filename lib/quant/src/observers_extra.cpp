@@ -11,8 +11,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "qbench/common/errors.h"
+#include "mse_search.h"
 
 namespace qbench::quant {
 namespace {
@@ -180,6 +182,50 @@ void MseObserver::update(const at::Tensor& x) {
 }
 
 QParams MseObserver::compute() const {
+  require_observed(count_, "mse");
+  const at::Tensor& data = sample_.rows;
+  if (!data.device().is_cpu() || data.scalar_type() != at::kFloat) return compute_composed();
+  // Every candidate's range and qparams as the composed search makes them, then one pass per row
+  // and candidate (detail::mse_candidate_errors) instead of five tensor ops per candidate.
+  const int64_t R = data.size(0), N = data.size(1), K = candidates();
+  const int64_t row_axis = per_channel(scheme_) ? 0 : -1;
+  std::vector<at::Tensor> los, his;
+  std::vector<float> scales(static_cast<size_t>(K * R)), zps(static_cast<size_t>(K * R));
+  QRange range{};
+  for (int64_t i = 0; i < K; ++i) {
+    const double f = 1.0 - 0.01 * static_cast<double>(i);
+    auto lo = min_ * f, hi = max_ * f;
+    QParams qp = qparams_from_minmax(shaped(lo, scheme_), shaped(hi, scheme_), scheme_, row_axis);
+    if (i == 0) range = qp.range;
+    if (qp.range.qmin != range.qmin || qp.range.qmax != range.qmax)
+      throw Error("mse observer: candidate ranges resolve to different integer ranges");
+    auto sc = qp.scale.reshape({-1}).to(at::kFloat).contiguous();
+    auto zp = qp.zero_point.reshape({-1}).to(at::kFloat).contiguous();
+    std::copy(sc.data_ptr<float>(), sc.data_ptr<float>() + R, scales.begin() + i * R);
+    std::copy(zp.data_ptr<float>(), zp.data_ptr<float>() + R, zps.begin() + i * R);
+    los.push_back(lo.reshape({-1}));
+    his.push_back(hi.reshape({-1}));
+  }
+  std::vector<double> err(static_cast<size_t>(K * R));
+  const auto rows = data.contiguous();
+  detail::mse_candidate_errors(rows.data_ptr<float>(), R, N, scales.data(), zps.data(), K,
+                               static_cast<float>(range.qmin), static_cast<float>(range.qmax), p_, err.data());
+  // Per row the first candidate with the strictly smallest error (ties keep the wider range).
+  auto best = at::zeros({R}, at::kLong);
+  auto* b = best.data_ptr<int64_t>();
+  for (int64_t r = 0; r < R; ++r) {
+    double e = std::numeric_limits<double>::infinity();
+    for (int64_t i = 0; i < K; ++i)
+      if (err[static_cast<size_t>(i * R + r)] < e) {
+        e = err[static_cast<size_t>(i * R + r)];
+        b[r] = i;
+      }
+  }
+  auto pick = [&](const std::vector<at::Tensor>& v) { return at::stack(v).gather(0, best.unsqueeze(0)).squeeze(0); };
+  return from_range(pick(los), pick(his), scheme_);
+}
+
+QParams MseObserver::compute_composed() const {
   require_observed(count_, "mse");
   const at::Tensor& data = sample_.rows;
   // Candidates are fake-quantized row by row, so the per-channel axis of the rows is 0.

@@ -49,7 +49,13 @@ class MseObserver : public Observer {
  public:
   explicit MseObserver(QuantScheme scheme, double p = 2.0, int64_t max_samples = int64_t(1) << 20);
   void update(const at::Tensor& x) override;
+  /// On the CPU: one fused pass per row and candidate (src/mse_search.h). It picks the same
+  /// candidate as compute_composed() except where two candidates' errors agree to within the
+  /// float rounding of the power (|d|^p for p other than 1 and 2) and the summation order.
   QParams compute() const override;
+  /// The search as tensor ops (fake_quantize, difference, power, mean per candidate): the
+  /// reference of the tests, and what compute() runs off the CPU.
+  QParams compute_composed() const;
   std::string name() const override { return "mse"; }
   /// Candidates tried: range * (1 - 0.01 i), i = 0 .. candidates() - 1.
   int64_t candidates() const;
