@@ -11,35 +11,32 @@
 
 namespace qbench::yaml {
 
-bool parse_int64(const std::string& s, int64_t& out) {
+namespace {
+
+/// The whole of `s` read by std::from_chars into `out` (`format...`: a float's chars_format), with
+/// one optional leading '+' (which from_chars does not take); false, `out` untouched, otherwise.
+template <typename T, typename... Format>
+bool parse_whole(const std::string& s, T& out, Format... format) {
   if (s.empty()) return false;
   const char* first = s.data();
   const char* last = s.data() + s.size();
   if (*first == '+') ++first;
   if (first == last || *first == '+') return false;
-  auto r = std::from_chars(first, last, out);
+  auto r = std::from_chars(first, last, out, format...);
   return r.ec == std::errc() && r.ptr == last;
 }
+
+}  // namespace
+
+bool parse_int64(const std::string& s, int64_t& out) { return parse_whole(s, out); }
 
 bool parse_uint64(const std::string& s, uint64_t& out) {
-  if (s.empty() || s[0] == '-') return false;
-  const char* first = s.data();
-  const char* last = s.data() + s.size();
-  if (*first == '+') ++first;
-  if (first == last || *first == '+' || *first == '-') return false;
-  auto r = std::from_chars(first, last, out);
-  return r.ec == std::errc() && r.ptr == last;
+  // No sign but '+': "-1" and "+-1" are refused here, not left to from_chars.
+  if (!s.empty() && (s[0] == '-' || (s[0] == '+' && s.size() > 1 && s[1] == '-'))) return false;
+  return parse_whole(s, out);
 }
 
-bool parse_double(const std::string& s, double& out) {
-  if (s.empty()) return false;
-  const char* first = s.data();
-  const char* last = s.data() + s.size();
-  if (*first == '+') ++first;
-  if (first == last || *first == '+') return false;
-  auto r = std::from_chars(first, last, out, std::chars_format::general);
-  return r.ec == std::errc() && r.ptr == last;
-}
+bool parse_double(const std::string& s, double& out) { return parse_whole(s, out, std::chars_format::general); }
 
 Mark mark_of(const YAML::Node& n) {
   auto m = n.Mark();
