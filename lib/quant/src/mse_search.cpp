@@ -4,18 +4,17 @@
 // -ffast-math and no FMA contraction (-std=c++17), so both copies give the same bits.
 #include "mse_search.h"
 
+#include "qbench/quant/kernel_math.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define QBENCH_MSE_CLONES __attribute__((target_clones("avx2", "default")))
-#define QBENCH_MSE_INLINE inline __attribute__((always_inline))
 #else
 #define QBENCH_MSE_CLONES
-#define QBENCH_MSE_INLINE inline
 #endif
 
 namespace qbench::quant::detail {
@@ -23,54 +22,14 @@ namespace {
 
 constexpr int kLanes = 16;
 
-QBENCH_MSE_INLINE float from_bits(uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, sizeof f);
-  return f;
-}
-QBENCH_MSE_INLINE uint32_t to_bits(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, sizeof b);
-  return b;
-}
-
-// Nearest integer, ties to even, for |v| < 2^22 (v is clamped first): adding and subtracting
-// 1.5 * 2^23 under the default rounding mode, as std::nearbyint.
-QBENCH_MSE_INLINE float round_even(float v) {
-  constexpr float kMagic = 12582912.0f;
-  return (v + kMagic) - kMagic;
-}
-
-// log2(a) for a normal a > 0: a = m 2^e, m in [sqrt(1/2), sqrt(2)), log2(m) = 2 atanh(t) / ln 2 with
-// t = (m - 1) / (m + 1), |t| <= 0.1716, atanh's series to t^9.
-QBENCH_MSE_INLINE float log2_pos(float a) {
-  const uint32_t b = to_bits(a);
-  float e = static_cast<float>(static_cast<int32_t>((b >> 23) & 0xffu) - 127);
-  float m = from_bits((b & 0x7fffffu) | 0x3f800000u);
-  const bool big = m > 1.41421356f;
-  m = big ? m * 0.5f : m;
-  e = big ? e + 1.0f : e;
-  const float t = (m - 1.0f) / (m + 1.0f);
-  const float t2 = t * t;
-  const float series = 1.0f + t2 * (0.333333333f + t2 * (0.2f + t2 * (0.142857143f + t2 * 0.111111111f)));
-  return e + t * series * 2.88539008f;
-}
-
-// 2^y for y in [-126, 127] (clamped): y = k + f, |f| <= 1/2, 2^f by exp's Taylor series to degree 7.
-QBENCH_MSE_INLINE float exp2_clamped(float y) {
-  const float yc = std::min(std::max(y, -126.0f), 127.0f);
-  const float k = round_even(yc);
-  const float x = (yc - k) * 0.693147181f;
-  const float poly =
-      1.0f + x * (1.0f + x * (0.5f + x * (0.166666667f + x * (0.0416666667f + x * (0.00833333333f +
-                                                                               x * (0.00138888889f + x * 0.000198412698f))))));
-  return poly * from_bits(static_cast<uint32_t>(static_cast<int32_t>(k) + 127) << 23);
-}
+using kernel_math::exp2_any;
+using kernel_math::log2_pos;
+using kernel_math::round_even;
 
 /// One (row, candidate): sum over j of dev(fq(x_j) - x_j) in kLanes double lanes, then the tail and
 /// the lanes, in that order. Mode 2: d * d; 1: |d|; 0: |d|^p.
 template <int Mode>
-QBENCH_MSE_INLINE double row_sum(const float* __restrict x, int64_t n, float s, float z, float qmin, float qmax,
+QBENCH_KERNEL_INLINE double row_sum(const float* __restrict x, int64_t n, float s, float z, float qmin, float qmax,
                                  float p) {
   const float inv = 1.0f / s;
   // ATen clamps z + nearbyint(x / s) to [qmin, qmax]; in codes relative to z that is [lo, hi],
@@ -83,7 +42,7 @@ QBENCH_MSE_INLINE double row_sum(const float* __restrict x, int64_t n, float s, 
     const float a = std::fabs(d);
     if (Mode == 2) return d * d;
     if (Mode == 1) return a;
-    const float r = exp2_clamped(p * log2_pos(a > 0.0f ? a : 1.0f));
+    const float r = exp2_any(p * log2_pos(a > 0.0f ? a : 1.0f));
     return a >= 1.17549435e-38f ? r : 0.0f;  // 0 and subnormal |d|: 0 (pow gives below 1e-45 there)
   };
   double lanes[kLanes] = {};

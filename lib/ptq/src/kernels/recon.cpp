@@ -8,6 +8,7 @@
 
 // round_even and QBENCH_CLONES: the QAT kernels' shared header (same flags, same reasons).
 #include "../../../qat/src/kernels/common.h"
+#include "qbench/quant/kernel_math.h"
 
 // Every helper of a QBENCH_CLONES function must be inlined into it: a helper compiled on its own
 // is built for the baseline target only, so an AVX2 clone calling it would run baseline code.
@@ -47,45 +48,10 @@ QBENCH_INLINE void masked_loop(int64_t n, uint32_t first, uint32_t k0, uint32_t 
   for (; j < n; ++j) elem(j, drop_keep(k0, k1, thr, first + static_cast<uint32_t>(j)));
 }
 
-QBENCH_INLINE float bits_to_float(uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, sizeof f);
-  return f;
-}
-QBENCH_INLINE uint32_t float_to_bits(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, sizeof b);
-  return b;
-}
-
-// log2(a) for a normal, finite a > 0: a = m 2^e with m in [sqrt(1/2), sqrt(2)), log2(m) =
-// 2 atanh(t) / ln 2, t = (m - 1) / (m + 1), |t| <= 0.1716, atanh's series to t^9 (error < 1e-9).
-QBENCH_INLINE float log2_pos(float a) {
-  const uint32_t b = float_to_bits(a);
-  float e = static_cast<float>(static_cast<int32_t>((b >> 23) & 0xffu) - 127);
-  float m = bits_to_float((b & 0x7fffffu) | 0x3f800000u);  // [1, 2)
-  const bool big = m > 1.41421356f;
-  m = big ? m * 0.5f : m;
-  e = big ? e + 1.0f : e;
-  const float t = (m - 1.0f) / (m + 1.0f);
-  const float t2 = t * t;
-  const float series = 1.0f + t2 * (0.333333333f + t2 * (0.2f + t2 * (0.142857143f + t2 * 0.111111111f)));
-  return e + t * series * 2.88539008f;  // 2 / ln 2
-}
-
-// 2^y: y = n + f, n = round(y), |f| <= 1/2, 2^f = exp(f ln 2) by its Taylor series to degree 7
-// (error < 1e-8); 0 below 2^-126 (no subnormals), inf above 2^127.
-QBENCH_INLINE float exp2_any(float y) {
-  const float yc = std::min(std::max(y, -126.0f), 127.0f);
-  const float n = round_even(yc);
-  const float x = (yc - n) * 0.693147181f;
-  const float p =
-      1.0f + x * (1.0f + x * (0.5f + x * (0.166666667f + x * (0.0416666667f + x * (0.00833333333f +
-                                                                               x * (0.00138888889f + x * 0.000198412698f))))));
-  const float scale = bits_to_float(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
-  const float r = p * scale;
-  return y < -126.0f ? 0.0f : (y > 127.0f ? INFINITY : r);
-}
+using quant::kernel_math::bits_to_float;
+using quant::kernel_math::exp2_any;
+using quant::kernel_math::float_to_bits;
+using quant::kernel_math::log2_pos;
 
 QBENCH_INLINE float pow01_inline(float a, float e) {
   const float zero_pow = e > 0.0f ? 0.0f : (e == 0.0f ? 1.0f : INFINITY);
