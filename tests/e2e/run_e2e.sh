@@ -10,6 +10,10 @@ source "$(dirname "$0")/harness.sh"
 "$QB" --version >/dev/null; check "--version exits 0" test $? -eq 0
 out=$("$QB" list 2>&1); check "list shows registries" has "$out" minmax resnet20 fashion-mnist academic
 "$QB" list nonsense >/dev/null 2>&1; check "list of an unknown kind exits 2" test $? -eq 2
+out=$("$QB" list algorithms --verbose 2>&1)
+check "list algorithms --verbose shows each setting from its table" has "$out" \
+  "pipeline.ptq.reconstruction (read by adaround, brecq, qdrop)" "default 20000" "papers: 2.4" \
+  "pipeline.ptq.bias_correction" "images       integer >= 0"
 out=$("$QB" list archs 2>&1)
 check "list archs measures the published sizes" has "$out" '11.69M params, 1.814 GMACs' '3.50M params' regnetx-600mf
 

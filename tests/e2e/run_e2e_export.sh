@@ -92,6 +92,9 @@ refuse() {  # refuse NAME EXPECTED_TEXT ARGS...
 }
 refuse "unknown key" "no cell of" --cell ffffffffff
 refuse "ambiguous prefix" "ambiguous, 6 cells start with it" --cell ""
+amb=$(sql "select substr(cell_key, 1, 1) p from (select distinct cell_key from results) group by p having count(*) > 1 order by p limit 1")
+check "two cells of the store share a first key character ('$amb')" test -n "$amb"
+refuse "ambiguous one-character prefix" "ambiguous, [0-9]* cells start with it" --cell "$amb"
 apot=$(sql "select cell_key from results where algorithm='apot'")
 refuse "non-uniform quantizer (apot)" "not affine" --cell "${apot:0:10}"
 refuse "baseline as qdq" "use --format fp32" --cell "${base:0:10}"

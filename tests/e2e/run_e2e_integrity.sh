@@ -74,6 +74,9 @@ expect_input_error "missing --data-root on a fresh store" \
   "--data-root /no/such/dir: no such folder (the fashion-mnist dataset folder)" "$D" --data-root /no/such/dir
 check "no store was created" test ! -e "$DB"
 check "no cache folder either" test ! -e "$CACHE"
+expect_input_error "missing --data-root with --dry-run" \
+  "--data-root /no/such/dir: no such folder (the fashion-mnist dataset folder)" "$D" --dry-run --data-root /no/such/dir
+check "no store after the dry run" test ! -e "$DB"
 sed 's#^dataset: {name: fashion-mnist}#dataset: {name: fashion-mnist, root: /no/such/dir}#' "$D" > "$WORK/rooted.yaml"
 expect_input_error "missing dataset.root in the matrix" \
   "$WORK/rooted.yaml:4:38: dataset.root: /no/such/dir: no such folder (the fashion-mnist dataset folder)" "$WORK/rooted.yaml"
