@@ -136,7 +136,12 @@ TEST_CASE("report: markdown matches the golden file and its numbers", "[report]"
   CHECK_THAT(md, Catch::Contains("| resnet20 | lsq | academic | w4a4 | 32 | 1.350 \xc2\xb1 0.071 | 1.550 \xc2\xb1 0.071 | 2 | measured-fakequant |"));
   CHECK_THAT(md, Catch::Contains("| mlp | minmax | academic | w8a8 | 32 | 0.250 | 0.300 | 1 | modeled |"));
   CHECK_THAT(md, Catch::Contains("> This table mixes latency sources (measured-fp32, measured-fakequant, measured-int8, "
-                                 "measured-int8-ort, modeled)"));
+                                 "measured-int8-ort, measured-fp32-ort, modeled)"));
+  // The FP32 export ONNX Runtime timed beside the ort-cpu cell (fp32_latency_ms_p50 2.00 in its
+  // deploy_engines record): a row of its own source, after the int8 one and before the modeled.
+  CHECK_THAT(md, Catch::Contains("| resnet20 | fp32 | ort-cpu | fp32 | 32 | 2.000 | \xe2\x80\x94 | 1 | measured-fp32-ort |"));
+  CHECK(md.find("| measured-int8-ort |") < md.find("| measured-fp32-ort |"));
+  CHECK(md.find("| measured-fp32-ort |") < md.find("| modeled |"));
   CHECK(md.find("| measured-fp32 |") < md.find("| measured-fakequant |"));
   // ONNX Runtime's int8 time ranks after LibTorch's and before the modeled ones, and says what it is.
   CHECK(md.find("| measured-int8 |") < md.find("| measured-int8-ort |"));
@@ -276,7 +281,7 @@ TEST_CASE("report: JSON matches the golden file and parses back to the inserted 
   CHECK(lsq["delta"].get<double>() == Approx(-1.30));
   CHECK(acc["values"][0][4]["failed"] == 1);
   CHECK(tables[6]["id"] == "latency");
-  CHECK(tables[6]["notes"].size() == 6);  // the mix, then one line per source
+  CHECK(tables[6]["notes"].size() == 7);  // the mix, then one line per source
   // The engines table: the numbers behind its cells, a refusal's full reason.
   const auto& eng = tables[8];
   CHECK(eng["id"] == "engines");
