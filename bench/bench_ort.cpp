@@ -39,25 +39,33 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string g_arch = "resnet20";
-models::ModelSpec g_spec;  // 1x28x28, 10 classes
+/// The network timed: a zoo architecture at an input shape (default 1x28x28, 10 classes).
+struct Net {
+  std::string arch;
+  models::ModelSpec spec;
+  /// `n` images of the network's input shape, in [-0.8, 2.2] (squared uniform), contiguous.
+  at::Tensor images(int64_t n) const {
+    return (at::rand({n, spec.in_channels, spec.image_size, spec.image_size}).pow(2) * 3.0 - 0.8).contiguous();
+  }
+};
 
 /// The network with the same random weights on every call (seeded), BN statistics randomised.
-std::shared_ptr<quant::QuantModel> build() { return bench::random_model(g_arch, g_spec); }
+std::shared_ptr<quant::QuantModel> build(const Net& net) { return bench::random_model(net.arch, net.spec); }
 
 /// build() with BN folded as the profile says and min/max quantizers calibrated at w8a8.
-std::shared_ptr<quant::QuantModel> calibrated(const std::string& profile, const at::Tensor& calib) {
-  return bench::calibrated(build(), quant::profile_registry().get(profile), calib);
+std::shared_ptr<quant::QuantModel> calibrated(const Net& net, const std::string& profile, const at::Tensor& calib) {
+  return bench::calibrated(build(net), quant::profile_registry().get(profile), calib);
 }
 
-}  // namespace
+int bench_net(const Net& net, int threads, int rounds, int reps, const std::vector<int64_t>& batches);
 
-int bench_arch(int threads, int rounds, int reps, const std::vector<int64_t>& batches);
+}  // namespace
 
 int main(int argc, char** argv) {
   int threads = 2, rounds = 5, reps = 10;
   std::vector<int64_t> batches;
   std::vector<std::string> archs;
+  models::ModelSpec spec;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
@@ -71,11 +79,11 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "--input takes C,H,W with H = W, e.g. 3,32,32\n");
         return 2;
       }
-      g_spec.in_channels = c;
-      g_spec.image_size = h;
+      spec.in_channels = c;
+      spec.image_size = h;
     }
     else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--rounds R] [--reps K] [--batch B]... [--arch A] [--input C,H,W]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads N] [--rounds R] [--reps K] [--batch B]... [--arch A]... [--input C,H,W]\n", argv[0]);
       return 2;
     }
   }
@@ -86,15 +94,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   at::set_num_threads(threads);
-  for (const auto& arch : archs) {
-    g_arch = arch;
-    if (const int rc = bench_arch(threads, rounds, reps, batches); rc != 0) return rc;
-  }
+  for (const auto& arch : archs)
+    if (const int rc = bench_net({arch, spec}, threads, rounds, reps, batches); rc != 0) return rc;
   return 0;
 }
 
-int bench_arch(int threads, int rounds, int reps, const std::vector<int64_t>& batches) {
-  const auto calib = (at::rand({64, g_spec.in_channels, g_spec.image_size, g_spec.image_size}).pow(2) * 3.0 - 0.8).contiguous();
+namespace {
+
+int bench_net(const Net& net, int threads, int rounds, int reps, const std::vector<int64_t>& batches) {
+  const auto& spec = net.spec;
+  const auto calib = net.images(64);
 
   // ORT: the ort-cpu network as QDQ and as FP32 (the same network, quantizers ignored).
   std::string tmpl = (fs::temp_directory_path() / "qbench-bench-ort-XXXXXX").string();
@@ -103,10 +112,10 @@ int bench_arch(int threads, int rounds, int reps, const std::vector<int64_t>& ba
     return 1;
   }
   const fs::path dir = tmpl;
-  const std::string int8_path = (dir / (g_arch + ".qdq.onnx")).string(), fp32_path = (dir / (g_arch + ".fp32.onnx")).string();
-  auto ort_model = calibrated("ort-cpu", calib);
+  const std::string int8_path = (dir / (net.arch + ".qdq.onnx")).string(), fp32_path = (dir / (net.arch + ".fp32.onnx")).string();
+  auto ort_model = calibrated(net, "ort-cpu", calib);
   exporter::ExportOptions eo;
-  eo.sample_shape = {g_spec.in_channels, g_spec.image_size, g_spec.image_size};
+  eo.sample_shape = {spec.in_channels, spec.image_size, spec.image_size};
   eo.format = exporter::Format::Qdq;
   exporter::export_onnx(*ort_model, int8_path, eo);
   eo.format = exporter::Format::Fp32;
@@ -115,7 +124,7 @@ int bench_arch(int threads, int rounds, int reps, const std::vector<int64_t>& ba
   req.model = int8_path;
   req.images = calib;
   req.threads = threads;
-  req.optimized_model = (dir / (g_arch + ".qdq.optimized.onnx")).string();
+  req.optimized_model = (dir / (net.arch + ".qdq.optimized.onnx")).string();
   const auto check = exporter::run_ort(req);
   at::Tensor ort_sim;
   {
@@ -124,9 +133,9 @@ int bench_arch(int threads, int rounds, int reps, const std::vector<int64_t>& ba
   }
 
   // LibTorch: the same weights under x86-onednn, lowered; FP32 with BN folded.
-  auto fp32 = build();
+  auto fp32 = build(net);
   quant::apply_bn_fold(*fp32, 0);
-  auto onednn = calibrated("x86-onednn", calib);
+  auto onednn = calibrated(net, "x86-onednn", calib);
   at::Tensor lt_sim;
   {
     at::NoGradGuard ng;
@@ -137,8 +146,8 @@ int bench_arch(int threads, int rounds, int reps, const std::vector<int64_t>& ba
   const auto& c = check.census;
   std::printf("%s, %lldx%lldx%lld, %d thread(s): ONNX Runtime %s (onnxruntime-node) vs LibTorch, "
               "median of %d rounds x %d interleaved runs\n",
-              g_arch.c_str(), static_cast<long long>(g_spec.in_channels), static_cast<long long>(g_spec.image_size),
-              static_cast<long long>(g_spec.image_size), threads, check.version.c_str(), rounds, reps);
+              net.arch.c_str(), static_cast<long long>(spec.in_channels), static_cast<long long>(spec.image_size),
+              static_cast<long long>(spec.image_size), threads, check.version.c_str(), rounds, reps);
   std::printf("ORT int8 graph as optimized: %d of %d convs/matmuls as integer kernels (%.1f%% int8 coverage)\n",
               c.int8_compute, c.int8_compute + c.float_compute, c.int8_coverage());
   std::string ops;
@@ -150,7 +159,7 @@ int bench_arch(int threads, int rounds, int reps, const std::vector<int64_t>& ba
   std::printf("%5s %11s %11s %10s %8s %10s %10s %10s %15s\n", "batch", "ort-int8 ms", "ort-fp32 ms", "ort f/i8",
               "(target)", "lt-int8 ms", "lt-fp32 ms", "lt f/i8", "lt-i8/ort-i8");
   for (int64_t b : batches) {
-    const auto x = (at::rand({b, g_spec.in_channels, g_spec.image_size, g_spec.image_size}).pow(2) * 3.0 - 0.8).contiguous();
+    const auto x = net.images(b);
     at::NoGradGuard ng;
     auto run_int8 = [&] { return low->forward(x); };
     auto run_fp32 = [&] { return fp32->forward(x); };
@@ -177,3 +186,5 @@ int bench_arch(int threads, int rounds, int reps, const std::vector<int64_t>& ba
   fs::remove_all(dir, ec);
   return 0;
 }
+
+}  // namespace

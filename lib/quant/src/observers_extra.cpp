@@ -181,6 +181,14 @@ void MseObserver::update(const at::Tensor& x) {
   ++count_;
 }
 
+MseObserver::Candidate MseObserver::candidate(int64_t i) const {
+  const double f = 1.0 - 0.01 * static_cast<double>(i);
+  auto lo = min_ * f, hi = max_ * f;
+  // Candidates are fake-quantized row by row, so the per-channel axis of the rows is 0.
+  auto qp = qparams_from_minmax(shaped(lo, scheme_), shaped(hi, scheme_), scheme_, per_channel(scheme_) ? 0 : -1);
+  return {lo, hi, qp};
+}
+
 QParams MseObserver::compute() const {
   require_observed(count_, "mse");
   const at::Tensor& data = sample_.rows;
@@ -188,14 +196,11 @@ QParams MseObserver::compute() const {
   // Every candidate's range and qparams as the composed search makes them, then one pass per row
   // and candidate (detail::mse_candidate_errors) instead of five tensor ops per candidate.
   const int64_t R = data.size(0), N = data.size(1), K = candidates();
-  const int64_t row_axis = per_channel(scheme_) ? 0 : -1;
   std::vector<at::Tensor> los, his;
   std::vector<float> scales(static_cast<size_t>(K * R)), zps(static_cast<size_t>(K * R));
   QRange range{};
   for (int64_t i = 0; i < K; ++i) {
-    const double f = 1.0 - 0.01 * static_cast<double>(i);
-    auto lo = min_ * f, hi = max_ * f;
-    QParams qp = qparams_from_minmax(shaped(lo, scheme_), shaped(hi, scheme_), scheme_, row_axis);
+    auto [lo, hi, qp] = candidate(i);
     if (i == 0) range = qp.range;
     if (qp.range.qmin != range.qmin || qp.range.qmax != range.qmax)
       throw Error("mse observer: candidate ranges resolve to different integer ranges");
@@ -228,14 +233,10 @@ QParams MseObserver::compute() const {
 QParams MseObserver::compute_composed() const {
   require_observed(count_, "mse");
   const at::Tensor& data = sample_.rows;
-  // Candidates are fake-quantized row by row, so the per-channel axis of the rows is 0.
-  const int64_t row_axis = per_channel(scheme_) ? 0 : -1;
   auto best_err = at::full({data.size(0)}, std::numeric_limits<double>::infinity(), data.options().dtype(at::kDouble));
   at::Tensor best_lo = min_.clone(), best_hi = max_.clone();
   for (int64_t i = 0; i < candidates(); ++i) {
-    const double f = 1.0 - 0.01 * static_cast<double>(i);
-    auto lo = min_ * f, hi = max_ * f;
-    QParams qp = qparams_from_minmax(shaped(lo, scheme_), shaped(hi, scheme_), scheme_, row_axis);
+    auto [lo, hi, qp] = candidate(i);
     auto xq = fake_quantize(data, qp);
     auto diff = xq - data;
     auto dev = p_ == 2.0 ? diff * diff : p_ == 1.0 ? diff.abs() : diff.abs().pow(p_);

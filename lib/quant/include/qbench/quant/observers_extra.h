@@ -62,6 +62,14 @@ class MseObserver : public Observer {
   const at::Tensor& sample() const { return sample_.rows; }
 
  private:
+  /// Candidate i: the range [min, max] * (1 - 0.01 i) and its qparams on the sample's rows (the
+  /// per-channel axis of the rows is 0).
+  struct Candidate {
+    at::Tensor lo, hi;
+    QParams qp;
+  };
+  Candidate candidate(int64_t i) const;
+
   double p_;
   int64_t max_samples_;
   at::Tensor min_, max_;
