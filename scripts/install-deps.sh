@@ -16,6 +16,7 @@ PKGS=(
   libonnx-dev libprotobuf-dev protobuf-compiler   # lib/onnx parses, checks and shape-infers ONNX files
   libonnx-testdata                                # ONNX operator conformance cases (tests/onnx)
   python3-torch python3-torchvision python3-onnx  # tests/onnx fixtures and cross-checks only, never at run time
+  libglpk-dev       # lib/mixed solves the bit allocation as an integer linear program (GLPK)
   slurm-wlm munge   # e2e.slurm starts a private single-node Slurm cluster (qbench submit --backend slurm)
 )
 missing=()

@@ -84,6 +84,24 @@ json qat_json(const Matrix& m, const std::string& algorithm, const AlgorithmInfo
   return j;
 }
 
+/// A mixed cell's budget and the search settings: the allocation is a function of these, the
+/// baseline and the profile, so they are keyed and the result (the widths) is not.
+json mixed_json(const Matrix& m, const BitWidth& bits) {
+  const MixedPrecisionRecipe& r = m.mixed_precision;
+  json budget = json::object();
+  for (const auto& [k, v] : bits.mixed) budget[k] = v;
+  json j = {{"budget", budget},
+            {"label", bits.label()},
+            {"sensitivity", r.sensitivity},
+            {"candidates", {{"w", r.w_candidates}, {"a", r.a_candidates}}},
+            {"images", r.images}};
+  if (r.sensitivity == "hessian") {
+    j["probes"] = r.probes;
+    j["tolerance"] = r.tolerance;
+  }
+  return j;
+}
+
 json eval_json(const EvalRecipe& r) { return {{"batch_size", r.batch_size}}; }
 
 json latency_json(const LatencyRecipe& r) {
@@ -144,6 +162,7 @@ Cell make_cell(const Matrix& m, const Catalog& catalog, const std::string& arch,
     j["ptq"] = ptq_json(m, info);
   }
   if (!baseline && !m.deploy.engines.empty()) j["deploy"] = {{"engines", m.deploy.engines}};
+  if (!baseline && bits.is_mixed()) j["mixed"] = mixed_json(m, bits);
   if (!baseline) {
     c.bn_fold = bn_fold;
     c.bn_fold_from_matrix = bn_fold_from_matrix;

@@ -23,9 +23,36 @@
 
 namespace qbench::config {
 
+namespace {
+/// A budget value in a label: integers without a fraction, else the shortest round trip.
+std::string budget_number(double v) {
+  if (std::fabs(v) < 1e15 && v == std::floor(v)) return std::to_string(static_cast<int64_t>(v));
+  return nlohmann::json(v).dump();
+}
+}  // namespace
+
 std::string BitWidth::label() const {
+  if (is_mixed()) {
+    std::string out = "mixed:";
+    bool first = true;
+    for (const auto& [k, v] : mixed) {
+      out += (first ? "" : ",") + k + "=" + budget_number(v);
+      first = false;
+    }
+    return out;
+  }
   if (is_float()) return "fp32";
   return "w" + std::to_string(w) + "a" + std::to_string(a);
+}
+
+const std::vector<std::string>& mixed_budget_keys() {
+  static const std::vector<std::string> keys = {"size_kb", "bops_ratio", "avg_w_bits", "avg_a_bits", "latency_ms"};
+  return keys;
+}
+
+const std::vector<std::string>& sensitivity_names() {
+  static const std::vector<std::string> names = {"hessian", "fisher", "loss"};
+  return names;
 }
 
 const AlgorithmInfo* Catalog::find_algorithm(const std::string& name) const {
@@ -153,6 +180,26 @@ class Parser : public yaml::Reader {
   }
 
   BitWidth bits(const Item& it) const {
+    if (it.node.IsMap() && it.node["mixed"]) {
+      MapView m(*this, it, {"mixed"}, "a budget {mixed: {size_kb: 100}}");
+      const Item b = m.get("mixed");
+      if (!b.node.IsMap() || b.node.size() == 0)
+        fail(b, "expected a map of budgets (" + join(mixed_budget_keys(), ", ") + "), got " + found(b.node));
+      MapView budget(*this, b, mixed_budget_keys(), "");
+      BitWidth out;
+      out.mark = it.mark;
+      for (const auto& k : mixed_budget_keys()) {
+        if (!budget.has(k)) continue;
+        const Item v = budget.get(k);
+        if (k == "avg_w_bits" || k == "avg_a_bits")
+          out.mixed[k] = number(v, 2.0, true, 8.0, true);
+        else if (k == "bops_ratio")
+          out.mixed[k] = number(v, 0.0, false, 1.0, true);
+        else
+          out.mixed[k] = number(v, 0.0, false);
+      }
+      return out;
+    }
     if (it.node.IsMap()) {
       MapView m(*this, it, {"w", "a"}, "a bit-width map {w: 4, a: 8}");
       int w = width(m.require("w"));
@@ -224,6 +271,10 @@ class Parser : public yaml::Reader {
   void parse_sections(const MapView& f, const std::string& stage, Matrix& m) const;
   void parse_settings(const Item& it, const SettingsSection& sec, nlohmann::json& out) const;
   void parse_pipeline(const Item& it, Matrix& m) const;
+  void parse_mixed_precision(const Item& it, MixedPrecisionRecipe& r) const;
+  /// A mixed entry's widths: the largest candidates; the candidates checked against each profile
+  /// and the budget against the candidates' range, the algorithms against non-uniform grids.
+  void check_mixed(const Item& entry, const Matrix& m, BitWidth& b) const;
   void parse_axes(const Item& it, Matrix& m) const;
   void parse_architectures(const Item& it, Matrix& m) const;
 
@@ -478,7 +529,7 @@ void Parser::parse_settings(const Item& it, const SettingsSection& sec, nlohmann
 }
 
 void Parser::parse_pipeline(const Item& it, Matrix& m) const {
-  MapView p(*this, it, {"threads", "fp32", "ptq", "qat", "eval", "latency", "deploy"}, "");
+  MapView p(*this, it, {"threads", "fp32", "ptq", "qat", "eval", "latency", "deploy", "mixed_precision"}, "");
   if (p.has("threads")) m.threads = int32(p.get("threads"), 1, 256);
 
   if (p.has("fp32")) {
@@ -515,10 +566,81 @@ void Parser::parse_pipeline(const Item& it, Matrix& m) const {
     if (l.has("warmup")) m.latency.warmup = int32(l.get("warmup"), 0);
     if (l.has("repeats")) m.latency.repeats = int32(l.get("repeats"), 1);
   }
+  if (p.has("mixed_precision")) parse_mixed_precision(p.get("mixed_precision"), m.mixed_precision);
   if (p.has("deploy")) {
     MapView d(*this, p.get("deploy"), {"engines"}, "");
     for (const auto& e : axis_items(d.require("engines")))
       push_unique(m.deploy.engines, known_name(e, "deploy engine", deploy_engine_names()));
+  }
+}
+
+void Parser::parse_mixed_precision(const Item& it, MixedPrecisionRecipe& r) const {
+  MapView mp(*this, it, {"sensitivity", "candidates", "probes", "tolerance", "images"}, "");
+  if (mp.has("sensitivity")) r.sensitivity = known_name(mp.get("sensitivity"), "sensitivity measure", sensitivity_names());
+  if (mp.has("probes")) r.probes = int32(mp.get("probes"), 1, 100000);
+  if (mp.has("tolerance")) r.tolerance = number(mp.get("tolerance"), 0.0, true, 1.0, true);
+  if (mp.has("images")) r.images = integer(mp.get("images"), 1);
+  r.mark = it.mark;
+  if (mp.has("candidates")) {
+    const Item c = mp.get("candidates");
+    r.mark = c.mark;
+    MapView cm(*this, c, {"w", "a"}, "");
+    auto widths = [&](const Item& list) {
+      std::vector<int> out;
+      for (const auto& e : axis_items(list)) {
+        const int b = width(e);
+        if (b == 32) fail(e, "a mixed-precision candidate is a width 2..8 (float is not a candidate)");
+        push_unique(out, b);
+      }
+      std::sort(out.begin(), out.end());
+      return out;
+    };
+    if (cm.has("w")) r.w_candidates = widths(cm.get("w"));
+    if (cm.has("a")) r.a_candidates = widths(cm.get("a"));
+  }
+}
+
+void Parser::check_mixed(const Item& entry, const Matrix& m, BitWidth& b) const {
+  const MixedPrecisionRecipe& r = m.mixed_precision;
+  b.w = r.w_candidates.back();
+  b.a = r.a_candidates.back();
+  auto range = [](const std::vector<int>& c) {
+    return std::to_string(c.front()) + " .. " + std::to_string(c.back());
+  };
+  // The averages' reachable range from the candidates alone (the profile's 8-bit first and last
+  // layers move it; the model-level check at run start has the exact range).
+  for (const char* k : {"avg_w_bits", "avg_a_bits"}) {
+    auto it = b.mixed.find(k);
+    if (it == b.mixed.end()) continue;
+    const auto& c = std::string(k) == "avg_w_bits" ? r.w_candidates : r.a_candidates;
+    if (it->second < c.front())
+      fail(entry, std::string("mixed budget ") + k + " " + budget_number(it->second) +
+                      " is unreachable: the candidates (pipeline.mixed_precision.candidates) reach " + range(c));
+  }
+  for (const auto& prof : m.profiles) {
+    auto pw = cat_.profile_widths.find(prof);
+    if (pw == cat_.profile_widths.end()) continue;
+    auto allowed = [&](const std::vector<int>& cands, const std::vector<int>& ok, int cap, const char* which) {
+      for (int c : cands)
+        if (c > cap || (!ok.empty() && std::find(ok.begin(), ok.end(), c) == ok.end())) {
+          std::string list;
+          for (int o : ok) list += (list.empty() ? "" : ", ") + std::to_string(o);
+          fail(r.mark, "pipeline.mixed_precision.candidates." + std::string(which),
+               "candidate width " + std::to_string(c) + " is not allowed by profile '" + prof + "' (" +
+                   (ok.empty() ? "at most " + std::to_string(cap) + " bits" : "allowed: " + list) + ")");
+        }
+    };
+    allowed(r.w_candidates, pw->second.w, pw->second.w_max, "w");
+    allowed(r.a_candidates, pw->second.a, pw->second.a_max, "a");
+    if (b.mixed.count("latency_ms") && !pw->second.roofline)
+      fail(entry, "mixed budget latency_ms needs a latency that depends on the width, and profile '" + prof +
+                      "' has none: no roofline block, and its int8 engine runs every width below 8 in int8 kernels "
+                      "(budget size_kb, bops_ratio or the averages instead)");
+  }
+  for (const auto& alg : m.algorithms) {
+    auto nu = cat_.nonuniform_algorithms.find(alg);
+    if (nu != cat_.nonuniform_algorithms.end())
+      fail(entry, "algorithm '" + alg + "' cannot take a mixed budget: " + nu->second);
   }
 }
 
@@ -546,6 +668,12 @@ void Parser::parse_axes(const Item& it, Matrix& m) const {
       fail(x.self(), "missing key 'profile' (the default 'academic' is not a known profile)");
     m.profiles = {"academic"};
   }
+
+  if (x.has("bits"))
+    for (const auto& b : axis_items(x.get("bits")))
+      if (b.node.IsMap() && b.node["mixed"])
+        for (auto& mb : m.bits)
+          if (mb.is_mixed() && mb.mark.line == b.mark.line && mb.mark.column == b.mark.column) check_mixed(b, m, mb);
 
   if (x.has("seed")) {
     for (const auto& s : axis_items(x.get("seed"))) push_unique(m.seeds, unsigned_integer(s));
@@ -668,6 +796,24 @@ const std::vector<DatasetOptionField>& dataset_option_fields() {
 }
 
 BitWidth parse_bits_label(const std::string& s) {
+  if (s.rfind("mixed:", 0) == 0) {
+    BitWidth b;
+    std::stringstream parts(s.substr(6));
+    std::string part;
+    while (std::getline(parts, part, ',')) {
+      const auto eq = part.find('=');
+      double v = 0;
+      const std::string key = part.substr(0, eq);
+      if (eq == std::string::npos ||
+          std::find(mixed_budget_keys().begin(), mixed_budget_keys().end(), key) == mixed_budget_keys().end() ||
+          !yaml::parse_double(part.substr(eq + 1), v))
+        throw ConfigError("invalid mixed bits label '" + s + "' (expected mixed:KEY=VALUE,... with keys " +
+                          join(mixed_budget_keys(), ", ") + ")");
+      b.mixed[key] = v;
+    }
+    if (b.mixed.empty()) throw ConfigError("invalid mixed bits label '" + s + "': no budget");
+    return b;
+  }
   auto b = split_bits_label(s);
   if (!b) throw ConfigError("invalid bits label '" + s + "' (expected wXaY such as w4a8, or fp32)");
   if (!valid_width(b->w)) throw ConfigError(width_error(b->w) + " (in '" + s + "')");

@@ -18,16 +18,45 @@ namespace qbench::config {
 using qbench::CellKind;
 using qbench::CellStatus;
 
-/// Weight and activation bit widths; 32 means "stays float".
+/// Weight and activation bit widths; 32 means "stays float". A `mixed` entry is a budget, not a
+/// width: `mixed` holds its bounds (size_kb, bops_ratio, avg_w_bits, avg_a_bits, latency_ms) and
+/// the search (pipeline.mixed_precision) chooses each layer's widths under them; w and a are then
+/// the largest candidate widths (what the add quantizers, which the search leaves out, take).
 struct BitWidth {
   int w = 32;
   int a = 32;
-  bool is_float() const { return w == 32 && a == 32; }
-  /// "w4a4", "w8a8", "w2a4", "fp32" for 32/32.
+  std::map<std::string, double> mixed;
+  SourceMark mark;  ///< where a mixed entry was written (errors found once the model is built)
+  bool is_float() const { return w == 32 && a == 32 && mixed.empty(); }
+  bool is_mixed() const { return !mixed.empty(); }
+  /// "w4a4", "w8a8", "w2a4", "fp32" for 32/32, "mixed:avg_a_bits=6,avg_w_bits=3" for a budget.
   std::string label() const;
-  bool operator==(const BitWidth& o) const { return w == o.w && a == o.a; }
-  bool operator<(const BitWidth& o) const { return w != o.w ? w < o.w : a < o.a; }
+  /// A budget is its identity (its w and a follow from the matrix's candidates).
+  bool operator==(const BitWidth& o) const {
+    if (is_mixed() || o.is_mixed()) return mixed == o.mixed;
+    return w == o.w && a == o.a;
+  }
+  bool operator<(const BitWidth& o) const {
+    if (is_mixed() || o.is_mixed()) return mixed < o.mixed;
+    return w != o.w ? w < o.w : a < o.a;
+  }
 };
+/// The budget keys a `mixed` bits entry accepts.
+const std::vector<std::string>& mixed_budget_keys();
+
+/// How mixed-precision cells choose their widths (YAML pipeline.mixed_precision). Only cells with
+/// a `mixed` bits entry read it, and only their keys hold it.
+struct MixedPrecisionRecipe {
+  std::string sensitivity = "hessian";  ///< hessian | fisher | loss
+  std::vector<int> w_candidates{2, 3, 4, 8};
+  std::vector<int> a_candidates{4, 8};
+  int probes = 64;           ///< Hutchinson: the most Rademacher probes
+  double tolerance = 0.01;   ///< Hutchinson: stop when the trace's standard error is below this share
+  int64_t images = 256;      ///< calibration images the sensitivities are measured on
+  SourceMark mark;           ///< of pipeline.mixed_precision.candidates (errors about widths)
+};
+/// The sensitivity measures pipeline.mixed_precision.sensitivity accepts.
+const std::vector<std::string>& sensitivity_names();
 
 /// Where the data comes from and how much of it a run uses.
 struct DatasetSpec {
@@ -164,6 +193,7 @@ struct Matrix {
   EvalRecipe eval;
   LatencyRecipe latency;
   DeployRecipe deploy;
+  MixedPrecisionRecipe mixed_precision;
   /// The algorithms' own settings, per declared section ("ptq.reconstruction" -> every option of
   /// that section, defaults filled in, typed): what the file gave, validated against the section's
   /// OptionTable (see Catalog, AlgorithmInfo::settings). Every section the catalog declares is present.
@@ -217,6 +247,16 @@ struct Catalog {
   /// Profile -> its BN folding strategy (-1..4); a profile without an entry counts as -1.
   std::map<std::string, int> profile_bn_fold;
   std::vector<std::string> observers;  ///< range observers usable in pipeline.ptq.observer
+  /// Profile -> the weight and activation widths it allows (empty: any 2..8), and its caps.
+  struct Widths {
+    std::vector<int> w, a;
+    int w_max = 8, a_max = 8;
+    bool roofline = false;  ///< a width-dependent latency model (latency_ms budgets)
+  };
+  std::map<std::string, Widths> profile_widths;
+  /// Algorithms whose quantizers are not a uniform grid (APoT's levels): the sensitivities measure
+  /// the uniform grid, so a `mixed` entry refuses them.
+  std::map<std::string, std::string> nonuniform_algorithms;
   /// Names that are not algorithms but that a user may write in the algorithm axis -> why not.
   std::map<std::string, Refusal> refused_algorithms;
   const AlgorithmInfo* find_algorithm(const std::string& name) const;
