@@ -18,6 +18,8 @@ PKGS=(
   python3-torch python3-torchvision python3-onnx  # tests/onnx fixtures and cross-checks only, never at run time
   libglpk-dev       # lib/mixed solves the bit allocation as an integer linear program (GLPK)
   slurm-wlm munge   # e2e.slurm starts a private single-node Slurm cluster (qbench submit --backend slurm)
+  libjpeg62-turbo-dev   # lib/sysnoise encodes and decodes JPEG through libjpeg-turbo (ISLOW/IFAST/FLOAT decoders)
+  python3-pil           # scripts/make_sysnoise_fixtures.py only (fixtures), never at run time
 )
 missing=()
 for p in "${PKGS[@]}"; do
