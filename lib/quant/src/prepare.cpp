@@ -59,8 +59,14 @@ int attach_quantizers(QuantModel& model, const Profile& profile, int w_bits, int
   for (auto& ref : model.quant_layers()) {
     const bool edge = profile.first_last_8bit && (ref.is_first || ref.is_last);
     // 32 means float: a float tensor stays float even on the first/last layer.
-    const int wb = edge ? wb_edge : wb_cell;
-    const int ab = edge ? ab_edge : ab_cell;
+    int wb = edge ? wb_edge : wb_cell;
+    int ab = edge ? ab_edge : ab_cell;
+    // Mixed precision: the allocation's widths (already within the profile's allowed set and
+    // its first/last policy, lib/mixed) replace the cell's.
+    if (auto it = model.bit_allocation().find(ref.name); it != model.bit_allocation().end()) {
+      wb = from_file ? effective_bits(profile, true, it->second.w) : it->second.w;
+      ab = from_file ? effective_bits(profile, false, it->second.a) : it->second.a;
+    }
     auto wq = make_quantizer(profile.weight, wb, make.weight);
     std::shared_ptr<FakeQuantizer> aq;
     if (layer_inputs || (graph_input && ref.is_first)) aq = make_quantizer(profile.activation, ab, make.activation);

@@ -64,6 +64,12 @@ void QuantLayer::attach(std::shared_ptr<FakeQuantizer> weight_q, std::shared_ptr
   put_quantizer(as_module(), "input_quant", input_q_, std::move(input_q));
 }
 
+void QuantLayer::detach_input() {
+  if (!input_q_) return;
+  as_module().unregister_module("input_quant");
+  input_q_.reset();
+}
+
 QConv2dImpl::QConv2dImpl(const QConv2dOptions& o) : opt_(o) {
   if (o.in_channels % o.groups || o.out_channels % o.groups)
     throw Error("QConv2d: channels must be divisible by groups");

@@ -158,8 +158,13 @@ std::vector<LatencyPath> latency_paths(const at::Device& device, const DeviceInf
            profiles::LayerCost c{layer.name, layer.layer->macs_per_sample(), layer.layer->weight_tensor().numel(),
                                  layer.layer->in_elems_per_sample(), layer.layer->out_elems_per_sample()};
            const bool edge = (layer.is_first || layer.is_last) && profile.first_last_8bit;
-           const int wb = edge ? 8 : quant::effective_bits(profile, true, run.cell.bits.w);
-           const int ab = edge ? 8 : quant::effective_bits(profile, false, run.cell.bits.a);
+           int wb = edge ? 8 : quant::effective_bits(profile, true, run.cell.bits.w);
+           int ab = edge ? 8 : quant::effective_bits(profile, false, run.cell.bits.a);
+           // A mixed-precision cell's layers carry their own widths.
+           if (auto it = run.model->bit_allocation().find(layer.name); it != run.model->bit_allocation().end()) {
+             wb = quant::effective_bits(profile, true, it->second.w);
+             ab = quant::effective_bits(profile, false, it->second.a);
+           }
            const double ms = profiles::roofline_layer_ms(profile.spec.roofline, c, batch, wb, ab);
            total += ms;
            run.row.details.push_back(

@@ -24,7 +24,8 @@ struct QuantizerFactory {
 };
 
 /// Attaches quantizers where the profile places them, with the widths of the cell (first/last
-/// layer at 8 bits when the profile says so; the profile's allowed widths and max_bits apply):
+/// layer at 8 bits when the profile says so; the profile's allowed widths and max_bits apply), or
+/// a layer's own widths where the model carries a bit allocation (QuantModel::bit_allocation):
 ///   conv_linear_inputs  every conv/linear input     graph_input  the first layer's input
 ///   add_inputs          both operands of every add   add_outputs  every add's output
 /// Placements a profile lists that are not implemented yet are skipped with a warning (once per

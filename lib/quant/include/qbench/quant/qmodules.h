@@ -6,6 +6,7 @@
 #include <torch/nn/modules/batchnorm.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -36,6 +37,9 @@ class QuantLayer {
   virtual const char* layer_type() const = 0;  ///< "conv2d" | "linear"
   virtual at::Tensor& weight_tensor() = 0;
   void attach(std::shared_ptr<FakeQuantizer> weight_q, std::shared_ptr<FakeQuantizer> input_q);
+  /// Removes the input quantizer (attach never clears a slot): for measurements that tap a
+  /// layer's input for a while (lib/mixed).
+  void detach_input();
   FakeQuantizer* weight_quantizer() const { return weight_q_.get(); }
   FakeQuantizer* input_quantizer() const { return input_q_.get(); }
   /// Multiply-accumulates for one sample, recorded by the last forward pass.
@@ -195,9 +199,19 @@ struct AddRef {
   QAddImpl* add = nullptr;
 };
 
+/// One layer's widths chosen by mixed precision (lib/mixed): weight and input activation.
+struct LayerBits {
+  int w = 8, a = 8;
+};
+
 /// What every architecture implements.
 class QuantModel : public torch::nn::Module {
  public:
+  /// Per-layer widths by layer name (mixed precision): attach_quantizers takes them over the
+  /// cell's widths for the layers named; empty (the default) leaves every layer at the cell's.
+  void set_bit_allocation(std::map<std::string, LayerBits> widths) { bit_allocation_ = std::move(widths); }
+  const std::map<std::string, LayerBits>& bit_allocation() const { return bit_allocation_; }
+
   virtual at::Tensor forward(const at::Tensor& x) = 0;
   /// Conv/linear layers in execution (registration) order; first and last marked, each with its
   /// declared BatchNorm partner, activation and enclosing block.
@@ -209,6 +223,9 @@ class QuantModel : public torch::nn::Module {
   /// All fake quantizers attached to the model: its layers' (input, weight), then its adds'
   /// (operands, output).
   std::vector<FakeQuantizer*> quantizers();
+
+ private:
+  std::map<std::string, LayerBits> bit_allocation_;
 };
 
 /// Sets BN folding strategy `strategy` (-1..4, see QConv2dImpl::set_bn_fold) on every conv that
