@@ -627,7 +627,7 @@ void Parser::check_mixed(const Item& entry, const Matrix& m, BitWidth& b) const 
           for (int o : ok) list += (list.empty() ? "" : ", ") + std::to_string(o);
           fail(r.mark, "pipeline.mixed_precision.candidates." + std::string(which),
                "candidate width " + std::to_string(c) + " is not allowed by profile '" + prof + "' (" +
-                   (ok.empty() ? "at most " + std::to_string(cap) + " bits" : "allowed: " + list) + ")");
+                   (c > cap ? "at most " + std::to_string(cap) + " bits: max_bits" : "allowed: " + list) + ")");
         }
     };
     allowed(r.w_candidates, pw->second.w, pw->second.w_max, "w");

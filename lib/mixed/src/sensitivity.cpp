@@ -97,6 +97,29 @@ double sum_sq(const at::Tensor& t) { return t.to(at::kDouble).pow(2).sum().item<
 
 }  // namespace
 
+Sensitivity layer_structure(quant::QuantModel& model, const at::Tensor& sample, std::size_t w_count,
+                            std::size_t a_count) {
+  at::NoGradGuard ng;
+  Sensitivity out;
+  Taps taps(model, false);
+  model.eval();
+  model.forward(quant::on_device(sample, quant::module_device(model)));
+  std::map<const void*, int> group_of;
+  for (std::size_t k = 0; k < taps.layers.size(); ++k) {
+    LayerSensitivity ls;
+    ls.name = taps.layers[k].name;
+    ls.params = taps.layers[k].layer->weight_tensor().numel();
+    ls.macs = taps.layers[k].layer->macs_per_sample();
+    const at::Tensor& in = taps.in[k]->seen;
+    ls.act_elems = in.numel() / std::max<int64_t>(1, in.size(0));
+    ls.a_group = group_of.emplace(in.unsafeGetTensorImpl(), static_cast<int>(k)).first->second;
+    ls.w_sens.assign(w_count, 0.0);
+    ls.a_sens.assign(a_count, 0.0);
+    out.layers.push_back(std::move(ls));
+  }
+  return out;
+}
+
 TraceEstimate hutchinson_trace(const std::function<at::Tensor(int)>& loss, int chunks, const Tensors& params,
                                int probes, double tolerance, uint64_t seed) {
   torch::autograd::AutoGradMode grad_on(true);

@@ -52,8 +52,10 @@ void QatAlgorithm::apply(quant::QuantModel& model, quant::AlgorithmContext& ctx)
 void register_algorithms(Registry<quant::AlgorithmEntry>& r) {
   for (const auto& e : qat_method_registry().entries()) {
     const std::string name = e.first;
-    r.add(name, {CellKind::Qat, "QAT: " + e.second.description + " [" + e.second.paper + "]",
-                 [name] { return std::make_unique<QatAlgorithm>(name); }});
+    quant::AlgorithmEntry entry{CellKind::Qat, "QAT: " + e.second.description + " [" + e.second.paper + "]",
+                                [name] { return std::make_unique<QatAlgorithm>(name); }};
+    entry.nonuniform = e.second.nonuniform;
+    r.add(name, std::move(entry));
   }
 }
 

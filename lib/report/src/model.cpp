@@ -49,6 +49,14 @@ std::string bn_fold_suffix(const std::string& config_json) {
   return " bn" + std::to_string(it->get<int>());
 }
 
+/// A mixed-precision cell's budget label ("mixed:size_kb=100"), "" for any other cell.
+std::string mixed_label(const std::string& config_json) {
+  if (config_json.find("\"mixed\"") == std::string::npos) return "";
+  auto j = nlohmann::json::parse(config_json, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("mixed") || !j["mixed"].is_object()) return "";
+  return j["mixed"].value("label", "");
+}
+
 /// Axes of a cell that has no result yet, from the planned cell's configuration.
 void fill_from_config(const std::string& config_json, Row& row) {
   if (config_json.empty()) return;
@@ -163,6 +171,10 @@ std::vector<Row> resolve(const ReportInput& in) {
       fill_from_config(rr.plan.config_json, row);
     }
     if (row.w_bits && row.a_bits) row.bits_text = bits_label(*row.w_bits, *row.a_bits);
+    if (std::string ml = mixed_label(rr.result ? rr.result->config_json : rr.plan.config_json); !ml.empty()) {
+      row.bits_text = ml;
+      row.mixed = true;
+    }
     if (row.seed) row.seed_text = std::to_string(*row.seed);
     row.profile += bn_fold_suffix(rr.result ? rr.result->config_json : rr.plan.config_json);
     rows.push_back(std::move(row));

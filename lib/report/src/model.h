@@ -53,7 +53,8 @@ struct Row {
   const std::string& bits() const { return bits_text; }
 
   // Set by resolve(): the axes that are not plain strings, as text, computed once per row.
-  std::string bits_text;  ///< "w4a4", "fp32", "" when unknown
+  std::string bits_text;  ///< "w4a4", "fp32", "mixed:size_kb=100", "" when unknown
+  bool mixed = false;     ///< a mixed-precision budget (bits_text is its label)
   std::string seed_text;  ///< decimal, "" when unknown
 };
 

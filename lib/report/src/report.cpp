@@ -157,7 +157,7 @@ ReportInput load_input(const store::Store& store, std::optional<int64_t> run_id)
   }
   auto run = store.run(*run_id);
   if (!run) throw ConfigError("store '" + store.path() + "' has no run " + std::to_string(*run_id));
-  ReportInput in{*run, store.report_rows(*run_id), {}, {}};
+  ReportInput in{*run, store.report_rows(*run_id), {}, {}, {}, {}};
   for (const auto& r : in.rows) {
     if (!r.result) continue;
     if (r.result->deploy_agreement) in.deploy_layers[r.result->id] = store.details(r.result->id, "deploy_layers");
@@ -165,6 +165,10 @@ ReportInput load_input(const store::Store& store, std::optional<int64_t> run_id)
     if (r.result->status == "ok" && r.result->kind != "fp32") {
       auto engines = store.details(r.result->id, "deploy_engines");
       if (!engines.empty()) in.deploy_engines[r.result->id] = std::move(engines);
+      auto cost = store.details(r.result->id, "model_cost");
+      if (!cost.empty()) in.model_cost[r.result->id] = std::move(cost);
+      if (r.result->config_json.find("\"mixed\"") != std::string::npos)
+        in.bit_allocation[r.result->id] = store.details(r.result->id, "bit_allocation");
     }
   }
   return in;

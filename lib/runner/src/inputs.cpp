@@ -10,6 +10,7 @@
 
 #include "qbench/common/errors.h"
 #include "qbench/export/ort.h"
+#include "qbench/mixed/allocate.h"
 #include "qbench/quant/profile.h"
 #include "qbench/common/progress.h"
 #include "qbench/common/strings.h"
@@ -178,6 +179,40 @@ InputsChecked validate_inputs(const config::Matrix& m, const std::vector<config:
       fail(e.what());
     }
     out.weights.push_back(o.weights);
+  }
+
+  // Mixed-precision budgets against the model: each reachable under its profile, else exit 2
+  // with the reachable range (a budget is checked once per arch and profile).
+  std::set<std::string> budgets_checked;
+  for (const auto& c : cells) {
+    if (!c.bits.is_mixed() || !budgets_checked.insert(c.arch + "|" + c.profile + "|" + c.bits.label()).second) continue;
+    std::optional<onnx::ImportedGraph> graph;
+    auto oi = m.arch_options.find(c.arch);
+    if (oi != m.arch_options.end() && oi->second.is_onnx())
+      graph = detail::import_onnx_arch(m, c.arch, test.shape, test.classes);
+    auto model = detail::build_arch(m, c.arch, test.shape, test.classes, graph ? &*graph : nullptr);
+    const auto& r = m.mixed_precision;
+    const auto s = mixed::layer_structure(*model, at::zeros({1, test.shape.channels, test.shape.height, test.shape.width}),
+                                          r.w_candidates.size(), r.a_candidates.size());
+    const auto& profile = quant::profile_registry().get(c.profile);
+    const auto layers = mixed::layer_choices(*model, profile, s, r.w_candidates, r.a_candidates, m.latency.batch_size);
+    mixed::Budget b;
+    for (const auto& [k, v] : c.bits.mixed) {
+      if (k == "size_kb") b.size_kb = v;
+      if (k == "bops_ratio") b.bops_ratio = v;
+      if (k == "avg_w_bits") b.avg_w_bits = v;
+      if (k == "avg_a_bits") b.avg_a_bits = v;
+      if (k == "latency_ms") b.latency_ms = v;
+    }
+    try {
+      (void)mixed::solve(layers, b);
+    } catch (const Error& e) {
+      std::string what = e.what();
+      const std::string prefix = "mixed precision: ";
+      if (what.rfind(prefix, 0) == 0) what = what.substr(prefix.size());
+      throw ConfigError(m.file, c.bits.mark.line, c.bits.mark.column, "matrix.bits",
+                        c.bits.label() + " on " + c.arch + " under profile " + c.profile + ": " + what);
+    }
   }
 
   // ONNX Runtime, where a cell deploys on it (its profile's engine, or pipeline.deploy.engines).

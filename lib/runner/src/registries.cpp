@@ -28,8 +28,10 @@ void ensure_registered() {
 config::Catalog build_catalog() {
   ensure_registered();
   config::Catalog c;
-  for (const auto& e : quant::algorithm_registry().entries())
+  for (const auto& e : quant::algorithm_registry().entries()) {
     c.algorithms.push_back({e.first, e.second.kind, e.second.settings});
+    if (!e.second.nonuniform.empty()) c.nonuniform_algorithms[e.first] = e.second.nonuniform;
+  }
   c.archs = models::arch_registry().names();
   c.datasets = data::dataset_registry().names();
   for (const auto& e : data::dataset_registry().entries()) c.dataset_options[e.first] = e.second.options;
@@ -37,6 +39,9 @@ config::Catalog build_catalog() {
   for (const auto& e : quant::profile_registry().entries()) {
     c.profile_hashes[e.first] = e.second.spec.canonical_sha256();
     c.profile_bn_fold[e.first] = e.second.bn_fold;
+    const auto& s = e.second.spec;
+    c.profile_widths[e.first] = {s.weight.bits, s.activation.bits, s.weight.max_bits, s.activation.max_bits,
+                                 s.roofline.declared()};
   }
   for (const auto& e : quant::profile_registry().entries())
     if (!e.second.spec.not_implemented.empty())

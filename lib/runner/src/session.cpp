@@ -14,6 +14,7 @@
 #include "qbench/common/errors.h"
 #include "qbench/common/progress.h"
 #include "qbench/common/strings.h"
+#include "qbench/mixed/allocate.h"
 #include "qbench/models/safetensors.h"
 #include "qbench/quant/device.h"
 #include "qbench/quant/profile.h"
@@ -302,6 +303,8 @@ void Session::quantize(CellRun& run) {
   if (!entry.make) throw Error("algorithm '" + run.cell.algorithm + "' has no implementation");
   auto algo = entry.make();
   auto t0 = std::chrono::steady_clock::now();
+  // Mixed precision chooses each layer's widths on the FP32 model, before any folding or quantizer.
+  if (run.cell.bits.is_mixed()) allocate_bits(run);
   quant::AlgorithmContext ctx = algorithm_context(run, entry);
   // BN folding (the profile's strategy, or the matrix's bn_fold axis) before any quantizer sees
   // a weight: strategy 0 merges the BN into the conv once, 1..4 fold on the fly.
@@ -332,6 +335,19 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
   quantize(run);
   evaluate(
       run, test_split(), m_.eval, [&] { return baseline_eval(cell).top1; }, rep);
+  if (cell.kind != CellKind::Fp32) {
+    // What the quantized model costs (from its quantizers and the MACs the evaluation recorded):
+    // a mixed cell's achieved budget, and the uniform cells' points of the same charts.
+    const mixed::Cost c = mixed::model_cost(*run.model);
+    run.row.details.push_back({"model_cost",
+                               cell.bits.label(),
+                               {{"size_kb", c.size_kb},
+                                {"bops", c.bops},
+                                {"bops_ratio", c.bops_ratio},
+                                {"avg_w_bits", c.avg_w_bits},
+                                {"avg_a_bits", c.avg_a_bits}},
+                               "weights at their widths (biases and BN excluded), BOPs = MACs x w x a per sample"});
+  }
   if (cell.kind == CellKind::Fp32) {
     train::EvalResult ev;
     ev.top1 = run.row.top1.value_or(0);

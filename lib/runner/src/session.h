@@ -13,6 +13,8 @@
 
 #include "qbench/config/matrix.h"
 #include "qbench/data/dataset.h"
+#include "qbench/mixed/search.h"
+#include "qbench/mixed/sensitivity.h"
 #include "qbench/models/models.h"
 #include "qbench/onnx/import.h"
 #include "qbench/ptq/datafree.h"
@@ -36,6 +38,19 @@ class Session {
   // Stages that need what the session holds.
   CellRun prepare(const config::Cell& cell);
   void quantize(CellRun& run);
+  /// Mixed precision (mixed_cell.cpp): the layers' widths for a `mixed` budget, set on the
+  /// model before the algorithm attaches its quantizers; detail rows bit_allocation,
+  /// mixed_budget, pareto_size and pareto_bops.
+  void allocate_bits(CellRun& run);
+  struct MixedProblem {
+    mixed::Sensitivity sensitivity;
+    std::vector<mixed::LayerChoices> layers;
+    std::vector<mixed::FrontPoint> size_front, bops_front;
+    double front_seconds = 0;
+  };
+  /// Sensitivities, the search's layers and the Pareto fronts, once per baseline, profile and
+  /// mixed-precision settings in this run.
+  const MixedProblem& mixed_problem(CellRun& run);
   /// The algorithm's inputs: profile, bits, settings, and its images (calibration on data,
   /// synthesised from BN statistics, or QAT initialisation images and the fine-tuning loop).
   quant::AlgorithmContext algorithm_context(CellRun& run, const quant::AlgorithmEntry& entry);
@@ -84,6 +99,7 @@ class Session {
   std::map<std::string, std::string> baseline_errors_;  ///< baselines that failed in this run
   std::map<std::string, ptq::Synthesis> synthesized_;   ///< data-free calibration images per baseline and settings
   std::map<std::string, onnx::ImportedGraph> onnx_graphs_;  ///< ONNX architectures, imported once per run
+  std::map<std::string, MixedProblem> mixed_;  ///< mixed-precision problems per baseline, profile and settings
 };
 
 }  // namespace qbench::runner::detail

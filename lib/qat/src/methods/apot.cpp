@@ -282,6 +282,7 @@ void register_apot(Registry<QatMethod>& r) {
   m.paper = "Li, Dong & Wang 2020, Additive Powers-of-Two Quantization, arXiv:1909.13144";
   m.make_weight = [](const QuantScheme& s) { return std::make_shared<ApotWeightQuantizer>(s); };
   m.make_activation = [](const QuantScheme& s) { return std::make_shared<ApotActivationQuantizer>(s); };
+  m.nonuniform = "its weight levels are sums of powers of two, not the uniform grid mixed precision measures";
   r.add("apot", std::move(m));
 }
 

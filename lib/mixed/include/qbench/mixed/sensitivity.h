@@ -54,6 +54,11 @@ struct Sensitivity {
 Sensitivity measure_sensitivity(quant::QuantModel& model, const quant::Profile& profile, const at::Tensor& images,
                                 const at::Tensor& labels, const SensitivityOptions& opt);
 
+/// The layers' sizes, MACs and shared inputs from one forward pass of `sample` (no gradients),
+/// every sensitivity 0 (one per candidate): what budget checks need before any work.
+Sensitivity layer_structure(quant::QuantModel& model, const at::Tensor& sample, std::size_t w_count,
+                            std::size_t a_count);
+
 /// Hutchinson's estimate of the trace of d2L/dW2 for each of `params` (L = the sum over
 /// c < chunks of loss(c), each built with a graph), and the exact trace (every diagonal entry by a
 /// Hessian-vector product with a unit vector: for tests on tiny networks).

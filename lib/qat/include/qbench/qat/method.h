@@ -27,6 +27,9 @@ struct QatMethod {
   std::function<std::shared_ptr<FakeQuantizer>(const QuantScheme&)> make_weight;
   /// Quantizer for a conv/linear input activation (scheme.signedness Auto: decided at init).
   std::function<std::shared_ptr<FakeQuantizer>(const QuantScheme&)> make_activation;
+  /// Why its quantizer is not a uniform grid (empty: it is): mixed precision measures the
+  /// uniform grid's error, so a `mixed` bits entry refuses the method.
+  std::string nonuniform;
 };
 
 /// lsq, lsq+, pact, dsq, dorefa, apot, qil.

@@ -57,6 +57,8 @@ struct AlgorithmEntry {
   /// The settings it reads (YAML pipeline.<stage>.<section>), declared by its OptionTable; empty
   /// when it has none. They join its cells' keys and reach it as AlgorithmContext::settings.
   SettingsSection settings;
+  /// Why its quantizers are not a uniform grid (empty: they are); a `mixed` bits entry refuses it.
+  std::string nonuniform;
 };
 
 /// Filled by the components that implement algorithms (see runner/registries.cpp).

@@ -20,6 +20,9 @@ struct ReportInput {
   /// deployed: ..." row where an engine refused it), for quantized cells (load_input fills it; may
   /// be empty, and then the engines table says so).
   std::map<int64_t, CellDetails> deploy_engines;
+  /// Result id -> its `model_cost` detail row (size, BOPs, average widths of an ok quantized
+  /// cell), and for mixed-precision cells their `bit_allocation` rows (load_input fills both).
+  std::map<int64_t, CellDetails> model_cost, bit_allocation;
 };
 
 /// `--filter key=value`: keeps the cells whose axis `key` equals `value`. Filters on one key are
