@@ -425,11 +425,18 @@ Model build_model(const ReportInput& in, const ReportOptions& opt) {
     pt.a_bits = r.a_bits.value_or(32);
     pt.group_label = group_label(group_of(r, {}, extra), 0);
     pt.latency_source = source_of(r);
+    pt.mixed = r.mixed;
     std::vector<std::string> engines;
     for (const Row* x : g.rows) {
       if (auto t = x->top1()) pt.top1.values.push_back(*t);
       if (x->fp32_top1 && x->top1()) pt.fp32_top1.values.push_back(*x->fp32_top1);
       if (auto l = x->ok_metric(&CellResult::latency_ms_p50)) pt.latency_p50.values.push_back(*l);
+      if (x->result && x->result->status == "ok")
+        if (auto c = in.model_cost.find(x->result->id); c != in.model_cost.end() && !c->second.empty()) {
+          const auto& v = c->second.front().values;
+          if (auto s = v.find("size_kb"); s != v.end()) pt.size_kb.values.push_back(s->second);
+          if (auto b = v.find("bops_ratio"); b != v.end()) pt.bops_ratio.values.push_back(b->second);
+        }
       if (auto d = x->ok_metric(&CellResult::deploy_top1)) {
         pt.deploy_top1.values.push_back(*d);
         if (!x->result->deploy_engine.empty()) push_unique(engines, x->result->deploy_engine);

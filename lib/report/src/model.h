@@ -105,6 +105,8 @@ struct Point {
   std::string dataset, arch, algorithm, profile, bits, group_label;
   int w_bits = 32, a_bits = 32;
   Stat top1, fp32_top1, latency_p50, deploy_top1;
+  Stat size_kb, bops_ratio;  ///< from model_cost detail rows (quantized cells)
+  bool mixed = false;        ///< a mixed-precision budget
   std::string latency_source;
   std::string deploy_engine;  ///< the engines of deploy_top1's values, ", "-joined ("" when none recorded)
 };

@@ -822,3 +822,85 @@ TEST_CASE("report: a merged run lists its conflicts, every result kept and the e
     CHECK_THAT(report::render_latex(in), Catch::Contains("Merge conflicts"));
   }
 }
+
+namespace {
+/// A run with mixed precision: resnet20 FP32 91.50, minmax at uniform w4a8 (90.00, 128 KiB) and
+/// w3a8 (80.00, 96 KiB) and at the budget mixed:size_kb=96 for seeds 0 and 1 (88.00 and 86.00,
+/// 95.5 and 95.9 KiB: mean 95.7 +- 0.28), each with its model_cost row; the mixed cells carry
+/// bit_allocation rows for two layers (seed 0: conv1 w8a8 fixed, fc w2a8; seed 1: fc w3a8).
+struct MixedFixture {
+  Store store{":memory:"};
+  int64_t run = 0;
+  MixedFixture() {
+    run = store.begin_run(run_info("2026-12-07T10:00:00.000Z"));
+    std::vector<PlannedCell> plan;
+    std::vector<CellResult> rows;
+    auto cost = [](double size, double bops, double w) {
+      return CellDetail{"model_cost", "", {{"size_kb", size}, {"bops_ratio", bops}, {"avg_w_bits", w}, {"avg_a_bits", 8}}, ""};
+    };
+    auto add = [&](CellResult r, const std::string& mixed_label) {
+      nlohmann::json cfg = {{"dataset", r.dataset}, {"arch", r.arch}, {"algorithm", r.algorithm}, {"profile", r.profile},
+                            {"kind", r.kind},       {"w_bits", r.w_bits}, {"a_bits", r.a_bits},     {"seed", r.seed}};
+      if (!mixed_label.empty()) {
+        cfg["mixed"] = {{"label", mixed_label}, {"budget", {{"size_kb", 96}}}};
+        r.cell_key = key(mixed_label + std::to_string(r.seed));
+      }
+      r.config_json = cfg.dump();
+      plan.push_back(PlannedCell{run, static_cast<int>(plan.size()), r.cell_key, "run", std::nullopt, r.config_json});
+      rows.push_back(r);
+    };
+    add(result(run, "resnet20", "fp32", 32, 0, 91.50, std::nullopt), "");
+    auto w4 = result(run, "resnet20", "minmax", 4, 0, 90.00, 91.50);
+    w4.a_bits = 8;
+    w4.cell_key = key("w4a8");
+    w4.details = {cost(128, 0.5, 4)};
+    add(w4, "");
+    auto w3 = result(run, "resnet20", "minmax", 3, 0, 80.00, 91.50);
+    w3.a_bits = 8;
+    w3.cell_key = key("w3a8");
+    w3.details = {cost(96, 0.375, 3)};
+    add(w3, "");
+    auto m0 = result(run, "resnet20", "minmax", 8, 0, 88.00, 91.50);
+    m0.details = {cost(95.5, 0.36, 2.98),
+                  {"bit_allocation", "conv1", {{"w_bits", 8}, {"a_bits", 8}, {"params", 144}, {"fixed", 1}}, ""},
+                  {"bit_allocation", "fc", {{"w_bits", 2}, {"a_bits", 8}, {"params", 640}, {"fixed", 0}}, ""}};
+    add(m0, "mixed:size_kb=96");
+    auto m1 = result(run, "resnet20", "minmax", 8, 1, 86.00, 91.70);
+    m1.details = {cost(95.9, 0.37, 2.99),
+                  {"bit_allocation", "conv1", {{"w_bits", 8}, {"a_bits", 8}, {"params", 144}, {"fixed", 1}}, ""},
+                  {"bit_allocation", "fc", {{"w_bits", 3}, {"a_bits", 8}, {"params", 640}, {"fixed", 0}}, ""}};
+    add(m1, "mixed:size_kb=96");
+    store.plan_cells(run, plan);
+    for (const auto& r : rows) store.put_result(r);
+    store.end_run(run, "finished");
+  }
+};
+}  // namespace
+
+TEST_CASE("report: mixed-precision budgets beside uniform widths, and the allocation table", "[report][mixed]") {
+  MixedFixture fx;
+  const auto in = report::load_input(fx.store, fx.run);
+  report::ReportOptions opt;
+  opt.tables = {"mixed", "bit_allocation"};
+  const std::string md = report::render_markdown(in, opt);
+  INFO(md);
+  CHECK_THAT(md, Catch::Contains("Mixed precision: fashion-mnist / resnet20 / academic"));
+  // Largest first: w4a8, then the budget's 95.7 KiB below w3a8's 96: mean of 88 and 86 = 87.00,
+  // std 1.41, delta to each seed's FP32 (-3.50, -5.70) = -4.60.
+  CHECK_THAT(md, Catch::Contains("| minmax | w4a8 | 90.00 (-1.50) | 128.0 | 0.500 | 4.00 | 8.00 |"));
+  CHECK_THAT(md, Catch::Contains("| minmax | w3a8 | 80.00 (-11.50) | 96.0 | 0.375 | 3.00 | 8.00 |"));
+  CHECK_THAT(md, Catch::Contains("| minmax | mixed:size_kb=96 | 87.00 ± 1.41 (-4.60, n=2) | 95.7 ± 0.3 | 0.365 ± 0.007 | 2.99 ± 0.01 | 8.00 ± 0.00 |"));
+  CHECK(md.find("w4a8 | 90.00") < md.find("w3a8 | 80.00"));
+  // The allocation of the first seed, one column per budget; * marks the profile's fixed layer.
+  CHECK_THAT(md, Catch::Contains("Bit allocation: fashion-mnist / resnet20 / academic seed 0"));
+  CHECK_THAT(md, Catch::Contains("| conv1 | 144 | w8a8* |"));
+  CHECK_THAT(md, Catch::Contains("| fc | 640 | w2a8 |"));
+  // The HTML page adds the accuracy-vs-size and accuracy-vs-BOPs charts for this arch.
+  const std::string html = report::render_html(in, {});
+  CHECK_THAT(html, Catch::Contains("Accuracy vs weight size (resnet20; mixed filled, its Pareto front dashed): fashion-mnist / academic"));
+  CHECK_THAT(html, Catch::Contains("Accuracy vs BOPs (resnet20; mixed filled, its Pareto front dashed): fashion-mnist / academic"));
+  // A run without mixed cells has neither the tables nor the charts.
+  Fixture plain;
+  CHECK(report::render_markdown(plain.input(), opt).find("Mixed precision") == std::string::npos);
+  CHECK(report::render_html(plain.input(), {}).find("Accuracy vs weight size") == std::string::npos);
+}

@@ -203,6 +203,72 @@ void accuracy_vs_latency(const Model& m, std::vector<Chart>& charts) {
   }
 }
 
+/// Mixed precision: accuracy against weight size and against BOPs per dataset, profile and arch,
+/// mixed budgets (filled) beside uniform widths (hollow), the mixed cells' Pareto front (no other
+/// mixed cell is both smaller and more accurate) dashed. Only where a group has a mixed cell.
+void accuracy_vs_cost(const Model& m, std::vector<Chart>& charts, const std::string& field) {
+  std::vector<std::tuple<std::string, std::string, std::string, std::string>> order;
+  std::map<std::tuple<std::string, std::string, std::string, std::string>, std::vector<const Point*>> groups;
+  for (const auto& p : m.points) {
+    const Stat& x = field == "size_kb" ? p.size_kb : p.bops_ratio;
+    if (p.top1.empty() || x.empty()) continue;
+    auto k = std::make_tuple(p.dataset, p.profile, p.arch, p.group_label);
+    if (!groups.count(k)) order.push_back(k);
+    groups[k].push_back(&p);
+  }
+  for (const auto& k : order) {
+    const auto& pts = groups[k];
+    if (std::none_of(pts.begin(), pts.end(), [](const Point* p) { return p->mixed; })) continue;
+    auto xv = [&](const Point* p) { return (field == "size_kb" ? p->size_kb : p->bops_ratio).mean(); };
+    std::map<std::string, std::vector<const Point*>> mixed_by_alg;
+    for (const Point* p : pts)
+      if (p->mixed) mixed_by_alg[p->algorithm].push_back(p);
+    std::map<const Point*, bool> front;
+    for (auto& [alg, v] : mixed_by_alg) {
+      std::sort(v.begin(), v.end(), [&](const Point* a, const Point* b) {
+        return xv(a) != xv(b) ? xv(a) < xv(b) : a->top1.mean() > b->top1.mean();
+      });
+      double best = -1e300;
+      for (const Point* p : v) {
+        front[p] = p->top1.mean() > best;
+        best = std::max(best, p->top1.mean());
+      }
+    }
+    Json values = Json::array();
+    for (const Point* p : pts)
+      values.push_back(Json{{"algorithm", p->algorithm}, {"bits", p->bits}, {"x", xv(p)}, {"top1", p->top1.mean()},
+                            {"kind", p->mixed ? "mixed" : "uniform"}, {"pareto", front[p]}});
+    const std::string title = field == "size_kb" ? "weight size (KiB)" : "BOPs / w8a8";
+    Json x = {{"field", "x"}, {"type", "quantitative"}, {"scale", {{"zero", false}}}, {"title", title}};
+    Json y = {{"field", "top1"}, {"type", "quantitative"}, {"scale", {{"zero", false}}}, {"title", "top-1 (%)"}};
+    Json points = {{"mark", {{"type", "point"}, {"size", 70}}},
+                   {"encoding",
+                    {{"color", {{"field", "algorithm"}, {"type", "nominal"}}},
+                     {"shape", {{"field", "kind"}, {"type", "nominal"}, {"title", "widths"}}},
+                     {"fill", {{"field", "algorithm"}, {"type", "nominal"}, {"legend", nullptr}}},
+                     {"fillOpacity", {{"condition", {{"test", "datum.kind == 'mixed'"}, {"value", 1}}}, {"value", 0}}},
+                     {"tooltip", tooltip({{"algorithm", "nominal"}, {"bits", "ordinal"}, {"x", "quantitative"},
+                                          {"top1", "quantitative"}, {"pareto", "nominal"}})}}}};
+    Json front_line = {{"transform", Json::array({{{"filter", "datum.pareto"}}})},
+                       {"mark", {{"type", "line"}, {"strokeDash", {4, 3}}}},
+                       {"encoding",
+                        {{"color", {{"field", "algorithm"}, {"type", "nominal"}}},
+                         {"order", {{"field", "x"}, {"type", "quantitative"}}}}}};
+    Chart c;
+    c.title = chart_title(*pts.front(), std::string(field == "size_kb" ? "Accuracy vs weight size" : "Accuracy vs BOPs") +
+                                            " (" + std::get<2>(k) + "; mixed filled, its Pareto front dashed)",
+                          true);
+    c.spec = {{"$schema", kSchema},
+              {"title", c.title},
+              {"width", 420},
+              {"height", 260},
+              {"data", {{"values", values}}},
+              {"encoding", {{"x", x}, {"y", y}}},
+              {"layer", Json::array({front_line, points})}};
+    charts.push_back(std::move(c));
+  }
+}
+
 /// Simulated against deployed top-1 with the y = x line (points below it lost accuracy on the
 /// integer backend).
 void sim_vs_deploy(const Model& m, std::vector<Chart>& charts) {
@@ -323,6 +389,8 @@ std::string render_html(const ReportInput& in, const ReportOptions& opt) {
   std::vector<Chart> charts;
   accuracy_vs_bits(m, charts);
   accuracy_vs_latency(m, charts);
+  accuracy_vs_cost(m, charts, "size_kb");
+  accuracy_vs_cost(m, charts, "bops_ratio");
   sim_vs_deploy(m, charts);
   for (std::size_t i = 0; i < charts.size(); ++i) charts[i].id = "chart-" + std::to_string(i + 1);
 
