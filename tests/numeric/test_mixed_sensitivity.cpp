@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <cmath>
@@ -179,4 +180,39 @@ TEST_CASE("mixed: sensitivities of a small ResNet fall with the width and the se
       ++k;
     }
   }
+}
+
+TEST_CASE("mixed: sensitivities repeat bit for bit, and the allocation holds at 1 and 2 threads", "[numeric][mixed]") {
+  auto model = models::random_model("resnet8-w0.5", {1, 10, 12}, 9);
+  model->eval();
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
+  at::Tensor images = at::randn({16, 1, 12, 12}, gen);
+  at::Tensor labels = at::randint(0, 10, {16}, gen);
+  const quant::Profile& profile = quant::profile_registry().get("academic");
+  mixed::SensitivityOptions opt;
+  opt.w_bits = {2, 4, 8};
+  opt.a_bits = {4, 8};
+  opt.probes = 12;
+  opt.seed = 5;
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  auto a = mixed::measure_sensitivity(*model, profile, images, labels, opt);
+  auto b = mixed::measure_sensitivity(*model, profile, images, labels, opt);
+  at::set_num_threads(1);
+  auto c = mixed::measure_sensitivity(*model, profile, images, labels, opt);
+  at::set_num_threads(threads);
+  REQUIRE(a.layers.size() == b.layers.size());
+  for (std::size_t k = 0; k < a.layers.size(); ++k) {
+    CHECK(a.layers[k].w_sens == b.layers[k].w_sens);
+    CHECK(a.layers[k].a_sens == b.layers[k].a_sens);
+    for (std::size_t i = 0; i < a.layers[k].w_sens.size(); ++i)
+      CHECK(c.layers[k].w_sens[i] == Approx(a.layers[k].w_sens[i]).epsilon(1e-4).margin(1e-12));
+  }
+  auto alloc = [&](const mixed::Sensitivity& s) {
+    auto layers = mixed::layer_choices(*model, profile, s, opt.w_bits, opt.a_bits, 32);
+    mixed::Budget bud;
+    bud.avg_w_bits = 3.5;
+    return mixed::solve(layers, bud).w_bits;
+  };
+  CHECK(alloc(a) == alloc(c));
 }

@@ -2,8 +2,13 @@
 // algorithm attaches its quantizers. Sensitivities and the Pareto fronts are computed once per
 // baseline, profile and settings in a run and shared by every budget and algorithm.
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "qbench/common/errors.h"
+#include "qbench/common/files.h"
+#include "qbench/common/strings.h"
 #include "qbench/data/dataset.h"
 #include "qbench/mixed/allocate.h"
 #include "qbench/mixed/search.h"
@@ -31,6 +36,34 @@ std::map<std::string, double> cost_values(const mixed::Cost& c) {
           {"avg_w_bits", c.avg_w_bits}, {"avg_a_bits", c.avg_a_bits}, {"sensitivity", c.sensitivity},
           {"latency_ms", c.latency_ms}};
 }
+nlohmann::json to_json(const mixed::Sensitivity& s) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& l : s.layers)
+    layers.push_back({{"name", l.name}, {"w_sens", l.w_sens}, {"a_sens", l.a_sens}, {"trace", l.trace},
+                      {"trace_stderr", l.trace_stderr}, {"params", l.params}, {"act_elems", l.act_elems},
+                      {"macs", l.macs}, {"a_group", l.a_group}});
+  return {{"layers", layers}, {"probes_used", s.probes_used}, {"seconds", s.seconds}};
+}
+
+mixed::Sensitivity from_json(const nlohmann::json& j) {
+  mixed::Sensitivity s;
+  for (const auto& l : j.at("layers")) {
+    mixed::LayerSensitivity ls;
+    ls.name = l.at("name").get<std::string>();
+    ls.w_sens = l.at("w_sens").get<std::vector<double>>();
+    ls.a_sens = l.at("a_sens").get<std::vector<double>>();
+    ls.trace = l.at("trace").get<double>();
+    ls.trace_stderr = l.at("trace_stderr").get<double>();
+    ls.params = l.at("params").get<int64_t>();
+    ls.act_elems = l.at("act_elems").get<int64_t>();
+    ls.macs = l.at("macs").get<int64_t>();
+    ls.a_group = l.at("a_group").get<int>();
+    s.layers.push_back(std::move(ls));
+  }
+  s.probes_used = j.at("probes_used").get<int>();
+  s.seconds = j.at("seconds").get<double>();
+  return s;
+}
 }  // namespace
 
 const Session::MixedProblem& Session::mixed_problem(CellRun& run) {
@@ -41,6 +74,28 @@ const Session::MixedProblem& Session::mixed_problem(CellRun& run) {
   const std::string key = cell.baseline_key + "|" + cell.profile + "|" + settings.dump();
   if (auto it = mixed_.find(key); it != mixed_.end()) return it->second;
   const config::MixedPrecisionRecipe& r = m_.mixed_precision;
+  MixedProblem p;
+  // On disk beside the baselines, named by what determines them (the baseline, the profile's
+  // content and the settings): a cell run alone, on another machine or as a cluster task, reuses
+  // them. An unreadable file is measured again and rewritten.
+  const nlohmann::json profile_json = cell.resolved.value("profile_sha256", nlohmann::json(cell.profile));
+  const std::filesystem::path file = std::filesystem::path(opt_.cache_dir) / "mixed" /
+                                     (sha256_hex(key + "|" + profile_json.dump()) + ".json");
+  bool cached = false;
+  if (std::ifstream in{file}) {
+    try {
+      std::stringstream ss;
+      ss << in.rdbuf();
+      auto j = nlohmann::json::parse(ss.str());
+      if (j.at("key") == key) {
+        p.sensitivity = from_json(j.at("sensitivity"));
+        p.from_cache = cached = true;
+      }
+    } catch (const std::exception& e) {
+      log_warning("mixed precision: ignoring unreadable sensitivities " + file.string() + " (" + e.what() + ")");
+    }
+  }
+  if (!cached) {
   report("mixed precision: " + r.sensitivity + " sensitivities");
   const data::Batch calib = data::load_all(
       *data::seeded_subset(train_split(cell.seed), r.images, data::derive_seed(cell.seed, "mixed-precision")));
@@ -52,8 +107,15 @@ const Session::MixedProblem& Session::mixed_problem(CellRun& run) {
   opt.tolerance = r.tolerance;
   opt.seed = data::derive_seed(cell.seed, "hutchinson");
   opt.batch_size = std::min<int64_t>(m_.ptq.calib_batch_size, 128);
-  MixedProblem p;
   p.sensitivity = mixed::measure_sensitivity(*run.model, *run.profile, calib.images, calib.labels, opt);
+  std::filesystem::create_directories(file.parent_path());
+  atomic_write_file(file.string(), nlohmann::json{{"key", key}, {"sensitivity", to_json(p.sensitivity)}}.dump());
+  } else {
+    // The layer sizes the search needs come from a forward pass the measurement would have made.
+    (void)mixed::layer_structure(*run.model, at::zeros({1, ds_shape_->first.channels, ds_shape_->first.height,
+                                                         ds_shape_->first.width}),
+                                 r.w_candidates.size(), r.a_candidates.size());
+  }
   p.layers = mixed::layer_choices(*run.model, *run.profile, p.sensitivity, r.w_candidates, r.a_candidates,
                                   m_.latency.batch_size);
   const auto t0 = std::chrono::steady_clock::now();
@@ -61,8 +123,10 @@ const Session::MixedProblem& Session::mixed_problem(CellRun& run) {
   p.bops_front = mixed::pareto_front(p.layers, "bops_ratio", 12);
   p.front_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log_info("mixed precision: " + r.sensitivity + " sensitivities of " + std::to_string(p.layers.size()) +
-           " layers in " + std::to_string(p.sensitivity.seconds) + " s" +
-           (r.sensitivity == "hessian" ? " (" + std::to_string(p.sensitivity.probes_used) + " probes)" : ""));
+           " layers " + (cached ? "read from " + file.string() + " (measured in " : "in ") +
+           std::to_string(p.sensitivity.seconds) + " s" +
+           (r.sensitivity == "hessian" ? ", " + std::to_string(p.sensitivity.probes_used) + " probes" : "") +
+           (cached ? ")" : ""));
   return mixed_.emplace(key, std::move(p)).first->second;
 }
 
@@ -102,6 +166,7 @@ void Session::allocate_bits(CellRun& run) {
   achieved["search_s"] = search_s;
   achieved["front_s"] = p.front_seconds;
   achieved["probes"] = p.sensitivity.probes_used;
+  achieved["sensitivity_cached"] = p.from_cache ? 1 : 0;
   details.push_back({"mixed_budget", run.cell.bits.label(), achieved,
                      "achieved cost of the allocation (sensitivities computed once per baseline, profile and settings; "
                      "their seconds are those of that one computation)"});

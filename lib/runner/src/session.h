@@ -47,6 +47,7 @@ class Session {
     std::vector<mixed::LayerChoices> layers;
     std::vector<mixed::FrontPoint> size_front, bops_front;
     double front_seconds = 0;
+    bool from_cache = false;  ///< sensitivities read from the cache directory
   };
   /// Sensitivities, the search's layers and the Pareto fronts, once per baseline, profile and
   /// mixed-precision settings in this run.
