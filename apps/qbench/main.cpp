@@ -8,6 +8,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -65,13 +66,15 @@ int cmd_run(RunArgs& a) {
     if (std::filesystem::exists(a.opt.db_path)) st = std::make_unique<qbench::store::Store>(a.opt.db_path);
     std::printf("# %s%s: %zu cells (dataset %s)\n", m.name.c_str(), m.size.empty() ? "" : (" [size " + m.size + "]").c_str(),
                 cells.size(), m.dataset.name.c_str());
-    std::printf("%-4s %-12s %-5s %-14s %-10s %-6s %-10s %-6s %s\n", "#", "key", "kind", "arch", "algorithm", "bits",
+    int bits_w = 6;  // a mixed budget's label is longer than w4a8
+    for (const auto& c : cells) bits_w = std::max(bits_w, static_cast<int>(c.bits.label().size()));
+    std::printf("%-4s %-12s %-5s %-14s %-10s %-*s %-10s %-6s %s\n", "#", "key", "kind", "arch", "algorithm", bits_w, "bits",
                 "profile", "seed", "state");
     int i = 0;
     for (const auto& c : cells) {
       const bool done = !a.opt.force && st && st->finished_result(c.key).has_value();
-      std::printf("%-4d %-12s %-5s %-14s %-10s %-6s %-10s %-6llu %s\n", ++i, c.short_key().c_str(), qbench::to_string(c.kind),
-                  c.arch.c_str(), c.algorithm.c_str(), c.bits.label().c_str(), c.profile.c_str(),
+      std::printf("%-4d %-12s %-5s %-14s %-10s %-*s %-10s %-6llu %s\n", ++i, c.short_key().c_str(), qbench::to_string(c.kind),
+                  c.arch.c_str(), c.algorithm.c_str(), bits_w, c.bits.label().c_str(), c.profile.c_str(),
                   static_cast<unsigned long long>(c.seed), done ? "finished (skip)" : "to run");
     }
     return 0;
