@@ -4,6 +4,7 @@
 // it prints in the shortest round-trip form, so the same configuration gives the same key on every
 // run and machine, and any change to a value that could change a result gives a new key. What
 // cannot change a result stays out: the dataset's location, the thread count, the matrix name.
+#include <algorithm>
 #include <charconv>
 #include <set>
 #include <stdexcept>
@@ -173,6 +174,23 @@ Cell make_cell(const Matrix& m, const Catalog& catalog, const std::string& arch,
   c.baseline_key = baseline_key;
   // The baseline cell is keyed by its training recipe alone, so its key names the checkpoint.
   c.key = baseline ? baseline_key : sha256_hex(c.resolved.dump());
+  c.plain_key = c.key;
+  return c;
+}
+
+/// `plain` evaluated under `noise`: the same configuration plus the noise (and the JPEG quality
+/// for the decode noises, the only ones it can change), so the plain cell's key never moves and a
+/// noise cell is told apart from it. The baseline it trains from stays the plain baseline.
+Cell with_noise(const Cell& plain, const Matrix& m, const Catalog& catalog, const std::string& noise) {
+  Cell c = plain;
+  if (noise == "none") return c;
+  const NoiseInfo* info = catalog.find_noise(noise);
+  c.noise = noise;
+  c.noise_kind = info ? info->kind : "none";
+  c.resolved["noise"] = noise;
+  if (c.noise_kind == "decode") c.resolved["jpeg_quality"] = m.noise.jpeg_quality;
+  c.plain_key = plain.key;
+  c.key = sha256_hex(c.resolved.dump());
   return c;
 }
 
@@ -184,8 +202,10 @@ bool parse_seed(const std::string& s, uint64_t& out) {
 
 /// An exclude entry matches when every key it has equals the combination's value.
 bool matches(const AxisAssignment& e, const std::string& algorithm, const BitWidth& bits,
-             const std::string& arch, const std::string& profile, uint64_t seed, const std::string& bn_fold) {
+             const std::string& arch, const std::string& profile, uint64_t seed, const std::string& bn_fold,
+             const std::string& noise) {
   for (const auto& [axis, value] : e) {
+    if (axis == "noise" && value != noise) return false;
     if (axis == "bn_fold" && value != bn_fold) return false;
     if (axis == "algorithm" && value != algorithm) return false;
     if (axis == "arch" && value != arch) return false;
@@ -210,7 +230,7 @@ struct Group {
   uint64_t seed = 0;
   std::string baseline_key;
   std::vector<Cell> cells;
-  std::set<std::string> ids;  // algorithm|bits|profile, to add an include only once
+  std::set<std::string> ids;  // algorithm|bits|profile|fold|noise, to add an include only once
 };
 
 class Expander {
@@ -221,18 +241,28 @@ class Expander {
     for (const auto& arch : m_.archs)
       for (uint64_t seed : m_.seeds) {
         Group& g = group(arch, seed);
+        // The baseline under each noise (its evaluation only: it trains nothing).
+        for (const auto& noise : m_.noises) {
+          if (noise == "none") continue;
+          bool excluded = false;
+          for (const auto& e : m_.exclude)
+            if (matches(e, kBaselineAlgorithm, BitWidth{32, 32}, arch, kBaselineProfile, seed, "profile", noise))
+              excluded = true;
+          if (!excluded) add_baseline_noise(g, noise);
+        }
         for (const auto& algorithm : m_.algorithms) {
           if (algorithm == kBaselineAlgorithm) continue;
           const CellKind kind = kind_of(algorithm, "matrix.algorithm", SourceMark{});
           for (const auto& bits : m_.bits) {
             if (bits.is_float()) continue;  // a quantizer at 32/32 bits is the baseline again
             for (const auto& profile : m_.profiles)
-              for (const auto& fold : m_.bn_folds) {
-                bool excluded = false;
-                for (const auto& e : m_.exclude)
-                  if (matches(e, algorithm, bits, arch, profile, seed, fold)) excluded = true;
-                if (!excluded) add(g, algorithm, kind, bits, profile, fold);
-              }
+              for (const auto& fold : m_.bn_folds)
+                for (const auto& noise : m_.noises) {
+                  bool excluded = false;
+                  for (const auto& e : m_.exclude)
+                    if (matches(e, algorithm, bits, arch, profile, seed, fold, noise)) excluded = true;
+                  if (!excluded) add(g, algorithm, kind, bits, profile, fold, noise);
+                }
           }
         }
       }
@@ -273,22 +303,31 @@ class Expander {
     return groups_.back();
   }
 
+  /// The group's baseline evaluated under `noise` (right after the baseline and its other noises).
+  void add_baseline_noise(Group& g, const std::string& noise) {
+    if (!g.ids.insert("fp32|" + noise).second) return;
+    const Cell& baseline = g.cells.front();
+    std::size_t at = 1;
+    while (at < g.cells.size() && g.cells[at].kind == CellKind::Fp32) ++at;
+    g.cells.insert(g.cells.begin() + static_cast<std::ptrdiff_t>(at), with_noise(baseline, m_, cat_, noise));
+  }
+
   /// `fold` is "profile" (the profile's strategy) or "-1".."4" (the bn_fold axis).
   void add(Group& g, const std::string& algorithm, CellKind kind, const BitWidth& bits,
-           const std::string& profile, const std::string& fold) {
+           const std::string& profile, const std::string& fold, const std::string& noise) {
     auto pf = cat_.profile_bn_fold.find(profile);
     const int profile_fold = pf != cat_.profile_bn_fold.end() ? pf->second : -1;
     const bool from_matrix = fold != "profile" && std::stoi(fold) != profile_fold;
     const int effective = fold == "profile" ? profile_fold : std::stoi(fold);
-    std::string id = algorithm + "|" + bits.label() + "|" + profile + "|" + std::to_string(effective);
+    std::string id = algorithm + "|" + bits.label() + "|" + profile + "|" + std::to_string(effective) + "|" + noise;
     if (!g.ids.insert(id).second) return;
-    g.cells.push_back(make_cell(m_, cat_, g.arch, g.seed, algorithm, kind, profile, bits, g.baseline_key, effective,
-                                from_matrix));
-    Cell& c = g.cells.back();
+    Cell c = make_cell(m_, cat_, g.arch, g.seed, algorithm, kind, profile, bits, g.baseline_key, effective,
+                       from_matrix);
     if (auto h = cat_.profile_hashes.find(profile); h != cat_.profile_hashes.end()) {
       c.resolved["profile_sha256"] = h->second;
-      c.key = sha256_hex(c.resolved.dump());
+      c.key = c.plain_key = sha256_hex(c.resolved.dump());
     }
+    g.cells.push_back(with_noise(c, m_, cat_, noise));
   }
 
   void include(std::size_t i) {
@@ -308,11 +347,10 @@ class Expander {
     for (const auto& b : m_.bits) bits_labels.push_back(b.label());
     for (uint64_t s : m_.seeds) seed_strings.push_back(std::to_string(s));
 
+    static const std::vector<std::string> kAxes = {"algorithm", "bits", "arch", "profile", "seed", "bn_fold", "noise"};
     for (const auto& [axis, v] : e)
-      if (axis != "algorithm" && axis != "bits" && axis != "arch" && axis != "profile" && axis != "seed" &&
-          axis != "bn_fold")
-        fail(at, path, "unknown key '" + axis + "'" +
-                           did_you_mean(axis, {"algorithm", "bits", "arch", "profile", "seed", "bn_fold"}));
+      if (std::find(kAxes.begin(), kAxes.end(), axis) == kAxes.end())
+        fail(at, path, "unknown key '" + axis + "'" + did_you_mean(axis, kAxes));
 
     const std::string algorithm = value("algorithm", m_.algorithms);
     const std::string arch = value("arch", m_.archs);
@@ -325,7 +363,8 @@ class Expander {
         fail(at, path, "algorithm fp32 is the FP32 baseline, which has no bits other than fp32");
       if (e.count("profile"))
         fail(at, path, "algorithm fp32 is the FP32 baseline, which has no deployment profile");
-      group(arch, seed);
+      Group& g = group(arch, seed);
+      if (auto n = e.find("noise"); n != e.end() && n->second != "none") add_baseline_noise(g, n->second);
       return;
     }
     const CellKind kind = kind_of(algorithm, path + ".algorithm", at);
@@ -340,7 +379,9 @@ class Expander {
       fail(at, path,
            "bits fp32 with algorithm '" + algorithm + "' is the FP32 baseline (write algorithm: fp32 to include it)");
     const std::string profile = value("profile", m_.profiles);
-    add(group(arch, seed), algorithm, kind, bits, profile, value("bn_fold", m_.bn_folds));
+    // Without a noise key the entry is the plain cell, whatever the axis holds.
+    const std::string noise = e.count("noise") ? e.at("noise") : std::string("none");
+    add(group(arch, seed), algorithm, kind, bits, profile, value("bn_fold", m_.bn_folds), noise);
   }
 
   const Matrix& m_;

@@ -55,6 +55,12 @@ const std::vector<std::string>& sensitivity_names() {
   return names;
 }
 
+const NoiseInfo* Catalog::find_noise(const std::string& name) const {
+  for (const auto& n : noises)
+    if (n.name == name) return &n;
+  return nullptr;
+}
+
 const AlgorithmInfo* Catalog::find_algorithm(const std::string& name) const {
   for (const auto& a : algorithms)
     if (a.name == name) return &a;
@@ -123,7 +129,8 @@ const std::map<std::string, std::string>& key_aliases() {
       {"includes", "include"},     {"calibration_images", "calib_images"},
       {"calib_size", "calib_images"}, {"iterations", "repeats"},  {"runs", "repeats"},
       {"data", "dataset"},         {"path", "root"},              {"dir", "root"},
-      {"weights", "w"},            {"activations", "a"},
+      {"weights", "w"},            {"activations", "a"},          {"noises", "noise"},
+      {"quality", "jpeg_quality"},
   };
   return kAliases;
 }
@@ -235,8 +242,8 @@ class Parser : public yaml::Reader {
   AxisAssignment assignment(const Item& it) const {
     if (!it.node.IsMap())
       fail(it, "expected a map over algorithm, bits, arch, profile, seed, got " + found(it.node));
-    MapView m(*this, it, {"algorithm", "bits", "arch", "profile", "seed", "bn_fold"}, "");
-    if (m.empty()) fail(it, "expected at least one of algorithm, bits, arch, profile, seed, bn_fold");
+    MapView m(*this, it, {"algorithm", "bits", "arch", "profile", "seed", "bn_fold", "noise"}, "");
+    if (m.empty()) fail(it, "expected at least one of algorithm, bits, arch, profile, seed, bn_fold, noise");
     AxisAssignment a;
     if (m.has("algorithm")) a["algorithm"] = algorithm(m.get("algorithm"));
     if (m.has("bits")) a["bits"] = bits(m.get("bits")).label();
@@ -244,7 +251,22 @@ class Parser : public yaml::Reader {
     if (m.has("profile")) a["profile"] = profile(m.get("profile"));
     if (m.has("seed")) a["seed"] = std::to_string(unsigned_integer(m.get("seed")));
     if (m.has("bn_fold")) a["bn_fold"] = bn_fold(m.get("bn_fold"));
+    if (m.has("noise")) a["noise"] = noise(m.get("noise"));
     return a;
+  }
+
+  /// A deployment noise: "none" or a name of the catalog's noise table.
+  std::string noise(const Item& it) const {
+    const std::string s = string_value(it);
+    if (s == "none" || cat_.find_noise(s)) {
+      auto why = cat_.unimplemented_noises.find(s);
+      if (why != cat_.unimplemented_noises.end()) fail(it, "noise '" + s + "' is not implemented yet: " + why->second);
+      return s;
+    }
+    std::vector<std::string> names{"none"};
+    for (const auto& n : cat_.noises)
+      if (n.name != "none") names.push_back(n.name);
+    fail(it, "unknown noise '" + s + "'" + did_you_mean(s, names));
   }
 
   /// A BN folding strategy: `profile` or an integer -1..4 (MQBench's ids).
@@ -529,7 +551,11 @@ void Parser::parse_settings(const Item& it, const SettingsSection& sec, nlohmann
 }
 
 void Parser::parse_pipeline(const Item& it, Matrix& m) const {
-  MapView p(*this, it, {"threads", "fp32", "ptq", "qat", "eval", "latency", "deploy", "mixed_precision"}, "");
+  MapView p(*this, it, {"threads", "fp32", "ptq", "qat", "eval", "latency", "deploy", "mixed_precision", "noise"}, "");
+  if (p.has("noise")) {
+    MapView n(*this, p.get("noise"), {"jpeg_quality"}, "");
+    if (n.has("jpeg_quality")) m.noise.jpeg_quality = int32(n.get("jpeg_quality"), 1, 100);
+  }
   if (p.has("threads")) m.threads = int32(p.get("threads"), 1, 256);
 
   if (p.has("fp32")) {
@@ -646,7 +672,7 @@ void Parser::check_mixed(const Item& entry, const Matrix& m, BitWidth& b) const 
 
 void Parser::parse_axes(const Item& it, Matrix& m) const {
   if (!it.node.IsMap()) fail(it, "expected a map of axes (algorithm, bits, arch, ...), got " + found(it.node));
-  MapView x(*this, it, {"algorithm", "bits", "arch", "profile", "seed", "bn_fold", "exclude", "include"}, "");
+  MapView x(*this, it, {"algorithm", "bits", "arch", "profile", "seed", "bn_fold", "noise", "exclude", "include"}, "");
 
   for (const auto& a : axis_items(x.require("algorithm"))) push_unique(m.algorithms, algorithm(a));
 
@@ -686,11 +712,24 @@ void Parser::parse_axes(const Item& it, Matrix& m) const {
     for (const auto& b : axis_items(x.get("bn_fold"))) push_unique(m.bn_folds, bn_fold(b));
   }
 
+  if (x.has("noise")) {
+    m.noises.clear();
+    for (const auto& n : axis_items(x.get("noise"))) {
+      const std::string name = noise(n);
+      if (std::find(m.noises.begin(), m.noises.end(), name) != m.noises.end()) continue;
+      m.noises.push_back(name);
+      m.noise_marks.push_back(n.mark);
+    }
+  }
+
   if (x.has("exclude")) {
     for (const auto& e : entry_items(x.get("exclude"))) {
       AxisAssignment a = assignment(e);
       auto alg = a.find("algorithm");
-      if (alg != a.end() && alg->second == "fp32")
+      auto noise_of = a.find("noise");
+      // The baseline under a noise is an evaluation like any other cell: it may be left out.
+      const bool noisy = noise_of != a.end() && noise_of->second != "none";
+      if (alg != a.end() && alg->second == "fp32" && !noisy)
         fail(e, "the FP32 baseline cannot be excluded (every quantized cell of its arch and seed needs it)");
       m.exclude.push_back(std::move(a));
     }

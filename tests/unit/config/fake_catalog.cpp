@@ -43,6 +43,14 @@ Catalog fake_catalog() {
   c.profile_bn_fold = {{"academic", -1}, {"tensorrt", 4}};
   c.observers = {"minmax", "mse"};
   c.refused_algorithms = {{"adaround", {Refusal::Why::NotImplemented, "planned"}}};
+  c.noises = {{"none", "none", "the reference"},
+              {"decode-ifast", "decode", "JDCT_IFAST"},
+              {"decode-float", "decode", "JDCT_FLOAT"},
+              {"yuv-bt601-limited", "colour", "YUV round trip"},
+              {"bf16", "precision", "bfloat16"},
+              {"fp16", "precision", "half, emulated"},
+              {"align-corners", "mode", "upsampling"}};
+  c.unimplemented_noises = {{"align-corners", "no upsampling layers"}};
   return c;
 }
 

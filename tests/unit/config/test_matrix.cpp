@@ -307,7 +307,7 @@ TEST_CASE("exclude and include entries are validated like the axes", "[config][e
   CHECK(error_of(kHead + kAxes + "  exclude:\n    - {arch: resnet20, bits: w4a9}\n") ==
         "m.yaml:8:30: matrix.exclude[0].bits: expected a bit width 2..8 or 32, got 9 (in 'w4a9')");
   CHECK(error_of(kHead + kAxes + "  exclude:\n    - {}\n") ==
-        "m.yaml:8:7: matrix.exclude[0]: expected at least one of algorithm, bits, arch, profile, seed, bn_fold");
+        "m.yaml:8:7: matrix.exclude[0]: expected at least one of algorithm, bits, arch, profile, seed, bn_fold, noise");
   CHECK(error_of(kHead + kAxes + "  exclude:\n    - resnet20\n") ==
         "m.yaml:8:7: matrix.exclude[0]: expected a map over algorithm, bits, arch, profile, seed, got 'resnet20'");
   CHECK(error_of(kHead + kAxes + "  exclude: {arch: resnet20}\n") ==

@@ -28,7 +28,7 @@ struct PlanCell {
   /// Baselines: true when the baseline is trained and cached as <cache>/baselines/<key>.safetensors;
   /// false for imported weights (nothing is cached, each cell loads the file).
   bool checkpoint = true;
-  bool is_baseline() const { return kind == "fp32"; }
+  bool is_baseline() const { return key == baseline_key; }  ///< an FP32 cell under a noise is not
   std::string short_key() const { return key.substr(0, 12); }
 };
 

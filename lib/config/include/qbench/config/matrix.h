@@ -153,6 +153,12 @@ struct DeployRecipe {
 /// The engines pipeline.deploy.engines accepts.
 const std::vector<std::string>& deploy_engine_names();
 
+/// Settings of the noise axis (YAML pipeline.noise). Only the cells whose noise reads a setting
+/// hold it in their key (jpeg_quality: the decode noises), so it never re-keys another cell.
+struct NoiseRecipe {
+  int jpeg_quality = 90;  ///< the quality the test images are encoded at once for the decode noises
+};
+
 /// Per-architecture options from the matrix file's `architectures:` map. They change the
 /// network, so they are part of the baseline key (only when set, so existing keys stay valid).
 /// An entry with `onnx:` defines a new architecture, named by its key: the ONNX file's graph.
@@ -172,7 +178,7 @@ struct ArchOptions {
 };
 
 /// One parsed `include`/`exclude` entry: axis name -> value as canonical string
-/// (bits as label, seed as decimal).
+/// (bits as label, seed as decimal, noise as its name).
 using AxisAssignment = std::map<std::string, std::string>;
 
 /// A 1-based line/column in the matrix file (0 = unknown, e.g. a Matrix built in code).
@@ -194,6 +200,7 @@ struct Matrix {
   LatencyRecipe latency;
   DeployRecipe deploy;
   MixedPrecisionRecipe mixed_precision;
+  NoiseRecipe noise;
   /// The algorithms' own settings, per declared section ("ptq.reconstruction" -> every option of
   /// that section, defaults filled in, typed): what the file gave, validated against the section's
   /// OptionTable (see Catalog, AlgorithmInfo::settings). Every section the catalog declares is present.
@@ -208,6 +215,13 @@ struct Matrix {
   /// BN folding strategies (MQBench's ablation axis): "profile" (the profile's own strategy, the
   /// default) or "-1".."4". Quantized cells only.
   std::vector<std::string> bn_folds{"profile"};
+  /// Deployment-system noises (issue 20, SysNoise) the FP32 and quantized cells are evaluated
+  /// under: "none" (the reference pipeline, the default) or names from Catalog::noises. A noise
+  /// applies at evaluation only: the baseline and the quantization are those of the plain cell.
+  std::vector<std::string> noises{"none"};
+  /// Where each noise was written (parallel to `noises`; empty for the default), so checks made
+  /// once the data is known (a colour noise on grey data) can name file:line:column.
+  std::vector<SourceMark> noise_marks;
   std::vector<AxisAssignment> exclude;
   std::vector<AxisAssignment> include;
   /// Where each `include` entry starts in the file (parallel to `include`; may be shorter when the
@@ -231,8 +245,19 @@ struct Refusal {
   Why why = Why::NotImplemented;
   std::string message;  ///< "planned QAT method ...", "a calibration source, not an algorithm: set ..."
 };
+/// A noise of the `noise` axis as the validator sees it (lib/sysnoise's table, through the app).
+struct NoiseInfo {
+  std::string name;
+  std::string kind;  ///< none | decode | resize | colour | precision | mode
+  std::string description;
+};
 struct Catalog {
   std::vector<AlgorithmInfo> algorithms;
+  /// The names the `noise` axis accepts ("none" is always accepted).
+  std::vector<NoiseInfo> noises;
+  /// Noise names the table knows but the runner cannot apply yet -> why (refused at validation).
+  std::map<std::string, std::string> unimplemented_noises;
+  const NoiseInfo* find_noise(const std::string& name) const;
   std::vector<std::string> archs;
   std::vector<std::string> datasets;
   /// dataset -> {option key of dataset_option_fields -> default}: the options a dataset reads.
@@ -294,14 +319,24 @@ struct Cell {
   uint64_t seed = 0;
   int bn_fold = -1;              ///< effective BN folding strategy (quantized cells)
   bool bn_fold_from_matrix = false;  ///< set by the bn_fold axis rather than the profile
+  std::string noise = "none";   ///< the deployment noise it is evaluated under (issue 20)
+  std::string noise_kind = "none";  ///< its kind (Catalog::noises)
+  /// The key of the same cell without noise (== key when noise is none): the cell whose model a
+  /// noise cell evaluates, and whose reference evaluations it shares.
+  std::string plain_key;
   nlohmann::json resolved;   ///< canonical resolved configuration (what the key hashes)
   std::string key;           ///< sha256 hex of resolved.dump(); the baseline cell uses baseline_key
   std::string baseline_key;  ///< key of this cell's FP32 baseline (== key for the baseline cell)
   std::string short_key() const { return key.substr(0, 12); }
+  /// The FP32 baseline cell itself (an FP32 cell under a noise is not: it has a key of its own).
+  bool is_baseline() const { return key == baseline_key; }
+  bool has_noise() const { return noise != "none"; }
 };
 
-/// Expands the matrix: for each arch x seed, its FP32 baseline cell first, then
-/// algorithm x bits x profile (minus `exclude`, plus `include`), in file order. `fp32` in the
+/// Expands the matrix: for each arch x seed, its FP32 baseline cell first (then the baseline under
+/// each noise other than none), then algorithm x bits x profile x noise (minus `exclude`, plus
+/// `include`), in file order. A noise cell's resolved configuration adds `noise` (and, for decode
+/// noises, `jpeg_quality`) to its plain cell's; `noise: none` adds nothing, so keys stay. `fp32` in the
 /// algorithm axis denotes the baseline and is not crossed with bits/profiles; neither is `fp32`
 /// in the bits axis (a quantizer at 32/32 bits is the baseline again). An `include` entry joins the
 /// group of its arch x seed (a new group, baseline first, when that pair is not on the axes).
