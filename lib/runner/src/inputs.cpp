@@ -16,6 +16,9 @@
 #include "qbench/common/strings.h"
 #include "qbench/common/yaml_reader.h"
 #include "qbench/data/dataset.h"
+#include "qbench/data/imagefolder.h"
+#include "qbench/sysnoise/image.h"
+#include "qbench/sysnoise/noise.h"
 #include "qbench/models/models.h"
 #include "qbench/models/safetensors.h"
 #include "archs.h"
@@ -104,6 +107,72 @@ class DataOrigin {
 
 }  // namespace
 
+namespace {
+
+/// Each noise the cells use must change something for this data (issue 20): a noise that cannot
+/// is a usage error naming the noise and why, at its place in the matrix.
+void check_noises(const config::Matrix& m, const std::vector<config::Cell>& cells, const RunOptions& opt,
+                  const data::SplitSummary& test) {
+  std::set<std::string> used;
+  for (const auto& c : cells)
+    if (c.has_noise()) used.insert(c.noise);
+  if (used.empty()) return;
+  config::DatasetSpec spec = m.dataset;
+  if (!opt.data_root.empty()) spec.root = opt.data_root;
+  spec = data::with_defaults(spec);
+  const bool folder = spec.name == "imagefolder", pixels = spec.name == "fashion-mnist" || spec.name == "mnist";
+  // The first test image of a folder stands for all of them (a header read, no full decode).
+  std::optional<sysnoise::Image> first;
+  auto first_image = [&]() -> const sysnoise::Image& {
+    if (!first) {
+      const std::string root = spec.root.empty() ? data::dataset_registry().get(spec.name).default_root : spec.root;
+      first = sysnoise::load_image(data::index_image_split(root, data::Split::Test).files.front());
+    }
+    return *first;
+  };
+  for (std::size_t i = 0; i < m.noises.size(); ++i) {
+    const std::string& name = m.noises[i];
+    if (!used.count(name)) continue;
+    const SourceMark at = i < m.noise_marks.size() ? m.noise_marks[i] : SourceMark{};
+    const std::string path = "matrix.noise[" + std::to_string(i) + "]";
+    auto refuse = [&](const std::string& why) {
+      throw ConfigError(m.file, at.line, at.column, path, "noise '" + name + "' does not apply: " + why);
+    };
+    const sysnoise::Noise& n = sysnoise::find_noise(name);
+    switch (n.kind) {
+      case sysnoise::NoiseKind::kDecode:
+        if (!pixels && !folder)
+          refuse("dataset '" + spec.name + "' has no stored images to encode or JPEG files to decode "
+                 "(decode noises take fashion-mnist, mnist or an imagefolder of JPEGs)");
+        break;
+      case sysnoise::NoiseKind::kColour:
+        if (test.shape.channels != 3)
+          refuse("a colour noise needs RGB data, and dataset '" + spec.name + "' has " +
+                 std::to_string(test.shape.channels) + " channel(s)");
+        if (!folder) refuse("colour noises are evaluated on an imagefolder's images only");
+        break;
+      case sysnoise::NoiseKind::kResize: {
+        if (!folder)
+          refuse("evaluation of dataset '" + spec.name + "' resizes nothing (its images enter the model at their stored size)");
+        const auto& img = first_image();
+        const auto g = data::eval_geometry(img.width, img.height, spec.image_size);
+        if (g.resized_w == img.width && g.resized_h == img.height)
+          refuse("evaluation resizes nothing: the test images are " + std::to_string(img.width) + "x" +
+                 std::to_string(img.height) + " and image_size " + std::to_string(spec.image_size) +
+                 " resizes the shorter side to floor(" + std::to_string(spec.image_size) + " / 0.875) = " +
+                 std::to_string(std::min(g.resized_w, g.resized_h)) + ", then only crops");
+        break;
+      }
+      case sysnoise::NoiseKind::kPrecision:
+        break;  // any data
+      default:
+        refuse("not implemented yet");
+    }
+  }
+}
+
+}  // namespace
+
 InputsChecked validate_inputs(const config::Matrix& m, const std::vector<config::Cell>& cells, const RunOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
   InputsChecked out;
@@ -145,6 +214,7 @@ InputsChecked validate_inputs(const config::Matrix& m, const std::vector<config:
   const data::SplitSummary test = check_split(data::Split::Test);
   std::optional<data::SplitSummary> train;
   if (needs_train) train = check_split(data::Split::Train);
+  check_noises(m, cells, opt, test);
 
   // Imported weights: the file on its own, then against the network it is for.
   for (const auto& arch : archs) {

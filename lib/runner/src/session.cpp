@@ -228,7 +228,7 @@ CellRun Session::prepare(const Cell& cell) {
   double train_wall = 0;
   run.model = baseline_model(cell, &train_wall);
   if (cell.kind == CellKind::Fp32)
-    run.row.quant_wall_s = train_wall;  // training time of the baseline (0 when cached)
+    run.row.quant_wall_s = cell.is_baseline() ? train_wall : 0;  // training time of the baseline (0 when cached)
   else
     run.profile = &quant::profile_registry().get(cell.profile);
   return run;
@@ -333,6 +333,12 @@ store::CellResult Session::execute(const Cell& cell, int index, int total) {
   const Report rep = [this](const std::string& what) { report(what); };
   CellRun run = prepare(cell);
   quantize(run);
+  if (cell.has_noise()) {
+    // A noise applies at evaluation only: the row is the noisy evaluation of the plain cell's
+    // model; nothing is saved, deployed or timed (the plain cell's row has those).
+    evaluate_noise(run);
+    return record(run);
+  }
   evaluate(
       run, test_split(), m_.eval, [&] { return baseline_eval(cell).top1; }, rep);
   if (cell.kind != CellKind::Fp32) {

@@ -22,10 +22,25 @@
 #include "qbench/runner/device.h"
 #include "qbench/runner/runner.h"
 #include "qbench/store/store.h"
+#include "qbench/sysnoise/colour.h"
+#include "qbench/sysnoise/image.h"
+#include "qbench/sysnoise/jpeg.h"
+#include "qbench/sysnoise/resize.h"
 #include "qbench/train/train.h"
 #include "stages.h"
 
 namespace qbench::runner::detail {
+
+/// How a noise cell's test images are made (noise_cell.cpp): the decoder of the JPEG bytes
+/// (`reencode`: stored pixels encoded once at pipeline.noise.jpeg_quality; else an image folder's
+/// own files), a resize kernel in place of lib/data's, a YUV round trip.
+struct NoisePipeline {
+  sysnoise::Decoder decoder = sysnoise::Decoder::kIslow;
+  bool reencode = false;
+  std::optional<sysnoise::ResizeKernel> kernel;
+  std::optional<std::pair<sysnoise::YuvStandard, sysnoise::YuvRange>> yuv;
+  std::string id() const;  ///< names the images in the session's cache
+};
 
 class Session {
  public:
@@ -80,6 +95,22 @@ class Session {
   /// deploy_* columns when the profile's engine is onnxruntime). What cannot export or run keeps
   /// its simulated row with the reason.
   void deploy_ort(CellRun& run, const Report& rep);
+  /// evaluate under a deployment noise (noise_cell.cpp): the cell's top-1 through the noisy
+  /// pipeline or precision, the reference it is measured against, and the prediction flips, as
+  /// the row's top-1 and a `noise` detail row.
+  void evaluate_noise(CellRun& run);
+  /// The test images as a deployment stack receives them: 8-bit pixels (IDX datasets, with the
+  /// dataset's float for each byte value) or an image folder's files (the test subset's).
+  struct NoiseSource {
+    std::vector<sysnoise::Image> images;
+    std::vector<float> lut;
+    std::vector<std::string> files;
+    int64_t image_size = 0;
+  };
+  const NoiseSource& noise_source();
+  /// The test images through pipeline `p` (null: the plain split), cached under `id` for the run.
+  const at::Tensor& noise_images(const std::string& id, const NoisePipeline* p = nullptr);
+  std::vector<int64_t> predictions(quant::QuantModel& model, const at::Tensor& images);
   void report(const std::string& what) const;
   /// Moves a model built (and initialised or loaded) on the CPU to the run's device.
   void place(quant::QuantModel& model) const {
@@ -101,6 +132,10 @@ class Session {
   std::map<std::string, ptq::Synthesis> synthesized_;   ///< data-free calibration images per baseline and settings
   std::map<std::string, onnx::ImportedGraph> onnx_graphs_;  ///< ONNX architectures, imported once per run
   std::map<std::string, MixedProblem> mixed_;  ///< mixed-precision problems per baseline, profile and settings
+  std::optional<NoiseSource> noise_source_;
+  std::map<std::string, at::Tensor> noise_images_;  ///< test images per noise pipeline
+  std::map<int, std::vector<std::vector<uint8_t>>> jpeg_cache_;  ///< the test images' JPEG bytes per quality
+  std::map<std::string, std::vector<int64_t>> noise_preds_;  ///< plain key | pipeline -> predictions
 };
 
 }  // namespace qbench::runner::detail

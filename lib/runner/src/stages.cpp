@@ -56,8 +56,9 @@ void log_warning(const std::string& msg) {
 }
 
 std::string cell_label(const config::Cell& c) {
-  if (c.kind == CellKind::Fp32) return c.arch + " fp32 seed" + std::to_string(c.seed);
-  return c.arch + " " + c.algorithm + " " + c.bits.label() + " " + c.profile + " seed" + std::to_string(c.seed);
+  const std::string noise = c.has_noise() ? " noise " + c.noise : "";
+  if (c.kind == CellKind::Fp32) return c.arch + " fp32 seed" + std::to_string(c.seed) + noise;
+  return c.arch + " " + c.algorithm + " " + c.bits.label() + " " + c.profile + " seed" + std::to_string(c.seed) + noise;
 }
 
 store::CellResult identity_row(const config::Cell& cell, const at::Device& device) {
