@@ -57,6 +57,14 @@ std::string mixed_label(const std::string& config_json) {
   return j["mixed"].value("label", "");
 }
 
+/// The deployment noise a cell was evaluated under ("" for none).
+std::string noise_of(const std::string& config_json) {
+  if (config_json.find("\"noise\"") == std::string::npos) return "";
+  auto j = nlohmann::json::parse(config_json, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("noise") || !j["noise"].is_string()) return "";
+  return j["noise"].get<std::string>();
+}
+
 /// Axes of a cell that has no result yet, from the planned cell's configuration.
 void fill_from_config(const std::string& config_json, Row& row) {
   if (config_json.empty()) return;
@@ -175,6 +183,7 @@ std::vector<Row> resolve(const ReportInput& in) {
       row.bits_text = ml;
       row.mixed = true;
     }
+    row.noise = noise_of(rr.result ? rr.result->config_json : rr.plan.config_json);
     if (row.seed) row.seed_text = std::to_string(*row.seed);
     row.profile += bn_fold_suffix(rr.result ? rr.result->config_json : rr.plan.config_json);
     rows.push_back(std::move(row));
@@ -389,8 +398,11 @@ Model build_model(const ReportInput& in, const ReportOptions& opt) {
   for (const auto& r : all)
     if (r.is_baseline()) baselines.emplace(std::make_tuple(r.dataset, r.arch, r.seed), &r);
 
-  // The tables, in the registry's order (only those --table names).
-  const TableInput table_input{in, opt, rows, baselines};
+  // The tables, in the registry's order (only those --table names). Noise rows go to the noise
+  // table alone; every other table and the charts see the plain cells.
+  std::vector<Row> plain, noisy;
+  for (const auto& r : rows) (r.noise.empty() ? plain : noisy).push_back(r);
+  const TableInput table_input{in, opt, plain, baselines, noisy};
   for (const auto& [id, entry] : table_registry().entries()) {
     if (!opt.tables.empty() && std::find(opt.tables.begin(), opt.tables.end(), id) == opt.tables.end()) continue;
     for (auto& t : entry.build(table_input)) {
@@ -408,7 +420,7 @@ Model build_model(const ReportInput& in, const ReportOptions& opt) {
   // Chart points: per (dataset, profile, group-by axes, arch, algorithm, bits, latency source).
   static const std::string kNoSource;
   auto source_of = [](const Row& r) -> const std::string& { return r.result ? r.result->latency_source : kNoSource; };
-  const auto with_dataset = rows_where(rows, [](const Row& r) { return !r.dataset.empty(); });
+  const auto with_dataset = rows_where(plain, [](const Row& r) { return !r.dataset.empty(); });
   for (const auto& g : group_rows(with_dataset, [&](const Row& r, std::string& key) {
          for (const std::string* part : {&r.dataset, &r.profile, &r.arch, &r.algorithm, &r.bits_text, &source_of(r)})
            add_key(key, *part);

@@ -35,7 +35,8 @@ struct Row {
   const CellResult* result = nullptr;
   std::optional<double> fp32_top1;  ///< stored, else looked up from the baseline row
 
-  bool is_baseline() const { return kind == "fp32" || algorithm == "fp32"; }
+  /// The FP32 baseline itself (the baseline evaluated under a noise is a noise row).
+  bool is_baseline() const { return (kind == "fp32" || algorithm == "fp32") && noise.empty(); }
   std::optional<double> top1() const {
     if (result && result->status == "ok") return result->top1;
     return std::nullopt;
@@ -55,6 +56,7 @@ struct Row {
   // Set by resolve(): the axes that are not plain strings, as text, computed once per row.
   std::string bits_text;  ///< "w4a4", "fp32", "mixed:size_kb=100", "" when unknown
   bool mixed = false;     ///< a mixed-precision budget (bits_text is its label)
+  std::string noise;      ///< the deployment noise it was evaluated under ("" for a plain cell)
   std::string seed_text;  ///< decimal, "" when unknown
 };
 

@@ -157,10 +157,12 @@ ReportInput load_input(const store::Store& store, std::optional<int64_t> run_id)
   }
   auto run = store.run(*run_id);
   if (!run) throw ConfigError("store '" + store.path() + "' has no run " + std::to_string(*run_id));
-  ReportInput in{*run, store.report_rows(*run_id), {}, {}, {}, {}};
+  ReportInput in{*run, store.report_rows(*run_id), {}, {}, {}, {}, {}};
   for (const auto& r : in.rows) {
     if (!r.result) continue;
     if (r.result->deploy_agreement) in.deploy_layers[r.result->id] = store.details(r.result->id, "deploy_layers");
+    if (r.result->status == "ok" && r.result->config_json.find("\"noise\"") != std::string::npos)
+      in.noise[r.result->id] = store.details(r.result->id, "noise");
     // Every ok quantized cell: one whose every engine refused it has no deploy_* columns to tell.
     if (r.result->status == "ok" && r.result->kind != "fp32") {
       auto engines = store.details(r.result->id, "deploy_engines");

@@ -25,8 +25,11 @@ using BaselineMap = std::map<std::tuple<std::string, std::string, std::optional<
 struct TableInput {
   const ReportInput& input;      ///< the run as loaded (e.g. its deploy_layers detail rows)
   const ReportOptions& options;  ///< --group-by, --filter, ...
-  const std::vector<Row>& rows;  ///< after --filter, in plan order
+  const std::vector<Row>& rows;  ///< after --filter, in plan order, without the noise rows
   const BaselineMap& baselines;
+  /// The rows evaluated under a deployment noise (issue 20), after --filter: only the noise table
+  /// reads them, so no other table mixes a noisy evaluation into a plain cell's.
+  const std::vector<Row>& noise_rows;
 };
 
 /// Builds a table's tables: one per group, or one with `empty_text` saying why there is none,

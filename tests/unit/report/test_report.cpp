@@ -509,7 +509,7 @@ TEST_CASE("report: the table registry is the one list of tables, their help and 
     CHECK_FALSE(t.help.empty());
   }
   // Report order: the order of the qbench_registry_entry(report_tables ...) lines.
-  CHECK(join(ids, ",") == "accuracy,hardware,latency,deploy,engines,deploy_layers,mixed,bit_allocation,cost,cost_by_kind,failures,conflicts");
+  CHECK(join(ids, ",") == "accuracy,hardware,latency,deploy,engines,deploy_layers,mixed,bit_allocation,noise,cost,cost_by_kind,failures,conflicts");
   CHECK(report::table_ids() == ids);
   // --table's help: one line per table, its id then its help.
   const std::string help = report::table_help();

@@ -23,6 +23,9 @@ struct ReportInput {
   /// Result id -> its `model_cost` detail row (size, BOPs, average widths of an ok quantized
   /// cell), and for mixed-precision cells their `bit_allocation` rows (load_input fills both).
   std::map<int64_t, CellDetails> model_cost, bit_allocation;
+  /// Result id -> its `noise` detail row (a cell evaluated under a deployment noise, issue 20:
+  /// top-1, the reference top-1, the flips), for the noise table (load_input fills it).
+  std::map<int64_t, CellDetails> noise;
 };
 
 /// `--filter key=value`: keeps the cells whose axis `key` equals `value`. Filters on one key are
