@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# End-to-end checks of the deployment-system noise track (issue 20, SysNoise) on the built binary:
+# the noise axis keeps every plain key, each noise row is present with its reference and flips,
+# decode-opencv equals the ISLOW reference, rows repeat bit for bit run to run, the report's noise
+# table, and bad input (unknown or inapplicable noise: exit 2 at file:line, store untouched).
+# usage: run_e2e_sysnoise.sh QBENCH_BINARY E2E_DIR WORK_DIR
+set -u
+QB=$1; HERE=$2; WORK=$3
+DB=$WORK/sysnoise.db; CACHE=$WORK/cache
+source "$(dirname "$0")/harness.sh"
+M=$HERE/sysnoise_tiny.yaml
+NOISES="decode-ifast decode-float decode-opencv bf16 fp16"
+
+# Keys: without the axis (and with noise: none) every cell keeps its key; the noise cells add theirs.
+sed '/^  noise: \[/d' "$M" > plain.yaml
+sed 's/^  noise: \[.*/  noise: none/' "$M" > none.yaml
+keys() { "$QB" run "$1" --dry-run --db "$WORK/dry.db" --cache-dir "$CACHE" --no-progress 2>/dev/null | grep -E '^[0-9]+ +[0-9a-f]{12} ' | awk '{print $2}' | sort; }
+out=$(run "$M" --dry-run); rc=$?
+check "dry-run exits 0" test $rc -eq 0
+check "18 cells ((baseline + 2 quantized) x 6 noises)" grep -q "18 cells" <<<"$out"
+pk=$(keys plain.yaml); nk=$(keys none.yaml); mk=$(keys "$M")
+check "noise: none keeps every key" test "$pk" = "$nk"
+check "every key of the plain matrix is kept ($(wc -w <<<"$pk") keys)" bash -c "test $(wc -w <<<"$pk") -eq 3 && test -z \"\$(comm -23 <(echo '$pk') <(echo '$mk'))\""
+
+run "$M" 2>noise.log; rc=$?
+check "noise run exits 0" test $rc -eq 0
+check "18 ok rows" test "$(sql "select count(*) from results where status='ok'")" = 18
+check "one baseline trained (noise cells load it)" test "$(grep -c 'training FP32 baseline' noise.log)" = 1
+for n in $NOISES; do
+  c=$(sql "select count(*) from cell_details d join results r on r.id = d.result_id where d.section='noise' and d.name='$n' and json_extract(r.config_json, '\$.noise')='$n'")
+  check "$n: a noise row for each of the 3 cells ($c)" test "$c" = 3
+done
+bad_flips=$(sql "select count(*) from cell_details where section='noise' and (json_extract(values_json, '\$.flips') is null or json_extract(values_json, '\$.images') != 500)")
+check "every noise row counts its flips over the 500 test images" test "$bad_flips" = 0
+opencv=$(sql "select count(*) from cell_details where section='noise' and name='decode-opencv' and json_extract(values_json, '\$.flips') = 0 and json_extract(values_json, '\$.top1') = json_extract(values_json, '\$.reference_top1')")
+check "decode-opencv equals the ISLOW reference (0 flips, same top-1) in all 3 cells" test "$opencv" = 3
+ifast=$(sql "select cast(sum(json_extract(values_json, '\$.flips')) as int) from cell_details where section='noise' and name='decode-ifast'")
+check "decode-ifast flips some predictions ($ifast)" test "$ifast" -gt 0
+q=$(sql "select count(*) from cell_details where section='noise' and name like 'decode-%' and json_extract(values_json, '\$.jpeg_quality') = 75 and json_extract(values_json, '\$.raw_top1') is not null and json_extract(values_json, '\$.quality_cost') is not null")
+check "decode rows carry the JPEG quality's own cost (raw vs ISLOW, quality 75)" test "$q" = 9
+ref=$(sql "select count(*) from results p join results n on json_extract(n.config_json, '\$.noise') in ('bf16', 'fp16') and n.baseline_key = p.baseline_key and n.algorithm = p.algorithm and n.w_bits = p.w_bits and n.a_bits = p.a_bits join cell_details d on d.result_id = n.id and d.section = 'noise' where p.config_json not like '%\"noise\"%' and json_extract(d.values_json, '\$.reference_top1') = p.top1")
+check "precision rows' reference is the plain cell's top-1 (6 rows)" test "$ref" = 6
+check "the baseline under a noise is a row of its own, keyed apart from the baseline" test "$(sql "select count(*) from results where algorithm='fp32' and cell_key != baseline_key")" = 5
+check "fp16 says emulated" test "$(sql "select count(*) from cell_details where section='noise' and name='fp16' and text like '%emulated%'")" = 3
+rep=$("$QB" report --db "$DB" --format markdown 2>/dev/null)
+check "report: the noise table" grep -q "Deployment noise (SysNoise): fashion-mnist / resnet8-w0.5" <<<"$rep"
+check "report: the fp16 column says emulated" grep -q "fp16 (emulated)" <<<"$rep"
+check "report: the accuracy table has no noise rows (one fp32 baseline row)" test "$("$QB" report --db "$DB" --format csv --table accuracy 2>/dev/null | grep -c '^fashion-mnist,.*fp32')" -le 1
+
+# Determinism: the same matrix in a fresh store gives every row's top-1 and flips again.
+"$QB" run "$M" --db again.db --cache-dir "$CACHE" --no-progress 2>again.log; rc=$?
+check "rerun exits 0" test $rc -eq 0
+r1=$(sql "select r.cell_key || ' ' || r.top1 || ' ' || ifnull(json_extract(d.values_json, '\$.flips'), '') from results r left join cell_details d on d.result_id = r.id and d.section = 'noise' order by r.cell_key")
+r2=$(sqlite3 again.db "select r.cell_key || ' ' || r.top1 || ' ' || ifnull(json_extract(d.values_json, '\$.flips'), '') from results r left join cell_details d on d.result_id = r.id and d.section = 'noise' order by r.cell_key")
+check "same top-1 and flips run to run (18 rows)" bash -c "test -n '$r1' && test '$r1' = '$r2' && test \$(wc -l <<<'$r1') -eq 18"
+
+# Bad input: exit 2 with file:line before any work; the store is not touched.
+before=$(sql "select count(*) from results")
+sed 's/decode-float, /decode-flaot, /' "$M" > unknown.yaml
+err=$(run unknown.yaml 2>&1); rc=$?
+check "an unknown noise exits 2 ($err)" test $rc -eq 2
+check "naming file:line, the key and the closest name" grep -qE "unknown.yaml:[0-9]+:[0-9]+: matrix.noise\[2\]: unknown noise 'decode-flaot' \(did you mean: decode-float" <<<"$err"
+sed 's/decode-float, /yuv-bt601-limited, /' "$M" > colour.yaml
+err=$(run colour.yaml 2>&1); rc=$?
+check "a colour noise on grey data exits 2 ($err)" bash -c "test $rc -eq 2 && grep -qE \"colour.yaml:[0-9]+:[0-9]+: matrix.noise\\[2\\]: noise 'yuv-bt601-limited' does not apply: a colour noise needs RGB data\" <<<\"\$0\"" "$err"
+sed 's/decode-float, /resize-pil-bilinear, /' "$M" > resize.yaml
+err=$(run resize.yaml 2>&1); rc=$?
+check "a resize noise where nothing resizes exits 2 ($err)" bash -c "test $rc -eq 2 && grep -q \"noise 'resize-pil-bilinear' does not apply: evaluation of dataset 'fashion-mnist' resizes nothing\" <<<\"\$0\"" "$err"
+sed 's/decode-float, /ceil-mode, /' "$M" > ceil.yaml
+err=$(run ceil.yaml 2>&1); rc=$?
+check "ceil-mode (not implemented) exits 2 ($err)" bash -c "test $rc -eq 2 && grep -q \"noise 'ceil-mode' is not implemented yet\" <<<\"\$0\"" "$err"
+check "the store is untouched by the refused runs" test "$(sql "select count(*) from results")" = "$before"
+finish
