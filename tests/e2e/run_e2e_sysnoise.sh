@@ -66,6 +66,9 @@ check "a colour noise on grey data exits 2 ($err)" bash -c "test $rc -eq 2 && gr
 sed 's/decode-float, /resize-pil-bilinear, /' "$M" > resize.yaml
 err=$(run resize.yaml 2>&1); rc=$?
 check "a resize noise where nothing resizes exits 2 ($err)" bash -c "test $rc -eq 2 && grep -q \"noise 'resize-pil-bilinear' does not apply: evaluation of dataset 'fashion-mnist' resizes nothing\" <<<\"\$0\"" "$err"
+sed 's/decode-float, /decode-nofancy, /' "$M" > nofancy.yaml
+err=$(run nofancy.yaml 2>&1); rc=$?
+check "decode-nofancy on grey JPEGs exits 2 ($err)" bash -c "test $rc -eq 2 && grep -q \"noise 'decode-nofancy' does not apply: fancy upsampling acts on the chroma of colour JPEGs\" <<<\"\$0\"" "$err"
 sed 's/decode-float, /ceil-mode, /' "$M" > ceil.yaml
 err=$(run ceil.yaml 2>&1); rc=$?
 check "ceil-mode (not implemented) exits 2 ($err)" bash -c "test $rc -eq 2 && grep -q \"noise 'ceil-mode' is not implemented yet\" <<<\"\$0\"" "$err"

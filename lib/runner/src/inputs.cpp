@@ -144,6 +144,8 @@ void check_noises(const config::Matrix& m, const std::vector<config::Cell>& cell
         if (!pixels && !folder)
           refuse("dataset '" + spec.name + "' has no stored images to encode or JPEG files to decode "
                  "(decode noises take fashion-mnist, mnist or an imagefolder of JPEGs)");
+        if (n.decoder == sysnoise::Decoder::kIslowNoFancy && test.shape.channels != 3)
+          refuse("fancy upsampling acts on the chroma of colour JPEGs, and dataset '" + spec.name + "' is grey");
         break;
       case sysnoise::NoiseKind::kColour:
         if (test.shape.channels != 3)
