@@ -68,9 +68,9 @@ int main(int argc, char** argv) {
     std::vector<mixed::Budget> budgets(4);
     budgets[0].size_kb = at3.size_kb;
     budgets[1].avg_w_bits = 2.5;
-    budgets[2].bops_ratio = 0.1;
+    budgets[2].bops_ratio = 0.2;
     budgets[3].size_kb = at3.size_kb;
-    budgets[3].bops_ratio = 0.15;
+    budgets[3].bops_ratio = 0.25;
     budgets[3].avg_a_bits = 6;
     double worst = 0;
     int binaries = 0;
