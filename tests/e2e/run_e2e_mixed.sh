@@ -61,6 +61,21 @@ check "the sensitivities come from the cache directory the second time" grep -q 
 a3=$(sqlite3 again.db "select group_concat(d.name || '=' || cast(json_extract(d.values_json, '\$.w_bits') as int) || '/' || cast(json_extract(d.values_json, '\$.a_bits') as int), ',') from cell_details d join results r on r.id = d.result_id where d.section='bit_allocation' and json_extract(r.config_json, '\$.mixed.label')='mixed:avg_w_bits=3' order by d.position")
 check "and give the same allocation" test "$a3" = "$a1"
 
+# A latency budget under a profile with a roofline (tensorrt): the range from the refusal of an
+# unreachable one, then its midpoint; the modeled latency of the allocated model meets it.
+sed 's/profile: \[academic\]/profile: [tensorrt]/; s/algorithm: \[minmax, adaround, lsq\]/algorithm: [minmax]/; s/  latency: {enabled: false}/  latency: {enabled: true, batch_size: 8, warmup: 1, repeats: 2}/; s/^  bits: \[.*\]$/  bits: [{mixed: {latency_ms: 0.000001}}]/' "$M" > lat0.yaml
+err=$("$QB" run lat0.yaml --db lat.db --cache-dir "$CACHE" --no-progress 2>&1); rc=$?
+read -r lo hi < <(grep -oE 'latency_ms 1e-06 \(reachable [0-9.e+-]+ \.\. [0-9.e+-]+\)' <<<"$err" | sed -E 's/.*reachable ([^ ]+) \.\. ([^)]+)\)/\1 \2/')
+check "an unreachable latency exits 2 with the roofline's range ($lo .. $hi)" bash -c "test $rc -eq 2 && test -n '$lo'"
+mid=$(awk "BEGIN{printf \"%.6g\", ($lo + $hi) / 2}")
+sed "s/latency_ms: 0.000001/latency_ms: $mid/" lat0.yaml > lat.yaml
+"$QB" run lat.yaml --db lat.db --cache-dir "$CACHE" --no-progress 2>/dev/null; rc=$?
+check "a latency budget runs" test $rc -eq 0
+lat=$(sqlite3 lat.db "select latency_ms_p50 || ' ' || latency_source from results where kind='ptq'")
+check "the modeled latency meets the budget ($lat <= $mid)" awk -v l="$lat" -v b="$mid" 'BEGIN{split(l, v, " "); exit !(v[2] == "modeled" && v[1] <= b * (1 + 1e-6) && v[1] > 0)}'
+ach=$(sqlite3 lat.db "select json_extract(d.values_json, '\$.latency_ms') from cell_details d join results r on r.id = d.result_id where d.section='mixed_budget'")
+check "and equals the allocation's latency ($ach)" awk -v l="$lat" -v a="$ach" 'BEGIN{split(l, v, " "); d = v[1] - a; if (d < 0) d = -d; exit !(a != "" && d <= 1e-9 * (1 + a))}'
+
 # Bad input: exit 2 with file:line and the reachable range; nothing run, store untouched.
 before=$(sql "select count(*) from results")
 sed 's/{mixed: {avg_w_bits: 3}}/{mixed: {size_kb: 0.5}}/' "$M" > unreachable.yaml
