@@ -136,6 +136,20 @@ void accuracy_vs_bits(const Model& m, std::vector<Chart>& charts) {
   }
 }
 
+/// Marks the Pareto front of `v` by `cost` (lower is better) against top-1: sorted by cost (ties:
+/// more accurate first), a point is on the front when it is more accurate than every cheaper one.
+template <class Cost>
+void mark_front(std::vector<const Point*> v, Cost cost, std::map<const Point*, bool>& front) {
+  std::sort(v.begin(), v.end(), [&](const Point* a, const Point* b) {
+    return cost(a) != cost(b) ? cost(a) < cost(b) : a->top1.mean() > b->top1.mean();
+  });
+  double best = -1e300;
+  for (const Point* p : v) {
+    front[p] = p->top1.mean() > best;
+    best = std::max(best, p->top1.mean());
+  }
+}
+
 /// Accuracy against latency per profile, FP32 baselines included; the Pareto front (no other
 /// point of the same latency source is both faster and more accurate) is drawn as a dashed line.
 void accuracy_vs_latency(const Model& m, std::vector<Chart>& charts) {
@@ -160,17 +174,7 @@ void accuracy_vs_latency(const Model& m, std::vector<Chart>& charts) {
     std::map<const Point*, bool> front;
     std::map<std::string, std::vector<const Point*>> by_source;
     for (const Point* p : pts) by_source[p->latency_source].push_back(p);
-    for (auto& [source, v] : by_source) {
-      std::sort(v.begin(), v.end(), [](const Point* a, const Point* b) {
-        if (a->latency_p50.mean() != b->latency_p50.mean()) return a->latency_p50.mean() < b->latency_p50.mean();
-        return a->top1.mean() > b->top1.mean();
-      });
-      double best = -1e300;
-      for (const Point* p : v) {
-        front[p] = p->top1.mean() > best;
-        best = std::max(best, p->top1.mean());
-      }
-    }
+    for (auto& [source, v] : by_source) mark_front(v, [](const Point* p) { return p->latency_p50.mean(); }, front);
     Json values = Json::array();
     for (const Point* p : pts)
       values.push_back(Json{{"arch", p->arch}, {"algorithm", p->algorithm}, {"bits", p->bits},
@@ -224,16 +228,7 @@ void accuracy_vs_cost(const Model& m, std::vector<Chart>& charts, const std::str
     for (const Point* p : pts)
       if (p->mixed) mixed_by_alg[p->algorithm].push_back(p);
     std::map<const Point*, bool> front;
-    for (auto& [alg, v] : mixed_by_alg) {
-      std::sort(v.begin(), v.end(), [&](const Point* a, const Point* b) {
-        return xv(a) != xv(b) ? xv(a) < xv(b) : a->top1.mean() > b->top1.mean();
-      });
-      double best = -1e300;
-      for (const Point* p : v) {
-        front[p] = p->top1.mean() > best;
-        best = std::max(best, p->top1.mean());
-      }
-    }
+    for (auto& [alg, v] : mixed_by_alg) mark_front(v, xv, front);
     Json values = Json::array();
     for (const Point* p : pts)
       values.push_back(Json{{"algorithm", p->algorithm}, {"bits", p->bits}, {"x", xv(p)}, {"top1", p->top1.mean()},
