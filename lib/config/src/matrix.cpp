@@ -663,6 +663,12 @@ void Parser::check_mixed(const Item& entry, const Matrix& m, BitWidth& b) const 
                       "' has none: no roofline block, and its int8 engine runs every width below 8 in int8 kernels "
                       "(budget size_kb, bops_ratio or the averages instead)");
   }
+  if (m.ptq.calibration.source != "data")
+    for (const auto& alg : m.algorithms)
+      if (const AlgorithmInfo* info = cat_.find_algorithm(alg); info && info->kind == CellKind::Ptq)
+        fail(entry, "a mixed budget measures its sensitivities on labelled training images, and "
+                    "pipeline.ptq.calibration.source is " + m.ptq.calibration.source +
+                    " (data-free): the allocation would use the data the cell must not see");
   for (const auto& alg : m.algorithms) {
     auto nu = cat_.nonuniform_algorithms.find(alg);
     if (nu != cat_.nonuniform_algorithms.end())

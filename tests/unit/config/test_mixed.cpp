@@ -96,6 +96,10 @@ TEST_CASE("mixed bits entries: the profile's widths, latency and non-uniform gri
         std::string::npos);
   cat.profile_widths["tensorrt"].roofline = true;
   CHECK(err(ok + "  bits: [{mixed: {latency_ms: 1}}]\n") == "<no error>");
+  // Data-free PTQ cannot take an allocation measured on training images.
+  CHECK(err(kHead + "pipeline:\n  ptq: {calibration: {source: zeroq}}\n  mixed_precision: {candidates: {w: [4, 8], a: [8]}}\n" +
+            kAxes + "  bits: [{mixed: {size_kb: 10}}]\n")
+            .find("pipeline.ptq.calibration.source is zeroq (data-free)") != std::string::npos);
   cat.nonuniform_algorithms["pact"] = "non-uniform";
   const std::string q = kHead + "pipeline:\n  mixed_precision: {candidates: {w: [4, 8], a: [8]}}\n" +
                         "matrix:\n  algorithm: [minmax, pact]\n  arch: [resnet8]\n  profile: [tensorrt]\n" +
