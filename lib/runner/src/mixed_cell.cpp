@@ -96,20 +96,20 @@ const Session::MixedProblem& Session::mixed_problem(CellRun& run) {
     }
   }
   if (!cached) {
-  report("mixed precision: " + r.sensitivity + " sensitivities");
-  const data::Batch calib = data::load_all(
-      *data::seeded_subset(train_split(cell.seed), r.images, data::derive_seed(cell.seed, "mixed-precision")));
-  mixed::SensitivityOptions opt;
-  opt.measure = r.sensitivity;
-  opt.w_bits = r.w_candidates;
-  opt.a_bits = r.a_candidates;
-  opt.probes = r.probes;
-  opt.tolerance = r.tolerance;
-  opt.seed = data::derive_seed(cell.seed, "hutchinson");
-  opt.batch_size = std::min<int64_t>(m_.ptq.calib_batch_size, 128);
-  p.sensitivity = mixed::measure_sensitivity(*run.model, *run.profile, calib.images, calib.labels, opt);
-  std::filesystem::create_directories(file.parent_path());
-  atomic_write_file(file.string(), nlohmann::json{{"key", key}, {"sensitivity", to_json(p.sensitivity)}}.dump());
+    report("mixed precision: " + r.sensitivity + " sensitivities");
+    const data::Batch calib = data::load_all(
+        *data::seeded_subset(train_split(cell.seed), r.images, data::derive_seed(cell.seed, "mixed-precision")));
+    mixed::SensitivityOptions opt;
+    opt.measure = r.sensitivity;
+    opt.w_bits = r.w_candidates;
+    opt.a_bits = r.a_candidates;
+    opt.probes = r.probes;
+    opt.tolerance = r.tolerance;
+    opt.seed = data::derive_seed(cell.seed, "hutchinson");
+    opt.batch_size = std::min<int64_t>(m_.ptq.calib_batch_size, 128);
+    p.sensitivity = mixed::measure_sensitivity(*run.model, *run.profile, calib.images, calib.labels, opt);
+    std::filesystem::create_directories(file.parent_path());
+    atomic_write_file(file.string(), nlohmann::json{{"key", key}, {"sensitivity", to_json(p.sensitivity)}}.dump());
   } else {
     // The layer sizes the search needs come from a forward pass the measurement would have made.
     (void)mixed::layer_structure(*run.model, at::zeros({1, ds_shape_->first.channels, ds_shape_->first.height,
