@@ -71,6 +71,19 @@ struct GlpProblem {
 
 }  // namespace
 
+Budget budget_from(const std::map<std::string, double>& values) {
+  Budget b;
+  const std::map<std::string, std::optional<double> Budget::*> slot = {
+      {"size_kb", &Budget::size_kb},       {"bops_ratio", &Budget::bops_ratio}, {"avg_w_bits", &Budget::avg_w_bits},
+      {"avg_a_bits", &Budget::avg_a_bits}, {"latency_ms", &Budget::latency_ms}};
+  for (const auto& [k, v] : values) {
+    auto it = slot.find(k);
+    if (it == slot.end()) throw Error("mixed precision: unknown budget '" + k + "'");
+    b.*(it->second) = v;
+  }
+  return b;
+}
+
 void validate(const std::vector<LayerChoices>& layers) {
   if (layers.empty()) throw Error("mixed precision: the model has no quantized layers");
   std::map<int, const LayerChoices*> group_first;

@@ -34,19 +34,25 @@ Tensors hessian_vector(const std::function<at::Tensor(int)>& loss, int chunks, c
   return hv;
 }
 
-/// The profile's quantizer at `bits` with its default observer, calibrated on `x`; returns Q(x).
-at::Tensor quantize_like_profile(const quant::QuantScheme& base, const std::string& observer, int bits,
-                                 const at::Tensor& x) {
+/// The profile's scheme at `bits` with its observer, not yet calibrated.
+std::shared_ptr<quant::QuantizerImpl> profile_quantizer(const quant::QuantScheme& base, const std::string& observer,
+                                                        int bits) {
   quant::QuantScheme s = base;
   s.bits = bits;
-  quant::QuantizerImpl q(s, quant::observer_registry().get(observer).make(s));
+  return std::make_shared<quant::QuantizerImpl>(s, quant::observer_registry().get(observer).make(s));
+}
+
+/// The profile's quantizer at `bits`, calibrated on `x`; returns Q(x).
+at::Tensor quantize_like_profile(const quant::QuantScheme& base, const std::string& observer, int bits,
+                                 const at::Tensor& x) {
+  auto q = profile_quantizer(base, observer, bits);
   at::NoGradGuard ng;
-  q.set_observing(true);
-  q.forward(x);
-  q.set_observing(false);
-  q.compute_qparams();
-  q.set_quantizing(true);
-  return q.forward(x);
+  q->set_observing(true);
+  q->forward(x);
+  q->set_observing(false);
+  q->compute_qparams();
+  q->set_quantizing(true);
+  return q->forward(x);
 }
 
 /// An identity "quantizer" on a layer's input that keeps what it saw (and its gradient).
@@ -251,13 +257,14 @@ Sensitivity measure_sensitivity(quant::QuantModel& model, const quant::Profile& 
         auto& w = layers[k].layer->weight_tensor();
         const at::Tensor w0 = w.detach().clone();
         quant::QuantLayer* layer = layers[k].layer;
-        auto plain = [&]() {  // the layer's own computation without quantizers, BN, taps
+        // The layer's own computation without quantizers or BN. Neither path calls the output
+        // tap (QConv2d::forward stops before the BN; the linear one is recomputed here).
+        auto plain = [&]() {
           if (auto* conv = dynamic_cast<quant::QConv2dImpl*>(layer)) return conv->forward(xd);
           auto* lin = dynamic_cast<quant::QLinearImpl*>(layer);
           if (!lin) throw Error("mixed precision: layer " + layers[k].name + " is neither conv nor linear");
           return at::linear(xd, w, lin->bias);
         };
-        layers[k].layer->set_output_tap({});
         const at::Tensor y0 = plain();
         for (std::size_t i = 0; i < opt.w_bits.size(); ++i) {
           w.copy_(wq[k][i]);
@@ -269,10 +276,6 @@ Sensitivity measure_sensitivity(quant::QuantModel& model, const quant::Profile& 
           ls.w_sens[i] += (dy * gy).to(at::kDouble).pow(2).sum().item<double>() / static_cast<double>(n);
         }
         w.copy_(w0);
-        layers[k].layer->set_output_tap([&taps, k](const at::Tensor& y) {
-          if (y.requires_grad()) y.retain_grad();
-          taps.out[k] = y;
-        });
       }
     }
   }
@@ -311,9 +314,7 @@ Sensitivity measure_sensitivity(quant::QuantModel& model, const quant::Profile& 
       w.copy_(w0);
       for (std::size_t j = 0; j < opt.a_bits.size(); ++j) {
         // The input quantizer calibrated on the images, then the loss with it alone.
-        quant::QuantScheme s = profile.activation;
-        s.bits = opt.a_bits[j];
-        auto q = std::make_shared<quant::QuantizerImpl>(s, quant::observer_registry().get(aobs).make(s));
+        auto q = profile_quantizer(profile.activation, aobs, opt.a_bits[j]);
         if (quant::module_device(*q) != device) q->to(device);
         layers[k].layer->attach(nullptr, q);
         q->set_observing(true);

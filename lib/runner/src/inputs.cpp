@@ -255,29 +255,32 @@ InputsChecked validate_inputs(const config::Matrix& m, const std::vector<config:
 
   // Mixed-precision budgets against the model: each reachable under its profile, else exit 2
   // with the reachable range (a budget is checked once per arch and profile).
+  // One model and one structure pass per arch, whatever its budgets and profiles.
+  struct ArchStructure {
+    std::shared_ptr<quant::QuantModel> model;
+    mixed::Sensitivity structure;
+  };
+  std::map<std::string, ArchStructure> structures;
   std::set<std::string> budgets_checked;
   for (const auto& c : cells) {
     if (!c.bits.is_mixed() || !budgets_checked.insert(c.arch + "|" + c.profile + "|" + c.bits.label()).second) continue;
-    std::optional<onnx::ImportedGraph> graph;
-    auto oi = m.arch_options.find(c.arch);
-    if (oi != m.arch_options.end() && oi->second.is_onnx())
-      graph = detail::import_onnx_arch(m, c.arch, test.shape, test.classes);
-    auto model = detail::build_arch(m, c.arch, test.shape, test.classes, graph ? &*graph : nullptr);
     const auto& r = m.mixed_precision;
-    const auto s = mixed::layer_structure(*model, at::zeros({1, test.shape.channels, test.shape.height, test.shape.width}),
-                                          r.w_candidates.size(), r.a_candidates.size());
-    const auto& profile = quant::profile_registry().get(c.profile);
-    const auto layers = mixed::layer_choices(*model, profile, s, r.w_candidates, r.a_candidates, m.latency.batch_size);
-    mixed::Budget b;
-    for (const auto& [k, v] : c.bits.mixed) {
-      if (k == "size_kb") b.size_kb = v;
-      if (k == "bops_ratio") b.bops_ratio = v;
-      if (k == "avg_w_bits") b.avg_w_bits = v;
-      if (k == "avg_a_bits") b.avg_a_bits = v;
-      if (k == "latency_ms") b.latency_ms = v;
+    auto st = structures.find(c.arch);
+    if (st == structures.end()) {
+      std::optional<onnx::ImportedGraph> graph;
+      auto oi = m.arch_options.find(c.arch);
+      if (oi != m.arch_options.end() && oi->second.is_onnx())
+        graph = detail::import_onnx_arch(m, c.arch, test.shape, test.classes);
+      ArchStructure a{detail::build_arch(m, c.arch, test.shape, test.classes, graph ? &*graph : nullptr), {}};
+      a.structure = mixed::layer_structure(*a.model, at::zeros({1, test.shape.channels, test.shape.height, test.shape.width}),
+                                           r.w_candidates.size(), r.a_candidates.size());
+      st = structures.emplace(c.arch, std::move(a)).first;
     }
+    const auto& profile = quant::profile_registry().get(c.profile);
+    const auto layers = mixed::layer_choices(*st->second.model, profile, st->second.structure, r.w_candidates,
+                                             r.a_candidates, m.latency.batch_size);
     try {
-      (void)mixed::solve(layers, b);
+      (void)mixed::solve(layers, mixed::budget_from(c.bits.mixed));
     } catch (const Error& e) {
       std::string what = e.what();
       const std::string prefix = "mixed precision: ";

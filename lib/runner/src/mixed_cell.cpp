@@ -18,19 +18,6 @@
 namespace qbench::runner::detail {
 
 namespace {
-mixed::Budget budget_of(const config::BitWidth& b) {
-  mixed::Budget out;
-  auto get = [&](const char* k, std::optional<double>& slot) {
-    if (auto it = b.mixed.find(k); it != b.mixed.end()) slot = it->second;
-  };
-  get("size_kb", out.size_kb);
-  get("bops_ratio", out.bops_ratio);
-  get("avg_w_bits", out.avg_w_bits);
-  get("avg_a_bits", out.avg_a_bits);
-  get("latency_ms", out.latency_ms);
-  return out;
-}
-
 std::map<std::string, double> cost_values(const mixed::Cost& c) {
   return {{"size_kb", c.size_kb},       {"bops", c.bops},           {"bops_ratio", c.bops_ratio},
           {"avg_w_bits", c.avg_w_bits}, {"avg_a_bits", c.avg_a_bits}, {"sensitivity", c.sensitivity},
@@ -132,7 +119,7 @@ const Session::MixedProblem& Session::mixed_problem(CellRun& run) {
 
 void Session::allocate_bits(CellRun& run) {
   const MixedProblem& p = mixed_problem(run);
-  const mixed::Budget budget = budget_of(run.cell.bits);
+  const mixed::Budget budget = mixed::budget_from(run.cell.bits.mixed);
   const auto t0 = std::chrono::steady_clock::now();
   const mixed::Allocation a = mixed::solve(p.layers, budget);
   const double search_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

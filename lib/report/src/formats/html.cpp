@@ -58,6 +58,18 @@ Json tooltip(std::initializer_list<std::pair<const char*, const char*>> fields) 
   return t;
 }
 
+/// A 420x260 chart of `layers` over `values`, sharing `encoding` (x, y and what else the layers share).
+Chart layered_chart(std::string title, Json values, Json encoding, Json layers) {
+  Chart c;
+  c.title = std::move(title);
+  c.spec = {{"$schema", kSchema},   {"title", c.title},
+            {"width", 420},         {"height", 260},
+            {"data", {{"values", std::move(values)}}},
+            {"encoding", std::move(encoding)},
+            {"layer", std::move(layers)}};
+  return c;
+}
+
 std::string chart_title(const Point& p, const std::string& what, bool with_profile) {
   std::string t = what + ": " + p.dataset;
   if (with_profile) t += " / " + p.profile;
@@ -123,16 +135,8 @@ void accuracy_vs_bits(const Model& m, std::vector<Chart>& charts) {
       layers.push_back({{"mark", "errorbar"},
                         {"encoding", {{"y", {{"field", "lo"}, {"type", "quantitative"}, {"title", "top-1 (%)"}}},
                                       {"y2", {{"field", "hi"}}}}}});
-    Chart c;
-    c.title = chart_title(*pts.front(), "Accuracy vs bit width", true);
-    c.spec = {{"$schema", kSchema},
-              {"title", c.title},
-              {"width", 420},
-              {"height", 260},
-              {"data", {{"values", values}}},
-              {"encoding", {{"x", x}, {"y", y}, {"color", color}}},
-              {"layer", layers}};
-    charts.push_back(std::move(c));
+    charts.push_back(layered_chart(chart_title(*pts.front(), "Accuracy vs bit width", true), values,
+                                   {{"x", x}, {"y", y}, {"color", color}}, layers));
   }
 }
 
@@ -194,16 +198,8 @@ void accuracy_vs_latency(const Model& m, std::vector<Chart>& charts) {
                        {"encoding",
                         {{"detail", {{"field", "source"}, {"type", "nominal"}}},
                          {"order", {{"field", "latency_ms"}, {"type", "quantitative"}}}}}};
-    Chart c;
-    c.title = chart_title(*groups[k].front(), "Accuracy vs latency (Pareto front dashed)", true);
-    c.spec = {{"$schema", kSchema},
-              {"title", c.title},
-              {"width", 420},
-              {"height", 260},
-              {"data", {{"values", values}}},
-              {"encoding", {{"x", x}, {"y", y}}},
-              {"layer", Json::array({front_line, points})}};
-    charts.push_back(std::move(c));
+    charts.push_back(layered_chart(chart_title(*groups[k].front(), "Accuracy vs latency (Pareto front dashed)", true),
+                                   values, {{"x", x}, {"y", y}}, Json::array({front_line, points})));
   }
 }
 
@@ -249,18 +245,10 @@ void accuracy_vs_cost(const Model& m, std::vector<Chart>& charts, const std::str
                        {"encoding",
                         {{"color", {{"field", "algorithm"}, {"type", "nominal"}}},
                          {"order", {{"field", "x"}, {"type", "quantitative"}}}}}};
-    Chart c;
-    c.title = chart_title(*pts.front(), std::string(field == "size_kb" ? "Accuracy vs weight size" : "Accuracy vs BOPs") +
-                                            " (" + std::get<2>(k) + "; mixed filled, its Pareto front dashed)",
-                          true);
-    c.spec = {{"$schema", kSchema},
-              {"title", c.title},
-              {"width", 420},
-              {"height", 260},
-              {"data", {{"values", values}}},
-              {"encoding", {{"x", x}, {"y", y}}},
-              {"layer", Json::array({front_line, points})}};
-    charts.push_back(std::move(c));
+    const std::string what = std::string(field == "size_kb" ? "Accuracy vs weight size" : "Accuracy vs BOPs") + " (" +
+                             std::get<2>(k) + "; mixed filled, its Pareto front dashed)";
+    charts.push_back(layered_chart(chart_title(*pts.front(), what, true), values, {{"x", x}, {"y", y}},
+                                   Json::array({front_line, points})));
   }
 }
 

@@ -4,6 +4,7 @@
 // budget given. Solved as a 0-1 integer linear program with GLPK's branch and bound (exact up to
 // its integrality tolerance); `brute_force` enumerates every allocation for the tests.
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,6 +37,10 @@ struct Budget {
   std::optional<double> latency_ms;  ///< summed per-layer latency (needs LayerChoices::latency_ms)
   bool empty() const { return !size_kb && !bops_ratio && !avg_w_bits && !avg_a_bits && !latency_ms; }
 };
+
+/// The budget a `mixed` bits entry gives, from its keys (config::mixed_budget_keys); throws
+/// qbench::Error on any other key.
+Budget budget_from(const std::map<std::string, double>& values);
 
 /// What an allocation costs.
 struct Cost {
