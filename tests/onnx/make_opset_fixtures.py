@@ -155,6 +155,56 @@ m = model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], stride
                             ceil_mode=1)], [vi("x", [2, 4, 6, 6])], [vi("y", [2, 4, 4, 4])], opset=10)
 case("maxpool_ceil_pads_opset10", m, x4, F.max_pool2d(t4, 3, 2, 1, ceil_mode=True).numpy())
 
+# The SysNoise pooling flips (issue 20): each pool case again with ceil_mode or count_include_pad
+# flipped, expected from a numpy reference that enumerates every window (torch's rule for the output
+# size: a last ceil-mode window starting in the right padding is dropped). OUT/modes.txt lists
+# "case flip" lines; OUT/<case>.<flip>.expected.npy holds the flipped output.
+modes = []
+
+
+def pool_ref(x, k, s, pb, pe, ceil, cip, op):
+    n, c, h, w = x.shape
+    def size(i, pb_, pe_):
+        span = i + pb_ + pe_ - k
+        o = (-(-span // s) if ceil else span // s) + 1
+        if ceil and (o - 1) * s >= i + pb_:
+            o -= 1
+        return o
+    oh, ow = size(h, pb[0], pe[0]), size(w, pb[1], pe[1])
+    y = np.zeros((n, c, oh, ow), np.float64)
+    for i in range(oh):
+        for j in range(ow):
+            r0, c0 = i * s - pb[0], j * s - pb[1]
+            r1, c1 = min(r0 + k, h + pe[0]), min(c0 + k, w + pe[1])  # the padded input's bounds
+            rs, cs = slice(max(r0, 0), min(r1, h)), slice(max(c0, 0), min(c1, w))
+            win = x[:, :, rs, cs]
+            if op == "max":
+                y[:, :, i, j] = win.max((2, 3))
+            else:
+                cnt = (r1 - r0) * (c1 - c0) if cip else win.shape[2] * win.shape[3]
+                y[:, :, i, j] = win.sum((2, 3)) / cnt
+    return y.astype(np.float32)
+
+
+def flipped(name, x, flips):
+    for flip, y in flips.items():
+        np.save(os.path.join(OUT, f"{name}.{flip}.expected.npy"), y)
+        modes.append(f"{name} {flip}")
+
+
+flipped("avgpool_cip_opset9", x4, {"ceil": pool_ref(x4, 3, 2, (1, 1), (1, 1), True, True, "avg"),
+                                   "cip": pool_ref(x4, 3, 2, (1, 1), (1, 1), False, False, "avg")})
+flipped("maxpool_ceil_pads_opset10", x4, {"ceil": pool_ref(x4, 3, 2, (1, 1), (1, 1), False, False, "max")})
+# Asymmetric pads (the executor pads explicitly and divides by precomputed counts): 7x7 padded at the end.
+x7 = f32(2, 3, 7, 7)
+m = model([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1])],
+          [vi("x", [2, 3, 7, 7])], [vi("y", [2, 3, 3, 3])], opset=11)
+case("avgpool_asym_pads", m, x7, pool_ref(x7, 3, 2, (0, 0), (1, 1), False, False, "avg"))
+flipped("avgpool_asym_pads", x7, {"ceil": pool_ref(x7, 3, 2, (0, 0), (1, 1), True, False, "avg"),
+                                  "cip": pool_ref(x7, 3, 2, (0, 0), (1, 1), False, True, "avg")})
+with open(os.path.join(OUT, "modes.txt"), "w") as f:
+    f.write("\n".join(modes) + "\n")
+
 # Gemm opset 9 with alpha, beta, transA and a row bias; Flatten opset 9 axis 1; PRelu, LeakyRelu, HardSigmoid.
 a2 = f32(5, 3)
 B, C = f32(5, 4), f32(4)

@@ -83,3 +83,39 @@ TEST_CASE("opset 9 Clip(0, 6) after a conv fuses as ReLU6 and an opset 9 BN beco
     CHECK(m->steps().size() == 2);
   }
 }
+
+TEST_CASE("pooling flips (SysNoise ceil-mode, count-include-pad) match a window-by-window reference", "[onnx][opsets][sysnoise]") {
+  const std::string dir = opset_dir();
+  std::ifstream list(dir + "/modes.txt");
+  REQUIRE(list.good());
+  std::string line;
+  int n = 0;
+  while (std::getline(list, line)) {
+    std::istringstream ls(line);
+    std::string name, flip;
+    ls >> name >> flip;
+    if (name.empty()) continue;
+    INFO(name << " with " << flip << " flipped");
+    const auto g = qo::import_file(dir + "/" + name + ".onnx", qo::ImportOptions{});
+    qo::OnnxModel m(g, true);
+    m.eval();
+    at::NoGradGuard ng;
+    const auto x = qbench::test::read_npy(dir + "/" + name + ".input.npy");
+    const auto plain = qbench::test::read_npy(dir + "/" + name + ".expected.npy");
+    const auto want = qbench::test::read_npy(dir + "/" + name + "." + flip + ".expected.npy");
+    auto& modes = m.pooling_modes();
+    modes.flip_ceil_mode = flip == "ceil";
+    modes.flip_count_include_pad = flip == "cip";
+    const auto y = m.run({x})[0];
+    CHECK(modes.changes() == 1);  // the one pool, changed by its flip
+    REQUIRE(y.sizes() == want.sizes());
+    CHECK(((y - want).abs() <= want.abs() * 1e-5 + 1e-6).all().item<bool>());
+    // Flipped back, the declared attributes run again.
+    modes = qbench::quant::PoolingModes{};
+    const auto y0 = m.run({x})[0];
+    REQUIRE(y0.sizes() == plain.sizes());
+    CHECK(((y0 - plain).abs() <= plain.abs() * 1e-5 + 1e-6).all().item<bool>());
+    ++n;
+  }
+  CHECK(n == 5);
+}

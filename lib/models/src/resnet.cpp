@@ -66,7 +66,10 @@ class ResNet : public quant::QuantModel {
   }
   at::Tensor forward(const at::Tensor& x) override {
     auto y = stem_(x);
-    if (!small_) y = at::max_pool2d(y, {3, 3}, {2, 2}, {1, 1});
+    if (!small_) {
+      const bool ceil = pooling_modes().ceil_mode(false, {y.size(2), y.size(3)}, {3, 3}, {2, 2}, {1, 1});
+      y = at::max_pool2d(y, {3, 3}, {2, 2}, {1, 1}, {1, 1}, ceil);
+    }
     for (auto& s : stages_) y = s->forward(y);
     return fc_->forward(at::adaptive_avg_pool2d(y, {1, 1}).flatten(1));
   }

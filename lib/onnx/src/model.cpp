@@ -75,6 +75,7 @@ struct OnnxModel::Plan {
   std::vector<int> output_refs;   ///< graph outputs (slot or constant)
   std::vector<StepInfo> infos;
   mutable bool training = false;  ///< Dropout's mode, set by whoever starts a forward pass
+  const quant::PoolingModes* modes = nullptr;  ///< the owning model's pooling flips (SysNoise)
   const at::Tensor& get(const std::vector<at::Tensor>& v, int r) const { return r >= 0 ? v[r] : consts[-1 - r]; }
   void exec(const Step& s, std::vector<at::Tensor>& v) const;
   void run_range(size_t begin, size_t end, std::vector<at::Tensor>& v) const {
@@ -160,6 +161,27 @@ at::Tensor binary(BinOp op, const at::Tensor& x, const at::Tensor& y) {
 
 int64_t norm_axis(int64_t a, int64_t rank) { return a < 0 ? a + rank : a; }
 
+std::vector<int64_t> spatial(const at::Tensor& x) { return std::vector<int64_t>(x.sizes().begin() + 2, x.sizes().end()); }
+
+/// Sums of every pooling window over an already padded input (no padding of its own).
+at::Tensor window_sums(const at::Tensor& xp, const std::vector<int64_t>& k, const std::vector<int64_t>& st, bool ceil) {
+  const size_t r = k.size();
+  const std::vector<int64_t> zero(r, 0);
+  if (r == 1) return at::avg_pool1d(xp, k, st, zero, ceil, true) * static_cast<double>(k[0]);
+  if (r == 2) return at::avg_pool2d(xp, k, st, zero, ceil, true, 1);
+  return at::avg_pool3d(xp, k, st, zero, ceil, true, 1);
+}
+
+/// An explicitly padded average pool's divisor per output position, as ONNX counts it: the window
+/// elements inside the input (count_include_pad=0) or inside the padded input (=1).
+at::Tensor avg_pool_counts(const std::vector<int64_t>& sp, const std::vector<int64_t>& pre_pad, const std::vector<int64_t>& k,
+                           const std::vector<int64_t>& st, bool ceil, bool cip) {
+  std::vector<int64_t> ones_shape{1, 1};
+  ones_shape.insert(ones_shape.end(), sp.begin(), sp.end());
+  const at::Tensor ones = at::ones(ones_shape);
+  return window_sums(at::constant_pad_nd(ones, pre_pad, cip ? 1.0 : 0.0), k, st, ceil);
+}
+
 }  // namespace
 
 void OnnxModel::Plan::exec(const Step& s, std::vector<at::Tensor>& v) const {
@@ -212,25 +234,27 @@ void OnnxModel::Plan::exec(const Step& s, std::vector<at::Tensor>& v) const {
     case Kind::MaxPool: {
       const auto xp = s.pre_pad.empty() ? x : at::constant_pad_nd(x, s.pre_pad, -std::numeric_limits<double>::infinity());
       const size_t r = s.a.size();
-      if (r == 1) y = at::max_pool1d(xp, s.a, s.b, s.c, s.d, s.flag);
-      else if (r == 2) y = at::max_pool2d(xp, s.a, s.b, s.c, s.d, s.flag);
-      else y = at::max_pool3d(xp, s.a, s.b, s.c, s.d, s.flag);
+      const bool ceil = modes->ceil_mode(s.flag, spatial(xp), s.a, s.b, s.c, s.d);
+      if (r == 1) y = at::max_pool1d(xp, s.a, s.b, s.c, s.d, ceil);
+      else if (r == 2) y = at::max_pool2d(xp, s.a, s.b, s.c, s.d, ceil);
+      else y = at::max_pool3d(xp, s.a, s.b, s.c, s.d, ceil);
       break;
     }
     case Kind::AvgPool: {
       const size_t r = s.a.size();
       if (s.pre_pad.empty()) {  // torch's own padding and divisor match ONNX here (checked at planning)
-        if (r == 1) y = at::avg_pool1d(x, s.a, s.b, s.c, s.flag, s.flag2);
-        else if (r == 2) y = at::avg_pool2d(x, s.a, s.b, s.c, s.flag, s.flag2);
-        else y = at::avg_pool3d(x, s.a, s.b, s.c, s.flag, s.flag2);
+        const bool ceil = modes->ceil_mode(s.flag, spatial(x), s.a, s.b, s.c);
+        const bool cip = modes->count_include_pad(s.flag2, std::any_of(s.c.begin(), s.c.end(), [](int64_t p) { return p > 0; }));
+        if (r == 1) y = at::avg_pool1d(x, s.a, s.b, s.c, ceil, cip);
+        else if (r == 2) y = at::avg_pool2d(x, s.a, s.b, s.c, ceil, cip);
+        else y = at::avg_pool3d(x, s.a, s.b, s.c, ceil, cip);
       } else {  // window sums over the explicitly padded input, divided by the precomputed counts
         const auto xp = at::constant_pad_nd(x, s.pre_pad, 0.0);
-        at::Tensor sum;
-        const std::vector<int64_t> zero(r, 0);
-        if (r == 1) sum = at::avg_pool1d(xp, s.a, s.b, zero, s.flag, true) * static_cast<double>(s.a[0]);
-        else if (r == 2) sum = at::avg_pool2d(xp, s.a, s.b, zero, s.flag, true, 1);
-        else sum = at::avg_pool3d(xp, s.a, s.b, zero, s.flag, true, 1);
-        y = sum / s.c0;
+        const bool ceil = modes->ceil_mode(s.flag, spatial(xp), s.a, s.b);
+        const bool cip = modes->count_include_pad(s.flag2, true);
+        const at::Tensor sum = window_sums(xp, s.a, s.b, ceil);
+        // A flip changes the divisor: recount for this input (the planned counts are for the declared modes).
+        y = sum / (ceil == s.flag && cip == s.flag2 ? s.c0 : avg_pool_counts(spatial(x), s.pre_pad, s.a, s.b, ceil, cip).to(x.device()));
       }
       break;
     }
@@ -443,6 +467,7 @@ const std::vector<StepInfo>& OnnxModel::steps() const { return plan_->infos; }
 OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std::make_unique<Plan>()) {
   file_name_ = g.file_name;
   Plan& P = *plan_;
+  P.modes = &pooling_modes();
   std::vector<std::string> problems;
   std::map<std::string, int> ref;  // value name -> slot / constant ref
   auto const_ref = [&](const at::Tensor& t) {
@@ -830,16 +855,7 @@ OnnxModel::OnnxModel(const ImportedGraph& g, bool use_initializers) : plan_(std:
         }
         // Divisor per output position: window elements inside the input (count_include_pad=0) or
         // inside the padded input (=1), as ONNX counts them.
-        std::vector<int64_t> ones_shape{1, 1};
-        ones_shape.insert(ones_shape.end(), sp.begin(), sp.end());
-        at::Tensor ones = at::ones(ones_shape);
-        at::Tensor cnt_src = cip ? at::constant_pad_nd(ones, s.pre_pad, 1.0) : at::constant_pad_nd(ones, s.pre_pad, 0.0);
-        const std::vector<int64_t> zero(r, 0);
-        at::Tensor cnt;
-        if (r == 1) cnt = at::avg_pool1d(cnt_src, k, st, zero, ceil, true) * static_cast<double>(k[0]);
-        else if (r == 2) cnt = at::avg_pool2d(cnt_src, k, st, zero, ceil, true, 1);
-        else cnt = at::avg_pool3d(cnt_src, k, st, zero, ceil, true, 1);
-        s.c0 = cnt;
+        s.c0 = avg_pool_counts(sp, s.pre_pad, k, st, ceil, cip);
       }
     } else if (op == "GlobalAveragePool") {
       s.kind = Kind::GlobalAvgPool;

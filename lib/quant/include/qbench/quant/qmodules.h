@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "qbench/quant/pooling.h"
 #include "qbench/quant/quantizer.h"
 
 namespace qbench::quant {
@@ -223,9 +224,14 @@ class QuantModel : public torch::nn::Module {
   /// All fake quantizers attached to the model: its layers' (input, weight), then its adds'
   /// (operands, output).
   std::vector<FakeQuantizer*> quantizers();
+  /// The pooling attributes flipped at inference (SysNoise's ceil-mode and count-include-pad):
+  /// every pooling call of the architecture asks these which value to run with.
+  PoolingModes& pooling_modes() { return pooling_modes_; }
+  const PoolingModes& pooling_modes() const { return pooling_modes_; }
 
  private:
   std::map<std::string, LayerBits> bit_allocation_;
+  PoolingModes pooling_modes_;
 };
 
 /// Sets BN folding strategy `strategy` (-1..4, see QConv2dImpl::set_bn_fold) on every conv that
