@@ -68,14 +68,20 @@ int cmd_run(RunArgs& a) {
                 cells.size(), m.dataset.name.c_str());
     int bits_w = 6;  // a mixed budget's label is longer than w4a8
     for (const auto& c : cells) bits_w = std::max(bits_w, static_cast<int>(c.bits.label().size()));
-    std::printf("%-4s %-12s %-5s %-14s %-10s %-*s %-10s %-6s %s\n", "#", "key", "kind", "arch", "algorithm", bits_w, "bits",
-                "profile", "seed", "state");
+    // The noise column only where the matrix has the axis (issue 20), so other listings keep their columns.
+    int noise_w = 0;
+    for (const auto& c : cells)
+      if (c.has_noise()) noise_w = std::max(noise_w, static_cast<int>(c.noise.size()) + 1);
+    if (noise_w) noise_w = std::max(noise_w, 6);
+    std::printf("%-4s %-12s %-5s %-14s %-10s %-*s %-10s %-6s %-*s%s\n", "#", "key", "kind", "arch", "algorithm", bits_w, "bits",
+                "profile", "seed", noise_w, noise_w ? "noise" : "", "state");
     int i = 0;
     for (const auto& c : cells) {
       const bool done = !a.opt.force && st && st->finished_result(c.key).has_value();
-      std::printf("%-4d %-12s %-5s %-14s %-10s %-*s %-10s %-6llu %s\n", ++i, c.short_key().c_str(), qbench::to_string(c.kind),
+      std::printf("%-4d %-12s %-5s %-14s %-10s %-*s %-10s %-6llu %-*s%s\n", ++i, c.short_key().c_str(), qbench::to_string(c.kind),
                   c.arch.c_str(), c.algorithm.c_str(), bits_w, c.bits.label().c_str(), c.profile.c_str(),
-                  static_cast<unsigned long long>(c.seed), done ? "finished (skip)" : "to run");
+                  static_cast<unsigned long long>(c.seed), noise_w, noise_w ? (c.has_noise() ? c.noise : "none").c_str() : "",
+                  done ? "finished (skip)" : "to run");
     }
     return 0;
   }

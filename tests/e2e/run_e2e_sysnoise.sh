@@ -71,6 +71,44 @@ err=$(run nofancy.yaml 2>&1); rc=$?
 check "decode-nofancy on grey JPEGs exits 2 ($err)" bash -c "test $rc -eq 2 && grep -q \"noise 'decode-nofancy' does not apply: fancy upsampling acts on the chroma of colour JPEGs\" <<<\"\$0\"" "$err"
 sed 's/decode-float, /ceil-mode, /' "$M" > ceil.yaml
 err=$(run ceil.yaml 2>&1); rc=$?
-check "ceil-mode (not implemented) exits 2 ($err)" bash -c "test $rc -eq 2 && grep -q \"noise 'ceil-mode' is not implemented yet\" <<<\"\$0\"" "$err"
+check "ceil-mode on a network without a max-pool exits 2 ($err)" bash -c "test $rc -eq 2 && grep -qE \"ceil.yaml:[0-9]+:[0-9]+: matrix.noise\\[2\\]: noise 'ceil-mode' does not apply: resnet8-w0.5: no pooling layer's output size changes with ceil_mode flipped on 28x28 inputs\" <<<\"\$0\"" "$err"
+sed 's/decode-float, /count-include-pad, /' "$M" > cip.yaml
+err=$(run cip.yaml 2>&1); rc=$?
+check "count-include-pad where no average pool pads exits 2 ($err)" bash -c "test $rc -eq 2 && grep -q \"noise 'count-include-pad' does not apply: resnet8-w0.5: no average pooling layer pads\" <<<\"\$0\"" "$err"
+sed 's/decode-float, /align-corners, /' "$M" > align.yaml
+err=$(run align.yaml 2>&1); rc=$?
+check "align-corners on the zoo exits 2 ($err)" bash -c "test $rc -eq 2 && grep -q \"noise 'align-corners' does not apply: resnet8-w0.5: the zoo's networks have no upsampling layer\" <<<\"\$0\"" "$err"
 check "the store is untouched by the refused runs" test "$(sql "select count(*) from results")" = "$before"
+
+# An image folder of 64x64 RGB JPEGs (the script experiments/sysnoise_folder.yaml's folder comes from,
+# here 30 training and 10 test images per class) at image_size 48: the resize, colour and
+# ceil-mode noises apply, each measured against the plain evaluation.
+FOLDER=$WORK/jpeg64; F=$HERE/sysnoise_folder_tiny.yaml
+rm -rf "$FOLDER"
+/usr/bin/python3 "$(dirname "$0")/../../scripts/make_sysnoise_folder.py" "$FOLDER" --train 300 --test 100 2>folder.log
+check "the folder script writes 300 + 100 JPEGs" test "$(find "$FOLDER" -name '*.jpg' | wc -l)" = 400
+FDB=$WORK/folder.db
+frun() { "$QB" run "$1" --db "$FDB" --cache-dir "$CACHE" --data-root "$FOLDER" --no-progress "${@:2}"; }
+fsql() { sqlite3 "$WORK/folder.db" "$1"; }
+frun "$F" 2>folder_run.log; rc=$?
+check "folder noise run exits 0" test $rc -eq 0
+check "12 ok rows (2 cells x 6 noises)" test "$(fsql "select count(*) from results where status='ok'")" = 12
+for n in ceil-mode resize-pil-bilinear resize-cv-bicubic yuv-bt601-limited decode-ifast; do
+  c=$(fsql "select count(*) from cell_details where section='noise' and name='$n' and json_extract(values_json, '\$.images') = 100")
+  check "$n: a noise row over the 100 test images for each of the 2 cells ($c)" test "$c" = 2
+done
+ceil=$(fsql "select cast(sum(json_extract(values_json, '\$.flips')) as int) from cell_details where section='noise' and name='ceil-mode'")
+check "ceil-mode flips predictions ($ceil)" test "$ceil" -gt 0
+dec=$(fsql "select count(*) from cell_details where section='noise' and name='decode-ifast' and text like '%folder''s JPEG files%' and json_extract(values_json, '\$.quality_cost') is null")
+check "decode-ifast decodes the folder's own JPEGs (no re-encoding, no quality cost)" test "$dec" = 2
+FDB=again_folder.db frun "$F" 2>/dev/null
+r1=$(fsql "select r.cell_key || ' ' || r.top1 || ' ' || ifnull(json_extract(d.values_json, '\$.flips'), '') from results r left join cell_details d on d.result_id = r.id and d.section = 'noise' order by r.cell_key")
+r2=$(sqlite3 again_folder.db "select r.cell_key || ' ' || r.top1 || ' ' || ifnull(json_extract(d.values_json, '\$.flips'), '') from results r left join cell_details d on d.result_id = r.id and d.section = 'noise' order by r.cell_key")
+check "folder rows repeat bit for bit (12 rows)" bash -c "test -n '$r1' && test '$r1' = '$r2' && test \$(wc -l <<<'$r1') -eq 12"
+sed 's/resize-cv-bicubic, /resize-cv-area, /' "$F" > area.yaml
+err=$(frun area.yaml 2>&1); rc=$?
+check "resize-cv-area, the reference kernel when shrinking, exits 2 ($err)" bash -c "test $rc -eq 2 && grep -qE \"area.yaml:[0-9]+:[0-9]+: matrix.noise\\[3\\]: noise 'resize-cv-area' does not apply: it is the reference kernel here: evaluation resizes 64x64 to 54x54 with OpenCV INTER_AREA\" <<<\"\$0\"" "$err"
+sed 's/resize-cv-bicubic, /count-include-pad, /' "$F" > fcip.yaml
+err=$(frun fcip.yaml 2>&1); rc=$?
+check "count-include-pad on ResNet-18 (its max-pool is not an average) exits 2 ($err)" bash -c "test $rc -eq 2 && grep -q \"noise 'count-include-pad' does not apply: resnet18: no average pooling layer pads\" <<<\"\$0\"" "$err"
 finish

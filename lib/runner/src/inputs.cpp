@@ -1,6 +1,7 @@
 #include "qbench/runner/inputs.h"
 
 #include <spdlog/spdlog.h>
+#include <torch/utils.h>
 #include <yaml-cpp/yaml.h>
 
 #include <chrono>
@@ -109,6 +110,33 @@ class DataOrigin {
 
 namespace {
 
+/// Why a model-inference mode noise changes nothing for `arch` on the test images (empty when it
+/// does): the network, built untrained, runs one image with the flip on, and its pooling calls say
+/// whether the flip changed an output size (ceil-mode) or a divisor (count-include-pad).
+std::string mode_noise_inapplicable(const config::Matrix& m, const std::string& arch, const sysnoise::Noise& noise,
+                                    const data::SplitSummary& test) {
+  const auto oi = m.arch_options.find(arch);
+  const bool onnx = oi != m.arch_options.end() && oi->second.is_onnx();
+  if (noise.name == "align-corners")
+    return onnx ? "the graph has no upsampling (the ONNX importer takes no Resize or Upsample node)"
+                : "the zoo's networks have no upsampling layer";
+  std::optional<onnx::ImportedGraph> graph;
+  if (onnx) graph = detail::import_onnx_arch(m, arch, test.shape, test.classes);
+  auto model = detail::build_arch(m, arch, test.shape, test.classes, graph ? &*graph : nullptr);
+  model->eval();
+  quant::PoolingModes& modes = model->pooling_modes();
+  modes.flip_ceil_mode = noise.name == "ceil-mode";
+  modes.flip_count_include_pad = noise.name == "count-include-pad";
+  {
+    torch::NoGradGuard no_grad;
+    (void)model->forward(at::zeros({1, test.shape.channels, test.shape.height, test.shape.width}));
+  }
+  if (modes.changes() > 0) return "";
+  const std::string size = std::to_string(test.shape.height) + "x" + std::to_string(test.shape.width);
+  return modes.flip_ceil_mode ? "no pooling layer's output size changes with ceil_mode flipped on " + size + " inputs"
+                              : "no average pooling layer pads, so count_include_pad changes no divisor";
+}
+
 /// Each noise the cells use must change something for this data (issue 20): a noise that cannot
 /// is a usage error naming the noise and why, at its place in the matrix.
 void check_noises(const config::Matrix& m, const std::vector<config::Cell>& cells, const RunOptions& opt,
@@ -130,6 +158,7 @@ void check_noises(const config::Matrix& m, const std::vector<config::Cell>& cell
     }
     return *first;
   };
+  std::set<std::string> probed;
   for (std::size_t i = 0; i < m.noises.size(); ++i) {
     const std::string& name = m.noises[i];
     if (!used.count(name)) continue;
@@ -163,10 +192,22 @@ void check_noises(const config::Matrix& m, const std::vector<config::Cell>& cell
                  std::to_string(img.height) + " and image_size " + std::to_string(spec.image_size) +
                  " resizes the shorter side to floor(" + std::to_string(spec.image_size) + " / 0.875) = " +
                  std::to_string(std::min(g.resized_w, g.resized_h)) + ", then only crops");
+        // lib/data's own kernel (INTER_AREA when shrinking both sides, else INTER_LINEAR) is the reference.
+        const bool shrinks = g.resized_w < img.width && g.resized_h < img.height;
+        if (n.kernel == (shrinks ? sysnoise::ResizeKernel::kCvArea : sysnoise::ResizeKernel::kCvBilinear))
+          refuse(std::string("it is the reference kernel here: evaluation resizes ") + std::to_string(img.width) + "x" +
+                 std::to_string(img.height) + " to " + std::to_string(g.resized_w) + "x" + std::to_string(g.resized_h) +
+                 " with OpenCV " + (shrinks ? "INTER_AREA (shrinking)" : "INTER_LINEAR (enlarging)"));
         break;
       }
       case sysnoise::NoiseKind::kPrecision:
         break;  // any data
+      case sysnoise::NoiseKind::kMode:
+        for (const auto& c : cells)
+          if (c.noise == name && probed.insert(name + "|" + c.arch).second)
+            if (const std::string why = mode_noise_inapplicable(m, c.arch, n, test); !why.empty())
+              refuse(c.arch + ": " + why + " (exclude its cells with matrix.exclude)");
+        break;
       default:
         refuse("not implemented yet");
     }

@@ -267,6 +267,27 @@ void Session::evaluate_noise(CellRun& run) {
                     "layer boundary, float32 inside (LibTorch 1.13 has no half conv on the CPU)";
       break;
     }
+    case sysnoise::NoiseKind::kMode: {
+      if (cell.noise == "align-corners") throw Error("noise 'align-corners': no architecture here upsamples");
+      reference = &preds("raw", nullptr);
+      quant::PoolingModes& modes = run.model->pooling_modes();
+      modes.reset_changes();
+      modes.flip_ceil_mode = cell.noise == "ceil-mode";
+      modes.flip_count_include_pad = cell.noise == "count-include-pad";
+      try {
+        noisy = predictions(*run.model, noise_images("raw", nullptr));
+      } catch (...) {
+        modes = quant::PoolingModes{};
+        throw;
+      }
+      const int64_t changed = modes.changes();
+      modes = quant::PoolingModes{};
+      if (changed == 0) throw Error("noise '" + cell.noise + "' changed no pooling layer of " + cell.arch);
+      text = cell.noise == "ceil-mode"
+                 ? "every pooling layer's ceil_mode flipped at inference (output sizes change where a window overhangs)"
+                 : "every average pooling layer's count_include_pad flipped at inference (padded windows' divisors change)";
+      break;
+    }
     default:
       throw Error("noise '" + cell.noise + "' (" + sysnoise::kind_name(noise.kind) + ") cannot be evaluated yet");
   }

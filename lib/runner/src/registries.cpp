@@ -54,12 +54,7 @@ config::Catalog build_catalog() {
   for (const auto& e : quant::observer_registry().entries()) c.observers.push_back(e.first);
   const std::string src = "a calibration source, not an algorithm: set pipeline.ptq.calibration.source";
   for (const char* n : {"zeroq", "dsg"}) c.refused_algorithms[n] = {Refusal::Why::ElsewhereInFile, src};
-  for (const auto& n : sysnoise::noises()) {
-    c.noises.push_back({n.name, sysnoise::kind_name(n.kind), n.description});
-    // Model-inference modes need a switch on the zoo's pooling and upsampling layers (lib/models).
-    if (n.kind == sysnoise::NoiseKind::kMode)
-      c.unimplemented_noises[n.name] = "the model-inference modes need a switch on the models' pooling layers";
-  }
+  for (const auto& n : sysnoise::noises()) c.noises.push_back({n.name, sysnoise::kind_name(n.kind), n.description});
   return c;
 }
 

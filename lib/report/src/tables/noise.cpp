@@ -59,7 +59,7 @@ std::vector<Table> noise_tables(const TableInput& in) {
     t.caption = "Top-1 of each cell (FP32, then each quantized cell, with its delta to FP32 = the quantization "
                 "delta) and, per noise, the top-1 delta against the noise's own reference with the number of test "
                 "images whose prediction flips, in parentheses (mean over seeds). References: decode-* against "
-                "libjpeg-turbo ISLOW on the same JPEG bytes; resize-*, yuv-*, bf16 and fp16 against the plain "
+                "libjpeg-turbo ISLOW on the same JPEG bytes; resize-*, yuv-*, bf16, fp16, ceil-mode and count-include-pad against the plain "
                 "evaluation. fp16 is emulated (half rounding at each conv/linear boundary, float32 inside).";
     t.columns = {{"cell"}, {"top-1 % (quant. delta)", true}};
     for (const auto& n : noises) t.columns.push_back({n == "fp16" ? "fp16 (emulated)" : n, true});
