@@ -92,7 +92,7 @@ frun() { "$QB" run "$1" --db "$FDB" --cache-dir "$CACHE" --data-root "$FOLDER" -
 fsql() { sqlite3 "$WORK/folder.db" "$1"; }
 frun "$F" 2>folder_run.log; rc=$?
 check "folder noise run exits 0" test $rc -eq 0
-check "12 ok rows (2 cells x 6 noises)" test "$(fsql "select count(*) from results where status='ok'")" = 12
+check "13 ok rows (2 cells x 6 noises, and the deployed cell)" test "$(fsql "select count(*) from results where status='ok'")" = 13
 for n in ceil-mode resize-pil-bilinear resize-cv-bicubic yuv-bt601-limited decode-ifast; do
   c=$(fsql "select count(*) from cell_details where section='noise' and name='$n' and json_extract(values_json, '\$.images') = 100")
   check "$n: a noise row over the 100 test images for each of the 2 cells ($c)" test "$c" = 2
@@ -104,7 +104,11 @@ check "decode-ifast decodes the folder's own JPEGs (no re-encoding, no quality c
 FDB=again_folder.db frun "$F" 2>/dev/null
 r1=$(fsql "select r.cell_key || ' ' || r.top1 || ' ' || ifnull(json_extract(d.values_json, '\$.flips'), '') from results r left join cell_details d on d.result_id = r.id and d.section = 'noise' order by r.cell_key")
 r2=$(sqlite3 again_folder.db "select r.cell_key || ' ' || r.top1 || ' ' || ifnull(json_extract(d.values_json, '\$.flips'), '') from results r left join cell_details d on d.result_id = r.id and d.section = 'noise' order by r.cell_key")
-check "folder rows repeat bit for bit (12 rows)" bash -c "test -n '$r1' && test '$r1' = '$r2' && test \$(wc -l <<<'$r1') -eq 12"
+check "folder rows repeat bit for bit (13 rows)" bash -c "test -n '$r1' && test '$r1' = '$r2' && test \$(wc -l <<<'$r1') -eq 13"
+frep=$("$QB" report --db "$FDB" --format markdown --table noise 2>/dev/null)
+check "report: the folder's noise table has the ceil-mode and resize columns" grep -qE "^\| cell \| top-1 % \(quant. delta\) \| ceil-mode \| resize-pil-bilinear \|" <<<"$frep"
+dep=$(fsql "select printf('%+.2f', deploy_top1 - top1) from results where profile='x86-onednn'")
+check "report: the int8 deployment's delta ($dep) beside the noises" grep -qE "^\| minmax w8a8 x86-onednn \| [0-9.]+ \([-+][0-9.]+\) (\| — )+\| [${dep:0:1}]${dep:1} \([0-9]+\) \|$" <<<"$frep"
 sed 's/resize-cv-bicubic, /resize-cv-area, /' "$F" > area.yaml
 err=$(frun area.yaml 2>&1); rc=$?
 check "resize-cv-area, the reference kernel when shrinking, exits 2 ($err)" bash -c "test $rc -eq 2 && grep -qE \"area.yaml:[0-9]+:[0-9]+: matrix.noise\\[3\\]: noise 'resize-cv-area' does not apply: it is the reference kernel here: evaluation resizes 64x64 to 54x54 with OpenCV INTER_AREA\" <<<\"\$0\"" "$err"

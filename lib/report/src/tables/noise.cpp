@@ -1,6 +1,7 @@
 // Deployment-system noise (issue 20, SysNoise): per arch, the FP32 cell and each quantized cell,
 // the quantization delta beside each noise's delta against its own reference, and the count of
 // test images whose prediction the noise flips. No table when the run has no noise cell.
+#include <cmath>
 #include <map>
 #include <optional>
 #include <vector>
@@ -41,10 +42,21 @@ std::vector<Table> noise_tables(const TableInput& in) {
     std::map<std::string, std::map<std::string, Stat>> delta, flips;
     std::map<std::string, double> images;
     std::map<std::string, std::string> text;
+    // The int8 deployment beside the noises: a plain quantized cell run on an integer engine,
+    // deployed - simulated top-1 and the predictions that differ (from the agreement).
+    std::map<std::string, Stat> dep_delta, dep_flips;
+    std::vector<std::string> engines;
     for (const Row* r : g.rows) {
       const std::string id = cell_id(*r);
       if (r->noise.empty()) {
         add_to_stats(*r, plain[id]);
+        const auto sim = r->top1(), dep = r->ok_metric(&CellResult::deploy_top1);
+        const auto agree = r->ok_metric(&CellResult::deploy_agreement);
+        if (sim && dep && r->result) {
+          dep_delta[id].values.push_back(*dep - *sim);
+          if (agree) dep_flips[id].values.push_back(std::round((100.0 - *agree) / 100.0 * static_cast<double>(r->result->eval_images)));
+          push_unique(engines, r->result->deploy_engine.empty() ? std::string("int8") : r->result->deploy_engine);
+        }
         continue;
       }
       const CellDetails& d = in.input.noise.at(r->result->id);
@@ -63,6 +75,7 @@ std::vector<Table> noise_tables(const TableInput& in) {
                 "evaluation. fp16 is emulated (half rounding at each conv/linear boundary, float32 inside).";
     t.columns = {{"cell"}, {"top-1 % (quant. delta)", true}};
     for (const auto& n : noises) t.columns.push_back({n == "fp16" ? "fp16 (emulated)" : n, true});
+    if (!dep_delta.empty()) t.columns.push_back({"int8 deployed", true});
     for (const auto& c : cells) {
       std::vector<Cell> row{text_cell(c)};
       auto p = plain.find(c);
@@ -80,11 +93,25 @@ std::vector<Table> noise_tables(const TableInput& in) {
                           {"n", d->second.n()}};
         row.push_back(std::move(cell));
       }
+      if (!dep_delta.empty()) {
+        auto d = dep_delta.find(c);
+        if (d == dep_delta.end()) {
+          row.push_back(text_cell(""));
+        } else {
+          const Stat& f = dep_flips[c];
+          row.push_back(Cell{signed2(d->second.mean()) + " (" + (f.empty() ? std::string("?") : fixed(f.mean(), f.n() > 1 ? 1 : 0)) + ")",
+                             Json{{"delta", round9(d->second.mean())}, {"flips", f.empty() ? Json(nullptr) : Json(round9(f.mean()))},
+                                  {"n", d->second.n()}}});
+        }
+      }
       t.rows.push_back(std::move(row));
     }
     for (const auto& n : noises)
       if (auto it = text.find(n); it != text.end())
         t.notes.push_back(n + ": " + it->second + " (" + fixed(images[n], 0) + " test images)");
+    if (!dep_delta.empty())
+      t.notes.push_back("int8 deployed: the cell run on its integer engine (" + join(engines, ", ") +
+                        ") against its simulated (fake-quantized) evaluation; flips = test images whose predictions differ");
     out.push_back(std::move(t));
   }
   return out;
