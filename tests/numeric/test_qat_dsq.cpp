@@ -4,9 +4,12 @@
 #include <ATen/ATen.h>
 #include <catch2/catch.hpp>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/function.h>
 
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "qbench/common/errors.h"
@@ -295,4 +298,194 @@ TEST_CASE("dsq: registered as a QAT method", "[dsq][numeric]") {
   CHECK(dynamic_cast<DsqQuantizer*>(w.get()) != nullptr);
   CHECK(dynamic_cast<DsqQuantizer*>(a.get()) != nullptr);
   CHECK_FALSE(w->affine_qparams().has_value());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fused float32 CPU path (DsqQuantizer::forward -> src/kernels/dsq.cpp) against the composed
+// form dsq_quantize, its reference: the same value, and the gradients autograd derives from the
+// composed form, LibTorch's tie rules included (maximum/minimum halve the gradient between x and
+// the bound where x == l or x == u; clamp_min passes where u - l >= its floor).
+
+namespace {
+
+// A readied quantizer with l, u, alpha set.
+std::shared_ptr<DsqQuantizer> dsq_module(int bits, float l, float u, float a) {
+  auto q = qbench::test::ready(std::make_shared<DsqQuantizer>(qbench::test::test_scheme(bits), DsqQuantizer::Role::Weight),
+                               at::tensor({l, u}));
+  at::NoGradGuard ng;
+  q->lower().fill_(l);
+  q->upper().fill_(u);
+  q->alpha().fill_(a);
+  return q;
+}
+
+struct DsqResult {
+  at::Tensor y, gx;
+  double l = 0, u = 0, alpha = 0;
+  std::string node;  // the output's autograd node
+};
+
+// y = q(x) and the gradients of sum(y * r).
+DsqResult fused_run(DsqQuantizer& q, const at::Tensor& x, const at::Tensor& r) {
+  for (auto& p : q.quant_parameters()) p.mutable_grad() = at::Tensor();
+  auto xg = x.clone().set_requires_grad(true);
+  auto y = q.forward(xg);
+  const std::string node = y.grad_fn() ? y.grad_fn()->name() : "";
+  (y * r).sum().backward();
+  return {y.detach(), xg.grad(), q.lower().grad().item<double>(), q.upper().grad().item<double>(),
+          q.alpha().grad().item<double>(), node};
+}
+
+DsqResult composed_run(int bits, float l, float u, float a, const at::Tensor& x, const at::Tensor& r) {
+  auto lt = scalar(l), ut = scalar(u), at_ = scalar(a);
+  auto xg = x.clone().set_requires_grad(true);
+  auto y = dsq_quantize(xg, lt, ut, at_, bits);
+  const std::string node = y.grad_fn() ? y.grad_fn()->name() : "";
+  (y * r).sum().backward();
+  return {y.detach(), xg.grad(), lt.grad().item<double>(), ut.grad().item<double>(), at_.grad().item<double>(), node};
+}
+
+struct DsqCase {
+  const char* name;
+  float l, u;
+  bool relu;  // inputs relu(N(0, s)): many exact zeros, on l = 0
+};
+
+// The ranges: signed and ReLU-like, with a dyadic cell width (so that l + k*Delta and
+// l + (k + 1/2)*Delta are exact cell boundaries and centres) and without.
+std::vector<DsqCase> dsq_cases(int bits) {
+  const float d = std::ldexp(4.0f, -bits), n = static_cast<float>((1 << bits) - 1);
+  return {{"signed", -0.7f, 1.3f, false},
+          {"signed dyadic", -2.0f, -2.0f + n * d, false},
+          {"relu", 0.0f, 2.3f, true},
+          {"relu dyadic", 0.0f, n * d, true}};
+}
+
+// Random inputs for the range plus the exact points: l, u, every cell boundary and centre, and
+// points beyond both ends.
+at::Tensor dsq_inputs(const DsqCase& c, int bits, unsigned seed) {
+  at::manual_seed(seed);
+  const float span = c.u - c.l;
+  auto body = c.relu ? at::relu(at::randn({3000}) * (0.6 * span)) : at::rand({3000}) * (span + 1.0) + (c.l - 0.5);
+  const int n = (1 << bits) - 1;
+  const float delta = span / static_cast<float>(n);
+  std::vector<float> exact = {c.l, c.l, c.u, c.u, c.l - 0.25f, c.u + 0.25f, c.u * 4.0f + 1.0f};
+  for (int k = 0; k <= n; ++k) {
+    exact.push_back(c.l + static_cast<float>(k) * delta);
+    if (k < n) exact.push_back(c.l + (static_cast<float>(k) + 0.5f) * delta);
+  }
+  return at::cat({body, at::tensor(exact)}).index({at::randperm(body.numel() + static_cast<int64_t>(exact.size()))});
+}
+
+}  // namespace
+
+TEST_CASE("dsq fused: the forward value equals the composed form's", "[dsq][numeric]") {
+  for (int bits : {2, 3, 4, 8}) {
+    for (const auto& c : dsq_cases(bits)) {
+      for (float a : {0.05f, 0.2f, 0.5f}) {
+        INFO("bits " << bits << " " << c.name << " alpha " << a);
+        auto q = dsq_module(bits, c.l, c.u, a);
+        auto x = dsq_inputs(c, bits, 100 + bits);
+        auto yf = q->forward(x);
+        auto yc = dsq_quantize(x, scalar(c.l, false), scalar(c.u, false), scalar(a, false), bits);
+        // The composed value is (q_hard - q_soft) + q_soft: q_hard up to a rounding at the range's
+        // scale, at most one ulp of max(|l|, |u|). Cell centres (soft = i + 1/2 exactly) round half to
+        // even in both.
+        const double tol = std::numeric_limits<float>::epsilon() * std::max(std::fabs(c.l), std::fabs(c.u));
+        CHECK((yf - yc).abs().max().item<double>() <= tol);
+        CHECK(std::get<0>(at::_unique(yf)).numel() <= (int64_t(1) << bits));
+        CHECK(yf.min().item<float>() >= c.l - tol);
+        CHECK(yf.max().item<float>() <= c.u + tol);
+      }
+    }
+  }
+}
+
+TEST_CASE("dsq fused: gradients of x, l, u, alpha equal the composed form's autograd, ties on l and u included",
+          "[dsq][numeric]") {
+  for (int bits : {2, 3, 4, 8}) {
+    for (const auto& c : dsq_cases(bits)) {
+      for (float a : {0.05f, 0.2f, 0.5f}) {
+        INFO("bits " << bits << " " << c.name << " alpha " << a);
+        auto q = dsq_module(bits, c.l, c.u, a);
+        auto x = dsq_inputs(c, bits, 200 + bits);
+        auto r = at::rand(x.sizes()) + 0.5;  // dy > 0: the sums do not cancel
+        const auto f = fused_run(*q, x, r);
+        const auto ref = composed_run(bits, c.l, c.u, a, x, r);
+        CHECK(f.node.find("DsqFn") != std::string::npos);
+        CHECK(ref.node.find("DsqFn") == std::string::npos);
+        // Ties exist: x == l and x == u both occur, and there x's gradient is half (nonzero).
+        auto on_l = x == c.l, on_u = x == c.u;
+        REQUIRE(on_l.any().item<bool>());
+        REQUIRE(on_u.any().item<bool>());
+        CHECK(at::equal(f.gx == 0, ref.gx == 0));  // the same zero pattern: x strictly outside [l, u]
+        CHECK(at::equal(f.gx == 0, (x < c.l).logical_or(x > c.u)));
+        CHECK(((f.gx - ref.gx).abs() <= ref.gx.abs() * 1e-5).all().item<bool>());
+        CHECK(f.l == Approx(ref.l).epsilon(1e-5));
+        CHECK(f.u == Approx(ref.u).epsilon(1e-5));
+        // d/dalpha sums terms of both signs (tanh is odd about each cell centre) and cancels by
+        // 2-5 orders of magnitude, so its float (composed) sum carries an error relative to the
+        // terms' size, not to the result's: allow 1e-5 of the result plus 2e-7 of a bound on the
+        // terms' absolute sum, delta/2 * (ds/dalpha + s |dkd/dalpha| / 2) * sum |dy|.
+        const double delta = (static_cast<double>(c.u) - c.l) / ((1 << bits) - 1), ad = a;
+        const double terms = r.sum().item<double>() * delta * 0.5 *
+                             (1.0 / ((1.0 - ad) * (1.0 - ad)) + 0.5 / (1.0 - ad) * 2.0 / (ad * (2.0 - ad)));
+        CHECK(std::fabs(f.alpha - ref.alpha) <= 1e-5 * std::fabs(ref.alpha) + 2e-7 * terms);
+      }
+    }
+  }
+}
+
+TEST_CASE("dsq fused: the tie rules at x == l and x == u, one element at a time", "[dsq][numeric]") {
+  // l = -1, u = 2, 2 bits: Delta = 1, cells [-1, 0), [0, 1), [1, 2].
+  const float l = -1.0f, u = 2.0f, a = 0.2f;
+  auto q = dsq_module(2, l, u, a);
+  for (float xv : {-1.0f, 2.0f, -3.0f, 5.0f, 0.0f, 0.5f, 1.0f}) {
+    INFO("x " << xv);
+    auto x = at::full({1}, xv), r = at::ones({1});
+    const auto f = fused_run(*q, x, r);
+    const auto ref = composed_run(2, l, u, a, x, r);
+    CHECK(f.y.item<float>() == Approx(ref.y.item<float>()).margin(1e-6));
+    CHECK(f.gx.item<float>() == Approx(ref.gx.item<float>()).epsilon(1e-6));
+    CHECK(f.l == Approx(ref.l).epsilon(1e-6).margin(1e-7));
+    CHECK(f.u == Approx(ref.u).epsilon(1e-6).margin(1e-7));
+    CHECK(f.alpha == Approx(ref.alpha).epsilon(1e-6).margin(1e-7));
+  }
+  // At x == l, d/dx is half of the value just inside (the soft curve's slope at t = 0).
+  const float dx_on_l = fused_run(*q, at::full({1}, l), at::ones({1})).gx.item<float>();
+  const float dx_inside = fused_run(*q, at::full({1}, std::nextafter(l, u)), at::ones({1})).gx.item<float>();
+  CHECK(dx_on_l == Approx(0.5 * dx_inside).epsilon(1e-5));
+}
+
+TEST_CASE("dsq fused: other dtypes take the composed form", "[dsq][numeric]") {
+  auto q = dsq_module(4, -0.5f, 1.0f, 0.2f);
+  at::manual_seed(5);
+  auto x = at::randn({64}, at::kDouble).set_requires_grad(true);
+  auto y = q->forward(x);
+  CHECK(y.scalar_type() == at::kDouble);
+  CHECK(y.grad_fn()->name().find("DsqFn") == std::string::npos);
+  CHECK(q->forward(x.detach().to(at::kFloat)).grad_fn() != nullptr);
+}
+
+TEST_CASE("dsq fused: gradients are bit-identical at 1 and 2 threads", "[dsq][numeric]") {
+  // 210,003 floats: several kFusedGrain chunks and a tail that is no multiple of the 8 lanes.
+  const int threads_before = at::get_num_threads();
+  for (bool relu : {false, true}) {
+    at::manual_seed(41);
+    auto x = relu ? at::relu(at::randn({3, 70001})) : at::randn({3, 70001});
+    auto r = at::randn(x.sizes());
+    auto q = dsq_module(4, relu ? 0.0f : -2.0f, 2.5f, 0.2f);
+    std::vector<DsqResult> runs;
+    for (int threads : {1, 2}) {
+      at::set_num_threads(threads);
+      runs.push_back(fused_run(*q, x, r));
+    }
+    INFO("relu " << relu);
+    CHECK(at::equal(runs[0].y, runs[1].y));
+    CHECK(at::equal(runs[0].gx, runs[1].gx));
+    CHECK(runs[0].l == runs[1].l);
+    CHECK(runs[0].u == runs[1].u);
+    CHECK(runs[0].alpha == runs[1].alpha);
+  }
+  at::set_num_threads(threads_before);
 }

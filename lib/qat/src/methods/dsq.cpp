@@ -2,13 +2,17 @@
 #include "qbench/qat/dsq.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <sstream>
 
 #include "qbench/common/errors.h"
 #include "qbench/qat/method.h"
+#include "../kernels/dsq.h"
+#include "../kernels/fused.h"
 
 namespace qbench::qat {
 
@@ -20,20 +24,104 @@ namespace {
 constexpr double kAlphaMin = 1e-4, kAlphaMax = 0.5;
 // A floor on u - l so a collapsed range cannot divide by zero; far below any real range.
 constexpr double kMinRange = 1e-30;
+
+double cells(int64_t bits) { return static_cast<double>((int64_t(1) << bits) - 1); }  // n = 2^b - 1
+
+// The per-tensor quantities of the curve, shared by the composed form (which differentiates
+// them) and the fused one (which reads their float values), so both see the same numbers.
+struct DsqCurve {
+  at::Tensor delta;  // cell width (u - l) / n, u - l floored at kMinRange
+  at::Tensor kd;     // k * Delta
+  at::Tensor s;      // 1 / tanh(k*Delta/2)
+};
+DsqCurve dsq_curve(const at::Tensor& lower, const at::Tensor& upper, const at::Tensor& alpha, double n) {
+  return {at::clamp_min(upper - lower, kMinRange) / n, at::log(2.0 / alpha - 1.0), 1.0 / (1.0 - alpha)};
+}
+
+// Fused per-tensor DSQ (float32, CPU): the hard forward in one pass and the soft curve's
+// gradients in another (src/kernels/dsq.cpp), instead of the ~20 elementwise autograd nodes of
+// dsq_quantize below (issue 21: DSQ's training step was 3.74x FP32's). Same math as
+// dsq_quantize's autograd, tie rules included: where x == l or x == u exactly, LibTorch's
+// maximum/minimum backward gives half the gradient to x and half to the bound (so in a ReLU
+// output with l = 0 every zero sends half its gradient to x and half to l), and clamp_min passes
+// the range's gradient where u - l >= kMinRange. The cell index has no gradient.
+struct DsqFn : public torch::autograd::Function<DsqFn> {
+  static constexpr const char* kConsts[] = {"l", "u", "delta", "last", "kd", "s", "slope", "alpha"};
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& lower,
+                            const at::Tensor& upper, const at::Tensor& alpha, int64_t bits) {
+    auto xc = x.contiguous();
+    const double n = cells(bits);
+    const DsqCurve curve = dsq_curve(lower, upper, alpha, n);
+    kernels::DsqConsts c;
+    c.l = lower.item<float>();
+    c.u = upper.item<float>();
+    c.delta = curve.delta.item<float>();
+    c.last = static_cast<float>(n - 1.0);
+    c.kd = curve.kd.item<float>();
+    c.s = curve.s.item<float>();
+    c.slope = static_cast<float>(0.5 * static_cast<double>(c.s) * static_cast<double>(c.kd));
+    // The backward uses these values (not the parameters, which an optimiser may have moved).
+    const float values[] = {c.l, c.u, c.delta, c.last, c.kd, c.s, c.slope, alpha.item<float>()};
+    for (size_t k = 0; k < std::size(values); ++k) ctx->saved_data[kConsts[k]] = static_cast<double>(values[k]);
+    ctx->saved_data["n"] = n;
+    ctx->saved_data["pass"] = (upper - lower).ge(kMinRange).item<bool>();  // clamp_min's backward
+    ctx->save_for_backward({xc, lower, upper, alpha});  // the parameters for their shapes and options
+    return fused::map(xc, [&](const float* in, float* out, int64_t cnt) { kernels::dsq_forward_kernel(in, out, cnt, c); });
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto& xc = saved[0];
+    const auto& lower = saved[1];
+    const auto& upper = saved[2];
+    const auto& alpha = saved[3];
+    auto value = [&](const char* key) { return static_cast<float>(ctx->saved_data[key].toDouble()); };
+    kernels::DsqConsts c;
+    c.l = value("l");
+    c.u = value("u");
+    c.delta = value("delta");
+    c.last = value("last");
+    c.kd = value("kd");
+    c.s = value("s");
+    c.slope = value("slope");
+    auto [gx, sums] =
+        fused::grad<kernels::DsqGradSums>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t cnt) {
+          return kernels::dsq_backward_kernel(x, dy, dx, cnt, c);
+        });
+    // delta = clamp_min(u - l, kMinRange) / n; s = 1 / (1 - alpha), kd = log(2 / alpha - 1).
+    const double n = ctx->saved_data["n"].toDouble();
+    const double d_range = ctx->saved_data["pass"].toBool() ? sums.delta / n : 0.0;
+    const double a = value("alpha");
+    const double ds_da = 1.0 / ((1.0 - a) * (1.0 - a)), dkd_da = -2.0 / (a * (2.0 - a));
+    const double d_alpha = static_cast<double>(c.delta) * 0.5 *
+                           (ds_da * sums.tanh + static_cast<double>(c.s) * dkd_da * sums.kd);
+    return {gx, at::full(lower.sizes(), sums.dy + sums.l - d_range, lower.options()),
+            at::full(upper.sizes(), sums.u + d_range, upper.options()), at::full(alpha.sizes(), d_alpha, alpha.options()),
+            at::Tensor()};
+  }
+};
+
+bool fusable(const at::Tensor& x, const at::Tensor& lower, const at::Tensor& upper, const at::Tensor& alpha) {
+  if (x.scalar_type() != at::kFloat || !x.device().is_cpu()) return false;
+  for (const auto* p : {&lower, &upper, &alpha})
+    if (p->scalar_type() != at::kFloat || !p->device().is_cpu() || p->numel() != 1) return false;
+  return true;
+}
 }  // namespace
 
 at::Tensor dsq_quantize(const at::Tensor& x, const at::Tensor& lower, const at::Tensor& upper,
                         const at::Tensor& alpha, int bits) {
-  const double n = static_cast<double>((int64_t(1) << bits) - 1);  // number of cells, 2^b - 1
-  auto delta = at::clamp_min(upper - lower, kMinRange) / n;
+  const double n = cells(bits);  // number of cells, 2^b - 1
+  const DsqCurve curve = dsq_curve(lower, upper, alpha, n);
+  const auto& delta = curve.delta;
   // Clip first (x' = l below l, u above u: no gradient to x there, gradient 1 to the bound), so
   // the cell coordinate t stays in [0, n] and the division never sees an unbounded numerator.
   auto xc = at::minimum(at::maximum(x, lower), upper);
   auto t = (xc - lower) / delta;  // position in cells
   // Cell index i: piecewise constant (no gradient); the last cell is closed so x = u lies in it.
   auto i = at::clamp(at::floor(t.detach()), 0.0, n - 1.0);
-  auto kd = at::log(2.0 / alpha - 1.0);  // k * Delta
-  auto s = 1.0 / (1.0 - alpha);          // 1 / tanh(k*Delta/2)
+  const auto& kd = curve.kd;  // k * Delta
+  const auto& s = curve.s;    // 1 / tanh(k*Delta/2)
   // (phi + 1)/2 with phi = s * tanh(k (x - m_i)) and k (x - m_i) = k*Delta * (t - i - 1/2).
   auto soft = i + 0.5 * (s * at::tanh(kd * (t - i - 0.5)) + 1.0);
   // Forward: sgn(phi) instead of phi, i.e. round the soft index (soft lies in [i, i+1] and
@@ -68,8 +156,11 @@ at::Tensor DsqQuantizer::forward(const at::Tensor& x) {
   // (a projected-gradient step, done here because the quantizer does not own the optimiser).
   // Through .data(), like PyTorch's `p.data.clamp_()`: no host sync, no autograd version bump.
   alpha_.data().clamp_(kAlphaMin, kAlphaMax);
-  return dsq_quantize(x, lower_.to(x.scalar_type()), upper_.to(x.scalar_type()), alpha_.to(x.scalar_type()),
-                      scheme_.bits);
+  const auto dt = x.scalar_type();
+  const auto l = lower_.to(dt), u = upper_.to(dt), a = alpha_.to(dt);
+  // float32 on the CPU: the fused kernels; anything else: the composed form (their reference).
+  if (fusable(x, l, u, a)) return DsqFn::apply(x, l, u, a, static_cast<int64_t>(scheme_.bits));
+  return dsq_quantize(x, l, u, a, scheme_.bits);
 }
 
 void DsqQuantizer::compute_qparams() {

@@ -1,0 +1,134 @@
+// Loops of the fused per-tensor DSQ quantizer (see dsq.h).
+#include "dsq.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "common.h"
+
+namespace qbench::qat::kernels {
+
+namespace {
+
+// exp(y) for y in [0, 20] without libm (Cephes' expf: Cody-Waite reduction by ln 2, degree-7
+// polynomial, 2^k put in by the exponent bits), so that the loops vectorise. k <= 29.
+inline float exp_small(float y) {
+  const float k = round_even(y * 1.44269504088896341f);
+  const float r = (y - k * 0.693359375f) - k * -2.12194440e-4f;  // k * 0.693359375 is exact
+  const float p =
+      (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r +
+        1.6666665459e-1f) * r + 5.0000001201e-1f) * (r * r) + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+// tanh(z) as Cephes' tanhf, both branches computed and one selected so that it vectorises: an odd
+// polynomial below |z| = 0.625, 1 - 2 / (exp(2|z|) + 1) with z's sign above (|z| capped at 10,
+// where tanh is 1 in float). Within a few ulp of std::tanh (ATen's at::tanh is Sleef's or libm's,
+// not bit-identical either way); tanh(z) = z exactly for tiny z, as both, which is what decides
+// the forward's rounding at a cell centre.
+inline float tanh_approx(float z) {
+  const float z2 = z * z;
+  const float small =
+      ((((-5.70498872745e-3f * z2 + 2.06390887954e-2f) * z2 - 5.37397155531e-2f) * z2 + 1.33314422036e-1f) * z2 -
+       3.33332819422e-1f) * z2 * z + z;
+  const float a = std::fabs(z);
+  const float e = exp_small(std::min(20.f, 2.f * a));  // this argument order maps NaN to 20
+  const float big = std::copysign(1.f - 2.f / (e + 1.f), z);
+  return a < 0.625f ? small : big;
+}
+
+// floor(clamp(t, 0, last)), which equals the composed form's clamp(floor(t), 0, last) for every t;
+// clamped first so that round_even's range holds (last < 2^16). NaN stays NaN.
+inline float cell_index(float t, float last) {
+  const float tc = std::min(std::max(t, 0.f), last);
+  const float r = round_even(tc);
+  return r > tc ? r - 1.f : r;
+}
+
+}  // namespace
+
+QBENCH_CLONES
+void dsq_forward_kernel(const float* __restrict px, float* __restrict po, int64_t n, const DsqConsts& c) {
+  const float l = c.l, u = c.u, delta = c.delta, last = c.last, kd = c.kd, s = c.s;
+  for (int64_t k = 0; k < n; ++k) {
+    const float xc = std::min(std::max(px[k], l), u);
+    const float t = (xc - l) / delta;
+    const float i = cell_index(t, last);
+    const float soft = i + 0.5f * (s * tanh_approx(kd * ((t - i) - 0.5f)) + 1.f);
+    po[k] = l + delta * round_even(soft);
+  }
+}
+
+namespace {
+
+// One element of the backward: writes dx, returns the six terms of DsqGradSums (in its order).
+// The clip's weights are LibTorch 1.13's maximum/minimum backward: the larger (maximum) or smaller
+// (minimum) input takes the whole gradient, and at a tie each input takes half.
+struct DsqTerms {
+  float dy, l, u, delta, tanh, kd;
+};
+inline DsqTerms dsq_element(float x, float dy, float* dx, float l, float u, float delta, float last, float kd,
+                            float s, float slope) {
+  const float xm = std::max(x, l);
+  const float xc = std::min(xm, u);
+  const float t = (xc - l) / delta;
+  const float i = cell_index(t, last);
+  const float w = (t - i) - 0.5f;
+  const float g = tanh_approx(kd * w);
+  const float soft = i + 0.5f * (s * g + 1.f);
+  const float omg = 1.f - g * g;
+  const float a = dy * slope * omg;                                // dy * dsoft/dt
+  const float wx = x > l ? 1.f : (x == l ? 0.5f : 0.f);            // maximum(x, l) -> x
+  const float wm = xm < u ? 1.f : (xm == u ? 0.5f : 0.f);          // minimum(xm, u) -> xm
+  *dx = a * wm * wx;
+  return {dy, a * (wm * (1.f - wx) - 1.f), a * (1.f - wm), dy * soft - a * t, dy * g, dy * omg * w};
+}
+
+}  // namespace
+
+// The sums run in kLanes independent double lanes, a fixed order whatever the vector width, so
+// the compiler vectorises them without reassociating anything; the lanes are added after the
+// tail at the end, as in lsq.cpp.
+QBENCH_CLONES
+DsqGradSums dsq_backward_kernel(const float* __restrict px, const float* __restrict pg, float* __restrict pgx,
+                                int64_t n, const DsqConsts& c) {
+  const float l = c.l, u = c.u, delta = c.delta, last = c.last, kd = c.kd, s = c.s, slope = c.slope;
+  constexpr int kLanes = 8;
+  double s_dy[kLanes] = {}, s_l[kLanes] = {}, s_u[kLanes] = {}, s_d[kLanes] = {}, s_g[kLanes] = {}, s_k[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int k = 0; k < kLanes; ++k) {
+      const DsqTerms e = dsq_element(px[j + k], pg[j + k], pgx + j + k, l, u, delta, last, kd, s, slope);
+      s_dy[k] += static_cast<double>(e.dy);
+      s_l[k] += static_cast<double>(e.l);
+      s_u[k] += static_cast<double>(e.u);
+      s_d[k] += static_cast<double>(e.delta);
+      s_g[k] += static_cast<double>(e.tanh);
+      s_k[k] += static_cast<double>(e.kd);
+    }
+  }
+  DsqGradSums sums;
+  for (; j < n; ++j) {
+    const DsqTerms e = dsq_element(px[j], pg[j], pgx + j, l, u, delta, last, kd, s, slope);
+    sums.dy += static_cast<double>(e.dy);
+    sums.l += static_cast<double>(e.l);
+    sums.u += static_cast<double>(e.u);
+    sums.delta += static_cast<double>(e.delta);
+    sums.tanh += static_cast<double>(e.tanh);
+    sums.kd += static_cast<double>(e.kd);
+  }
+  for (int k = 0; k < kLanes; ++k) {
+    sums.dy += s_dy[k];
+    sums.l += s_l[k];
+    sums.u += s_u[k];
+    sums.delta += s_d[k];
+    sums.tanh += s_g[k];
+    sums.kd += s_k[k];
+  }
+  return sums;
+}
+
+}  // namespace qbench::qat::kernels
