@@ -109,6 +109,8 @@ frep=$("$QB" report --db "$FDB" --format markdown --table noise 2>/dev/null)
 check "report: the folder's noise table has the ceil-mode and resize columns" grep -qE "^\| cell \| top-1 % \(quant. delta\) \| ceil-mode \| resize-pil-bilinear \|" <<<"$frep"
 dep=$(fsql "select printf('%+.2f', deploy_top1 - top1) from results where profile='x86-onednn'")
 check "report: the int8 deployment's delta ($dep) beside the noises" grep -qE "^\| minmax w8a8 x86-onednn \| [0-9.]+ \([-+][0-9.]+\) (\| — )+\| [${dep:0:1}]${dep:1} \([0-9]+\) \|$" <<<"$frep"
+"$QB" report --db "$FDB" --format html --out folder.html 2>/dev/null
+check "HTML report: the flips-per-noise chart, a bar per cell and noise (2 x 5) and the deployed cell's" bash -c "grep -q 'Predictions flipped per noise: imagefolder / resnet18' folder.html && test \$(grep -o '\"noise\":\"[a-z0-9 -]*\"' folder.html | wc -l) -eq 11 && grep -q '\"noise\":\"int8 deployed\"' folder.html"
 sed 's/resize-cv-bicubic, /resize-cv-area, /' "$F" > area.yaml
 err=$(frun area.yaml 2>&1); rc=$?
 check "resize-cv-area, the reference kernel when shrinking, exits 2 ($err)" bash -c "test $rc -eq 2 && grep -qE \"area.yaml:[0-9]+:[0-9]+: matrix.noise\\[3\\]: noise 'resize-cv-area' does not apply: it is the reference kernel here: evaluation resizes 64x64 to 54x54 with OpenCV INTER_AREA\" <<<\"\$0\"" "$err"

@@ -294,6 +294,36 @@ void sim_vs_deploy(const Model& m, std::vector<Chart>& charts) {
   }
 }
 
+/// Per noise table (issue 20): the test images whose prediction each noise flips, one bar per cell
+/// side by side for each noise, the top-1 delta in the tooltip. Built from the table's own values,
+/// so the chart and the table cannot disagree.
+void noise_flips(const Model& m, std::vector<Chart>& charts) {
+  for (const auto& t : m.tables) {
+    if (t.id != "noise") continue;
+    Json values = Json::array();
+    for (const auto& row : t.rows)
+      for (std::size_t c = 2; c < row.size() && c < t.columns.size(); ++c) {
+        const Json& v = row[c].value;
+        if (!v.is_object() || !v.contains("flips") || v["flips"].is_null()) continue;
+        values.push_back(Json{{"cell", row[0].text}, {"noise", t.columns[c].name}, {"flips", v["flips"]},
+                              {"delta", v.value("delta", 0.0)}});
+      }
+    if (values.empty()) continue;
+    Json bars = {{"mark", {{"type", "bar"}}},
+                 {"encoding",
+                  {{"x", {{"field", "noise"}, {"type", "nominal"}, {"sort", nullptr}, {"title", "noise"}}},
+                   {"xOffset", {{"field", "cell"}, {"type", "nominal"}, {"sort", nullptr}}},
+                   {"y", {{"field", "flips"}, {"type", "quantitative"}, {"title", "predictions flipped"}}},
+                   {"color", {{"field", "cell"}, {"type", "nominal"}, {"sort", nullptr}}},
+                   {"tooltip", tooltip({{"cell", "nominal"}, {"noise", "nominal"}, {"flips", "quantitative"},
+                                        {"delta", "quantitative"}})}}}};
+    std::string title = t.title;
+    const std::string prefix = "Deployment noise (SysNoise): ";
+    if (title.rfind(prefix, 0) == 0) title = title.substr(prefix.size());
+    charts.push_back(layered_chart("Predictions flipped per noise: " + title, values, Json::object(), Json::array({bars})));
+  }
+}
+
 void html_table(std::string& out, const Table& t) {
   out += "<section class=\"table\" data-table=\"" + html_escape(t.id) + "\">\n<h2>" + html_escape(t.title) + "</h2>\n";
   if (t.rows.empty()) {
@@ -375,6 +405,7 @@ std::string render_html(const ReportInput& in, const ReportOptions& opt) {
   accuracy_vs_cost(m, charts, "size_kb");
   accuracy_vs_cost(m, charts, "bops_ratio");
   sim_vs_deploy(m, charts);
+  noise_flips(m, charts);
   for (std::size_t i = 0; i < charts.size(); ++i) charts[i].id = "chart-" + std::to_string(i + 1);
 
   std::string out = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
