@@ -38,6 +38,25 @@ DsqCurve dsq_curve(const at::Tensor& lower, const at::Tensor& upper, const at::T
   return {at::clamp_min(upper - lower, kMinRange) / n, at::log(2.0 / alpha - 1.0), 1.0 / (1.0 - alpha)};
 }
 
+// The forward's constants and alpha, kept for the backward as one list of doubles (each float
+// converts exactly).
+c10::IValue c_to_ivalue(const kernels::DsqConsts& c, float alpha) {
+  return std::vector<double>{c.l, c.u, c.delta, c.last, c.kd, c.s, c.slope, alpha};
+}
+kernels::DsqConsts c_from_ivalue(const c10::IValue& v, float* alpha) {
+  const auto d = v.toDoubleVector();
+  kernels::DsqConsts c;
+  c.l = static_cast<float>(d[0]);
+  c.u = static_cast<float>(d[1]);
+  c.delta = static_cast<float>(d[2]);
+  c.last = static_cast<float>(d[3]);
+  c.kd = static_cast<float>(d[4]);
+  c.s = static_cast<float>(d[5]);
+  c.slope = static_cast<float>(d[6]);
+  *alpha = static_cast<float>(d[7]);
+  return c;
+}
+
 // Fused per-tensor DSQ (float32, CPU): the hard forward in one pass and the soft curve's
 // gradients in another (src/kernels/dsq.cpp), instead of the ~20 elementwise autograd nodes of
 // dsq_quantize below (issue 21: DSQ's training step was 3.74x FP32's). Same math as
@@ -46,7 +65,6 @@ DsqCurve dsq_curve(const at::Tensor& lower, const at::Tensor& upper, const at::T
 // output with l = 0 every zero sends half its gradient to x and half to l), and clamp_min passes
 // the range's gradient where u - l >= kMinRange. The cell index has no gradient.
 struct DsqFn : public torch::autograd::Function<DsqFn> {
-  static constexpr const char* kConsts[] = {"l", "u", "delta", "last", "kd", "s", "slope", "alpha"};
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& lower,
                             const at::Tensor& upper, const at::Tensor& alpha, int64_t bits) {
     auto xc = x.contiguous();
@@ -61,9 +79,7 @@ struct DsqFn : public torch::autograd::Function<DsqFn> {
     c.s = curve.s.item<float>();
     c.slope = static_cast<float>(0.5 * static_cast<double>(c.s) * static_cast<double>(c.kd));
     // The backward uses these values (not the parameters, which an optimiser may have moved).
-    const float values[] = {c.l, c.u, c.delta, c.last, c.kd, c.s, c.slope, alpha.item<float>()};
-    for (size_t k = 0; k < std::size(values); ++k) ctx->saved_data[kConsts[k]] = static_cast<double>(values[k]);
-    ctx->saved_data["n"] = n;
+    ctx->saved_data["consts"] = c_to_ivalue(c, alpha.item<float>());
     ctx->saved_data["pass"] = (upper - lower).ge(kMinRange).item<bool>();  // clamp_min's backward
     ctx->save_for_backward({xc, lower, upper, alpha});  // the parameters for their shapes and options
     return fused::map(xc, [&](const float* in, float* out, int64_t cnt) { kernels::dsq_forward_kernel(in, out, cnt, c); });
@@ -75,23 +91,16 @@ struct DsqFn : public torch::autograd::Function<DsqFn> {
     const auto& lower = saved[1];
     const auto& upper = saved[2];
     const auto& alpha = saved[3];
-    auto value = [&](const char* key) { return static_cast<float>(ctx->saved_data[key].toDouble()); };
-    kernels::DsqConsts c;
-    c.l = value("l");
-    c.u = value("u");
-    c.delta = value("delta");
-    c.last = value("last");
-    c.kd = value("kd");
-    c.s = value("s");
-    c.slope = value("slope");
+    float a_f = 0.f;
+    const kernels::DsqConsts c = c_from_ivalue(ctx->saved_data["consts"], &a_f);
     auto [gx, sums] =
         fused::grad<kernels::DsqGradSums>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t cnt) {
           return kernels::dsq_backward_kernel(x, dy, dx, cnt, c);
         });
     // delta = clamp_min(u - l, kMinRange) / n; s = 1 / (1 - alpha), kd = log(2 / alpha - 1).
-    const double n = ctx->saved_data["n"].toDouble();
+    const double n = static_cast<double>(c.last) + 1.0;  // cells
     const double d_range = ctx->saved_data["pass"].toBool() ? sums.delta / n : 0.0;
-    const double a = value("alpha");
+    const double a = a_f;
     const double ds_da = 1.0 / ((1.0 - a) * (1.0 - a)), dkd_da = -2.0 / (a * (2.0 - a));
     const double d_alpha = static_cast<double>(c.delta) * 0.5 *
                            (ds_da * sums.tanh + static_cast<double>(c.s) * dkd_da * sums.kd);
