@@ -1,8 +1,8 @@
 // The fused CPU loops of reconstruction PTQ (AdaRound's soft-rounded weight and its regulariser,
 // the LSQ activation quantizer with QDrop's drop mask, the batch draw, the reconstruction loss,
 // Adam): raw-array loops, torch-free, compiled with the flags that let them vectorise (the QAT
-// kernels' common.h says why: -fno-trapping-math, target_clones avx2/default, no FMA, so both
-// clones give the same bits). Driven chunk by chunk by src/recon_fused.cpp, which sums chunk
+// kernels' common.h says why: -fno-trapping-math, target_clones avx512f/avx2/default,
+// -ffp-contract=off, so every clone gives the same bits). Driven chunk by chunk by src/recon_fused.cpp, which sums chunk
 // results in chunk order, so nothing here depends on the thread count.
 #pragma once
 

@@ -29,15 +29,18 @@ inline float exp_small(float y) {
 // where tanh is 1 in float). Within a few ulp of std::tanh (ATen's at::tanh is Sleef's or libm's,
 // not bit-identical either way); tanh(z) = z exactly for tiny z, as both, which is what decides
 // the forward's rounding at a cell centre.
-inline float tanh_approx(float z) {
+constexpr float kSmallZ = 0.625f;
+inline float tanh_small(float z) {
   const float z2 = z * z;
-  const float small =
-      ((((-5.70498872745e-3f * z2 + 2.06390887954e-2f) * z2 - 5.37397155531e-2f) * z2 + 1.33314422036e-1f) * z2 -
+  return ((((-5.70498872745e-3f * z2 + 2.06390887954e-2f) * z2 - 5.37397155531e-2f) * z2 + 1.33314422036e-1f) * z2 -
        3.33332819422e-1f) * z2 * z + z;
+}
+inline float tanh_approx(float z) {
+  const float small = tanh_small(z);
   const float a = std::fabs(z);
   const float e = exp_small(std::min(20.f, 2.f * a));  // this argument order maps NaN to 20
   const float big = std::copysign(1.f - 2.f / (e + 1.f), z);
-  return a < 0.625f ? small : big;
+  return a < kSmallZ ? small : big;
 }
 
 // floor(clamp(t, 0, last)), which equals the composed form's clamp(floor(t), 0, last) for every t;
@@ -50,6 +53,12 @@ inline float cell_index(float t, float last) {
 
 }  // namespace
 
+// The forward needs tanh only where it can decide the rounding. In a cell, soft - i runs from 0 to
+// 1 as z goes from -kd/2 to kd/2 (s * tanh(kd/2) = 1), so round(soft) is i for z < 0 and i + 1
+// for z > 0; only near the centre, where soft - i is close to 1/2, does the float value of tanh
+// matter (a tie rounds half to even). Below kSmallZ this evaluates soft exactly as the backward
+// and tanh_approx do; above it |tanh(z)| >= 0.55, soft - i is at least 0.775 or at most 0.225,
+// and the sign of z gives the same result without the exponential.
 QBENCH_CLONES
 void dsq_forward_kernel(const float* __restrict px, float* __restrict po, int64_t n, const DsqConsts& c) {
   const float l = c.l, u = c.u, delta = c.delta, last = c.last, kd = c.kd, s = c.s;
@@ -57,8 +66,10 @@ void dsq_forward_kernel(const float* __restrict px, float* __restrict po, int64_
     const float xc = std::min(std::max(px[k], l), u);
     const float t = (xc - l) / delta;
     const float i = cell_index(t, last);
-    const float soft = i + 0.5f * (s * tanh_approx(kd * ((t - i) - 0.5f)) + 1.f);
-    po[k] = l + delta * round_even(soft);
+    const float z = kd * ((t - i) - 0.5f);
+    const float near = round_even(i + 0.5f * (s * tanh_small(z) + 1.f));
+    const float far = z > 0.f ? i + 1.f : i;
+    po[k] = l + delta * (std::fabs(z) < kSmallZ ? near : far);
   }
 }
 
@@ -89,28 +100,40 @@ inline DsqTerms dsq_element(float x, float dy, float* dx, float l, float u, floa
 
 }  // namespace
 
-// The sums run in kLanes independent double lanes, a fixed order whatever the vector width, so
-// the compiler vectorises them without reassociating anything; the lanes are added after the
-// tail at the end, as in lsq.cpp.
+// The sums run in kLanes independent float lanes, a fixed order whatever the vector width, so
+// the compiler vectorises them without reassociating anything. Each block of kBlock elements
+// (16 per lane) is flushed into double, so float rounding never accumulates over more than 16
+// terms: d/dalpha's sum cancels by orders of magnitude and needs that (the test's bound). Per
+// chunk the order is fixed, so results do not depend on the thread count.
 QBENCH_CLONES
 DsqGradSums dsq_backward_kernel(const float* __restrict px, const float* __restrict pg, float* __restrict pgx,
                                 int64_t n, const DsqConsts& c) {
   const float l = c.l, u = c.u, delta = c.delta, last = c.last, kd = c.kd, s = c.s, slope = c.slope;
-  constexpr int kLanes = 8;
-  double s_dy[kLanes] = {}, s_l[kLanes] = {}, s_u[kLanes] = {}, s_d[kLanes] = {}, s_g[kLanes] = {}, s_k[kLanes] = {};
+  constexpr int kLanes = 16, kBlock = 16 * kLanes;
+  DsqGradSums sums;
   int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
+  for (; j + kBlock <= n; j += kBlock) {
+    float s_dy[kLanes] = {}, s_l[kLanes] = {}, s_u[kLanes] = {}, s_d[kLanes] = {}, s_g[kLanes] = {}, s_k[kLanes] = {};
+    for (int b = 0; b < kBlock; b += kLanes) {
+      for (int k = 0; k < kLanes; ++k) {
+        const DsqTerms e = dsq_element(px[j + b + k], pg[j + b + k], pgx + j + b + k, l, u, delta, last, kd, s, slope);
+        s_dy[k] += e.dy;
+        s_l[k] += e.l;
+        s_u[k] += e.u;
+        s_d[k] += e.delta;
+        s_g[k] += e.tanh;
+        s_k[k] += e.kd;
+      }
+    }
     for (int k = 0; k < kLanes; ++k) {
-      const DsqTerms e = dsq_element(px[j + k], pg[j + k], pgx + j + k, l, u, delta, last, kd, s, slope);
-      s_dy[k] += static_cast<double>(e.dy);
-      s_l[k] += static_cast<double>(e.l);
-      s_u[k] += static_cast<double>(e.u);
-      s_d[k] += static_cast<double>(e.delta);
-      s_g[k] += static_cast<double>(e.tanh);
-      s_k[k] += static_cast<double>(e.kd);
+      sums.dy += static_cast<double>(s_dy[k]);
+      sums.l += static_cast<double>(s_l[k]);
+      sums.u += static_cast<double>(s_u[k]);
+      sums.delta += static_cast<double>(s_d[k]);
+      sums.tanh += static_cast<double>(s_g[k]);
+      sums.kd += static_cast<double>(s_k[k]);
     }
   }
-  DsqGradSums sums;
   for (; j < n; ++j) {
     const DsqTerms e = dsq_element(px[j], pg[j], pgx + j, l, u, delta, last, kd, s, slope);
     sums.dy += static_cast<double>(e.dy);
@@ -119,14 +142,6 @@ DsqGradSums dsq_backward_kernel(const float* __restrict px, const float* __restr
     sums.delta += static_cast<double>(e.delta);
     sums.tanh += static_cast<double>(e.tanh);
     sums.kd += static_cast<double>(e.kd);
-  }
-  for (int k = 0; k < kLanes; ++k) {
-    sums.dy += s_dy[k];
-    sums.l += s_l[k];
-    sums.u += s_u[k];
-    sums.delta += s_d[k];
-    sums.tanh += s_g[k];
-    sums.kd += s_k[k];
   }
   return sums;
 }
