@@ -127,4 +127,21 @@ check "resumed QAT gives the uninterrupted top-1 ($lsq2 vs $lsq)" test "$lsq2" =
 check "epoch checkpoints removed once the row is written" bash -c "! ls '$CACHE'/cells/$key*/epoch_* 2>/dev/null"
 check "and the cell's saved state kept" bash -c "ls '$CACHE'/cells/$key*/state.safetensors >/dev/null"
 
+# pipeline.qat.range_init: mse (issue 21): every learnable range starts from the MSE observer's.
+sed -e 's/^name: e2e-qat/name: e2e-qat-mse/' -e 's/algorithm: \[lsq, pact\]/algorithm: [pact, dorefa]/' \
+  -e 's/bits: \[w4a4\]/bits: [w2a2]/' "$HERE/qat_tiny.yaml" >qat_paper.yaml
+sed -e 's/train_images: 2048,/train_images: 2048, range_init: mse,/' qat_paper.yaml >qat_mse.yaml
+check "qat_mse.yaml derived from qat_tiny.yaml" grep -q "range_init: mse" qat_mse.yaml
+pact_key() { run "$1" --dry-run | awk '$5=="pact"{print $2}'; }
+check "range_init: mse re-keys the cells" test "$(pact_key qat_mse.yaml)" != "$(pact_key qat_paper.yaml)"
+run qat_mse.yaml 2>qat_mse.log; rc=$?
+check "QAT with range_init: mse exits 0" test $rc -eq 0
+check "its rows record range_init" test "$(sql "select count(*) from results r join runs u on u.id=r.run_id where u.matrix_name='e2e-qat-mse' and kind='qat' and config_json like '%\"range_init\":\"mse\"%'")" = 2
+# Both restart their activation quantizers (clipping levels), not the tanh-normalised DoReFa
+# weights both use (PACT quantizes weights with DoReFa): half of the quantizers.
+restarted() { sql "select json_extract(d.values_json,'\$.restarted')||'/'||json_extract(d.values_json,'\$.quantizers') from cell_details d join results r on r.id=d.result_id join runs u on u.id=r.run_id where u.matrix_name='e2e-qat-mse' and r.algorithm='$1' and d.section='qat_range_init'"; }
+pr=$(restarted pact); dr=$(restarted dorefa)
+check "pact restarted exactly its activation quantizers ($pr)" awk -v r="$pr" 'BEGIN{split(r,a,"/"); exit !(a[2] > 0 && a[1] * 2 == a[2])}'
+check "dorefa restarted exactly its activation quantizers ($dr)" awk -v r="$dr" 'BEGIN{split(r,a,"/"); exit !(a[2] > 0 && a[1] * 2 == a[2])}'
+
 finish

@@ -80,6 +80,7 @@ json qat_json(const Matrix& m, const std::string& algorithm, const AlgorithmInfo
   add_settings(j, m, info, "qat");
   j["init_images"] = m.qat.init_images;
   j["train_images"] = m.qat.train_images;
+  if (m.qat.range_init != "paper") j["range_init"] = m.qat.range_init;  // the default stays out of the key
   auto it = m.qat.overrides.find(algorithm);
   j["overrides_applied"] = it != m.qat.overrides.end() ? it->second : json::object();
   return j;

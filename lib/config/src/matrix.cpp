@@ -465,6 +465,7 @@ void Parser::parse_qat(const Item& it, Matrix& m) const {
   std::vector<std::string> allowed = train_keys();
   allowed.push_back("init_images");
   allowed.push_back("train_images");
+  allowed.push_back("range_init");
   allowed.push_back("overrides");
   for (const auto& k : section_keys("qat")) allowed.push_back(k);
   MapView f(*this, it, allowed, "");
@@ -473,6 +474,7 @@ void Parser::parse_qat(const Item& it, Matrix& m) const {
   check_warmup(f, q.train);
   if (f.has("init_images")) q.init_images = integer(f.get("init_images"), 1);
   if (f.has("train_images")) q.train_images = integer(f.get("train_images"), 0);
+  if (f.has("range_init")) q.range_init = choice(f.get("range_init"), "range_init", {"paper", "mse"});
   if (!f.has("overrides")) return;
 
   const Item ov = f.get("overrides");

@@ -39,13 +39,55 @@ void init_quantizers(quant::QuantModel& model, const at::Tensor& images, int64_t
   quant::set_quantizing(model, true);
 }
 
+std::vector<quant::QParams> mse_ranges(quant::QuantModel& model, const quant::Profile& profile, int w_bits,
+                                       int a_bits, const at::Tensor& images, int64_t batch_size) {
+  quant::PrepareOptions opt;
+  opt.w_bits = w_bits;
+  opt.a_bits = a_bits;
+  opt.weight_observer = opt.activation_observer = "mse";
+  quant::prepare_model(model, profile, opt);
+  model.eval();
+  quant::calibrate(model, images, batch_size, [](int64_t, int64_t) { check_interrupt(); });
+  std::vector<quant::QParams> out;
+  for (auto* q : model.quantizers()) {
+    auto qp = q->affine_qparams();
+    if (!qp) throw Error("mse_ranges: an observer-calibrated quantizer has no affine grid");
+    out.push_back(*qp);
+  }
+  quant::set_quantizing(model, false);
+  return out;
+}
+
+int restart_ranges(quant::QuantModel& model, const std::vector<quant::QParams>& ranges) {
+  auto qs = model.quantizers();
+  if (qs.size() != ranges.size())
+    throw Error("restart_ranges: " + std::to_string(ranges.size()) + " ranges for " + std::to_string(qs.size()) +
+                " quantizers (the placement changed between the two attaches)");
+  torch::NoGradGuard no_grad;
+  int taken = 0;
+  for (size_t i = 0; i < qs.size(); ++i) taken += qs[i]->init_range(ranges[i]) ? 1 : 0;
+  return taken;
+}
+
 void QatAlgorithm::apply(quant::QuantModel& model, quant::AlgorithmContext& ctx) {
   if (!ctx.profile) throw Error(method_ + ": no profile");
   if (!ctx.finetune) throw Error(method_ + ": the QAT runner needs a fine-tuning loop from the pipeline");
   const auto& method = qat_method_registry().get(method_);
-  attach_qat_quantizers(model, method, *ctx.profile, ctx.w_bits, ctx.a_bits);
+  if (ctx.qat_range_init != "paper" && ctx.qat_range_init != "mse")
+    throw Error(method_ + ": unknown range_init '" + ctx.qat_range_init + "' (paper|mse)");
   if (ctx.progress) ctx.progress(0.0, "initialising quantizers");
+  std::vector<quant::QParams> start;
+  if (ctx.qat_range_init == "mse")
+    start = mse_ranges(model, *ctx.profile, ctx.w_bits, ctx.a_bits, ctx.init_images, ctx.calib_batch_size);
+  attach_qat_quantizers(model, method, *ctx.profile, ctx.w_bits, ctx.a_bits);
   init_quantizers(model, ctx.init_images, ctx.calib_batch_size);
+  if (!start.empty()) {
+    const int taken = restart_ranges(model, start);
+    ctx.details.push_back({"qat_range_init",
+                           "mse",
+                           {{"quantizers", static_cast<double>(start.size())}, {"restarted", static_cast<double>(taken)}},
+                           "learnable ranges started from the MSE observer's; the rest kept the method's own start"});
+  }
   ctx.finetune(model);
 }
 

@@ -14,6 +14,19 @@ QRange resolve_range(const QuantScheme& scheme, bool observed_nonnegative) {
   return integer_range(scheme.bits, is_signed, scheme.narrow_range);
 }
 
+std::pair<at::Tensor, at::Tensor> grid_range(const QParams& qp) {
+  const auto z = qp.zero_point.to(at::kFloat);
+  const auto s = qp.scale.to(at::kFloat);
+  return {s * (static_cast<double>(qp.range.qmin) - z), s * (static_cast<double>(qp.range.qmax) - z)};
+}
+
+double grid_abs_max(const QParams& qp) {
+  const auto [lo, hi] = grid_range(qp);
+  return std::max(lo.abs().max().item<double>(), hi.abs().max().item<double>());
+}
+
+double grid_step(const QParams& qp) { return qp.scale.max().item<double>(); }
+
 QParams qparams_from_minmax(const at::Tensor& min_val, const at::Tensor& max_val, const QuantScheme& scheme,
                             int64_t ch_axis) {
   auto mn = min_val.to(at::kFloat), mx = max_val.to(at::kFloat);

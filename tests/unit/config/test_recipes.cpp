@@ -201,6 +201,8 @@ TEST_CASE("QAT recipe and override errors name the position and the key path", "
           "m.yaml:4:24: pipeline.qat.warmup_epochs: warmup_epochs (1) must be less than epochs (1)");
     CHECK(error_of(with_pipeline("  qat: {overide: {}}\n")) ==
           "m.yaml:4:9: pipeline.qat.overide: unknown key (did you mean: overrides?)");
+    CHECK(error_of(with_pipeline("  qat: {range_init: max}\n")) ==
+          "m.yaml:4:21: pipeline.qat.range_init: unknown range_init 'max' (did you mean: mse?)");
   }
   SECTION("override algorithms must be known QAT algorithms") {
     CHECK(error_of(with_pipeline("  qat:\n    overrides:\n      minmax: {lr: 0.1}\n")) ==
@@ -258,7 +260,8 @@ TEST_CASE("QAT settings change only QAT keys, and an override only its algorithm
   REQUIRE(base.size() == 4 * (1 + 3 * 2 * 2));
 
   SECTION("spelling out the defaults changes nothing") {
-    auto same = cells_by_id(head + "  qat: {epochs: 1, lr: 0.01, warmup_epochs: 0, init_images: 256, overrides: {}}\n"
+    auto same = cells_by_id(head + "  qat: {epochs: 1, lr: 0.01, warmup_epochs: 0, init_images: 256, overrides: {},"
+                                   " range_init: paper}\n"
                                    "  ptq: {observer: {weight: minmax, activation: minmax}}\n" + axes);
     for (const auto& [id, c] : same) CHECK(base.at(id).key == c.key);
   }
@@ -272,6 +275,21 @@ TEST_CASE("QAT settings change only QAT keys, and an override only its algorithm
         CHECK(base.at(id).key == c.key);
       CHECK(base.at(id).baseline_key == c.baseline_key);
     }
+  }
+  SECTION("qat.range_init: mse changes every QAT cell's key and nothing else, and is recorded") {
+    auto other = cells_by_id(head + "  qat: {range_init: mse}\n" + axes);
+    REQUIRE(other.size() == base.size());
+    for (const auto& [id, c] : other) {
+      if (c.kind == CellKind::Qat) {
+        CHECK(base.at(id).key != c.key);
+        CHECK(c.resolved.at("qat").at("range_init") == "mse");
+      } else {
+        CHECK(base.at(id).key == c.key);
+      }
+      CHECK(base.at(id).baseline_key == c.baseline_key);
+    }
+    for (const auto& [id, c] : base)
+      if (c.kind == CellKind::Qat) CHECK_FALSE(c.resolved.at("qat").contains("range_init"));
   }
   SECTION("an override for lsq changes only the lsq cells' keys") {
     auto other = cells_by_id(head + "  qat:\n    overrides:\n      lsq: {lr: 0.003}\n" + axes);

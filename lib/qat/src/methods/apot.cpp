@@ -168,19 +168,23 @@ ApotWeightQuantizer::ApotWeightQuantizer(QuantScheme scheme, double alpha_init, 
 }
 
 at::Tensor ApotWeightQuantizer::forward(const at::Tensor& w) {
-  if (observing_ && w.numel() > 0) {
-    check_finite(w, "apot weight observer");
-    ++observed_;
-  }
-  if (!quantizing_) return w;
   // Weight normalisation with detached statistics (authors' CIFAR code), in double so huge
   // weights cannot overflow the variance. A constant or one-element tensor has no spread to
   // normalise by: std is taken as 1 then (the paper's epsilon would make the result scale
   // dependent instead).
-  auto wd = w.detach().to(at::kDouble);
-  auto mu = wd.mean();
-  auto sd = w.numel() > 1 ? wd.std() : at::zeros({}, wd.options());
-  sd = at::where(at::isfinite(sd) & (sd > 0), sd, at::ones_like(sd));
+  auto normalising_std = [&w] {
+    auto wd = w.detach().to(at::kDouble);
+    auto sd = w.numel() > 1 ? wd.std() : at::zeros({}, wd.options());
+    return at::where(at::isfinite(sd) & (sd > 0), sd, at::ones_like(sd));
+  };
+  if (observing_ && w.numel() > 0) {
+    check_finite(w, "apot weight observer");
+    ++observed_;
+    observed_std_ = normalising_std().item<double>();
+  }
+  if (!quantizing_) return w;
+  auto mu = w.detach().to(at::kDouble).mean();
+  auto sd = normalising_std();
   mu = mu.to(w.scalar_type());
   sd = sd.to(w.scalar_type());
   auto w_hat = (w - mu) / sd;
@@ -196,6 +200,13 @@ void ApotWeightQuantizer::compute_qparams() {
     alpha_.fill_(alpha_init_);
   }
   ready_ = true;
+}
+
+bool ApotWeightQuantizer::init_range(const QParams& qp) {
+  if (!ready_) throw Error("apot: init_range() before compute_qparams()");
+  const double m = static_cast<double>((int64_t(1) << (scheme_.bits - 1)) - 1);
+  alpha_.fill_(std::max(grid_step(qp) * m / observed_std_, kAlphaFloor));
+  return true;
 }
 
 std::string ApotWeightQuantizer::describe() const {
@@ -262,6 +273,12 @@ std::optional<QParams> ApotActivationQuantizer::affine_qparams() const {
   qp.zero_point = at::zeros({}, at::kInt);
   qp.range = signed_ ? QRange{-m, m} : QRange{0, m};
   return qp;
+}
+
+bool ApotActivationQuantizer::init_range(const QParams& qp) {
+  if (!ready_) throw Error("apot: init_range() before compute_qparams()");
+  alpha_.fill_(std::max(grid_abs_max(qp), kAlphaFloor));
+  return true;
 }
 
 std::string ApotActivationQuantizer::describe() const {

@@ -204,6 +204,20 @@ void DsqQuantizer::compute_qparams() {
   ready_ = true;
 }
 
+bool DsqQuantizer::init_range(const QParams& qp) {
+  if (!ready_) throw Error("dsq: init_range() before compute_qparams()");
+  const auto [lo_t, hi_t] = grid_range(qp);
+  double lo = lo_t.min().item<double>(), hi = hi_t.max().item<double>();
+  if (role_ == Role::Weight) {  // the grid's step over DSQ's own n cells, centred on 0
+    hi = grid_step(qp) * cells(scheme_.bits) / 2.0;
+    lo = -hi;
+  }
+  if (!(hi - lo > 0.0)) return false;  // an empty grid (all-zero input): keep compute_qparams' start
+  lower_.fill_(lo);
+  upper_.fill_(hi);
+  return true;
+}
+
 std::string DsqQuantizer::describe() const {
   std::ostringstream os;
   os << "dsq " << (role_ == Role::Weight ? "weight " : "activation ") << scheme_.bits << "-bit per-tensor";

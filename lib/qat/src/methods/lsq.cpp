@@ -246,6 +246,25 @@ void LsqQuantizer::compute_qparams() {
   ready_ = true;
 }
 
+// The step that spreads this quantizer's own integer range over [lo, hi]; per channel when the
+// step is, from a per-channel or a per-tensor grid.
+namespace {
+at::Tensor step_for_range(const QParams& qp, const QRange& range, const at::Tensor& like) {
+  const auto [lo, hi] = grid_range(qp);
+  auto s = at::clamp_min((hi - lo) / static_cast<double>(range.qmax - range.qmin), kLsqMinStep).to(at::kFloat);
+  if (s.numel() == like.numel()) return s.reshape(like.sizes()).contiguous();
+  if (s.numel() == 1) return s.reshape({1}).expand(like.sizes()).contiguous();
+  throw Error("lsq: init_range: a grid of " + std::to_string(s.numel()) + " channels for a step of " +
+              std::to_string(like.numel()));
+}
+}  // namespace
+
+bool LsqQuantizer::init_range(const QParams& qp) {
+  if (!ready_) throw Error("lsq: init_range() before compute_qparams()");
+  scale_.set_data(step_for_range(qp, range_, scale_).to(scale_.device()));
+  return true;
+}
+
 std::optional<QParams> LsqQuantizer::affine_qparams() const {
   if (!ready_) return std::nullopt;
   QParams qp;
@@ -431,6 +450,17 @@ void LsqPlusQuantizer::compute_qparams() {
   else
     init_activation();
   ready_ = true;
+}
+
+bool LsqPlusQuantizer::init_range(const QParams& qp) {
+  if (!ready_) throw Error("lsq+: init_range() before compute_qparams()");
+  auto s = step_for_range(qp, range_, scale_);
+  if (role_ == QatRole::Activation) {
+    const double lo = grid_range(qp).first.min().item<double>();
+    beta_.set_data((lo - s * static_cast<double>(range_.qmin)).to(at::kFloat).to(beta_.device()));
+  }
+  scale_.set_data(s.to(scale_.device()));
+  return true;
 }
 
 std::optional<QParams> LsqPlusQuantizer::affine_qparams() const {

@@ -219,6 +219,13 @@ void DorefaActivationQuantizer::compute_qparams() {
   ready_ = true;
 }
 
+bool DorefaActivationQuantizer::init_range(const QParams& qp) {
+  if (!ready_) throw Error("dorefa: init_range() before compute_qparams()");
+  if (!calibrated_range_) return false;
+  range_ = std::max(grid_abs_max(qp), 1e-8);
+  return true;
+}
+
 std::optional<QParams> DorefaActivationQuantizer::affine_qparams() const {
   if (!ready_) return std::nullopt;
   QParams qp;
@@ -282,6 +289,12 @@ void PactQuantizer::compute_qparams() {
   at::NoGradGuard no_grad;
   alpha_.fill_(options_.alpha_init);
   ready_ = true;
+}
+
+bool PactQuantizer::init_range(const QParams& qp) {
+  if (!ready_) throw Error("pact: init_range() before compute_qparams()");
+  alpha_.fill_(std::max(grid_abs_max(qp), static_cast<double>(kMinAlpha)));
+  return true;
 }
 
 std::optional<QParams> PactQuantizer::affine_qparams() const {

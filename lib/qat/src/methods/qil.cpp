@@ -158,6 +158,17 @@ void QilQuantizer::compute_qparams() {
   ready_ = true;
 }
 
+bool QilQuantizer::init_range(const QParams& qp) {
+  if (!ready_) throw Error("qil: init_range() before compute_qparams()");
+  // Weights: the grid's step over QIL's own q levels each side (T is symmetric in |w|);
+  // activations: the grid's upper edge.
+  const double edge = role_ == Role::Weight ? grid_step(qp) * static_cast<double>(levels_q()) : grid_abs_max(qp);
+  const double half = std::max(edge, kDistanceFloor) / 2.0;
+  center_.fill_(half);
+  distance_.fill_(half);
+  return true;
+}
+
 std::string QilQuantizer::describe() const {
   std::ostringstream os;
   os << "qil " << (role_ == Role::Weight ? "weight " : "activation ") << scheme_.bits << "-bit per-tensor";

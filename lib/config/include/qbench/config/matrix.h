@@ -129,6 +129,11 @@ struct QatRecipe {
                     /*weight_decay=*/5e-4, /*label_smoothing=*/0.1, /*augment=*/true};
   int64_t init_images = 256;  ///< images that initialise the quantizer parameters before training
   int64_t train_images = 0;   ///< fine-tuning images: 0 = the whole training split, else a seeded subset
+  /// Where every learnable clipping range starts (issue 21): "paper" = each method's own rule
+  /// (PACT's alpha = 10, QIL's and DSQ's observed max, LSQ's 2<|x|>/sqrt(Qp), ...); "mse" = the
+  /// range the shared MSE observer picks at the cell's width, the same start for every method.
+  /// Keyed only when it is not "paper", so existing matrices keep their keys.
+  std::string range_init = "paper";
   /// algorithm (kind "qat") -> {TrainRecipe key: value}, validated against the keys' types/ranges.
   std::map<std::string, nlohmann::json> overrides;
 };

@@ -61,6 +61,9 @@ class ApotWeightQuantizer : public FakeQuantizer {
   /// when nothing was observed.
   void compute_qparams() override;
   std::vector<at::Tensor> quant_parameters() override { return {alpha_}; }
+  /// alpha = step * m / std(w): the grid's step over APoT's m = 2^(b-1) - 1 positive levels, in
+  /// the normalised weights' units (std of the observed weight, as forward() normalises).
+  bool init_range(const QParams& qp) override;
   std::string describe() const override;
 
   const at::Tensor& alpha() const { return alpha_; }
@@ -71,6 +74,7 @@ class ApotWeightQuantizer : public FakeQuantizer {
   double alpha_init_;
   bool restore_scale_;
   int64_t observed_ = 0;
+  double observed_std_ = 1.0;  ///< forward()'s normalising std of the last observed weight
   at::Tensor alpha_, levels_, midpoints_;
 };
 
@@ -84,6 +88,8 @@ class ApotActivationQuantizer : public FakeQuantizer {
   /// Uniform with zero point 0: scale alpha / (2^b - 1) on [0, 2^b - 1], or
   /// alpha / (2^(b-1) - 1) on [-(2^(b-1) - 1), 2^(b-1) - 1] when signed.
   std::optional<QParams> affine_qparams() const override;
+  /// alpha = max(|lo|, |hi|).
+  bool init_range(const QParams& qp) override;
   std::string describe() const override;
 
   const at::Tensor& alpha() const { return alpha_; }

@@ -40,6 +40,9 @@ class DsqQuantizer : public FakeQuantizer {
   /// An all-zero observation starts from [0, 1].
   void compute_qparams() override;
   std::vector<at::Tensor> quant_parameters() override { return {lower_, upper_, alpha_}; }
+  /// Activations: l = lo, u = hi. Weights: symmetric, u = -l = step * n / 2 (the grid's step
+  /// over DSQ's n = 2^b - 1 cells). alpha keeps alpha_init.
+  bool init_range(const QParams& qp) override;
   std::string describe() const override;
 
   const at::Tensor& lower() const { return lower_; }

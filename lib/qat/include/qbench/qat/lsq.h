@@ -53,6 +53,8 @@ class LsqQuantizer : public FakeQuantizer {
   void compute_qparams() override;
   std::vector<at::Tensor> quant_parameters() override { return {scale_}; }
   std::optional<QParams> affine_qparams() const override;
+  /// s = (hi - lo) / (qmax - qmin) of the given grid's range, per channel where both are.
+  bool init_range(const QParams& qp) override;
   std::string describe() const override;
 
   QatRole role() const { return role_; }
@@ -92,6 +94,8 @@ class LsqPlusQuantizer : public FakeQuantizer {
   void compute_qparams() override;
   std::vector<at::Tensor> quant_parameters() override;
   std::optional<QParams> affine_qparams() const override;
+  /// s as LSQ's; activations also beta = lo - s * qmin, so the grid starts at the range's lo.
+  bool init_range(const QParams& qp) override;
   std::string describe() const override;
 
   QatRole role() const { return role_; }

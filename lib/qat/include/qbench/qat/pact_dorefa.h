@@ -62,6 +62,8 @@ class DorefaActivationQuantizer : public FakeQuantizer {
   void compute_qparams() override;
   /// scale 1 / n, zero point 0, range [0, n] (signed: [-n, n]).
   std::optional<QParams> affine_qparams() const override;
+  /// With a calibrated range: r = max(|lo|, |hi|). Eq. 11's fixed r = 1 has none to set.
+  bool init_range(const QParams& qp) override;
   std::string describe() const override;
   bool is_signed() const { return signed_; }
 
@@ -91,6 +93,8 @@ class PactQuantizer : public FakeQuantizer {
   double quant_weight_decay() const override { return options_.alpha_weight_decay; }
   /// scale alpha / n, zero point 0, range [0, n] (signed: [-n, n]).
   std::optional<QParams> affine_qparams() const override;
+  /// alpha = max(|lo|, |hi|).
+  bool init_range(const QParams& qp) override;
   std::string describe() const override;
 
   const at::Tensor& alpha() const { return alpha_; }

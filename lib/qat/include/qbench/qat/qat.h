@@ -2,6 +2,7 @@
 // The QAT runner: attaches a QAT method's quantizers under the cell's profile, initialises them
 // on a few training images, then fine-tunes the whole network with the aligned QAT recipe.
 #include <string>
+#include <vector>
 
 #include "qbench/quant/algorithm.h"
 #include "qbench/qat/method.h"
@@ -25,6 +26,16 @@ int attach_qat_quantizers(quant::QuantModel& model, const QatMethod& method, con
 /// Initialises every quantizer from `images` (observe, then compute_qparams) and turns
 /// quantization on.
 void init_quantizers(quant::QuantModel& model, const at::Tensor& images, int64_t batch_size);
+
+/// The ranges the shared MSE observer picks for every quantizer the profile places, in
+/// QuantModel::quantizers() order: attaches observer-calibrated quantizers (replaced by the next
+/// attach), calibrates them on `images` and reads their grids. pipeline.qat.range_init: mse.
+std::vector<quant::QParams> mse_ranges(quant::QuantModel& model, const quant::Profile& profile, int w_bits,
+                                       int a_bits, const at::Tensor& images, int64_t batch_size);
+
+/// Restarts each quantizer's learnable range from ranges[i] (FakeQuantizer::init_range), after
+/// init_quantizers. Returns how many quantizers took it; the others keep their method's start.
+int restart_ranges(quant::QuantModel& model, const std::vector<quant::QParams>& ranges);
 
 /// Adds every QAT method of qat_method_registry() to the algorithm registry (kind "qat").
 void register_algorithms(Registry<quant::AlgorithmEntry>& r);

@@ -52,6 +52,9 @@ class QilQuantizer : public FakeQuantizer {
   void compute_qparams() override;
   /// c, d, and gamma for weights.
   std::vector<at::Tensor> quant_parameters() override;
+  /// The interval [c - d, c + d] = [0, edge]: no pruning; activations clip at the grid's upper
+  /// edge, weights at its step times QIL's level count q (gamma keeps 1).
+  bool init_range(const QParams& qp) override;
   std::string describe() const override;
 
   const at::Tensor& center() const { return center_; }

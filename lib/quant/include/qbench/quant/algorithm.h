@@ -27,6 +27,8 @@ struct AlgorithmContext {
   /// Observers chosen in the matrix (pipeline.ptq.observer) for algorithms that take them.
   std::string weight_observer = "minmax", activation_observer = "minmax";
   at::Tensor init_images;   ///< QAT quantizer initialisation images, drawn per seed
+  /// QAT: where the learnable ranges start (pipeline.qat.range_init): "paper" or "mse".
+  std::string qat_range_init = "paper";
   /// QAT: fine-tunes the prepared model with the aligned recipe (provided by the runner, which
   /// owns data, checkpoints and progress).
   std::function<void(QuantModel&)> finetune;

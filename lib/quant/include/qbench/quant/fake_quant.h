@@ -5,6 +5,8 @@
 // tests check against a plain scalar loop.
 #include <ATen/core/Tensor.h>
 
+#include <utility>
+
 #include "qbench/quant/scheme.h"
 
 namespace qbench::quant {
@@ -23,6 +25,15 @@ struct QParams {
 /// observers: the range is widened to include 0; symmetric signed uses s = max|x| / ((qmax-qmin)/2),
 /// symmetric unsigned s = max / (qmax - qmin) with z = 0, asymmetric s = (max-min)/(qmax-qmin) and
 /// z = qmin - round(min / s). s is floored at float epsilon. Throws qbench::Error on NaN/Inf.
+/// The real range [lo, hi] of an affine grid: scale * (qmin - z) and scale * (qmax - z), per
+/// channel where qp is (float32, the shape of qp.scale).
+std::pair<at::Tensor, at::Tensor> grid_range(const QParams& qp);
+/// max(|lo|, |hi|) of grid_range over every channel: one clipping level for the whole tensor.
+double grid_abs_max(const QParams& qp);
+/// The largest step of the grid (over channels): what a symmetric quantizer with its own level
+/// count (n steps each side) takes as its range, n * step.
+double grid_step(const QParams& qp);
+
 QParams qparams_from_minmax(const at::Tensor& min_val, const at::Tensor& max_val, const QuantScheme& scheme,
                             int64_t ch_axis);
 

@@ -34,6 +34,14 @@ class FakeQuantizer : public torch::nn::Module {
   /// The affine scale/zero point equivalent to the current state, when the quantizer is affine
   /// (used for integer lowering and reports); nullopt for non-uniform quantizers (APoT, DSQ...).
   virtual std::optional<QParams> affine_qparams() const { return std::nullopt; }
+  /// QAT (pipeline.qat.range_init: mse): after compute_qparams(), restarts the learnable range
+  /// from `qp`, a range the shared observer library picked on the same observations, so that
+  /// every method starts from the same quantizer. Returns false where the method has no
+  /// learnable range to set (DoReFa's tanh-normalised weights) and keeps its own start.
+  virtual bool init_range(const QParams& qp) {
+    (void)qp;
+    return false;
+  }
   virtual std::string describe() const = 0;
 
   bool observing() const { return observing_; }
