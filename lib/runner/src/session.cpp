@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <locale>
 #include <sstream>
 
 #include "qbench/buildinfo.h"
@@ -186,7 +187,7 @@ train::EvalResult Session::baseline_eval(const Cell& cell) {
 
 // QAT fine-tuning with per-epoch checkpoints under <cache>/cells/<cell key>/, so an interrupted
 // cell resumes at its last finished epoch with the same shuffles and optimizer state.
-void Session::finetune_qat(const Cell& cell, quant::QuantModel& model) {
+void Session::finetune_qat(const Cell& cell, quant::QuantModel& model, CellDetails& details) {
   const config::TrainRecipe recipe = config::qat_recipe_for(m_, cell.algorithm);
   const fs::path dir = fs::path(opt_.cache_dir) / "cells" / cell.key;
   const int last = qat_resume_epoch(dir.string(), log_info, log_warning);  // the last checkpoint that verifies
@@ -214,10 +215,30 @@ void Session::finetune_qat(const Cell& cell, quant::QuantModel& model) {
                   static_cast<long long>(step), static_cast<long long>(steps), loss, format_duration(eta).c_str());
     report(buf);
   };
+  // The loss of every step, kept with the row: a training curve to plot, and where two runs of
+  // one cell (other threads, another machine) part ways (issue 21's thread study).
+  std::vector<double> losses;
+  int64_t first_step = -1;
+  hooks.on_step = [&](int64_t step, double loss) {
+    if (first_step < 0) first_step = step;
+    losses.push_back(loss);
+  };
   if (first <= recipe.epochs) {
     const auto data =
         data::seeded_subset(train_split(cell.seed), m_.qat.train_images, data::derive_seed(cell.seed, "qat-train"));
     train::train_model(model, *data, recipe, cell.seed, hooks);
+  }
+  if (!losses.empty()) {
+    std::ostringstream trace;
+    trace.imbue(std::locale::classic());
+    trace.precision(9);
+    for (size_t i = 0; i < losses.size(); ++i) trace << (i ? "," : "") << losses[i];
+    details.push_back({"qat_loss_trace",
+                       cell.algorithm,
+                       {{"first_step", static_cast<double>(first_step)},
+                        {"steps", static_cast<double>(losses.size())},
+                        {"final_loss", losses.back()}},
+                       trace.str()});
   }
   remove_qat_checkpoints(dir.string());  // the row is what persists; checkpoints only serve resumption
 }
@@ -292,7 +313,8 @@ quant::AlgorithmContext Session::algorithm_context(CellRun& run, const quant::Al
     ctx.init_images = data::load_all(*data::seeded_subset(train_split(cell.seed), m_.qat.init_images,
                                                           data::derive_seed(cell.seed, "qat-init")))
                           .images;
-    ctx.finetune = [this, &cell](quant::QuantModel& qm) { finetune_qat(cell, qm); };
+    ctx.qat_range_init = m_.qat.range_init;
+    ctx.finetune = [this, &cell, &run](quant::QuantModel& qm) { finetune_qat(cell, qm, run.row.details); };
   }
   return ctx;
 }

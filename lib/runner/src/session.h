@@ -80,7 +80,8 @@ class Session {
   std::shared_ptr<quant::QuantModel> train_baseline(const config::Cell& cell, std::shared_ptr<quant::QuantModel> model,
                                                     const std::filesystem::path& ckpt, double* train_wall_s);
   train::EvalResult baseline_eval(const config::Cell& cell);
-  void finetune_qat(const config::Cell& cell, quant::QuantModel& model);
+  /// Fine-tunes with the QAT recipe; the loss trace joins `details` (the cell's row).
+  void finetune_qat(const config::Cell& cell, quant::QuantModel& model, CellDetails& details);
   const ptq::Synthesis& synthesized(CellRun& run, const std::function<void(double, const std::string&)>& progress);
   // Deployable artifacts (artifacts.cpp).
   /// What a saved cell needs to be rebuilt anywhere: identity, input shape, class count, the

@@ -125,6 +125,7 @@ TrainResult train_model(quant::QuantModel& model, const data::Dataset& train, co
       opt.step();
       loss_sum += lv * len;
       seen += len;
+      if (hooks.on_step) hooks.on_step(step, lv);
       if (hooks.progress) hooks.progress(epoch, r.epochs, b + 1, steps_per_epoch, loss_sum / seen);
     }
     res.final_loss = loss_sum / std::max<int64_t>(1, seen);

@@ -41,6 +41,9 @@ struct TrainHooks {
   std::function<void(int, torch::optim::Optimizer&)> on_epoch_end;
   /// Called once before the first step, e.g. to restore optimizer state when resuming.
   std::function<void(torch::optim::Optimizer&)> on_start;
+  /// Called after each optimiser step with the global step (0-based) and that batch's loss, e.g.
+  /// to keep the loss trace (where two runs of one cell part ways).
+  std::function<void(int64_t, double)> on_step;
   int start_epoch = 1;       ///< resume point: epochs before it are skipped (same shuffles after)
   std::string tag = "fp32";  ///< mixed into the shuffle/augmentation seeds
 };
