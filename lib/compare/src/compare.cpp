@@ -88,10 +88,23 @@ std::string cell_identity(const report::CellView& c) {
          "/seed" + (c.seed ? std::to_string(*c.seed) : std::string("?"));
 }
 
+std::map<std::string, std::string> numeric_environment(const std::string& environment_json) {
+  std::map<std::string, std::string> out;
+  Json j = Json::parse(environment_json.empty() ? "{}" : environment_json, nullptr, false);
+  if (!j.is_object()) return out;
+  for (const char* k : {"torch_version", "cpu", "cpu_isa", "blas", "onednn_max_cpu_isa"}) {
+    auto it = j.find(k);
+    if (it == j.end()) continue;
+    out[k] = it->is_string() ? it->get<std::string>() : it->dump();
+  }
+  return out;
+}
+
 Baseline baseline_from_run(const report::ReportInput& run, std::optional<double> tolerance, bool allow_incomplete,
                            const Baseline* previous) {
   Baseline b;
   b.matrix = run.run.matrix_name;
+  b.environment = numeric_environment(run.run.environment_json);
   b.source_run = "run " + std::to_string(run.run.id) + ", git " + (run.run.git_rev.empty() ? "?" : run.run.git_rev) +
                  ", host " + (run.run.host.empty() ? "?" : run.run.host) + ", " + run.run.started_at;
   if (tolerance) {
@@ -139,6 +152,7 @@ std::string to_json(const Baseline& b) {
   head["source"] = b.source_run;
   head["metric"] = "top1";
   head["tolerance"] = b.tolerance;
+  if (!b.environment.empty()) head["environment"] = b.environment;
   std::string out = "{\n";
   for (const auto& item : head.items()) out += "  " + Json(item.key()).dump() + ": " + item.value().dump() + ",\n";
   out += "  \"cells\": [\n";
@@ -163,7 +177,7 @@ Baseline parse_baseline(const std::string& content, const std::string& file) {
     bad(file, "", std::string("not valid JSON: ") + e.what());
   }
   if (!j.is_object()) bad(file, "", "expected a JSON object at the top level, got " + std::string(j.type_name()));
-  check_keys(j, {"format", "version", "matrix", "source", "metric", "tolerance", "cells"}, file, "");
+  check_keys(j, {"format", "version", "matrix", "source", "metric", "tolerance", "environment", "cells"}, file, "");
   if (text(j, "format", file, "", true) != kFormatTag)
     bad(file, "format", "expected \"" + std::string(kFormatTag) + "\", got " + type_name(j["format"]));
   if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int>() != kBaselineVersion)
@@ -175,6 +189,15 @@ Baseline parse_baseline(const std::string& content, const std::string& file) {
   b.matrix = text(j, "matrix", file, "", false);
   b.source_run = text(j, "source", file, "", false);
   b.tolerance = number(j, "tolerance", file, "", true);
+  if (j.contains("environment")) {
+    const auto& e = j["environment"];
+    if (!e.is_object()) bad(file, "environment", "expected an object of strings, got " + type_name(e));
+    for (const auto& item : e.items()) {
+      if (!item.value().is_string())
+        bad(file, "environment." + item.key(), "expected a string, got " + type_name(item.value()));
+      b.environment[item.key()] = item.value().get<std::string>();
+    }
+  }
   auto cells = j.find("cells");
   if (cells == j.end()) bad(file, "cells", "missing");
   if (!cells->is_array()) bad(file, "cells", "expected a list, got " + type_name(*cells));
@@ -234,6 +257,19 @@ Comparison compare_run(const Baseline& baseline, const std::string& baseline_fil
   if (!baseline.matrix.empty() && baseline.matrix != run.run.matrix_name)
     out.warning = "the baseline was written from matrix '" + baseline.matrix + "' but run " + std::to_string(run.run.id) +
                   " is matrix '" + run.run.matrix_name + "'";
+  // A library update or another CPU moves low-bit cells without any commit: say so beside the
+  // verdicts (which stay what the numbers say).
+  std::vector<std::string> env_diff;
+  const auto now = numeric_environment(run.run.environment_json);
+  for (const auto& [k, v] : baseline.environment) {
+    auto it = now.find(k);
+    const std::string cur = it == now.end() ? "(not recorded)" : it->second;
+    if (cur != v) env_diff.push_back(k + " " + v + " -> " + cur);
+  }
+  if (!env_diff.empty())
+    out.warning += std::string(out.warning.empty() ? "" : "; ") +
+                   "the environment differs from the baseline's (" + join(env_diff, ", ") +
+                   "): top-1 can move with it alone, most at low bit widths";
   std::map<std::string, report::CellView> current;
   std::vector<std::string> order;
   for (auto& c : report::cell_views(run)) {

@@ -8,7 +8,9 @@
 #include <torch/optim/optimizer.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -16,6 +18,7 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <vector>
 
 #include "qbench/buildinfo.h"
 #include "qbench/common/errors.h"
@@ -64,6 +67,44 @@ std::string cpu_model() {
   return "unknown";
 }
 
+// The BLAS and LAPACK libraries this process loaded, as files (Debian's alternatives pick them at
+// run time: OpenBLAS, BLIS or the reference BLAS give different float sums, and a minmax w4a4
+// cell moved by points between them), from /proc/self/maps.
+std::vector<std::string> loaded_blas() {
+  std::ifstream f("/proc/self/maps");
+  std::string line;
+  std::vector<std::string> out;
+  while (std::getline(f, line)) {
+    const auto p = line.find('/');
+    if (p == std::string::npos) continue;
+    const std::string path = line.substr(p);
+    const std::string base = fs::path(path).filename().string();
+    if (base.rfind("libblas", 0) != 0 && base.rfind("libopenblas", 0) != 0 && base.rfind("liblapack", 0) != 0 &&
+        base.rfind("libblis", 0) != 0)
+      continue;
+    if (std::find(out.begin(), out.end(), path) == out.end()) out.push_back(path);
+  }
+  return out;
+}
+
+// The widest vector extension the CPU offers (what oneDNN and qbench's kernel clones dispatch to,
+// unless ONEDNN_MAX_CPU_ISA caps oneDNN).
+std::string cpu_isa() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return "avx512f";
+  if (__builtin_cpu_supports("avx2")) return "avx2";
+  return "x86-64";
+#else
+  return "unknown";
+#endif
+}
+
+std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
 }  // namespace
 
 std::vector<Cell> select_cells(const std::vector<Cell>& all, const std::vector<std::string>& prefixes) {
@@ -91,6 +132,9 @@ std::string environment_json(int threads, const std::string& device) {
                         std::to_string(SPDLOG_VER_PATCH);
   j["compiler"] = std::string("gcc ") + __VERSION__;
   j["cpu"] = cpu_model();
+  j["cpu_isa"] = cpu_isa();
+  j["blas"] = loaded_blas();
+  j["onednn_max_cpu_isa"] = env_or("ONEDNN_MAX_CPU_ISA", env_or("DNNL_MAX_CPU_ISA", "default").c_str());
   j["intra_op_threads"] = threads;
   j["allocator"] = allocator_setting().empty() ? std::string("system (not tuned)") : allocator_setting();
   const DeviceInfo dev = describe_device(at::Device(device));

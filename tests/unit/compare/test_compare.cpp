@@ -37,9 +37,11 @@ CellResult cell(int64_t run_id, const std::string& algorithm, int bits, std::opt
   return r;
 }
 
-int64_t add_run(Store& s, const std::vector<CellResult>& cells, const std::vector<PlannedCell>& pending = {}) {
+int64_t add_run(Store& s, const std::vector<CellResult>& cells, const std::vector<PlannedCell>& pending = {},
+                const std::string& environment_json = "") {
   store::RunInfo info;
   info.matrix_name = "nightly";
+  info.environment_json = environment_json;
   info.git_rev = "abc1234";
   info.host = "box";
   info.started_at = "2026-11-23T10:00:00.000Z";
@@ -193,6 +195,42 @@ TEST_CASE("compare: a pending cell is missing, and a changed key is compared and
   CHECK_THAT(find(c, kW8).note, Catch::StartsWith("configuration changed (key " + sha256_hex("minmax8new-recipe").substr(0, 12)));
 }
 
+TEST_CASE("compare: the baseline records the environment that moves numbers, and compare says when it differs",
+          "[compare]") {
+  const std::string env_a =
+      R"({"torch_version":"1.13.0","cpu":"AMD EPYC","cpu_isa":"avx512f","blas":["/usr/lib/openblas-pthread/libblas.so.3"],)"
+      R"("onednn_max_cpu_isa":"default","sqlite_version":"3.40.1","intra_op_threads":2})";
+  std::string env_b = env_a;
+  env_b.replace(env_b.find("openblas-pthread"), 16, "blas");
+  Store s(":memory:");
+  const std::vector<CellResult> cells = {cell(0, "fp32", 32, 88.50), cell(0, "minmax", 4, 84.00)};
+  const int64_t run_a = add_run(s, cells, {}, env_a);
+  const int64_t run_a2 = add_run(s, cells, {}, env_a);
+  const int64_t run_b = add_run(s, cells, {}, env_b);
+  auto b = compare::baseline_from_run(report::load_input(s, run_a), 0.5, false);
+  // Only what can move a number: not the SQLite version or the thread count (threads are in
+  // every cell's own configuration).
+  CHECK(b.environment.size() == 5);
+  CHECK(b.environment.at("blas") == R"(["/usr/lib/openblas-pthread/libblas.so.3"])");
+  CHECK_FALSE(b.environment.count("sqlite_version"));
+  const auto text = compare::to_json(b);
+  CHECK_THAT(text, Catch::Contains("\n  \"environment\": {\"blas\":"));
+  CHECK(compare::to_json(compare::parse_baseline(text, "b.json")) == text);
+
+  auto same = compare::compare_run(b, "b.json", report::load_input(s, run_a2));
+  CHECK(same.warning.empty());
+  auto moved = compare::compare_run(b, "b.json", report::load_input(s, run_b));
+  CHECK(moved.passed());  // the verdicts are the numbers' (equal here); the warning only explains
+  CHECK_THAT(moved.warning, Catch::Contains("the environment differs from the baseline's (blas "
+                                            R"(["/usr/lib/openblas-pthread/libblas.so.3"] -> ["/usr/lib/blas/libblas.so.3"]))"));
+  CHECK_THAT(compare::render_text(moved), Catch::Contains("warning:  the environment differs"));
+  // A baseline without an environment (written before it was recorded) warns about nothing.
+  b.environment.clear();
+  CHECK(compare::compare_run(b, "b.json", report::load_input(s, run_b)).warning.empty());
+  CHECK_THROWS_WITH(compare::parse_baseline(R"({"format":"qbench-baseline","version":1,"tolerance":1,"environment":{"blas":3},"cells":[]})", "b.json"),
+                    Catch::Contains("environment.blas"));
+}
+
 TEST_CASE("compare: writing a baseline from an incomplete run is refused unless asked", "[compare]") {
   Fixture fx;
   int64_t run = add_run(fx.store, {cell(0, "fp32", 32, 88.50), cell(0, "minmax", 4, std::nullopt)});
@@ -248,6 +286,6 @@ TEST_CASE("compare: malformed baseline files name the file and the key", "[compa
         "nightly.json: format: expected \"qbench-baseline\", got \"other\"");
   CHECK(err(head + R"("cells": {}})") == "nightly.json: cells: expected a list, got {}");
   CHECK(err(head + R"("cells": [], "colour": 1})") ==
-        "nightly.json: colour: unknown key (known: format, version, matrix, source, metric, tolerance, cells)");
+        "nightly.json: colour: unknown key (known: format, version, matrix, source, metric, tolerance, environment, cells)");
   CHECK_THROWS_WITH(compare::load_baseline("/nonexistent/b.json"), "/nonexistent/b.json: cannot read the baseline file");
 }

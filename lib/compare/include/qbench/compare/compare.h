@@ -2,6 +2,7 @@
 // Regression tracking: a small, reviewable JSON baseline written from a run, and the comparison
 // of a later run against it (what `qbench compare` prints and its exit code). Torch-free.
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,8 +26,15 @@ struct Baseline {
   std::string matrix;       ///< the matrix name of the run it was written from
   std::string source_run;   ///< "run 3, git abc123, host h, 2026-11-23T10:00:00.000Z"
   double tolerance = 1.0;   ///< default allowed drop of top-1, in points
+  /// What of the run's environment can move a cell's top-1 without any commit (libtorch, the
+  /// loaded BLAS, the CPU's vector ISA, a oneDNN ISA cap, the CPU): compare warns when the
+  /// current run's differs. Optional in the file (older baselines have none).
+  std::map<std::string, std::string> environment;
   std::vector<BaselineCell> cells;
 };
+
+/// The entries of a run's environment_json that Baseline::environment records.
+std::map<std::string, std::string> numeric_environment(const std::string& environment_json);
 
 /// "dataset/arch/algorithm/profile/bits/seedN" for a cell.
 std::string cell_identity(const report::CellView& c);
