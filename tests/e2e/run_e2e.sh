@@ -144,4 +144,12 @@ pr=$(restarted pact); dr=$(restarted dorefa)
 check "pact restarted exactly its activation quantizers ($pr)" awk -v r="$pr" 'BEGIN{split(r,a,"/"); exit !(a[2] > 0 && a[1] * 2 == a[2])}'
 check "dorefa restarted exactly its activation quantizers ($dr)" awk -v r="$dr" 'BEGIN{split(r,a,"/"); exit !(a[2] > 0 && a[1] * 2 == a[2])}'
 
+# Each QAT row keeps its per-step loss trace: 2,048 images in batches of 64 for 3 epochs.
+trace=$(sql "select d.text from cell_details d join results r on r.id=d.result_id join runs u on u.id=r.run_id where u.matrix_name='e2e-qat-mse' and r.algorithm='pact' and d.section='qat_loss_trace'")
+tsteps=$(sql "select json_extract(d.values_json,'\$.steps') from cell_details d join results r on r.id=d.result_id join runs u on u.id=r.run_id where u.matrix_name='e2e-qat-mse' and r.algorithm='pact' and d.section='qat_loss_trace'")
+check "the loss trace has one value per step (96: $tsteps)" test "$(echo "$trace" | tr ',' '\n' | grep -c .)" = 96 -a "${tsteps%.0}" = 96
+cp "$DB" trace_copy.db
+check "compare_loss_traces finds no step where a store and its copy part ways" \
+  bash -c "/usr/bin/python3 '$HERE/../../scripts/compare_loss_traces.py' '$DB' trace_copy.db --algorithm pact | grep -q '| pact w2a2 seed 0 | 96 | none |'"
+
 finish
