@@ -8,6 +8,7 @@
 #include <cmath>
 #include <iterator>
 #include <sstream>
+#include <vector>
 
 #include "qbench/common/errors.h"
 #include "qbench/qat/method.h"
@@ -44,16 +45,16 @@ c10::IValue c_to_ivalue(const kernels::DsqConsts& c, float alpha) {
   return std::vector<double>{c.l, c.u, c.delta, c.last, c.kd, c.s, c.slope, alpha};
 }
 kernels::DsqConsts c_from_ivalue(const c10::IValue& v, float* alpha) {
-  const auto d = v.toDoubleVector();
+  const std::vector<double> saved = v.toDoubleVector();  // c_to_ivalue's order
   kernels::DsqConsts c;
-  c.l = static_cast<float>(d[0]);
-  c.u = static_cast<float>(d[1]);
-  c.delta = static_cast<float>(d[2]);
-  c.last = static_cast<float>(d[3]);
-  c.kd = static_cast<float>(d[4]);
-  c.s = static_cast<float>(d[5]);
-  c.slope = static_cast<float>(d[6]);
-  *alpha = static_cast<float>(d[7]);
+  c.l = static_cast<float>(saved[0]);
+  c.u = static_cast<float>(saved[1]);
+  c.delta = static_cast<float>(saved[2]);
+  c.last = static_cast<float>(saved[3]);
+  c.kd = static_cast<float>(saved[4]);
+  c.s = static_cast<float>(saved[5]);
+  c.slope = static_cast<float>(saved[6]);
+  *alpha = static_cast<float>(saved[7]);
   return c;
 }
 
