@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The ONNX files experiments/byom.yaml names: torchvision 0.14 classifiers (resnet18, mobilenet_v2,
-regnet_x_400mf) with num_classes=10 and the first conv swapped for a one-channel conv, so that they
+shufflenet_v2_x0_5, and regnet_x_400mf, which the matrix no longer runs: see the README) with num_classes=10 and the first conv swapped for a one-channel conv, so that they
 take Fashion-MNIST's 1x28x28 images, exported from eval mode with
 training=torch.onnx.TrainingMode.PRESERVE (BatchNormalization nodes kept, so every BN folding
 strategy applies) and a dynamic batch. Their weights are torchvision's random initialisation: the
@@ -18,6 +18,7 @@ import torchvision
 MODELS = {
     "resnet18": lambda: torchvision.models.resnet18(num_classes=10),
     "mobilenet_v2": lambda: torchvision.models.mobilenet_v2(num_classes=10),
+    "shufflenet_v2_x0_5": lambda: torchvision.models.shufflenet_v2_x0_5(num_classes=10),
     "regnet_x_400mf": lambda: torchvision.models.regnet_x_400mf(num_classes=10),
 }
 

@@ -12,6 +12,7 @@
 #include "qbench/data/dataset.h"
 #include "qbench/deploy/deploy.h"
 #include "qbench/models/models.h"
+#include "qbench/qat/qat.h"
 #include "qbench/quant/prepare.h"
 #include "qbench/quant/profile.h"
 #include "qbench/qat/method.h"
@@ -47,7 +48,7 @@ std::shared_ptr<quant::QuantModel> calibrated(const std::string& arch, const std
     quant::prepare_model(*m, prof, o);
   } else {
     const auto& meth = qat::qat_method_registry().get(qat_method);
-    quant::attach_quantizers(*m, prof, w_bits, a_bits, {meth.make_weight, meth.make_activation});
+    qat::attach_qat_quantizers(*m, meth, prof, w_bits, a_bits);  // as the QAT runner attaches them
   }
   quant::calibrate(*m, calib, calib.size(0));
   return m;

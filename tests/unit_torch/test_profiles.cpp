@@ -299,3 +299,57 @@ engine: none
   CHECK(quant::prepare_model(*m, prof, opt) == 2 * static_cast<int>(m->quant_layers().size()));
   for (auto& l : m->quant_layers()) CHECK(l.layer->input_quantizer()->scheme().bits == 4);  // first_last: cell
 }
+
+TEST_CASE("uint8 affine profiles under QAT: a signed edge keeps its negatives, a ReLU output stays unsigned",
+          "[profiles][qat]") {
+  // x86-onednn's activations are uint8 with a zero point, so minmax PTQ represents negative
+  // values. A QAT method without a learned offset must not turn such an edge into a ReLU: the
+  // first layer's input (signed images here) has to come back negative where the input is.
+  const auto& prof = quant::profile_registry().get("x86-onednn");
+  const auto probe = at::linspace(-1.0, 1.0, 41).reshape({1, 1, 1, 41});
+  for (const char* name : {"lsq", "lsq+", "pact", "dorefa", "dsq", "qil", "apot"}) {
+    INFO(name);
+    at::manual_seed(0);
+    auto m = models::make_model("resnet8", {1, 10, 28});
+    m->eval();
+    qat::attach_qat_quantizers(*m, qat::qat_method_registry().get(name), prof, 4, 4);
+    qat::init_quantizers(*m, at::randn({16, 1, 28, 28}), 16);
+    torch::NoGradGuard ng;
+    auto* first = m->quant_layers().front().layer->input_quantizer();
+    REQUIRE(first != nullptr);
+    const auto y = first->forward(probe).reshape({-1}).to(at::kDouble);
+    const auto p = probe.reshape({-1}).to(at::kDouble);
+    // The negative probe values come back within a step of themselves (8 bits over the images'
+    // range: steps of 0.02 to 0.15 by method), so those below -0.2 stay negative; clipped at 0
+    // they would all be 0.
+    for (int64_t i = 0; i < 20; ++i) {
+      INFO("x = " << p[i].item<double>() << ", q(x) = " << y[i].item<double>());
+      if (p[i].item<double>() <= -0.2) CHECK(y[i].item<double>() < 0.0);
+      CHECK(std::abs(y[i].item<double>() - p[i].item<double>()) < 0.1);
+    }
+  }
+  // LSQ's grids: signed where the observed input was negative, unsigned after a ReLU; the signed
+  // one is the uint8 grid with its zero point in the middle, which the integer lowering takes.
+  at::manual_seed(0);
+  auto m = models::make_model("resnet8", {1, 10, 28});
+  m->eval();
+  qat::attach_qat_quantizers(*m, qat::qat_method_registry().get("lsq"), prof, 4, 4);
+  qat::init_quantizers(*m, at::randn({16, 1, 28, 28}), 16);
+  int signed_edges = 0, unsigned_edges = 0;
+  for (auto& l : m->quant_layers()) {
+    auto a = qparams(l.layer->input_quantizer());
+    CHECK(a.zero_point.item<int>() == 0);
+    if (a.range.qmin < 0) {
+      ++signed_edges;
+      CHECK(a.range.qmax - a.range.qmin == (l.is_first || l.is_last ? 255 : 15));
+    } else {
+      ++unsigned_edges;
+    }
+  }
+  CHECK(signed_edges >= 1);    // the graph input
+  CHECK(unsigned_edges >= 1);  // every conv after a ReLU
+  for (auto& ad : m->adds()) {  // the residual branch's operand (BN output, before the ReLU) is signed
+    auto b = qparams(ad.add->input_quantizer(0));
+    CHECK(b.range.qmin < 0);
+  }
+}

@@ -19,7 +19,23 @@ int attach_qat_quantizers(quant::QuantModel& model, const QatMethod& method, con
                 " needs power-of-two scales, which the QAT quantizers do not keep (TQT is planned); use a PTQ "
                 "algorithm with this profile");
   // Same placement as PTQ (lib/quant attach_quantizers), with the method's quantizers.
-  return quant::attach_quantizers(model, profile, w_bits, a_bits, {method.make_weight, method.make_activation});
+  return quant::attach_quantizers(model, profile, w_bits, a_bits, {method.make_weight, qat_activation_factory(method)});
+}
+
+std::function<std::shared_ptr<FakeQuantizer>(const QuantScheme&)> qat_activation_factory(const QatMethod& method) {
+  // An unsigned *affine* activation (uint8 with a zero point: x86-onednn, fbgemm, qnnpack, tvm...)
+  // holds negative values through its zero point, as the PTQ observers' grids do. Most QAT methods
+  // learn no offset: handed "unsigned" they clip at 0, which on a signed edge (a residual add's
+  // operand, a linear bottleneck, normalised images) turns the quantizer into a ReLU and breaks the
+  // network. They get "auto" instead: unsigned where the observed input is non-negative, else
+  // their signed grid [-2^(b-1), 2^(b-1) - 1], which is the unsigned grid with zero point 2^(b-1)
+  // (the integer lowering maps it so). LSQ+ learns its offset on the unsigned grid either way.
+  // An unsigned *symmetric* scheme (no zero point) keeps its meaning: negatives clip.
+  return [make = method.make_activation](const quant::QuantScheme& s) {
+    quant::QuantScheme t = s;
+    if (!t.symmetric && t.signedness == quant::Signedness::Unsigned) t.signedness = quant::Signedness::Auto;
+    return make(t);
+  };
 }
 
 void init_quantizers(quant::QuantModel& model, const at::Tensor& images, int64_t batch_size) {

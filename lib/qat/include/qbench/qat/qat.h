@@ -23,6 +23,12 @@ class QatAlgorithm : public quant::Algorithm {
 int attach_qat_quantizers(quant::QuantModel& model, const QatMethod& method, const quant::Profile& profile,
                           int w_bits, int a_bits);
 
+/// The method's activation quantizer as attach_qat_quantizers makes it from a profile's scheme:
+/// an unsigned affine scheme (uint8 with a zero point) is handed over as signedness Auto, so a
+/// method without a learned offset takes its signed grid (the unsigned grid with zero point
+/// 2^(b-1)) on an edge observed negative instead of clipping it at 0.
+std::function<std::shared_ptr<FakeQuantizer>(const QuantScheme&)> qat_activation_factory(const QatMethod& method);
+
 /// Initialises every quantizer from `images` (observe, then compute_qparams) and turns
 /// quantization on.
 void init_quantizers(quant::QuantModel& model, const at::Tensor& images, int64_t batch_size);
