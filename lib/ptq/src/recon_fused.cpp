@@ -222,6 +222,7 @@ struct RecLossFn : public torch::autograd::Function<RecLossFn> {
 // ---------------------------------------------------------------------------------------------
 
 float regularizer_pow(float a, float e) { return kernels::pow01(a, e); }
+float regularizer_pow_positive(float a, float e) { return kernels::pow01_pos(a, e); }
 
 uint64_t next_drop_key(at::Generator& gen) {
   auto* g = at::check_generator<at::CPUGeneratorImpl>(gen);

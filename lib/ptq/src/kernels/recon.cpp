@@ -59,9 +59,26 @@ QBENCH_INLINE float pow01_inline(float a, float e) {
   const float r = e == 0.0f ? 1.0f : exp2_any(e * log2_pos(safe));
   return a > 0.0f ? r : zero_pow;
 }
+
+/// pow01_inline for an exponent known to be > 0 (the caller checks once per call): the same
+/// value, with the exponent's cases out of the loop. GCC if-converts pow01_inline's nested
+/// selects on a loop-invariant e in the AVX2 clone but not in the AVX-512 and baseline ones,
+/// which then ran the regulariser's loops one element at a time.
+QBENCH_INLINE float pow01_pos_inline(float a, float e) {
+  const float r = exp2_any(e * log2_pos(a > 0.0f ? a : 1.0f));
+  return a > 0.0f ? r : 0.0f;
+}
+
+/// The pow01 for a loop whose exponent's sign is fixed: kPos picks the positive-exponent form.
+template <bool kPos>
+QBENCH_INLINE float pow01_loop(float a, float e) {
+  if constexpr (kPos) return pow01_pos_inline(a, e);
+  return pow01_inline(a, e);
+}
 }  // namespace
 
 float pow01(float a, float e) { return pow01_inline(a, e); }
+float pow01_pos(float a, float e) { return pow01_pos_inline(a, e); }
 
 QBENCH_CLONES
 void drop_mask_kernel(uint8_t* __restrict m, int64_t n, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr) {
@@ -182,7 +199,7 @@ QBENCH_INLINE float soft_weight(float wv, float sg, float s, float z, float qmin
   return (q - z) * s;
 }
 
-template <bool kReg>
+template <bool kReg, bool kPos = false>
 QBENCH_INLINE double adaround_forward_loop(const float* __restrict w, const float* __restrict sig, float* __restrict out,
                                     int64_t n, float s, float z, float qmin, float qmax, float beta) {
   float lanes[kLanes] = {};
@@ -191,14 +208,14 @@ QBENCH_INLINE double adaround_forward_loop(const float* __restrict w, const floa
     for (int k = 0; k < kLanes; ++k) {
       float h;
       out[i + k] = soft_weight(w[i + k], sig[i + k], s, z, qmin, qmax, h);
-      if constexpr (kReg) lanes[k] += 1.0f - pow01_inline(std::fabs(2.0f * h - 1.0f), beta);
+      if constexpr (kReg) lanes[k] += 1.0f - pow01_loop<kPos>(std::fabs(2.0f * h - 1.0f), beta);
     }
   }
   double sum = 0.0;
   for (; i < n; ++i) {
     float h;
     out[i] = soft_weight(w[i], sig[i], s, z, qmin, qmax, h);
-    if constexpr (kReg) sum += static_cast<double>(1.0f - pow01_inline(std::fabs(2.0f * h - 1.0f), beta));
+    if constexpr (kReg) sum += static_cast<double>(1.0f - pow01_loop<kPos>(std::fabs(2.0f * h - 1.0f), beta));
   }
   for (float l : lanes) sum += static_cast<double>(l);
   return sum;
@@ -208,6 +225,7 @@ QBENCH_INLINE double adaround_forward_loop(const float* __restrict w, const floa
 QBENCH_CLONES
 double adaround_forward_kernel(const float* __restrict w, const float* __restrict sig, float* __restrict out, int64_t n,
                                float s, float z, float qmin, float qmax, bool reg, float beta) {
+  if (reg && beta > 0.0f) return adaround_forward_loop<true, true>(w, sig, out, n, s, z, qmin, qmax, beta);
   if (reg) return adaround_forward_loop<true>(w, sig, out, n, s, z, qmin, qmax, beta);
   return adaround_forward_loop<false>(w, sig, out, n, s, z, qmin, qmax, beta);
 }
@@ -218,7 +236,7 @@ double adaround_forward_kernel(const float* __restrict w, const float* __restric
 // upstream greg: -greg, times beta |t|^(beta - 1) (pow's backward), times sign(t) (abs), times 2,
 // then the same h clamp, stretch and sigmoid; the two contributions are added at V.
 namespace {
-template <bool kReg>
+template <bool kReg, bool kPos = false>
 QBENCH_INLINE void adaround_backward_loop(const float* __restrict w, const float* __restrict sig, const float* __restrict dy,
                                    float* __restrict dv, int64_t n, float s, float z, float qmin, float qmax,
                                    float greg, float beta, float bm1) {
@@ -236,8 +254,8 @@ QBENCH_INLINE void adaround_backward_loop(const float* __restrict w, const float
     if constexpr (kReg) {
       const float t = 2.0f * h - 1.0f;
       const float a = std::fabs(t);
-      const float sgn = t > 0.0f ? 1.0f : (t < 0.0f ? -1.0f : 0.0f);
-      const float g_pow = neg_greg * (beta * pow01_inline(a, bm1));
+      const float sgn = static_cast<float>(t > 0.0f) - static_cast<float>(t < 0.0f);  // 1, -1 or 0
+      const float g_pow = neg_greg * (beta * pow01_loop<kPos>(a, bm1));
       const float g_t = (g_pow * sgn) * 2.0f;
       const float r_h = in_h ? g_t : 0.0f;
       const float r_v = ((r_h * 1.2f) * (1.0f - sg)) * sg;
@@ -253,6 +271,8 @@ QBENCH_CLONES
 void adaround_backward_kernel(const float* __restrict w, const float* __restrict sig, const float* __restrict dy,
                               float* __restrict dv, int64_t n, float s, float z, float qmin, float qmax, float greg,
                               float beta, float bm1) {
+  if (greg != 0.0f && bm1 > 0.0f)
+    return adaround_backward_loop<true, true>(w, sig, dy, dv, n, s, z, qmin, qmax, greg, beta, bm1);
   if (greg != 0.0f) return adaround_backward_loop<true>(w, sig, dy, dv, n, s, z, qmin, qmax, greg, beta, bm1);
   adaround_backward_loop<false>(w, sig, dy, dv, n, s, z, qmin, qmax, greg, beta, bm1);
 }

@@ -83,6 +83,9 @@ void adaround_backward_kernel(const float* w, const float* sig, const float* dy,
 /// a^e for a in [0, 1] (exp2(e log2 a), float polynomials; 0^e = 0 for e > 0, 1 for e = 0, inf
 /// for e < 0). Exposed for the tests.
 float pow01(float a, float e);
+/// pow01 for e > 0, as the regulariser's loops run it when the exponent is positive (the same
+/// value; the exponent's cases out of the loop). Exposed for the tests.
+float pow01_pos(float a, float e);
 
 // ---------------------------------------------------------------------------------------------
 // Reconstruction loss sum((a - b)^2) and its gradient, Adam.

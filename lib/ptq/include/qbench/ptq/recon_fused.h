@@ -59,6 +59,9 @@ std::pair<at::Tensor, at::Tensor> adaround_weight_fused(const at::Tensor& v, con
 /// The power the fused regulariser uses, a^e for a in [0, 1] (exp2(e log2 a) on float
 /// polynomials, relative error < 2e-5 while a^e is a normal float; 0^e = 0 for e > 0, 1 for e = 0, inf for e < 0). For the tests.
 float regularizer_pow(float a, float e);
+/// The form the fused loops take when the exponent is known to be > 0 (beta, and beta - 1 in the
+/// backward, above 0): it must give regularizer_pow's value bit for bit. For the tests.
+float regularizer_pow_positive(float a, float e);
 
 // ---------------------------------------------------------------------------------------------
 // The reconstruction loss and the batch draw.
