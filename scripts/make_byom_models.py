@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The ONNX files experiments/byom.yaml names: torchvision 0.14 classifiers (resnet18, mobilenet_v2,
-shufflenet_v2_x0_5, and regnet_x_400mf, which the matrix no longer runs: see the README) with num_classes=10 and the first conv swapped for a one-channel conv, so that they
-take Fashion-MNIST's 1x28x28 images, exported from eval mode with
+shufflenet_v2_x0_5, googlenet, and regnet_x_400mf, which the matrix no longer runs: see the
+README) with num_classes=10 and the first conv swapped for a one-channel conv, so that they take
+Fashion-MNIST's 1x28x28 images, exported from eval mode with
 training=torch.onnx.TrainingMode.PRESERVE (BatchNormalization nodes kept, so every BN folding
 strategy applies) and a dynamic batch. Their weights are torchvision's random initialisation: the
 matrix trains the structure (`train: true`). A model file is a fixture; qbench itself never runs
@@ -20,6 +21,8 @@ MODELS = {
     "mobilenet_v2": lambda: torchvision.models.mobilenet_v2(num_classes=10),
     "shufflenet_v2_x0_5": lambda: torchvision.models.shufflenet_v2_x0_5(num_classes=10),
     "regnet_x_400mf": lambda: torchvision.models.regnet_x_400mf(num_classes=10),
+    "googlenet": lambda: torchvision.models.googlenet(num_classes=10, aux_logits=False, transform_input=False,
+                                                      init_weights=True),
 }
 
 
