@@ -168,23 +168,22 @@ ApotWeightQuantizer::ApotWeightQuantizer(QuantScheme scheme, double alpha_init, 
 }
 
 at::Tensor ApotWeightQuantizer::forward(const at::Tensor& w) {
+  const bool observe = observing_ && w.numel() > 0;
+  if (!observe && !quantizing_) return w;
+  if (observe) check_finite(w, "apot weight observer");
   // Weight normalisation with detached statistics (authors' CIFAR code), in double so huge
   // weights cannot overflow the variance. A constant or one-element tensor has no spread to
   // normalise by: std is taken as 1 then (the paper's epsilon would make the result scale
-  // dependent instead).
-  auto normalising_std = [&w] {
-    auto wd = w.detach().to(at::kDouble);
-    auto sd = w.numel() > 1 ? wd.std() : at::zeros({}, wd.options());
-    return at::where(at::isfinite(sd) & (sd > 0), sd, at::ones_like(sd));
-  };
-  if (observing_ && w.numel() > 0) {
-    check_finite(w, "apot weight observer");
+  // dependent instead). One std serves the observer and the forward.
+  const auto wd = w.detach().to(at::kDouble);
+  auto sd = w.numel() > 1 ? wd.std() : at::zeros({}, wd.options());
+  sd = at::where(at::isfinite(sd) & (sd > 0), sd, at::ones_like(sd));
+  if (observe) {
     ++observed_;
-    observed_std_ = normalising_std().item<double>();
+    observed_std_ = sd.item<double>();
   }
   if (!quantizing_) return w;
-  auto mu = w.detach().to(at::kDouble).mean();
-  auto sd = normalising_std();
+  auto mu = wd.mean();
   mu = mu.to(w.scalar_type());
   sd = sd.to(w.scalar_type());
   auto w_hat = (w - mu) / sd;

@@ -45,16 +45,18 @@ c10::IValue c_to_ivalue(const kernels::DsqConsts& c, float alpha) {
   return std::vector<double>{c.l, c.u, c.delta, c.last, c.kd, c.s, c.slope, alpha};
 }
 kernels::DsqConsts c_from_ivalue(const c10::IValue& v, float* alpha) {
-  const std::vector<double> saved = v.toDoubleVector();  // c_to_ivalue's order
+  // {l, u, delta, last, kd, s, slope, alpha}, as c_to_ivalue wrote them.
+  const std::vector<double> fields = v.toDoubleVector();
+  if (fields.size() != 8) throw Error("dsq: the saved forward constants have " + std::to_string(fields.size()) + " fields, not 8");
   kernels::DsqConsts c;
-  c.l = static_cast<float>(saved[0]);
-  c.u = static_cast<float>(saved[1]);
-  c.delta = static_cast<float>(saved[2]);
-  c.last = static_cast<float>(saved[3]);
-  c.kd = static_cast<float>(saved[4]);
-  c.s = static_cast<float>(saved[5]);
-  c.slope = static_cast<float>(saved[6]);
-  *alpha = static_cast<float>(saved[7]);
+  c.l = static_cast<float>(fields[0]);
+  c.u = static_cast<float>(fields[1]);
+  c.delta = static_cast<float>(fields[2]);
+  c.last = static_cast<float>(fields[3]);
+  c.kd = static_cast<float>(fields[4]);
+  c.s = static_cast<float>(fields[5]);
+  c.slope = static_cast<float>(fields[6]);
+  *alpha = static_cast<float>(fields[7]);
   return c;
 }
 
