@@ -23,6 +23,7 @@
 //   qbench_bench_recon [--threads N] [--calib N] [--batch B]... [--unit ARCH:BLOCK]... [--method M]...
 //                      [--reps R] [--rounds K] [--e2e] [--e2e-iters I] [--pieces] [--spin N [--trace FILE]]
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/optim/adam.h>
 #include <torch/utils.h>
@@ -265,9 +266,15 @@ int main(int argc, char** argv) {
     auto x = at::randn({64, 16, 28, 28}), r = at::randn({64, 16, 28, 28});
     auto s = at::full({1}, 0.2f).set_requires_grad(true);
     auto xg = x.clone().set_requires_grad(true);
-    auto t = interleaved({[&] { (ptq::act_quant_drop(xg, s, -8, 7, 0.01, 0.5, 7) * 1.0).backward(r); },
-                          [&] { (ptq::act_quant_drop(xg, s, -8, 7, 0.01, 1.0, 7) * 1.0).backward(r); },
-                          [&] { at::relu(xg).backward(r); },
+    // The input's gradient taken (not accumulated) each time, as in a step.
+    auto fwd_bwd = [&](auto&& f) {
+      xg.mutable_grad().reset();
+      s.mutable_grad().reset();
+      f().backward(r);
+    };
+    auto t = interleaved({[&] { fwd_bwd([&] { return ptq::act_quant_drop(xg, s, -8, 7, 0.01, 0.5, 7); }); },
+                          [&] { fwd_bwd([&] { return ptq::act_quant_drop(xg, s, -8, 7, 0.01, 1.0, 7); }); },
+                          [&] { fwd_bwd([&] { return at::relu(xg); }); },
                           [&] { auto c = x.clone(); }},
                          reps, rounds);
     std::printf("act quant+drop fwd+bwd %.3f ms, no drop %.3f ms, relu fwd+bwd %.3f ms, copy %.3f ms\n", t[0] * 1e3,
@@ -280,6 +287,20 @@ int main(int argc, char** argv) {
                           reps, rounds);
     std::printf("mask %.3f ms, act fwd drop %.3f ms, no drop %.3f ms, loss fwd %.3f ms\n", t2[0] * 1e3, t2[1] * 1e3,
                 t2[2] * 1e3, t2[3] * 1e3);
+    // The batch draw: 64 random rows of layer1-sized caches of 1,024 rows (three caches, 154 MB,
+    // as a block's quantized input, float input and target), with QDrop's mix and without.
+    {
+      auto ca = at::randn({1024, 16, 28, 28}), cb = at::randn({1024, 16, 28, 28}), cy = at::randn({1024, 16, 28, 28});
+      auto xb = at::empty({64, 16, 28, 28}), yb = at::empty({64, 16, 28, 28});
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+      auto draw = [&] { return at::randperm(1024, gen, at::TensorOptions().dtype(at::kLong)).narrow(0, 0, 64); };
+      auto t3 = interleaved({[&] { ptq::gather_rows(ca, &cb, draw(), 0.5, 11, xb); },
+                             [&] { ptq::gather_rows(ca, nullptr, draw(), 1.0, 0, xb); },
+                             [&] { ptq::gather_rows(cy, nullptr, draw(), 1.0, 0, yb); }},
+                            reps, rounds);
+      std::printf("batch draw of 64 rows: input with QDrop's mix %.3f ms, without %.3f ms, target %.3f ms\n",
+                  t3[0] * 1e3, t3[1] * 1e3, t3[2] * 1e3);
+    }
     // Adam over a basic block's learnables (two 16x16x3x3 V, four step sizes): torch::optim::Adam
     // (two optimisers, as the composed form) against one FusedAdam.
     std::vector<at::Tensor> pt, pf;

@@ -26,6 +26,8 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+static_assert(kReconGrain % 16 == 0, "a chunk starts on a block of QDrop's mask");
+
 int64_t n_chunks(int64_t n) { return (n + kReconGrain - 1) / kReconGrain; }
 
 /// f(begin, end) for every chunk, in parallel.
@@ -89,16 +91,22 @@ struct ActDropFn : public torch::autograd::Function<ActDropFn> {
     ctx->saved_data["qmin"] = qmin;
     ctx->saved_data["qmax"] = qmax;
     ctx->saved_data["g"] = g;
-    ctx->saved_data["p"] = p;
-    ctx->saved_data["key"] = key;
     const Key k = make_key(p, static_cast<uint64_t>(key));
     const float sv = scalar_of(s), lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
     auto y = at::empty_like(xc);
+    // The mask's keep words, one per block of 16 (chunks start on blocks: kReconGrain % 16 == 0),
+    // for the backward.
+    at::Tensor words;
+    if (k.drop) {
+      words = at::empty({(xc.numel() + 15) / 16}, xc.options().dtype(at::kInt));
+      ctx->saved_data["words"] = words;
+    }
     const float* px = xc.data_ptr<float>();
     float* py = y.data_ptr<float>();
+    auto* pw = k.drop ? reinterpret_cast<uint32_t*>(words.data_ptr<int32_t>()) : nullptr;
     for_chunks(xc.numel(), [&](int64_t b, int64_t e) {
-      kernels::act_drop_forward_kernel(px + b, py + b, e - b, k.drop, static_cast<uint32_t>(b), k.k0, k.k1, k.thr, sv,
-                                       lo, hi);
+      kernels::act_drop_forward_kernel(px + b, py + b, pw ? pw + b / 16 : nullptr, e - b, k.drop,
+                                       static_cast<uint32_t>(b), k.k0, k.k1, k.thr, sv, lo, hi);
     });
     return y;
   }
@@ -109,7 +117,9 @@ struct ActDropFn : public torch::autograd::Function<ActDropFn> {
     const float lo = static_cast<float>(ctx->saved_data["qmin"].toInt());
     const float hi = static_cast<float>(ctx->saved_data["qmax"].toInt());
     const double g = ctx->saved_data["g"].toDouble();
-    const Key k = make_key(ctx->saved_data["p"].toDouble(), static_cast<uint64_t>(ctx->saved_data["key"].toInt()));
+    const auto it = ctx->saved_data.find("words");
+    const auto* pw =
+        it == ctx->saved_data.end() ? nullptr : reinterpret_cast<const uint32_t*>(it->second.toTensor().data_ptr<int32_t>());
     const float sv = scalar_of(s);
     auto dy = grads[0].contiguous();
     at::Tensor dx;
@@ -118,8 +128,8 @@ struct ActDropFn : public torch::autograd::Function<ActDropFn> {
     const float* pg = dy.data_ptr<float>();
     float* pdx = dx.defined() ? dx.data_ptr<float>() : nullptr;
     const double ds = sum_chunks(xc.numel(), [&](int64_t b, int64_t e) {
-      return kernels::act_drop_backward_kernel(px + b, pg + b, pdx ? pdx + b : nullptr, e - b, k.drop,
-                                               static_cast<uint32_t>(b), k.k0, k.k1, k.thr, sv, lo, hi);
+      return kernels::act_drop_backward_kernel(px + b, pg + b, pdx ? pdx + b : nullptr, pw ? pw + b / 16 : nullptr,
+                                               e - b, sv, lo, hi);
     });
     return {dx, at::full(s.sizes(), ds * g, s.options()), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
             at::Tensor()};

@@ -25,27 +25,58 @@ using qat::kernels::round_even;
 namespace {
 constexpr int kLanes = 16;
 
-// An aligned block of 16 elements starting at global index g16 takes the eight hashes of pairs
-// g16 / 2 .. g16 / 2 + 7: the low half decides element l, the high half element l + 8 (drop_keep).
-// The loops run the eight hashes as one vector and touch elements l and l + 8 in the same step.
+// An aligned block of 16 elements starting at global index 16 B takes the eight hashes of pairs
+// 8 B .. 8 B + 7: the low half decides element l, the high half element l + 8 (drop_keep). The
+// loops run in two passes: the blocks' 16-bit keep words, one block per vector lane (eight hashes
+// each, so a 512-bit vector runs 128 hashes at a time), then the elements, one block per step,
+// element l of the block in lane l, its keep bit (w >> l) & 1 (GCC vectorises that form, not w & (1 << l)).
 
-/// Runs elem(j, keep) for j < n: one element at a time up to the first aligned block, then 16 at
-/// a time, then the rest.
+/// bits[b] = the keep word of block block0 + b, for b < nb: bit l says whether element l of the
+/// block is quantized.
+QBENCH_INLINE void drop_words(uint32_t* __restrict bits, int64_t nb, uint32_t block0, uint32_t k0, uint32_t k1,
+                              uint32_t thr) {
+  const uint32_t m = k1 | 1u;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint32_t pair0 = (block0 + static_cast<uint32_t>(b)) << 3;
+    uint32_t w = 0;
+    for (uint32_t l = 0; l < 8; ++l) {
+      const uint32_t h = mix32((pair0 + l) * m + k0);
+      w |= ((h & 0xffffu) < thr ? 1u : 0u) << l;
+      w |= ((h >> 16) < thr ? 1u : 0u) << (l + 8);
+    }
+    bits[b] = w;
+  }
+}
+
+/// Runs elem(j, l, keep) for the 16 nb elements j of nb whole blocks (l = j % 16, keep 0 or 1: a
+/// bool there keeps GCC from vectorising the callers' selects), keep words in bits.
+template <typename Elem>
+QBENCH_INLINE void word_blocks(const uint32_t* __restrict bits, int64_t nb, Elem&& elem) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint32_t w = bits[b];
+    const int64_t base = b * 16;
+    for (int l = 0; l < 16; ++l) elem(base + l, l, (w >> l) & 1u);
+  }
+}
+
+constexpr int64_t kWordBatch = 256;  // keep words per first pass of masked_loop: 4,096 elements
+
+/// Runs elem(j, keep) (keep 0 or 1) for j < n: one element at a time up to the first aligned block, then whole
+/// blocks kWordBatch at a time (words into a stack buffer, then the elements), then the rest.
 template <typename Elem>
 QBENCH_INLINE void masked_loop(int64_t n, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr, Elem&& elem) {
-  const uint32_t m = k1 | 1u;
   int64_t j = 0;
   for (; j < n && ((first + static_cast<uint32_t>(j)) & 15u) != 0; ++j)
-    elem(j, drop_keep(k0, k1, thr, first + static_cast<uint32_t>(j)));
-  for (; j + 16 <= n; j += 16) {
-    const uint32_t pair0 = (first + static_cast<uint32_t>(j)) >> 1;
-    for (int l = 0; l < 8; ++l) {
-      const uint32_t h = mix32((pair0 + static_cast<uint32_t>(l)) * m + k0);
-      elem(j + l, (h & 0xffffu) < thr);
-      elem(j + 8 + l, (h >> 16) < thr);
-    }
+    elem(j, drop_keep(k0, k1, thr, first + static_cast<uint32_t>(j)) ? 1u : 0u);
+  uint32_t bits[kWordBatch];
+  while (j + 16 <= n) {
+    const int64_t nb = std::min<int64_t>(kWordBatch, (n - j) / 16);
+    drop_words(bits, nb, (first + static_cast<uint32_t>(j)) >> 4, k0, k1, thr);
+    const int64_t j0 = j;
+    word_blocks(bits, nb, [&](int64_t jj, int, uint32_t keep) { elem(j0 + jj, keep); });
+    j += nb * 16;
   }
-  for (; j < n; ++j) elem(j, drop_keep(k0, k1, thr, first + static_cast<uint32_t>(j)));
+  for (; j < n; ++j) elem(j, drop_keep(k0, k1, thr, first + static_cast<uint32_t>(j)) ? 1u : 0u);
 }
 
 using quant::kernel_math::bits_to_float;
@@ -82,21 +113,33 @@ float pow01_pos(float a, float e) { return pow01_pos_inline(a, e); }
 
 QBENCH_CLONES
 void drop_mask_kernel(uint8_t* __restrict m, int64_t n, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr) {
-  masked_loop(n, first, k0, k1, thr, [&](int64_t j, bool keep) { m[j] = keep ? 1 : 0; });
+  masked_loop(n, first, k0, k1, thr, [&](int64_t j, uint32_t keep) { m[j] = static_cast<uint8_t>(keep); });
 }
 
 QBENCH_CLONES
 void drop_select_kernel(const float* __restrict a, const float* __restrict b, float* __restrict out, int64_t n,
                         uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr) {
-  masked_loop(n, first, k0, k1, thr, [&](int64_t j, bool keep) { out[j] = keep ? a[j] : b[j]; });
+  masked_loop(n, first, k0, k1, thr, [&](int64_t j, uint32_t keep) {
+    const float av = a[j], bv = b[j];
+    out[j] = keep ? av : bv;
+  });
 }
 
 QBENCH_CLONES
-void act_drop_forward_kernel(const float* __restrict x, float* __restrict y, int64_t n, bool drop, uint32_t first,
-                             uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo, float hi) {
+void act_drop_forward_kernel(const float* __restrict x, float* __restrict y, uint32_t* __restrict bits, int64_t n,
+                             bool drop, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo,
+                             float hi) {
   auto quant = [=](float xv) { return round_even(std::min(std::max(xv / s, lo), hi)) * s; };
   if (drop) {
-    masked_loop(n, first, k0, k1, thr, [&](int64_t j, bool keep) { y[j] = keep ? quant(x[j]) : x[j]; });
+    const int64_t full = n / 16;
+    drop_words(bits, (n + 15) / 16, first >> 4, k0, k1, thr);
+    // Both arms computed, then selected: a conditional quant(x[j]) would be a masked load.
+    auto one = [&](int64_t j, uint32_t keep) {
+      const float xv = x[j], q = quant(xv);
+      y[j] = keep ? q : xv;
+    };
+    word_blocks(bits, full, [&](int64_t j, int, uint32_t keep) { one(j, keep); });
+    for (int64_t j = full * 16; j < n; ++j) one(j, (bits[full] >> (j & 15)) & 1u);
     return;
   }
   for (int64_t j = 0; j < n; ++j) y[j] = quant(x[j]);
@@ -109,7 +152,7 @@ namespace {
 struct ActGrad {
   float s, lo, hi;
   // dx of one element, and its term of the step's sum (gq * term).
-  QBENCH_INLINE float term(float xv, float dyv, bool keep, float& dxv) const {
+  QBENCH_INLINE float term(float xv, float dyv, uint32_t keep, float& dxv) const {
     const float v = xv / s;
     const float vc = std::min(std::max(v, lo), hi);
     const bool inside = vc == v;
@@ -128,63 +171,50 @@ QBENCH_INLINE double act_backward_plain(const float* __restrict x, const float* 
   for (; i + kLanes <= n; i += kLanes) {
     for (int k = 0; k < kLanes; ++k) {
       float d;
-      lanes[k] += a.term(x[i + k], dy[i + k], true, d);
+      lanes[k] += a.term(x[i + k], dy[i + k], 1u, d);
       if constexpr (kDx) dx[i + k] = d;
     }
   }
   double sum = 0.0;
   for (; i < n; ++i) {
     float d;
-    sum += static_cast<double>(a.term(x[i], dy[i], true, d));
+    sum += static_cast<double>(a.term(x[i], dy[i], 1u, d));
     if constexpr (kDx) dx[i] = d;
   }
   for (float l : lanes) sum += static_cast<double>(l);
   return sum;
 }
 
-// With the mask: the aligned blocks of 16 sum in the lanes (lane = position in the block), the
-// elements before the first block and after the last in double.
+// With the mask (keep words from the forward; the first element starts a block): the whole blocks
+// sum in the lanes (lane = position in the block), the elements after the last in double.
 template <bool kDx>
 QBENCH_INLINE double act_backward_masked(const float* __restrict x, const float* __restrict dy, float* __restrict dx,
-                                         int64_t n, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr,
-                                         const ActGrad& a) {
+                                         const uint32_t* __restrict bits, int64_t n, const ActGrad& a) {
   float lanes[kLanes] = {};
-  double sum = 0.0;
-  int64_t j = 0;
-  auto one = [&](int64_t jj) {
+  const int64_t full = n / 16;
+  word_blocks(bits, full, [&](int64_t j, int l, uint32_t keep) {
     float d;
-    sum += static_cast<double>(a.term(x[jj], dy[jj], drop_keep(k0, k1, thr, first + static_cast<uint32_t>(jj)), d));
-    if constexpr (kDx) dx[jj] = d;
-  };
-  for (; j < n && ((first + static_cast<uint32_t>(j)) & 15u) != 0; ++j) one(j);
-  const uint32_t m = k1 | 1u;
-  for (; j + 16 <= n; j += 16) {
-    const uint32_t pair0 = (first + static_cast<uint32_t>(j)) >> 1;
-    for (int k = 0; k < 8; ++k) {
-      const uint32_t h = mix32((pair0 + static_cast<uint32_t>(k)) * m + k0);
-      float d0, d1;
-      lanes[k] += a.term(x[j + k], dy[j + k], (h & 0xffffu) < thr, d0);
-      lanes[k + 8] += a.term(x[j + 8 + k], dy[j + 8 + k], (h >> 16) < thr, d1);
-      if constexpr (kDx) {
-        dx[j + k] = d0;
-        dx[j + 8 + k] = d1;
-      }
-    }
+    lanes[l] += a.term(x[j], dy[j], keep, d);
+    if constexpr (kDx) dx[j] = d;
+  });
+  double sum = 0.0;
+  for (int64_t j = full * 16; j < n; ++j) {
+    float d;
+    sum += static_cast<double>(a.term(x[j], dy[j], (bits[full] >> (j & 15)) & 1u, d));
+    if constexpr (kDx) dx[j] = d;
   }
-  for (; j < n; ++j) one(j);
   for (float l : lanes) sum += static_cast<double>(l);
   return sum;
 }
 }  // namespace
 
 QBENCH_CLONES
-double act_drop_backward_kernel(const float* __restrict x, const float* __restrict dy, float* __restrict dx, int64_t n,
-                                bool drop, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo,
-                                float hi) {
+double act_drop_backward_kernel(const float* __restrict x, const float* __restrict dy, float* __restrict dx,
+                                const uint32_t* __restrict bits, int64_t n, float s, float lo, float hi) {
   const ActGrad a{s, lo, hi};
-  if (drop) {
-    if (dx) return act_backward_masked<true>(x, dy, dx, n, first, k0, k1, thr, a);
-    return act_backward_masked<false>(x, dy, nullptr, n, first, k0, k1, thr, a);
+  if (bits) {
+    if (dx) return act_backward_masked<true>(x, dy, dx, bits, n, a);
+    return act_backward_masked<false>(x, dy, nullptr, bits, n, a);
   }
   if (dx) return act_backward_plain<true>(x, dy, dx, n, a);
   return act_backward_plain<false>(x, dy, nullptr, n, a);

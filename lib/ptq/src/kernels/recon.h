@@ -48,21 +48,25 @@ void drop_select_kernel(const float* a, const float* b, float* out, int64_t n, u
                         uint32_t k1, uint32_t thr);
 
 // ---------------------------------------------------------------------------------------------
-// LSQ activation quantizer with QDrop's mask (drop = false: every element quantized). The
-// backward draws the mask again from the key (cheaper here than storing it: a byte store per
-// element keeps GCC from vectorising the forward).
+// LSQ activation quantizer with QDrop's mask (drop = false: every element quantized). The forward
+// writes the mask as one keep word per aligned block of 16 (16 bits used, held in 32 so that the
+// AVX-512 clone computes 16 blocks per vector: n / 4 bytes), which the backward reads instead of
+// hashing again.
 
-/// y[j] = keep ? round_half_even(clamp(x[j] / s, lo, hi)) * s : x[j].
-void act_drop_forward_kernel(const float* x, float* y, int64_t n, bool drop, uint32_t first, uint32_t k0,
-                             uint32_t k1, uint32_t thr, float s, float lo, float hi);
+/// y[j] = keep ? round_half_even(clamp(x[j] / s, lo, hi)) * s : x[j]. With drop, first is a
+/// multiple of 16 and bits receives the keep words of the ceil(n / 16) blocks from first / 16 (bit
+/// l of word b: element 16 b + l; the last word whole, also past n); bits is unused otherwise.
+void act_drop_forward_kernel(const float* x, float* y, uint32_t* bits, int64_t n, bool drop, uint32_t first,
+                             uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo, float hi);
 
-/// dx[j] (when dx is not null) = kept: dy inside [lo, hi], 0 outside; dropped: dy. Returns
-/// sum over kept elements of dy * (round(v) - v inside, the clipped bound outside), v = x / s: the
-/// step's gradient before LSQ's scale g, summed in 16 float lanes over aligned blocks of 16, the
-/// elements before the first block and after the last in double, then the lanes (from first = 0,
-/// the order of the QAT LSQ kernel, so one chunk gives its bits).
-double act_drop_backward_kernel(const float* x, const float* dy, float* dx, int64_t n, bool drop, uint32_t first,
-                                uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo, float hi);
+/// dx[j] (when dx is not null) = kept: dy inside [lo, hi], 0 outside; dropped: dy; keep from the
+/// forward's words (null: every element kept). Returns the sum over kept elements of dy * (round(v)
+/// - v inside, the clipped bound outside), v = x / s: the step's gradient before LSQ's scale g,
+/// summed in 16 float lanes over the whole blocks of 16 (lane = position in the block), the
+/// elements after the last block in double, then the lanes (the order of the QAT LSQ kernel, so
+/// one chunk gives its bits).
+double act_drop_backward_kernel(const float* x, const float* dy, float* dx, const uint32_t* bits, int64_t n, float s,
+                                float lo, float hi);
 
 // ---------------------------------------------------------------------------------------------
 // AdaRound's soft-rounded weight for one output channel (scale s, zero point z), with sig =
