@@ -10,6 +10,8 @@
 #include <catch2/catch.hpp>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "qbench/common/errors.h"
 #include "qbench/quant/qmodules.h"
@@ -269,4 +271,47 @@ TEST_CASE("BN fold: invalid strategies and changing a merged conv fail", "[numer
   QConv2d lone(QConv2dOptions{2, 2, 1});
   CHECK_NOTHROW(lone->set_bn_fold(3));
   CHECK(lone->bn_fold() == -1);
+}
+
+TEST_CASE("BN fold: the running-statistics fold kept between calls follows every in-place change of its inputs",
+          "[numeric][bn_fold]") {
+  const auto x = input();
+  for (bool conv_bias : {false, true}) {
+    INFO((conv_bias ? "with conv bias" : "without conv bias"));
+    Pair p = make_pair(3, conv_bias);
+    p.conv->set_bn_fold(1);
+    p.conv->eval();
+    p.bn->eval();
+    at::NoGradGuard ng;
+    const auto y0 = p.conv->forward_fused(x);
+    CHECK(at::equal(p.conv->forward_fused(x), y0));  // a second call: the kept fold, the same bits
+    CHECK(max_diff(y0, reference_running(p, x)) < 1e-4);
+    // Each input changed in place (as an optimiser, a state-dict load or a calibration pass does):
+    // the next call folds again and matches conv -> BN with the new values.
+    std::vector<std::pair<std::string, at::Tensor>> inputs{{"weight", p.conv->weight},
+                                                           {"gamma", p.bn->weight},
+                                                           {"beta", p.bn->bias},
+                                                           {"running mean", p.bn->running_mean},
+                                                           {"running var", p.bn->running_var}};
+    if (conv_bias) inputs.emplace_back("conv bias", p.conv->bias);
+    for (auto& [name, t] : inputs) {
+      INFO("changed: " << name);
+      const auto before = p.conv->forward_fused(x);
+      t.mul_(1.25).add_(0.05);
+      const auto after = p.conv->forward_fused(x);
+      CHECK(max_diff(after, reference_running(p, x)) < 1e-4);
+      CHECK(max_diff(after, before) > 1e-3);
+    }
+  }
+  // With gradients wanted, nothing is kept: gamma gets its gradient on every call.
+  Pair p = make_pair(4);
+  p.conv->set_bn_fold(1);
+  p.conv->eval();
+  p.bn->eval();
+  for (int i = 0; i < 2; ++i) {
+    p.bn->weight.mutable_grad().reset();
+    p.conv->forward_fused(x).sum().backward();
+    REQUIRE(p.bn->weight.grad().defined());
+    CHECK(p.bn->weight.grad().abs().sum().item<double>() > 0);
+  }
 }

@@ -94,7 +94,8 @@ at::Tensor AdaRoundQuantizer::forward(const at::Tensor& x) {
   // along axis 0; the same W~ as below, bit for bit.
   if (!hard_ && kernels_ == ReconKernels::Fused && x.device().is_cpu() && x.scalar_type() == at::kFloat &&
       v_.scalar_type() == at::kFloat && (!qp_.per_channel() || qp_.ch_axis == 0)) {
-    auto [w, r] = adaround_weight_fused(v_, x, qp_.scale, qp_.zero_point, qp_.range.qmin, qp_.range.qmax, reg_beta_);
+    // s_b_, z_b_: the float scale and zero point, converted once.
+    auto [w, r] = adaround_weight_fused(v_, x, s_b_, z_b_, qp_.range.qmin, qp_.range.qmax, reg_beta_);
     if (reg_beta_ > 0) reg_ = r;
     return w;
   }

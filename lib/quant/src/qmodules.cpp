@@ -138,17 +138,17 @@ void update_running(torch::nn::BatchNorm2dImpl& bn, const at::Tensor& mean, cons
 at::Tensor QConv2dImpl::forward_folded(const at::Tensor& x) {
   auto& bn = *bn_;
   const double eps = bn.options.eps();
-  const at::Tensor b0 = bias.defined() ? bias : at::zeros({opt_.out_channels}, weight.options());
   auto xq = quantized_input(x);
   if (fold_ == 0) return conv(xq, quantized_weight(weight), bias);  // merged at set_bn_fold(0)
 
-  const at::Tensor gamma = bn.weight, beta = bn.bias;
-  const at::Tensor sigma_run = at::sqrt(bn.running_var + eps);
   const bool batch = is_training() && fold_ >= 2;
   if (!batch) {  // strategy 1, and 2..4 at inference: the running-statistics fold
-    const auto scale = gamma / sigma_run;
-    return conv(xq, quantized_weight(weight * per_out(scale)), beta + (b0 - bn.running_mean) * scale);
+    const auto [w, b] = running_fold();
+    return conv(xq, quantized_weight(w), b);
   }
+  const at::Tensor b0 = bias.defined() ? bias : at::zeros({opt_.out_channels}, weight.options());
+  const at::Tensor gamma = bn.weight, beta = bn.bias;
+  const at::Tensor sigma_run = at::sqrt(bn.running_var + eps);
   if (fold_ == 4) {
     const auto scale = gamma / sigma_run;
     auto y = conv(xq, quantized_weight(weight * per_out(scale)), {}) / per_chan(scale) + per_chan(b0);
@@ -168,6 +168,35 @@ at::Tensor QConv2dImpl::forward_folded(const at::Tensor& x) {
   // fold_ == 3: y = conv(x, q(W*gamma/sigma_run)) * sigma_run/sigma_batch + beta - gamma*mean/sigma_batch
   auto y = conv(xq, quantized_weight(weight * per_out(gamma / sigma_run)), {});
   return y * per_chan(sigma_run / sigma_b) + per_chan(beta - mean * gamma / sigma_b);
+}
+
+std::pair<at::Tensor, at::Tensor> QConv2dImpl::running_fold() {
+  auto& bn = *bn_;
+  std::vector<at::Tensor> in{weight, bias, bn.weight, bn.bias, bn.running_mean, bn.running_var};
+  bool grad = false;
+  for (const auto& t : in) grad = grad || (t.defined() && t.requires_grad());
+  grad = grad && at::GradMode::is_enabled();
+  std::vector<int64_t> versions;
+  for (const auto& t : in) versions.push_back(t.defined() ? static_cast<int64_t>(t._version()) : -1);
+  auto& c = fold_cache_;
+  if (!grad && c.w.defined() && versions == c.versions) {
+    bool same = true;
+    for (size_t i = 0; i < in.size(); ++i) same = same && in[i].defined() == c.inputs[i].defined() &&
+                                                  (!in[i].defined() || in[i].is_same(c.inputs[i]));
+    if (same) return {c.w, c.b};
+  }
+  const at::Tensor b0 = bias.defined() ? bias : at::zeros({opt_.out_channels}, weight.options());
+  const auto scale = bn.weight / at::sqrt(bn.running_var + bn.options.eps());
+  at::Tensor w = weight * per_out(scale), b = bn.bias + (b0 - bn.running_mean) * scale;
+  if (grad) {
+    c = FoldCache{};
+  } else {
+    c.inputs = std::move(in);
+    c.versions = std::move(versions);
+    c.w = w;
+    c.b = b;
+  }
+  return {w, b};
 }
 
 void QConv2dImpl::set_bn_fold(int strategy) {

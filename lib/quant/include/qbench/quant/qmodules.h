@@ -123,8 +123,18 @@ class QConv2dImpl : public torch::nn::Module, public QuantLayer {
   torch::nn::Module& as_module() override { return *this; }
   at::Tensor conv(const at::Tensor& xq, const at::Tensor& w, const at::Tensor& b);
   at::Tensor forward_folded(const at::Tensor& x);
+  /// The running-statistics fold: W * gamma / sigma_run and beta + (b - mu_run) * gamma / sigma_run.
+  /// Kept from the last call while its six inputs are the same tensors at the same versions and
+  /// none needs a gradient (reconstruction and evaluation: frozen weights and BN, every batch).
+  std::pair<at::Tensor, at::Tensor> running_fold();
+  struct FoldCache {
+    std::vector<at::Tensor> inputs;  ///< weight, bias, gamma, beta, running mean, running var
+    std::vector<int64_t> versions;
+    at::Tensor w, b;
+  };
   QConv2dOptions opt_;
   int fold_ = -1;
+  FoldCache fold_cache_;
 };
 TORCH_MODULE(QConv2d);
 
