@@ -429,6 +429,14 @@ TEST_CASE("recon fused: the reconstruction loss is the composed one, its gradien
     values.push_back(lf.item<float>());
   });
   CHECK(values[0] == values[1]);
+  // The forward writes the gradient for an incoming 1; any other incoming gradient (here the loss
+  // scaled by 3) is computed in the backward, and a forward without grad gives the same value.
+  auto of = out.clone().set_requires_grad(true), oc3 = out.clone().set_requires_grad(true);
+  (rec_loss_fused(of, target) * 3.0).backward();
+  (rec_loss_composed(oc3, target) * 3.0).backward();
+  CHECK(same_bits(of.grad(), oc3.grad()));
+  CHECK(!same_bits(of.grad(), oc.grad()));
+  CHECK(rec_loss_fused(out, target).item<float>() == values[0]);
 }
 
 TEST_CASE("recon fused: the batch draw is index_select, and QDrop's mix is where(mask) of the two caches",

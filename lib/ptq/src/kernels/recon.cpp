@@ -37,10 +37,11 @@ QBENCH_INLINE void drop_words(uint32_t* __restrict bits, int64_t nb, uint32_t bl
                               uint32_t thr) {
   const uint32_t m = k1 | 1u;
   for (int64_t b = 0; b < nb; ++b) {
-    const uint32_t pair0 = (block0 + static_cast<uint32_t>(b)) << 3;
+    // (pair0 + l) m + k0 as base + l m (mod 2^32): one multiply per block, not per hash.
+    const uint32_t base = ((block0 + static_cast<uint32_t>(b)) << 3) * m + k0;
     uint32_t w = 0;
     for (uint32_t l = 0; l < 8; ++l) {
-      const uint32_t h = mix32((pair0 + l) * m + k0);
+      const uint32_t h = mix32(base + l * m);
       w |= ((h & 0xffffu) < thr ? 1u : 0u) << l;
       w |= ((h >> 16) < thr ? 1u : 0u) << (l + 8);
     }
@@ -321,6 +322,28 @@ double sq_err_kernel(const float* __restrict a, const float* __restrict b, int64
   for (; i < n; ++i) {
     const float d = a[i] - b[i];
     sum += static_cast<double>(d * d);
+  }
+  for (float l : lanes) sum += static_cast<double>(l);
+  return sum;
+}
+
+QBENCH_CLONES
+double sq_err_with_grad_kernel(const float* __restrict a, const float* __restrict b, float* __restrict da, int64_t n,
+                               float inv) {
+  float lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int k = 0; k < kLanes; ++k) {
+      const float d = a[i + k] - b[i + k];
+      lanes[k] += d * d;
+      da[i + k] = inv * (2.0f * d);
+    }
+  }
+  double sum = 0.0;
+  for (; i < n; ++i) {
+    const float d = a[i] - b[i];
+    sum += static_cast<double>(d * d);
+    da[i] = inv * (2.0f * d);
   }
   for (float l : lanes) sum += static_cast<double>(l);
   return sum;

@@ -96,6 +96,8 @@ float pow01_pos(float a, float e);
 
 /// sum of (a - b)^2 in 16 float lanes, tail and lanes in double.
 double sq_err_kernel(const float* a, const float* b, int64_t n);
+/// sq_err_kernel's sum, and in the same pass sq_err_backward_kernel's da.
+double sq_err_with_grad_kernel(const float* a, const float* b, float* da, int64_t n, float inv);
 /// da = inv * (2 * (a - b)).
 void sq_err_backward_kernel(const float* a, const float* b, float* da, int64_t n, float inv);
 
