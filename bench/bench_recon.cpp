@@ -287,6 +287,40 @@ int main(int argc, char** argv) {
                           reps, rounds);
     std::printf("mask %.3f ms, act fwd drop %.3f ms, no drop %.3f ms, loss fwd %.3f ms\n", t2[0] * 1e3, t2[1] * 1e3,
                 t2[2] * 1e3, t2[3] * 1e3);
+    // A residual add of two quantized operands and ReLU, fused against the three ops (operand b
+    // without a gradient, as the block input is).
+    {
+      auto a = x.clone().set_requires_grad(true), b = r.clone() * 0.5;
+      auto sa = at::full({1}, 0.2f).set_requires_grad(true), sb = at::full({1}, 0.1f).set_requires_grad(true);
+      auto reset = [&] {
+        a.mutable_grad().reset();
+        sa.mutable_grad().reset();
+        sb.mutable_grad().reset();
+      };
+      auto t5 = interleaved(
+          {[&] {
+             reset();
+             ptq::quant_add_fused(a, b, {sa, -8, 7, 0.01, 0.5, 3}, {sb, -8, 7, 0.01, 0.5, 4}, true).backward(r);
+           },
+           [&] {
+             reset();
+             at::relu(ptq::act_quant_drop(a, sa, -8, 7, 0.01, 0.5, 3) + ptq::act_quant_drop(b, sb, -8, 7, 0.01, 0.5, 4))
+                 .backward(r);
+           },
+           [&] {
+             reset();
+             ptq::quant_add_fused(a, b, {sa, -8, 7, 0.01, 1.0, 0}, {sb, -8, 7, 0.01, 1.0, 0}, true).backward(r);
+           },
+           [&] {
+             reset();
+             at::relu(ptq::act_quant_drop(a, sa, -8, 7, 0.01, 1.0, 0) + ptq::act_quant_drop(b, sb, -8, 7, 0.01, 1.0, 0))
+                 .backward(r);
+           }},
+          reps, rounds);
+      std::printf("quantized add + relu fwd+bwd: drop fused %.3f ms, three ops %.3f ms; no drop fused %.3f ms, three "
+                  "ops %.3f ms\n",
+                  t5[0] * 1e3, t5[1] * 1e3, t5[2] * 1e3, t5[3] * 1e3);
+    }
     // The batch draw: 64 random rows of layer1-sized caches of 1,024 rows (three caches, 154 MB,
     // as a block's quantized input, float input and target), with QDrop's mix and without.
     {

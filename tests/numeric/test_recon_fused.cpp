@@ -203,6 +203,56 @@ TEST_CASE("recon fused: the activation quantizer with QDrop's mask is its compos
   }
 }
 
+TEST_CASE("recon fused: a residual add of two quantized operands (and ReLU) is the three ops, bit for bit",
+          "[recon][recon_fused]") {
+  at::manual_seed(23);
+  for (int64_t n : {int64_t{7}, int64_t{2000}, 3 * kReconGrain + 1001}) {
+    const auto a0 = at::randn({n}) * 1.3, b0 = at::randn({n}) * 0.8 + 0.2, r = at::randn({n});
+    const double ga = 1.0 / std::sqrt(static_cast<double>(n) * 7.0), gb = 1.0 / std::sqrt(static_cast<double>(n) * 127.0);
+    for (double p : {0.5, 1.0})
+      for (bool relu : {true, false})
+        for (bool b_grad : {true, false}) {
+          INFO("n " << n << " p " << p << " relu " << relu << " operand b needs grad " << b_grad);
+          const uint64_t ka = 31 + static_cast<uint64_t>(n), kb = 977 + static_cast<uint64_t>(n);
+          at_threads([&](int threads) {
+            INFO("threads " << threads);
+            auto run = [&](bool fused) {
+              auto a = a0.clone().set_requires_grad(true), b = b0.clone().set_requires_grad(b_grad);
+              auto sa = at::full({1}, 0.21f).set_requires_grad(true), sb = at::full({1}, 0.013f).set_requires_grad(true);
+              at::Tensor y;
+              if (fused) {
+                // 4-bit signed operand a, 8-bit unsigned operand b (zero point removed: 0..255).
+                y = quant_add_fused(a, b, ActQuantArgs{sa, -8, 7, ga, p, ka}, ActQuantArgs{sb, 0, 255, gb, p, kb}, relu);
+              } else {
+                y = act_quant_drop(a, sa, -8, 7, ga, p, ka) + act_quant_drop(b, sb, 0, 255, gb, p, kb);
+                if (relu) y = at::relu(y);
+              }
+              (y * r).sum().backward();
+              return std::make_tuple(y.detach(), a.grad(), b.grad(), sa.grad().item<double>(), sb.grad().item<double>());
+            };
+            auto [yf, daf, dbf, saf, sbf] = run(true);
+            auto [yr, dar, dbr, sar, sbr] = run(false);
+            CHECK(at::equal(yf, yr));  // values (a ReLU'd -0 may come out +0)
+            CHECK(same_bits(daf, dar));
+            CHECK(dbf.defined() == b_grad);
+            if (b_grad) CHECK(same_bits(dbf, dbr));
+            CHECK(saf == sar);
+            CHECK(sbf == sbr);
+            CHECK(saf != 0.0);
+            CHECK(sbf != 0.0);
+          });
+        }
+  }
+  // Operands of two shapes, or quantizers with different p, are refused.
+  auto sa = at::full({1}, 0.2f), sb = at::full({1}, 0.2f);
+  CHECK_THROWS_AS(quant_add_fused(at::zeros({4}), at::zeros({5}), ActQuantArgs{sa, -8, 7, 1.0, 1.0, 0},
+                                  ActQuantArgs{sb, -8, 7, 1.0, 1.0, 0}, true),
+                  Error);
+  CHECK_THROWS_AS(quant_add_fused(at::zeros({4}), at::zeros({4}), ActQuantArgs{sa, -8, 7, 1.0, 0.5, 0},
+                                  ActQuantArgs{sb, -8, 7, 1.0, 1.0, 0}, true),
+                  Error);
+}
+
 TEST_CASE("recon fused: the quantizer input's gradient is skipped, not changed, when nothing needs it",
           "[recon][recon_fused]") {
   at::manual_seed(22);

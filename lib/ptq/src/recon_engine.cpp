@@ -335,6 +335,7 @@ struct ReconSession::Impl {
     TensorCache c_y, c_xq, c_xfp;
     std::vector<WeightSlot> wslots;
     std::vector<ActSlot> aslots;
+    std::vector<quant::QAddImpl*> fused_adds;  ///< adds running quant_add_fused (hooks cleared at end)
     std::vector<at::Tensor> vs, steps;
     bool learn_steps = false;
     int64_t iters = 0;
@@ -529,6 +530,28 @@ void ReconSession::begin(size_t ui) {
     add_act(add, "input_quant_b", [add](std::shared_ptr<FakeQuantizer> q) { add->attach_inputs(nullptr, q); });
     add_act(add, "output_quant", [add](std::shared_ptr<FakeQuantizer> q) { add->attach_output(q); });
   }
+  // An add with both operands quantized runs quantizers, add and ReLU as one fused pass each way
+  // (quant_add_fused: the same values, gradients and key draws, a then b, as the three ops)
+  // whenever both quantizers would run their fused kernel; otherwise the ops as they are.
+  for (const auto& a : U.adds) {
+    quant::QAddImpl* add = a.add;
+    std::shared_ptr<ReconActQuantizer> qa, qb;
+    for (auto& s : c.aslots) {
+      if (s.owner != add) continue;
+      if (s.name == "input_quant_a") qa = s.recon;
+      if (s.name == "input_quant_b") qb = s.recon;
+    }
+    if (!qa || !qb || I.kernels != ReconKernels::Fused) continue;
+    add->set_fused([qa, qb, relu = add->relu_after()](const at::Tensor& x, const at::Tensor& y) -> at::Tensor {
+      if (!x.sizes().equals(y.sizes()) || !qa->fused_ready(x) || !qb->fused_ready(y) ||
+          qa->drop_prob() != qb->drop_prob())
+        return {};
+      const ActQuantArgs aa = qa->fused_args(x);
+      const ActQuantArgs ab = qb->fused_args(y);
+      return quant_add_fused(x, y, aa, ab, relu);
+    });
+    c.fused_adds.push_back(add);
+  }
 
   // 3. What learns, and how.
   for (auto& w : c.wslots) {
@@ -690,6 +713,7 @@ UnitResult ReconSession::end() {
     w.ada->set_hard(true);
     I.learned_weights.push_back(w);
   }
+  for (auto* add : c.fused_adds) add->set_fused(nullptr);
   for (auto& a : c.aslots) {
     auto* fixed = dynamic_cast<quant::QuantizerImpl*>(a.orig.get());
     if (fixed && I.learn_act) fixed->set_qparams(a.recon->qparams());

@@ -138,6 +138,95 @@ struct ActDropFn : public torch::autograd::Function<ActDropFn> {
 
 // ---------------------------------------------------------------------------------------------
 
+kernels::ActKey act_key(const at::Tensor& s, int64_t qmin, int64_t qmax, double p, int64_t key) {
+  const Key k = make_key(p, static_cast<uint64_t>(key));
+  kernels::ActKey a;
+  a.s = scalar_of(s);
+  a.lo = static_cast<float>(qmin);
+  a.hi = static_cast<float>(qmax);
+  a.drop = k.drop;
+  a.k0 = k.k0;
+  a.k1 = k.k1;
+  a.thr = k.thr;
+  return a;
+}
+
+struct QuantAddFn : public torch::autograd::Function<QuantAddFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b, const at::Tensor& sa,
+                            const at::Tensor& sb, int64_t qmin_a, int64_t qmax_a, double g_a, int64_t qmin_b,
+                            int64_t qmax_b, double g_b, double p, int64_t key_a, int64_t key_b, bool relu) {
+    auto ac = a.contiguous(), bc = b.contiguous();
+    const auto ka = act_key(sa, qmin_a, qmax_a, p, key_a), kb = act_key(sb, qmin_b, qmax_b, p, key_b);
+    const int64_t n = ac.numel();
+    auto out = at::empty_like(ac);
+    at::Tensor wa, wb;
+    if (ka.drop) {
+      wa = at::empty({(n + 15) / 16}, ac.options().dtype(at::kInt));
+      wb = at::empty({(n + 15) / 16}, ac.options().dtype(at::kInt));
+    }
+    const float *pa = ac.data_ptr<float>(), *pb = bc.data_ptr<float>();
+    float* po = out.data_ptr<float>();
+    auto* pwa = ka.drop ? reinterpret_cast<uint32_t*>(wa.data_ptr<int32_t>()) : nullptr;
+    auto* pwb = ka.drop ? reinterpret_cast<uint32_t*>(wb.data_ptr<int32_t>()) : nullptr;
+    for_chunks(n, [&](int64_t c0, int64_t c1) {
+      kernels::quant_add_forward_kernel(pa + c0, pb + c0, po + c0, pwa ? pwa + c0 / 16 : nullptr,
+                                        pwb ? pwb + c0 / 16 : nullptr, c1 - c0, static_cast<uint32_t>(c0), ka, kb,
+                                        relu);
+    });
+    ctx->save_for_backward({ac, bc, sa, sb, out});
+    if (ka.drop) {
+      ctx->saved_data["wa"] = wa;
+      ctx->saved_data["wb"] = wb;
+    }
+    ctx->saved_data["ka"] = std::vector<int64_t>{qmin_a, qmax_a, qmin_b, qmax_b};
+    ctx->saved_data["g"] = std::vector<double>{g_a, g_b};
+    ctx->saved_data["relu"] = relu;
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &ac = saved[0], &bc = saved[1], &sa = saved[2], &sb = saved[3], &out = saved[4];
+    const auto q = ctx->saved_data["ka"].toIntVector();
+    const auto g = ctx->saved_data["g"].toDoubleVector();
+    const bool relu = ctx->saved_data["relu"].toBool();
+    kernels::ActKey ka = act_key(sa, q[0], q[1], 1.0, 0), kb = act_key(sb, q[2], q[3], 1.0, 0);
+    const auto ia = ctx->saved_data.find("wa"), ib = ctx->saved_data.find("wb");
+    const uint32_t* pwa =
+        ia == ctx->saved_data.end() ? nullptr : reinterpret_cast<const uint32_t*>(ia->second.toTensor().data_ptr<int32_t>());
+    const uint32_t* pwb =
+        ib == ctx->saved_data.end() ? nullptr : reinterpret_cast<const uint32_t*>(ib->second.toTensor().data_ptr<int32_t>());
+    auto dy = grads[0].contiguous();
+    at::Tensor da, db;
+    if (ctx->needs_input_grad(0)) da = at::empty_like(ac);
+    if (ctx->needs_input_grad(1)) db = at::empty_like(bc);
+    const int64_t n = ac.numel(), chunks = n_chunks(n);
+    std::vector<double> part(static_cast<size_t>(2 * std::max<int64_t>(chunks, 1)), 0.0);
+    const float *pa = ac.data_ptr<float>(), *pb = bc.data_ptr<float>(), *po = out.data_ptr<float>(),
+                *pg = dy.data_ptr<float>();
+    float* pda = da.defined() ? da.data_ptr<float>() : nullptr;
+    float* pdb = db.defined() ? db.data_ptr<float>() : nullptr;
+    for_chunks(n, [&](int64_t c0, int64_t c1) {
+      kernels::quant_add_backward_kernel(pa + c0, pb + c0, po + c0, pg + c0, pda ? pda + c0 : nullptr,
+                                         pdb ? pdb + c0 : nullptr, pwa ? pwa + c0 / 16 : nullptr,
+                                         pwb ? pwb + c0 / 16 : nullptr, c1 - c0, ka, kb, relu,
+                                         &part[static_cast<size_t>(2 * (c0 / kReconGrain))]);
+    });
+    double s_a = 0.0, s_b = 0.0;  // chunk order, as sum_chunks
+    for (int64_t c = 0; c < chunks; ++c) {
+      s_a += part[static_cast<size_t>(2 * c)];
+      s_b += part[static_cast<size_t>(2 * c + 1)];
+    }
+    return {da,
+            db,
+            at::full(sa.sizes(), s_a * g[0], sa.options()),
+            at::full(sb.sizes(), s_b * g[1], sb.options()),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+
 /// Calls f(begin, end, row) for the pieces of [b, e) that lie in one row of length row_len.
 template <typename F>
 void by_rows(int64_t b, int64_t e, int64_t row_len, F&& f) {
@@ -280,6 +369,21 @@ at::Tensor act_quant_drop(const at::Tensor& x, const at::Tensor& s, int64_t qmin
   if (s.numel() != 1) throw Error("act_quant_drop: the step is per tensor (one element)");
   check_index_range(x.numel(), "act_quant_drop");
   return ActDropFn::apply(x, s, qmin, qmax, g, p, static_cast<int64_t>(key));
+}
+
+at::Tensor quant_add_fused(const at::Tensor& a, const at::Tensor& b, const ActQuantArgs& qa, const ActQuantArgs& qb,
+                           bool relu) {
+  check_cpu_float(a, "quant_add_fused");
+  check_cpu_float(b, "quant_add_fused");
+  check_cpu_float(qa.s, "quant_add_fused");
+  check_cpu_float(qb.s, "quant_add_fused");
+  if (!a.sizes().equals(b.sizes())) throw Error("quant_add_fused: the operands differ in shape");
+  if (qa.s.numel() != 1 || qb.s.numel() != 1) throw Error("quant_add_fused: the steps are per tensor (one element)");
+  if ((qa.p < 1.0) != (qb.p < 1.0) || (qa.p < 1.0 && drop_threshold(qa.p) != drop_threshold(qb.p)))
+    throw Error("quant_add_fused: the two quantizers drop with different p");
+  check_index_range(a.numel(), "quant_add_fused");
+  return QuantAddFn::apply(a, b, qa.s, qb.s, qa.qmin, qa.qmax, qa.g, qb.qmin, qb.qmax, qb.g, qa.p,
+                           static_cast<int64_t>(qa.key), static_cast<int64_t>(qb.key), relu);
 }
 
 at::Tensor act_quant_drop_composed(const at::Tensor& x, const at::Tensor& s, int64_t qmin, int64_t qmax, double g,

@@ -144,30 +144,47 @@ quant::QParams ReconActQuantizer::qparams() const {
   return qp;
 }
 
+ActQuantArgs ReconActQuantizer::learn_args(const at::Tensor& x) {
+  {
+    // Keep the step positive (MQBench's LearnableFakeQuantize does the same before each forward).
+    // On the CPU read in place (one float); on a GPU always (no host sync; a no-op on a step
+    // already >= kLsqMinStep).
+    torch::NoGradGuard ng;
+    if (!scale_.device().is_cpu() || scale_.data_ptr<float>()[0] < qat::kLsqMinStep)
+      scale_.data().abs_().clamp_min_(qat::kLsqMinStep);
+  }
+  ActQuantArgs a;
+  a.s = scale_;
+  // round(clip(x/s, qmin - z, qmax - z)) * s = (clamp(round(x/s) + z, qmin, qmax) - z) * s; each
+  // element kept in float where QDrop's draw drops it.
+  a.qmin = qp_.range.qmin - zero_point_;
+  a.qmax = qp_.range.qmax - zero_point_;
+  a.g = qat::lsq_grad_scale(x, qat::QatRole::Activation, -1, std::max<int64_t>(a.qmax, 1));
+  a.p = drop_prob_;
+  a.key = drop_prob_ < 1.0 ? next_drop_key(gen_) : 0;
+  return a;
+}
+
+bool ReconActQuantizer::fused_ready(const at::Tensor& x) const {
+  return quantizing_ && learn_ && kernels_ == ReconKernels::Fused && x.device().is_cpu() &&
+         x.scalar_type() == at::kFloat && scale_.device().is_cpu();
+}
+
+ActQuantArgs ReconActQuantizer::fused_args(const at::Tensor& x) {
+  if (!fused_ready(x)) throw Error("reconstruction: fused_args on a quantizer that does not run fused");
+  return learn_args(x);
+}
+
 at::Tensor ReconActQuantizer::forward(const at::Tensor& x) {
   if (!quantizing_) return x;
-  const bool drop = drop_prob_ < 1.0;
   if (learn_) {
-    {
-      // Keep the step positive (MQBench's LearnableFakeQuantize does the same before each forward).
-      // On the CPU read in place (one float); on a GPU always (no host sync; a no-op on a step
-      // already >= kLsqMinStep).
-      torch::NoGradGuard ng;
-      if (!scale_.device().is_cpu() || scale_.data_ptr<float>()[0] < qat::kLsqMinStep)
-        scale_.data().abs_().clamp_min_(qat::kLsqMinStep);
-    }
-    const int64_t qmin = qp_.range.qmin - zero_point_, qmax = qp_.range.qmax - zero_point_;
-    const double g = qat::lsq_grad_scale(x, qat::QatRole::Activation, -1, std::max<int64_t>(qmax, 1));
-    // round(clip(x/s, qmin - z, qmax - z)) * s = (clamp(round(x/s) + z, qmin, qmax) - z) * s; each
-    // element kept in float where QDrop's draw drops it.
-    const uint64_t key = drop ? next_drop_key(gen_) : 0;
-    if (kernels_ == ReconKernels::Fused && x.device().is_cpu() && x.scalar_type() == at::kFloat &&
-        scale_.device().is_cpu())
-      return act_quant_drop(x, scale_, qmin, qmax, g, drop_prob_, key);
-    return act_quant_drop_composed(x, scale_, qmin, qmax, g, drop_prob_, key);
+    const bool fused = fused_ready(x);
+    const ActQuantArgs a = learn_args(x);
+    if (fused) return act_quant_drop(x, a.s, a.qmin, a.qmax, a.g, a.p, a.key);
+    return act_quant_drop_composed(x, a.s, a.qmin, a.qmax, a.g, a.p, a.key);
   }
   at::Tensor q = quant::fake_quantize(x, qp_);
-  return drop ? drop_mix(q, x, drop_prob_, gen_) : q;
+  return drop_prob_ < 1.0 ? drop_mix(q, x, drop_prob_, gen_) : q;
 }
 
 std::string ReconActQuantizer::describe() const {

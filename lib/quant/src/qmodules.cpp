@@ -30,6 +30,10 @@ at::Tensor apply_act(const at::Tensor& x, Act a) {
 
 at::Tensor QAddImpl::forward(const at::Tensor& a_in, const at::Tensor& b_in) {
   if (deploy_) return deploy_(a_in, b_in);
+  if (fused_) {
+    auto y = fused_(a_in, b_in);
+    if (y.defined()) return out_q_ ? out_q_->forward(y) : y;
+  }
   const auto a = in_a_ ? in_a_->forward(a_in) : a_in;
   const auto b = in_b_ ? in_b_->forward(b_in) : b_in;
   auto y = relu_ ? at::relu(a + b) : a + b;

@@ -221,6 +221,109 @@ double act_drop_backward_kernel(const float* __restrict x, const float* __restri
   return act_backward_plain<false>(x, dy, nullptr, n, a);
 }
 
+// ---------------------------------------------------------------------------------------------
+// A residual add with both operands' activation quantizers (and ReLU after): one pass each way.
+
+namespace {
+QBENCH_INLINE float quant_one(float xv, const ActGrad& q) {
+  return round_even(std::min(std::max(xv / q.s, q.lo), q.hi)) * q.s;
+}
+}  // namespace
+
+QBENCH_CLONES
+void quant_add_forward_kernel(const float* __restrict a, const float* __restrict b, float* __restrict out,
+                              uint32_t* __restrict wa, uint32_t* __restrict wb, int64_t n, uint32_t first,
+                              const ActKey& ka, const ActKey& kb, bool relu) {
+  const ActGrad qa{ka.s, ka.lo, ka.hi}, qb{kb.s, kb.lo, kb.hi};
+  const int64_t nb = (n + 15) / 16, full = n / 16;
+  if (wa) drop_words(wa, nb, first >> 4, ka.k0, ka.k1, ka.thr);
+  if (wb) drop_words(wb, nb, first >> 4, kb.k0, kb.k1, kb.thr);
+  auto one = [&](int64_t j, uint32_t keep_a, uint32_t keep_b) {
+    const float av = a[j], bv = b[j], qav = quant_one(av, qa), qbv = quant_one(bv, qb);
+    const float sum = (keep_a ? qav : av) + (keep_b ? qbv : bv);
+    out[j] = relu ? (sum > 0.0f ? sum : 0.0f) : sum;
+  };
+  if (wa && wb) {
+    for (int64_t b0 = 0; b0 < full; ++b0) {
+      const uint32_t xa = wa[b0], xb = wb[b0];
+      for (int l = 0; l < 16; ++l) one(b0 * 16 + l, (xa >> l) & 1u, (xb >> l) & 1u);
+    }
+  } else {
+    for (int64_t j = 0; j < full * 16; ++j) one(j, 1u, 1u);
+  }
+  for (int64_t j = full * 16; j < n; ++j)
+    one(j, wa ? (wa[full] >> (j & 15)) & 1u : 1u, wb ? (wb[full] >> (j & 15)) & 1u : 1u);
+}
+
+namespace {
+/// quant_add_backward_kernel's loop for one combination of (mask words, da wanted, db wanted,
+/// ReLU), so that none tests them inside.
+template <bool kWords, bool kDa, bool kDb, bool kRelu>
+QBENCH_INLINE void quant_add_backward_loop(const float* __restrict a, const float* __restrict b,
+                                           const float* __restrict out, const float* __restrict dy,
+                                           float* __restrict da, float* __restrict db, const uint32_t* __restrict wa,
+                                           const uint32_t* __restrict wb, int64_t n, const ActGrad& qa,
+                                           const ActGrad& qb, double* sums) {
+  float la[kLanes] = {}, lb[kLanes] = {};
+  const int64_t full = n / 16;
+  for (int64_t b0 = 0; b0 < full; ++b0) {
+    const uint32_t xa = kWords ? wa[b0] : 0xffffu, xb = kWords ? wb[b0] : 0xffffu;
+    const float* __restrict a16 = a + b0 * 16;
+    const float* __restrict b16 = b + b0 * 16;
+    const float* __restrict o16 = out + b0 * 16;
+    const float* __restrict g16 = dy + b0 * 16;
+    for (int l = 0; l < 16; ++l) {
+      // dy through the ReLU as threshold_backward(dy, out, 0) does, then each operand's quantizer.
+      const float g = kRelu ? (o16[l] <= 0.0f ? 0.0f : g16[l]) : g16[l];
+      float dav, dbv;
+      la[l] += qa.term(a16[l], g, (xa >> l) & 1u, dav);
+      lb[l] += qb.term(b16[l], g, (xb >> l) & 1u, dbv);
+      if constexpr (kDa) da[b0 * 16 + l] = dav;
+      if constexpr (kDb) db[b0 * 16 + l] = dbv;
+    }
+  }
+  double sa = 0.0, sb = 0.0;
+  for (int64_t j = full * 16; j < n; ++j) {
+    const float g = kRelu ? (out[j] <= 0.0f ? 0.0f : dy[j]) : dy[j];
+    const uint32_t ka = kWords ? (wa[full] >> (j & 15)) & 1u : 1u, kb = kWords ? (wb[full] >> (j & 15)) & 1u : 1u;
+    float dav, dbv;
+    sa += static_cast<double>(qa.term(a[j], g, ka, dav));
+    sb += static_cast<double>(qb.term(b[j], g, kb, dbv));
+    if constexpr (kDa) da[j] = dav;
+    if constexpr (kDb) db[j] = dbv;
+  }
+  for (int k = 0; k < kLanes; ++k) {
+    sa += static_cast<double>(la[k]);
+    sb += static_cast<double>(lb[k]);
+  }
+  sums[0] = sa;
+  sums[1] = sb;
+}
+
+template <bool kWords, bool kRelu>
+QBENCH_INLINE void quant_add_backward_by_grads(const float* a, const float* b, const float* out, const float* dy,
+                                               float* da, float* db, const uint32_t* wa, const uint32_t* wb, int64_t n,
+                                               const ActGrad& qa, const ActGrad& qb, double* sums) {
+  if (da && db) return quant_add_backward_loop<kWords, true, true, kRelu>(a, b, out, dy, da, db, wa, wb, n, qa, qb, sums);
+  if (da) return quant_add_backward_loop<kWords, true, false, kRelu>(a, b, out, dy, da, db, wa, wb, n, qa, qb, sums);
+  if (db) return quant_add_backward_loop<kWords, false, true, kRelu>(a, b, out, dy, da, db, wa, wb, n, qa, qb, sums);
+  quant_add_backward_loop<kWords, false, false, kRelu>(a, b, out, dy, da, db, wa, wb, n, qa, qb, sums);
+}
+}  // namespace
+
+QBENCH_CLONES
+void quant_add_backward_kernel(const float* __restrict a, const float* __restrict b, const float* __restrict out,
+                               const float* __restrict dy, float* __restrict da, float* __restrict db,
+                               const uint32_t* __restrict wa, const uint32_t* __restrict wb, int64_t n,
+                               const ActKey& ka, const ActKey& kb, bool relu, double* sums) {
+  const ActGrad qa{ka.s, ka.lo, ka.hi}, qb{kb.s, kb.lo, kb.hi};
+  const bool words = wa && wb;
+  if (words && relu) return quant_add_backward_by_grads<true, true>(a, b, out, dy, da, db, wa, wb, n, qa, qb, sums);
+  if (words) return quant_add_backward_by_grads<true, false>(a, b, out, dy, da, db, wa, wb, n, qa, qb, sums);
+  if (relu) return quant_add_backward_by_grads<false, true>(a, b, out, dy, da, db, wa, wb, n, qa, qb, sums);
+  quant_add_backward_by_grads<false, false>(a, b, out, dy, da, db, wa, wb, n, qa, qb, sums);
+}
+
 // Composed: h = clamp(sigmoid(V) * 1.2 + (-0.1), 0, 1); clamp(floor(w / s) + h + z, qmin, qmax).
 namespace {
 QBENCH_INLINE float soft_weight(float wv, float sg, float s, float z, float qmin, float qmax, float& h) {

@@ -69,6 +69,32 @@ double act_drop_backward_kernel(const float* x, const float* dy, float* dx, cons
                                 float lo, float hi);
 
 // ---------------------------------------------------------------------------------------------
+// A residual add whose two operands each pass an LSQ activation quantizer with QDrop's mask (the
+// TensorRT placement), then optionally ReLU: out = relu(qa(a) + qb(b)) in one pass forward and
+// one backward, with each quantizer's values, gradients and step sums exactly as two
+// act_drop_*_kernel calls, an add and a ReLU give them.
+
+/// One operand's quantizer: step s, clip range [lo, hi] (zero point removed), and its mask's key
+/// (drop false: every element quantized).
+struct ActKey {
+  float s = 1.f, lo = 0.f, hi = 0.f;
+  bool drop = false;
+  uint32_t k0 = 0, k1 = 0, thr = 0;
+};
+
+/// out[j] = relu?(qa(a[j]) + qb(b[j])); with drop, first is a multiple of 16 and wa / wb (not
+/// null) receive each mask's keep words as in act_drop_forward_kernel; null words: no drop.
+void quant_add_forward_kernel(const float* a, const float* b, float* out, uint32_t* wa, uint32_t* wb, int64_t n,
+                              uint32_t first, const ActKey& ka, const ActKey& kb, bool relu);
+
+/// da / db (each when not null): each operand's input gradient for dy through the ReLU (dy where
+/// out > 0) and its quantizer; sums[0], sums[1]: each quantizer's step sum, in
+/// act_drop_backward_kernel's order. Words null: no drop (both or neither).
+void quant_add_backward_kernel(const float* a, const float* b, const float* out, const float* dy, float* da, float* db,
+                               const uint32_t* wa, const uint32_t* wb, int64_t n, const ActKey& ka, const ActKey& kb,
+                               bool relu, double* sums);
+
+// ---------------------------------------------------------------------------------------------
 // AdaRound's soft-rounded weight for one output channel (scale s, zero point z), with sig =
 // sigmoid(V) given: h = clamp(sig * 1.2 - 0.1, 0, 1), W~ = (clamp(floor(w / s) + h + z, qmin,
 // qmax) - z) * s, in the float operations and order of the composed ATen form.

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "qbench/common/options.h"
+#include "qbench/ptq/recon_fused.h"
 #include "qbench/quant/algorithm.h"
 #include "qbench/quant/quantizer.h"
 
@@ -149,8 +150,15 @@ class ReconActQuantizer : public quant::FakeQuantizer {
   void set_drop_prob(double p) { drop_prob_ = p; }
   double drop_prob() const { return drop_prob_; }
   void set_kernels(ReconKernels k) { kernels_ = k; }
+  /// Whether forward(x) would run the fused CPU kernel (quantizing, learned step, fused kernels,
+  /// float32 CPU input): then fused_args(x) gives what it would pass act_quant_drop, drawing the
+  /// mask's key as forward does (call it once, in place of forward).
+  bool fused_ready(const at::Tensor& x) const;
+  ActQuantArgs fused_args(const at::Tensor& x);
 
  private:
+  /// The learned step's arguments for x: keeps the step positive, draws the key when dropping.
+  ActQuantArgs learn_args(const at::Tensor& x);
   quant::QParams qp_;
   at::Tensor scale_;
   bool learn_;

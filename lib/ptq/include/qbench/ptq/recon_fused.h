@@ -44,6 +44,20 @@ at::Tensor act_quant_drop(const at::Tensor& x, const at::Tensor& s, int64_t qmin
 at::Tensor act_quant_drop_composed(const at::Tensor& x, const at::Tensor& s, int64_t qmin, int64_t qmax, double g,
                                    double p, uint64_t key);
 
+/// One activation quantizer's arguments as act_quant_drop takes them (key: its mask's draw).
+struct ActQuantArgs {
+  at::Tensor s;
+  int64_t qmin = 0, qmax = 0;
+  double g = 1.0, p = 1.0;
+  uint64_t key = 0;
+};
+/// A residual add whose operands each pass their quantizer, then ReLU when `relu`:
+/// relu(act_quant_drop(a, qa...) + act_quant_drop(b, qb...)) in one pass each way; the same values
+/// and gradients (input and step) as the three ops, bit for bit. a and b float32 CPU tensors of
+/// one shape, both quantizers with the same p.
+at::Tensor quant_add_fused(const at::Tensor& a, const at::Tensor& b, const ActQuantArgs& qa, const ActQuantArgs& qb,
+                           bool relu);
+
 // ---------------------------------------------------------------------------------------------
 // AdaRound's soft-rounded weight and rounding regulariser in one pass per weight.
 

@@ -169,11 +169,17 @@ class QAddImpl : public torch::nn::Module {
   void attach_inputs(std::shared_ptr<FakeQuantizer> qa, std::shared_ptr<FakeQuantizer> qb);
   FakeQuantizer* output_quantizer() const { return out_q_.get(); }
   FakeQuantizer* input_quantizer(int i) const { return (i == 0 ? in_a_ : in_b_).get(); }
+  /// Reconstruction's fused kernels (lib/ptq): when set, tried first with the raw operands; a
+  /// defined result replaces the operand quantizers, the add and the ReLU (the output quantizer
+  /// still applies), an undefined one declines. Cleared with nullptr.
+  using FusedFn = std::function<at::Tensor(const at::Tensor&, const at::Tensor&)>;
+  void set_fused(FusedFn f) { fused_ = std::move(f); }
 
  private:
   bool relu_;
   std::shared_ptr<FakeQuantizer> out_q_, in_a_, in_b_;
   DeployFn deploy_;
+  FusedFn fused_;
 };
 TORCH_MODULE(QAdd);
 
