@@ -297,26 +297,17 @@ int main(int argc, char** argv) {
         sa.mutable_grad().reset();
         sb.mutable_grad().reset();
       };
-      auto t5 = interleaved(
-          {[&] {
-             reset();
-             ptq::quant_add_fused(a, b, {sa, -8, 7, 0.01, 0.5, 3}, {sb, -8, 7, 0.01, 0.5, 4}, true).backward(r);
-           },
-           [&] {
-             reset();
-             at::relu(ptq::act_quant_drop(a, sa, -8, 7, 0.01, 0.5, 3) + ptq::act_quant_drop(b, sb, -8, 7, 0.01, 0.5, 4))
-                 .backward(r);
-           },
-           [&] {
-             reset();
-             ptq::quant_add_fused(a, b, {sa, -8, 7, 0.01, 1.0, 0}, {sb, -8, 7, 0.01, 1.0, 0}, true).backward(r);
-           },
-           [&] {
-             reset();
-             at::relu(ptq::act_quant_drop(a, sa, -8, 7, 0.01, 1.0, 0) + ptq::act_quant_drop(b, sb, -8, 7, 0.01, 1.0, 0))
-                 .backward(r);
-           }},
-          reps, rounds);
+      // p = 0.5 (QDrop) and 1 (no mask), each fused and as the three ops.
+      auto fused = [&](double p) {
+        reset();
+        ptq::quant_add_fused(a, b, {sa, -8, 7, 0.01, p, 3}, {sb, -8, 7, 0.01, p, 4}, true).backward(r);
+      };
+      auto three = [&](double p) {
+        reset();
+        at::relu(ptq::act_quant_drop(a, sa, -8, 7, 0.01, p, 3) + ptq::act_quant_drop(b, sb, -8, 7, 0.01, p, 4)).backward(r);
+      };
+      auto t5 = interleaved({[&] { fused(0.5); }, [&] { three(0.5); }, [&] { fused(1.0); }, [&] { three(1.0); }}, reps,
+                            rounds);
       std::printf("quantized add + relu fwd+bwd: drop fused %.3f ms, three ops %.3f ms; no drop fused %.3f ms, three "
                   "ops %.3f ms\n",
                   t5[0] * 1e3, t5[1] * 1e3, t5[2] * 1e3, t5[3] * 1e3);

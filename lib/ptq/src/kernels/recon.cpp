@@ -411,45 +411,40 @@ void adaround_backward_kernel(const float* __restrict w, const float* __restrict
   adaround_backward_loop<false>(w, sig, dy, dv, n, s, z, qmin, qmax, greg, beta, bm1);
 }
 
-QBENCH_CLONES
-double sq_err_kernel(const float* __restrict a, const float* __restrict b, int64_t n) {
+namespace {
+/// sum((a - b)^2) in the lanes; with kGrad also da = inv * (2 * (a - b)) in the same pass.
+template <bool kGrad>
+QBENCH_INLINE double sq_err_loop(const float* __restrict a, const float* __restrict b, float* __restrict da, int64_t n,
+                                 float inv) {
   float lanes[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int k = 0; k < kLanes; ++k) {
       const float d = a[i + k] - b[i + k];
       lanes[k] += d * d;
+      if constexpr (kGrad) da[i + k] = inv * (2.0f * d);
     }
   }
   double sum = 0.0;
   for (; i < n; ++i) {
     const float d = a[i] - b[i];
     sum += static_cast<double>(d * d);
+    if constexpr (kGrad) da[i] = inv * (2.0f * d);
   }
   for (float l : lanes) sum += static_cast<double>(l);
   return sum;
+}
+}  // namespace
+
+QBENCH_CLONES
+double sq_err_kernel(const float* __restrict a, const float* __restrict b, int64_t n) {
+  return sq_err_loop<false>(a, b, nullptr, n, 0.0f);
 }
 
 QBENCH_CLONES
 double sq_err_with_grad_kernel(const float* __restrict a, const float* __restrict b, float* __restrict da, int64_t n,
                                float inv) {
-  float lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int k = 0; k < kLanes; ++k) {
-      const float d = a[i + k] - b[i + k];
-      lanes[k] += d * d;
-      da[i + k] = inv * (2.0f * d);
-    }
-  }
-  double sum = 0.0;
-  for (; i < n; ++i) {
-    const float d = a[i] - b[i];
-    sum += static_cast<double>(d * d);
-    da[i] = inv * (2.0f * d);
-  }
-  for (float l : lanes) sum += static_cast<double>(l);
-  return sum;
+  return sq_err_loop<true>(a, b, da, n, inv);
 }
 
 QBENCH_CLONES
