@@ -303,6 +303,22 @@ TEST_CASE("BN fold: the running-statistics fold kept between calls follows every
       CHECK(max_diff(after, before) > 1e-3);
     }
   }
+  // A move (here to double; to a GPU alike) swaps the parameters' storage without a new version:
+  // the fold follows it.
+  {
+    Pair p = make_pair(5);
+    p.conv->set_bn_fold(1);
+    p.conv->eval();
+    p.bn->eval();
+    at::NoGradGuard ng;
+    p.conv->forward_fused(x);
+    p.conv->to(at::kDouble);
+    p.bn->to(at::kDouble);
+    const auto xd = x.to(at::kDouble);
+    const auto y = p.conv->forward_fused(xd);
+    CHECK(y.scalar_type() == at::kDouble);
+    CHECK(max_diff(y, reference_running(p, xd)) < 1e-9);
+  }
   // With gradients wanted, nothing is kept: gamma gets its gradient on every call.
   Pair p = make_pair(4);
   p.conv->set_bn_fold(1);

@@ -180,10 +180,15 @@ std::pair<at::Tensor, at::Tensor> QConv2dImpl::running_fold() {
   bool grad = false;
   for (const auto& t : in) grad = grad || (t.defined() && t.requires_grad());
   grad = grad && at::GradMode::is_enabled();
+  // Versions and storage: Module::to() swaps a parameter's data (set_data) without a new version.
   std::vector<int64_t> versions;
-  for (const auto& t : in) versions.push_back(t.defined() ? static_cast<int64_t>(t._version()) : -1);
+  std::vector<const void*> data;
+  for (const auto& t : in) {
+    versions.push_back(t.defined() ? static_cast<int64_t>(t._version()) : -1);
+    data.push_back(t.defined() ? t.data_ptr() : nullptr);
+  }
   auto& c = fold_cache_;
-  if (!grad && c.w.defined() && versions == c.versions) {
+  if (!grad && c.w.defined() && versions == c.versions && data == c.data) {
     bool same = true;
     for (size_t i = 0; i < in.size(); ++i) same = same && in[i].defined() == c.inputs[i].defined() &&
                                                   (!in[i].defined() || in[i].is_same(c.inputs[i]));
@@ -197,6 +202,7 @@ std::pair<at::Tensor, at::Tensor> QConv2dImpl::running_fold() {
   } else {
     c.inputs = std::move(in);
     c.versions = std::move(versions);
+    c.data = std::move(data);
     c.w = w;
     c.b = b;
   }

@@ -125,11 +125,13 @@ class QConv2dImpl : public torch::nn::Module, public QuantLayer {
   at::Tensor forward_folded(const at::Tensor& x);
   /// The running-statistics fold: W * gamma / sigma_run and beta + (b - mu_run) * gamma / sigma_run.
   /// Kept from the last call while its six inputs are the same tensors at the same versions and
-  /// none needs a gradient (reconstruction and evaluation: frozen weights and BN, every batch).
+  /// storage, and none needs a gradient (reconstruction and evaluation: frozen weights and BN,
+  /// every batch).
   std::pair<at::Tensor, at::Tensor> running_fold();
   struct FoldCache {
     std::vector<at::Tensor> inputs;  ///< weight, bias, gamma, beta, running mean, running var
     std::vector<int64_t> versions;
+    std::vector<const void*> data;  ///< storage of each input (a move to another device swaps it)
     at::Tensor w, b;
   };
   QConv2dOptions opt_;
