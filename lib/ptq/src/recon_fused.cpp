@@ -10,6 +10,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -43,18 +44,30 @@ void for_chunks(int64_t n, F&& f) {
   });
 }
 
+/// N sums over the chunks: f(begin, end, sums) writes one chunk's N sums (double); each total adds
+/// its chunks in chunk order.
+template <size_t N, typename F>
+std::array<double, N> sum_chunks_n(int64_t n, F&& f) {
+  const int64_t chunks = n > 0 ? n_chunks(n) : 0;
+  std::vector<std::array<double, N>> part(static_cast<size_t>(chunks));
+  if (chunks == 1) {
+    f(int64_t{0}, n, part[0].data());
+  } else if (chunks > 1) {
+    at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
+      for (int64_t c = cb; c < ce; ++c)
+        f(c * kReconGrain, std::min(n, (c + 1) * kReconGrain), part[static_cast<size_t>(c)].data());
+    });
+  }
+  std::array<double, N> total{};
+  for (const auto& p : part)
+    for (size_t i = 0; i < N; ++i) total[i] += p[i];
+  return total;
+}
+
 /// The sum of f(begin, end) (double) over the chunks, added in chunk order.
 template <typename F>
 double sum_chunks(int64_t n, F&& f) {
-  const int64_t chunks = n_chunks(n);
-  if (chunks <= 1) return n > 0 ? 0.0 + f(int64_t{0}, n) : 0.0;
-  std::vector<double> part(static_cast<size_t>(chunks), 0.0);
-  at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
-    for (int64_t c = cb; c < ce; ++c) part[static_cast<size_t>(c)] = f(c * kReconGrain, std::min(n, (c + 1) * kReconGrain));
-  });
-  double total = 0.0;
-  for (double p : part) total += p;
-  return total;
+  return sum_chunks_n<1>(n, [&](int64_t b, int64_t e, double* out) { out[0] = f(b, e); })[0];
 }
 
 struct Key {
@@ -81,6 +94,20 @@ void check_index_range(int64_t n, const char* who) {
 
 float scalar_of(const at::Tensor& t) { return t.contiguous().data_ptr<float>()[0]; }
 
+// QDrop's mask kept from a forward for its backward: one keep word per block of 16 elements
+// (chunks start on blocks: kReconGrain % 16 == 0), an int32 tensor in the context's saved data.
+at::Tensor new_mask_words(int64_t n, const at::Tensor& like) {
+  return at::empty({(n + 15) / 16}, like.options().dtype(at::kInt));
+}
+uint32_t* words_of(const at::Tensor& w) {
+  return w.defined() ? reinterpret_cast<uint32_t*>(w.data_ptr<int32_t>()) : nullptr;
+}
+/// The tensor saved as `name`, or an undefined one.
+at::Tensor saved_tensor(AutogradContext* ctx, const char* name) {
+  const auto it = ctx->saved_data.find(name);
+  return it == ctx->saved_data.end() ? at::Tensor() : it->second.toTensor();
+}
+
 // ---------------------------------------------------------------------------------------------
 
 struct ActDropFn : public torch::autograd::Function<ActDropFn> {
@@ -94,19 +121,17 @@ struct ActDropFn : public torch::autograd::Function<ActDropFn> {
     const Key k = make_key(p, static_cast<uint64_t>(key));
     const float sv = scalar_of(s), lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
     auto y = at::empty_like(xc);
-    // The mask's keep words, one per block of 16 (chunks start on blocks: kReconGrain % 16 == 0),
-    // for the backward.
     at::Tensor words;
     if (k.drop) {
-      words = at::empty({(xc.numel() + 15) / 16}, xc.options().dtype(at::kInt));
+      words = new_mask_words(xc.numel(), xc);
       ctx->saved_data["words"] = words;
     }
     const float* px = xc.data_ptr<float>();
     float* py = y.data_ptr<float>();
-    auto* pw = k.drop ? reinterpret_cast<uint32_t*>(words.data_ptr<int32_t>()) : nullptr;
+    uint32_t* pw = words_of(words);
     for_chunks(xc.numel(), [&](int64_t b, int64_t e) {
-      kernels::act_drop_forward_kernel(px + b, py + b, pw ? pw + b / 16 : nullptr, e - b, k.drop,
-                                       static_cast<uint32_t>(b), k.k0, k.k1, k.thr, sv, lo, hi);
+      kernels::act_drop_forward_kernel(px + b, py + b, pw ? pw + b / 16 : nullptr, e - b, static_cast<uint32_t>(b),
+                                       k.k0, k.k1, k.thr, sv, lo, hi);
     });
     return y;
   }
@@ -117,9 +142,7 @@ struct ActDropFn : public torch::autograd::Function<ActDropFn> {
     const float lo = static_cast<float>(ctx->saved_data["qmin"].toInt());
     const float hi = static_cast<float>(ctx->saved_data["qmax"].toInt());
     const double g = ctx->saved_data["g"].toDouble();
-    const auto it = ctx->saved_data.find("words");
-    const auto* pw =
-        it == ctx->saved_data.end() ? nullptr : reinterpret_cast<const uint32_t*>(it->second.toTensor().data_ptr<int32_t>());
+    const uint32_t* pw = words_of(saved_tensor(ctx, "words"));
     const float sv = scalar_of(s);
     auto dy = grads[0].contiguous();
     at::Tensor dx;
@@ -138,16 +161,15 @@ struct ActDropFn : public torch::autograd::Function<ActDropFn> {
 
 // ---------------------------------------------------------------------------------------------
 
-kernels::ActKey act_key(const at::Tensor& s, int64_t qmin, int64_t qmax, double p, int64_t key) {
-  const Key k = make_key(p, static_cast<uint64_t>(key));
+/// One operand quantizer's grid (step, clip range) and, with a key, its mask's key.
+kernels::ActKey act_key(const at::Tensor& s, int64_t qmin, int64_t qmax, const Key& mask = Key{}) {
   kernels::ActKey a;
   a.s = scalar_of(s);
   a.lo = static_cast<float>(qmin);
   a.hi = static_cast<float>(qmax);
-  a.drop = k.drop;
-  a.k0 = k.k0;
-  a.k1 = k.k1;
-  a.thr = k.thr;
+  a.k0 = mask.k0;
+  a.k1 = mask.k1;
+  a.thr = mask.thr;
   return a;
 }
 
@@ -156,70 +178,60 @@ struct QuantAddFn : public torch::autograd::Function<QuantAddFn> {
                             const at::Tensor& sb, int64_t qmin_a, int64_t qmax_a, double g_a, int64_t qmin_b,
                             int64_t qmax_b, double g_b, double p, int64_t key_a, int64_t key_b, bool relu) {
     auto ac = a.contiguous(), bc = b.contiguous();
-    const auto ka = act_key(sa, qmin_a, qmax_a, p, key_a), kb = act_key(sb, qmin_b, qmax_b, p, key_b);
+    const Key mask_a = make_key(p, static_cast<uint64_t>(key_a)), mask_b = make_key(p, static_cast<uint64_t>(key_b));
+    const auto ka = act_key(sa, qmin_a, qmax_a, mask_a), kb = act_key(sb, qmin_b, qmax_b, mask_b);
     const int64_t n = ac.numel();
     auto out = at::empty_like(ac);
     at::Tensor wa, wb;
-    if (ka.drop) {
-      wa = at::empty({(n + 15) / 16}, ac.options().dtype(at::kInt));
-      wb = at::empty({(n + 15) / 16}, ac.options().dtype(at::kInt));
+    if (mask_a.drop) {
+      wa = new_mask_words(n, ac);
+      wb = new_mask_words(n, ac);
+      ctx->saved_data["words_a"] = wa;
+      ctx->saved_data["words_b"] = wb;
     }
     const float *pa = ac.data_ptr<float>(), *pb = bc.data_ptr<float>();
     float* po = out.data_ptr<float>();
-    auto* pwa = ka.drop ? reinterpret_cast<uint32_t*>(wa.data_ptr<int32_t>()) : nullptr;
-    auto* pwb = ka.drop ? reinterpret_cast<uint32_t*>(wb.data_ptr<int32_t>()) : nullptr;
+    uint32_t *pwa = words_of(wa), *pwb = words_of(wb);
     for_chunks(n, [&](int64_t c0, int64_t c1) {
       kernels::quant_add_forward_kernel(pa + c0, pb + c0, po + c0, pwa ? pwa + c0 / 16 : nullptr,
                                         pwb ? pwb + c0 / 16 : nullptr, c1 - c0, static_cast<uint32_t>(c0), ka, kb,
                                         relu);
     });
     ctx->save_for_backward({ac, bc, sa, sb, out});
-    if (ka.drop) {
-      ctx->saved_data["wa"] = wa;
-      ctx->saved_data["wb"] = wb;
-    }
-    ctx->saved_data["ka"] = std::vector<int64_t>{qmin_a, qmax_a, qmin_b, qmax_b};
-    ctx->saved_data["g"] = std::vector<double>{g_a, g_b};
+    ctx->saved_data["qmin_a"] = qmin_a;
+    ctx->saved_data["qmax_a"] = qmax_a;
+    ctx->saved_data["qmin_b"] = qmin_b;
+    ctx->saved_data["qmax_b"] = qmax_b;
+    ctx->saved_data["g_a"] = g_a;
+    ctx->saved_data["g_b"] = g_b;
     ctx->saved_data["relu"] = relu;
     return out;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
     const auto &ac = saved[0], &bc = saved[1], &sa = saved[2], &sb = saved[3], &out = saved[4];
-    const auto q = ctx->saved_data["ka"].toIntVector();
-    const auto g = ctx->saved_data["g"].toDoubleVector();
-    const bool relu = ctx->saved_data["relu"].toBool();
-    kernels::ActKey ka = act_key(sa, q[0], q[1], 1.0, 0), kb = act_key(sb, q[2], q[3], 1.0, 0);
-    const auto ia = ctx->saved_data.find("wa"), ib = ctx->saved_data.find("wb");
-    const uint32_t* pwa =
-        ia == ctx->saved_data.end() ? nullptr : reinterpret_cast<const uint32_t*>(ia->second.toTensor().data_ptr<int32_t>());
-    const uint32_t* pwb =
-        ib == ctx->saved_data.end() ? nullptr : reinterpret_cast<const uint32_t*>(ib->second.toTensor().data_ptr<int32_t>());
+    auto& d = ctx->saved_data;
+    const auto ka = act_key(sa, d["qmin_a"].toInt(), d["qmax_a"].toInt());
+    const auto kb = act_key(sb, d["qmin_b"].toInt(), d["qmax_b"].toInt());
+    const bool relu = d["relu"].toBool();
+    const uint32_t *pwa = words_of(saved_tensor(ctx, "words_a")), *pwb = words_of(saved_tensor(ctx, "words_b"));
     auto dy = grads[0].contiguous();
     at::Tensor da, db;
     if (ctx->needs_input_grad(0)) da = at::empty_like(ac);
     if (ctx->needs_input_grad(1)) db = at::empty_like(bc);
-    const int64_t n = ac.numel(), chunks = n_chunks(n);
-    std::vector<double> part(static_cast<size_t>(2 * std::max<int64_t>(chunks, 1)), 0.0);
     const float *pa = ac.data_ptr<float>(), *pb = bc.data_ptr<float>(), *po = out.data_ptr<float>(),
                 *pg = dy.data_ptr<float>();
     float* pda = da.defined() ? da.data_ptr<float>() : nullptr;
     float* pdb = db.defined() ? db.data_ptr<float>() : nullptr;
-    for_chunks(n, [&](int64_t c0, int64_t c1) {
+    const auto sums = sum_chunks_n<2>(ac.numel(), [&](int64_t c0, int64_t c1, double* chunk_sums) {
       kernels::quant_add_backward_kernel(pa + c0, pb + c0, po + c0, pg + c0, pda ? pda + c0 : nullptr,
                                          pdb ? pdb + c0 : nullptr, pwa ? pwa + c0 / 16 : nullptr,
-                                         pwb ? pwb + c0 / 16 : nullptr, c1 - c0, ka, kb, relu,
-                                         &part[static_cast<size_t>(2 * (c0 / kReconGrain))]);
+                                         pwb ? pwb + c0 / 16 : nullptr, c1 - c0, ka, kb, relu, chunk_sums);
     });
-    double s_a = 0.0, s_b = 0.0;  // chunk order, as sum_chunks
-    for (int64_t c = 0; c < chunks; ++c) {
-      s_a += part[static_cast<size_t>(2 * c)];
-      s_b += part[static_cast<size_t>(2 * c + 1)];
-    }
     return {da,
             db,
-            at::full(sa.sizes(), s_a * g[0], sa.options()),
-            at::full(sb.sizes(), s_b * g[1], sb.options()),
+            at::full(sa.sizes(), sums[0] * d["g_a"].toDouble(), sa.options()),
+            at::full(sb.sizes(), sums[1] * d["g_b"].toDouble(), sb.options()),
             at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
             at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -321,8 +333,8 @@ struct RecLossFn : public torch::autograd::Function<RecLossFn> {
     const int64_t m = oc.numel() / std::max<int64_t>(1, oc.size(1));
     // The composed form's mean backward: grad / M in float, then pow's backward grad * (2 d).
     const float g = grads[0].item<float>();
-    const auto it = ctx->saved_data.find("da1");
-    if (g == 1.0f && it != ctx->saved_data.end()) return {it->second.toTensor(), at::Tensor()};
+    const at::Tensor da1 = saved_tensor(ctx, "da1");
+    if (g == 1.0f && da1.defined()) return {da1, at::Tensor()};
     const float inv = g / static_cast<float>(m);
     auto da = at::empty_like(oc);
     const float *pa = oc.data_ptr<float>(), *pb = tc.data_ptr<float>();

@@ -126,32 +126,12 @@ void drop_select_kernel(const float* __restrict a, const float* __restrict b, fl
   });
 }
 
-QBENCH_CLONES
-void act_drop_forward_kernel(const float* __restrict x, float* __restrict y, uint32_t* __restrict bits, int64_t n,
-                             bool drop, uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo,
-                             float hi) {
-  auto quant = [=](float xv) { return round_even(std::min(std::max(xv / s, lo), hi)) * s; };
-  if (drop) {
-    const int64_t full = n / 16;
-    drop_words(bits, (n + 15) / 16, first >> 4, k0, k1, thr);
-    // Both arms computed, then selected: a conditional quant(x[j]) would be a masked load.
-    auto one = [&](int64_t j, uint32_t keep) {
-      const float xv = x[j], q = quant(xv);
-      y[j] = keep ? q : xv;
-    };
-    word_blocks(bits, full, [&](int64_t j, int, uint32_t keep) { one(j, keep); });
-    for (int64_t j = full * 16; j < n; ++j) one(j, (bits[full] >> (j & 15)) & 1u);
-    return;
-  }
-  for (int64_t j = 0; j < n; ++j) y[j] = quant(x[j]);
-}
-
-// inside <=> clamp(v) == v (v is finite: the activations are). The where() of the composed form
-// hands the quantizer dy where kept and 0 elsewhere, and x the rest. One loop per (dx wanted, mask
-// drawn), so that none has a branch inside.
+// One LSQ activation quantizer: its forward value, and per element its input gradient and step
+// term (inside <=> clamp(v) == v; v is finite: the activations are).
 namespace {
 struct ActGrad {
   float s, lo, hi;
+  QBENCH_INLINE float quant(float xv) const { return round_even(std::min(std::max(xv / s, lo), hi)) * s; }
   // dx of one element, and its term of the step's sum (gq * term).
   QBENCH_INLINE float term(float xv, float dyv, uint32_t keep, float& dxv) const {
     const float v = xv / s;
@@ -163,7 +143,31 @@ struct ActGrad {
     return gq * t;
   }
 };
+}  // namespace
 
+QBENCH_CLONES
+void act_drop_forward_kernel(const float* __restrict x, float* __restrict y, uint32_t* __restrict bits, int64_t n,
+                             uint32_t first, uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo, float hi) {
+  const ActGrad q{s, lo, hi};
+  if (bits) {
+    const int64_t full = n / 16;
+    drop_words(bits, (n + 15) / 16, first >> 4, k0, k1, thr);
+    // Both arms computed, then selected: a conditional quant(x[j]) would be a masked load.
+    auto one = [&](int64_t j, uint32_t keep) {
+      const float xv = x[j], qv = q.quant(xv);
+      y[j] = keep ? qv : xv;
+    };
+    word_blocks(bits, full, [&](int64_t j, int, uint32_t keep) { one(j, keep); });
+    for (int64_t j = full * 16; j < n; ++j) one(j, (bits[full] >> (j & 15)) & 1u);
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) y[j] = q.quant(x[j]);
+}
+
+// The backward: the where() of the composed form hands the quantizer dy where kept and 0
+// elsewhere, and x the rest. One loop per (dx wanted, mask drawn), so that none has a branch
+// inside.
+namespace {
 template <bool kDx>
 QBENCH_INLINE double act_backward_plain(const float* __restrict x, const float* __restrict dy, float* __restrict dx,
                                         int64_t n, const ActGrad& a) {
@@ -224,12 +228,6 @@ double act_drop_backward_kernel(const float* __restrict x, const float* __restri
 // ---------------------------------------------------------------------------------------------
 // A residual add with both operands' activation quantizers (and ReLU after): one pass each way.
 
-namespace {
-QBENCH_INLINE float quant_one(float xv, const ActGrad& q) {
-  return round_even(std::min(std::max(xv / q.s, q.lo), q.hi)) * q.s;
-}
-}  // namespace
-
 QBENCH_CLONES
 void quant_add_forward_kernel(const float* __restrict a, const float* __restrict b, float* __restrict out,
                               uint32_t* __restrict wa, uint32_t* __restrict wb, int64_t n, uint32_t first,
@@ -239,7 +237,7 @@ void quant_add_forward_kernel(const float* __restrict a, const float* __restrict
   if (wa) drop_words(wa, nb, first >> 4, ka.k0, ka.k1, ka.thr);
   if (wb) drop_words(wb, nb, first >> 4, kb.k0, kb.k1, kb.thr);
   auto one = [&](int64_t j, uint32_t keep_a, uint32_t keep_b) {
-    const float av = a[j], bv = b[j], qav = quant_one(av, qa), qbv = quant_one(bv, qb);
+    const float av = a[j], bv = b[j], qav = qa.quant(av), qbv = qb.quant(bv);
     const float sum = (keep_a ? qav : av) + (keep_b ? qbv : bv);
     out[j] = relu ? (sum > 0.0f ? sum : 0.0f) : sum;
   };

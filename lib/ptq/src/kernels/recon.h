@@ -53,11 +53,12 @@ void drop_select_kernel(const float* a, const float* b, float* out, int64_t n, u
 // AVX-512 clone computes 16 blocks per vector: n / 4 bytes), which the backward reads instead of
 // hashing again.
 
-/// y[j] = keep ? round_half_even(clamp(x[j] / s, lo, hi)) * s : x[j]. With drop, first is a
-/// multiple of 16 and bits receives the keep words of the ceil(n / 16) blocks from first / 16 (bit
-/// l of word b: element 16 b + l; the last word whole, also past n); bits is unused otherwise.
-void act_drop_forward_kernel(const float* x, float* y, uint32_t* bits, int64_t n, bool drop, uint32_t first,
-                             uint32_t k0, uint32_t k1, uint32_t thr, float s, float lo, float hi);
+/// y[j] = keep ? round_half_even(clamp(x[j] / s, lo, hi)) * s : x[j]. bits not null (the mask):
+/// first is a multiple of 16 and bits receives the keep words of the ceil(n / 16) blocks from
+/// first / 16 (bit l of word b: element 16 b + l; the last word whole, also past n). bits null:
+/// every element quantized, the key unused.
+void act_drop_forward_kernel(const float* x, float* y, uint32_t* bits, int64_t n, uint32_t first, uint32_t k0,
+                             uint32_t k1, uint32_t thr, float s, float lo, float hi);
 
 /// dx[j] (when dx is not null) = kept: dy inside [lo, hi], 0 outside; dropped: dy; keep from the
 /// forward's words (null: every element kept). Returns the sum over kept elements of dy * (round(v)
@@ -75,10 +76,9 @@ double act_drop_backward_kernel(const float* x, const float* dy, float* dx, cons
 // act_drop_*_kernel calls, an add and a ReLU give them.
 
 /// One operand's quantizer: step s, clip range [lo, hi] (zero point removed), and its mask's key
-/// (drop false: every element quantized).
+/// (used only where the kernels get mask words).
 struct ActKey {
   float s = 1.f, lo = 0.f, hi = 0.f;
-  bool drop = false;
   uint32_t k0 = 0, k1 = 0, thr = 0;
 };
 

@@ -39,24 +39,31 @@ DsqCurve dsq_curve(const at::Tensor& lower, const at::Tensor& upper, const at::T
   return {at::clamp_min(upper - lower, kMinRange) / n, at::log(2.0 / alpha - 1.0), 1.0 / (1.0 - alpha)};
 }
 
-// The forward's constants and alpha, kept for the backward as one list of doubles (each float
-// converts exactly).
-c10::IValue c_to_ivalue(const kernels::DsqConsts& c, float alpha) {
-  return std::vector<double>{c.l, c.u, c.delta, c.last, c.kd, c.s, c.slope, alpha};
+// The forward's constants and alpha, kept for the backward under their own names (each float
+// converts to the saved double and back exactly).
+void save_consts(torch::autograd::AutogradContext* ctx, const kernels::DsqConsts& c, float alpha) {
+  auto& d = ctx->saved_data;
+  d["l"] = static_cast<double>(c.l);
+  d["u"] = static_cast<double>(c.u);
+  d["delta"] = static_cast<double>(c.delta);
+  d["last"] = static_cast<double>(c.last);
+  d["kd"] = static_cast<double>(c.kd);
+  d["s"] = static_cast<double>(c.s);
+  d["slope"] = static_cast<double>(c.slope);
+  d["alpha"] = static_cast<double>(alpha);
 }
-kernels::DsqConsts c_from_ivalue(const c10::IValue& v, float* alpha) {
-  // {l, u, delta, last, kd, s, slope, alpha}, as c_to_ivalue wrote them.
-  const std::vector<double> fields = v.toDoubleVector();
-  if (fields.size() != 8) throw Error("dsq: the saved forward constants have " + std::to_string(fields.size()) + " fields, not 8");
+kernels::DsqConsts load_consts(torch::autograd::AutogradContext* ctx, float* alpha) {
+  auto& d = ctx->saved_data;
+  auto f = [&d](const char* name) { return static_cast<float>(d.at(name).toDouble()); };
   kernels::DsqConsts c;
-  c.l = static_cast<float>(fields[0]);
-  c.u = static_cast<float>(fields[1]);
-  c.delta = static_cast<float>(fields[2]);
-  c.last = static_cast<float>(fields[3]);
-  c.kd = static_cast<float>(fields[4]);
-  c.s = static_cast<float>(fields[5]);
-  c.slope = static_cast<float>(fields[6]);
-  *alpha = static_cast<float>(fields[7]);
+  c.l = f("l");
+  c.u = f("u");
+  c.delta = f("delta");
+  c.last = f("last");
+  c.kd = f("kd");
+  c.s = f("s");
+  c.slope = f("slope");
+  *alpha = f("alpha");
   return c;
 }
 
@@ -82,7 +89,7 @@ struct DsqFn : public torch::autograd::Function<DsqFn> {
     c.s = curve.s.item<float>();
     c.slope = static_cast<float>(0.5 * static_cast<double>(c.s) * static_cast<double>(c.kd));
     // The backward uses these values (not the parameters, which an optimiser may have moved).
-    ctx->saved_data["consts"] = c_to_ivalue(c, alpha.item<float>());
+    save_consts(ctx, c, alpha.item<float>());
     ctx->saved_data["pass"] = (upper - lower).ge(kMinRange).item<bool>();  // clamp_min's backward
     ctx->save_for_backward({xc, lower, upper, alpha});  // the parameters for their shapes and options
     return fused::map(xc, [&](const float* in, float* out, int64_t cnt) { kernels::dsq_forward_kernel(in, out, cnt, c); });
@@ -95,7 +102,7 @@ struct DsqFn : public torch::autograd::Function<DsqFn> {
     const auto& upper = saved[2];
     const auto& alpha = saved[3];
     float a_f = 0.f;
-    const kernels::DsqConsts c = c_from_ivalue(ctx->saved_data["consts"], &a_f);
+    const kernels::DsqConsts c = load_consts(ctx, &a_f);
     auto [gx, sums] =
         fused::grad<kernels::DsqGradSums>(xc, grads[0], [&](const float* x, const float* dy, float* dx, int64_t cnt) {
           return kernels::dsq_backward_kernel(x, dy, dx, cnt, c);
